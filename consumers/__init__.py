@@ -1,0 +1,1 @@
+"""RabbitMQ side of the service: topology, delivery, ack/retry/dead-letter, publishing, shutdown."""

@@ -1,0 +1,124 @@
+"""`python -m devstack up|down|status|env|build`: the local stack's command line."""
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+from devstack import credentials
+from devstack.component import Component, Health
+from devstack.controlplane import ControlPlane, build_binaries
+from devstack.layout import Layout, default_layout
+from devstack.postgres import Postgres
+from devstack.processes import StackError
+from devstack.rabbitmq import RabbitMQ
+
+
+def components(layout: Layout) -> list[Component]:
+    """The parts of the stack in start order."""
+    secrets = credentials.load_or_create(layout)
+    return [Postgres(layout, secrets), RabbitMQ(layout, secrets), ControlPlane(layout)]
+
+
+def _say(message: str) -> None:
+    print(f"[devstack {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def up(layout: Layout, only: Sequence[str]) -> int:
+    """Start every (or the named) component; idempotent."""
+    known = {c.name for c in components(layout)}
+    if unknown := set(only) - known:
+        raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {sorted(known)}")
+    for component in components(layout):
+        if only and component.name not in only:
+            continue
+        started = time.monotonic()
+        _say(f"{component.name}: starting")
+        component.up()
+        _say(f"{component.name}: ready in {time.monotonic() - started:.1f} s")
+    return status(layout)
+
+
+def down(layout: Layout) -> int:
+    """Stop everything, last started first."""
+    for component in reversed(components(layout)):
+        _say(f"{component.name}: stopping")
+        component.down()
+    _say("stopped")
+    return 0
+
+
+def status(layout: Layout) -> int:
+    """Print each process's health and where to connect; exit 1 unless all are healthy."""
+    report: list[Health] = [h for c in components(layout) for h in c.health()]
+    width = max(len(h.name) for h in report)
+    for health in report:
+        mark = "healthy  " if health.healthy else "UNHEALTHY"
+        print(f"{health.name:<{width}}  {mark}  {health.detail}")
+    found = credentials.endpoints(layout, credentials.load_or_create(layout))
+    print()
+    print(f"kubeconfig    {found.kubeconfig}")
+    print(f"amqp          {_masked(found.amqp_url)}")
+    print(f"database      {_masked(found.database_url)}")
+    print(f"postgres admin {_masked(found.postgres_admin_url)}")
+    print(f"state         {layout.home}")
+    print("passwords: `python -m devstack env` prints the full URLs as shell exports")
+    return 0 if all(h.healthy for h in report) else 1
+
+
+def _masked(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    return f"{scheme}://{userinfo.split(':')[0]}:***@{host}"
+
+
+def env(layout: Layout) -> int:
+    """Print shell exports that point the service and tools at the stack."""
+    found = credentials.endpoints(layout, credentials.load_or_create(layout))
+    exports = {
+        "KUBECONFIG": found.kubeconfig,
+        "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": found.kubeconfig,
+        "INSTANCE_SERVICE_AMQP__URL": found.amqp_url,
+        "DEVSTACK_DATABASE_URL": found.database_url,
+        "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
+    }
+    for key, value in exports.items():
+        print(f"export {key}={shlex.quote(value)}")
+    print("# state on PostgreSQL instead of SQLite:")
+    print('# export INSTANCE_SERVICE_STORE__URL="$DEVSTACK_DATABASE_URL"')
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    start = commands.add_parser("up", help="start the stack (idempotent) and print its status")
+    start.add_argument(
+        "only", nargs="*", metavar="COMPONENT", help="only these: postgres, rabbitmq, kubernetes"
+    )
+    commands.add_parser("down", help="stop every process of the stack; data is kept")
+    commands.add_parser("status", help="print each component's health and the URLs to use")
+    commands.add_parser("env", help="print shell exports with the full URLs and kubeconfig")
+    commands.add_parser("build", help="build (or find cached) the control-plane binaries")
+    arguments = parser.parse_args(argv)
+    layout = default_layout()
+    try:
+        if arguments.command == "up":
+            return up(layout, arguments.only)
+        if arguments.command == "down":
+            return down(layout)
+        if arguments.command == "status":
+            return status(layout)
+        if arguments.command == "env":
+            return env(layout)
+        print(build_binaries())
+        return 0
+    except StackError as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

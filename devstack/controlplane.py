@@ -1,0 +1,280 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, and kwok faking one node so pods get scheduled, run and become Ready."""
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+from devstack import processes
+from devstack.component import Health
+from devstack.httpcheck import get
+from devstack.layout import LOOPBACK, REPO_ROOT, Layout
+from devstack.pki import ensure_pki
+
+SERVICE_CIDR = "10.96.0.0/16"
+# Pod and node IPs are data only: nothing here routes to them, and nothing connects to them.
+# EndpointSlices reject loopback addresses, so they come from a private range.
+POD_CIDR = "10.244.0.1/16"
+NODE_IP = "10.243.0.1"
+NODE_NAME = "devstack-node-0"
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+TENANT_NAMESPACE = "odoo-tenants"
+# Start order; stopped in reverse.
+PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def build_binaries() -> Path:
+    """Build (or find cached) control-plane binaries; return their directory."""
+    script = REPO_ROOT / "devstack" / "build-binaries.sh"
+    try:
+        result = subprocess.run(
+            ["bash", str(script)], stdout=subprocess.PIPE, text=True, check=True
+        )  # build progress goes to our stderr
+    except subprocess.CalledProcessError as error:
+        raise processes.StackError(
+            f"building the control plane failed (exit {error.returncode})"
+        ) from error
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+class ControlPlane:
+    """The Kubernetes part of the stack, started in dependency order."""
+
+    name = "kubernetes"
+
+    def __init__(self, layout: Layout, bin_dir: Path | None = None) -> None:
+        self.layout = layout
+        self._bin_dir = bin_dir
+        self.pki = layout.pki
+
+    @property
+    def bin_dir(self) -> Path:
+        """Where the built binaries are; builds them on first use."""
+        if self._bin_dir is None:
+            self._bin_dir = build_binaries()
+        return self._bin_dir
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _write_kubeconfig(self) -> None:
+        def b64(name: str) -> str:
+            return base64.b64encode((self.pki / name).read_bytes()).decode()
+
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "devstack",
+                    "cluster": {
+                        "server": f"https://{LOOPBACK}:{self.layout.ports.apiserver}",
+                        "certificate-authority-data": b64("ca.crt"),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "devstack-admin",
+                    "user": {
+                        "client-certificate-data": b64("admin.crt"),
+                        "client-key-data": b64("admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "devstack", "context": {"cluster": "devstack", "user": "devstack-admin"}}
+            ],
+            "current-context": "devstack",
+        }
+        path = self.layout.kubeconfig
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(kubeconfig, indent=2))  # JSON is valid kubeconfig YAML
+
+    def _commands(self) -> dict[str, list[str]]:
+        ports, pki, bin_dir = self.layout.ports, self.pki, self.bin_dir
+        kubeconfig = str(self.layout.kubeconfig)
+        etcd_url = f"http://{LOOPBACK}:{ports.etcd_client}"
+        peer_url = f"http://{LOOPBACK}:{ports.etcd_peer}"
+        component_auth = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            f"--bind-address={LOOPBACK}",
+        ]
+        return {
+            "etcd": [
+                str(bin_dir / "etcd"),
+                "--name=devstack",
+                f"--data-dir={self.layout.data / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=devstack={peer_url}",
+                "--unsafe-no-fsync=true",  # a throwaway dev cluster: speed over crash safety
+            ],
+            "kube-apiserver": [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={ports.apiserver}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # RBAC is on so least-privilege roles can be proven against the real authorizer.
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                # No kubelet or kube-proxy exists; loopback cannot be an endpoint of `kubernetes`.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+            "kube-controller-manager": [
+                str(bin_dir / "kube-controller-manager"),
+                *component_auth,
+                f"--secure-port={ports.controller_manager}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--cluster-name=devstack",
+                "--profiling=false",
+            ],
+            "kube-scheduler": [
+                str(bin_dir / "kube-scheduler"),
+                *component_auth,
+                f"--secure-port={ports.scheduler}",
+                "--profiling=false",
+            ],
+            "kwok": [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={kubeconfig}",
+                f"--config={self.layout.home / 'kwok.yaml'}",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}",
+                f"--node-ip={NODE_IP}",
+                f"--server-address={LOOPBACK}:{ports.kwok}",
+            ],
+        }
+
+    # -- health --------------------------------------------------------------------------
+
+    def _probe(self, name: str) -> tuple[bool, str]:
+        ports, pki = self.layout.ports, self.pki
+        admin = (pki / "admin.crt", pki / "admin.key")
+        if name == "etcd":
+            url = f"http://{LOOPBACK}:{ports.etcd_client}/health"
+            status, body = get(url)
+            return status == 200 and '"true"' in body, url
+        if name == "kube-apiserver":
+            url = f"https://{LOOPBACK}:{ports.apiserver}/readyz"
+            status, body = get(url, ca_file=pki / "ca.crt", client_cert=admin)
+            return status == 200, url if status == 200 else f"{url}: {status} {body[-300:]}"
+        if name in ("kube-controller-manager", "kube-scheduler"):
+            port = (
+                ports.controller_manager if name == "kube-controller-manager" else ports.scheduler
+            )
+            url = f"https://{LOOPBACK}:{port}/healthz"
+            status, body = get(url, verify=False)
+            return status == 200, url if status == 200 else f"{url}: {status} {body[-300:]}"
+        if name == "kwok":
+            return self._node_ready()
+        raise ValueError(name)
+
+    def _node_ready(self) -> tuple[bool, str]:
+        url = f"https://{LOOPBACK}:{self.layout.ports.apiserver}/api/v1/nodes/{NODE_NAME}"
+        status, body = get(
+            url,
+            ca_file=self.pki / "ca.crt",
+            client_cert=(self.pki / "admin.crt", self.pki / "admin.key"),
+        )
+        if status != 200:
+            return False, f"node {NODE_NAME}: {status}"
+        conditions = json.loads(body).get("status", {}).get("conditions", [])
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        return ready, f"node {NODE_NAME} {'Ready' if ready else 'not Ready'}"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        """Run the built kubectl with the admin kubeconfig."""
+        argv = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.layout.kubeconfig}", *args]
+        try:
+            result = subprocess.run(
+                argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise processes.StackError(f"kubectl {args[0]}: {error}") from error
+        if result.returncode != 0:
+            raise processes.StackError(f"kubectl {' '.join(args[:2])}: {result.stderr.strip()}")
+        return result.stdout
+
+    def up(self) -> None:
+        """Start each process in order, waiting for it to be healthy, then add the fake node."""
+        ensure_pki(self.pki)
+        self._write_kubeconfig()
+        (self.layout.home / "kwok.yaml").write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
+        )
+        (self.layout.data / "etcd").mkdir(parents=True, exist_ok=True)
+        commands = self._commands()
+        for name in PROCESSES:
+            if name == "kwok":
+                self._register_node()
+            if processes.pid_of(self.layout, name) is None:
+                processes.start(self.layout, name, commands[name], cwd=self.layout.home)
+            if not processes.wait_until(lambda n=name: self._probe(n)[0], 120):  # type: ignore[misc]
+                raise processes.StackError(
+                    f"{name} did not become healthy: {self._probe(name)[1]}\n"
+                    f"{processes.log_tail(self.layout, name)}"
+                )
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(_namespace(TENANT_NAMESPACE)))
+
+    def _register_node(self) -> None:
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(_fake_node()))
+
+    def down(self) -> None:
+        """Stop in reverse order of start."""
+        for name in reversed(PROCESSES):
+            processes.stop(self.layout, name)
+
+    def health(self) -> list[Health]:
+        """Probe every process."""
+        report = []
+        for name in PROCESSES:
+            running = processes.pid_of(self.layout, name) is not None
+            healthy, detail = self._probe(name) if running else (False, "not running")
+            report.append(Health(name, running and healthy, detail))
+        return report
+
+
+def _namespace(name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def _fake_node() -> dict[str, object]:
+    """A node kwok manages: no taint, so ordinary pods schedule onto it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": NODE_NAME,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+            },
+        },
+        "spec": {"podCIDR": "10.244.0.0/16"},
+        "status": {
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+        },
+    }

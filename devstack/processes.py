@@ -1,0 +1,157 @@
+"""Starts the stack's daemons detached, remembers them by pid file, and stops them for good."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from devstack.layout import Layout
+
+
+class StackError(Exception):
+    """A component could not be started, configured or stopped; the message says which and why."""
+
+
+def pid_of(layout: Layout, name: str) -> int | None:
+    """The pid of a running component, or None (a stale pid file is ignored)."""
+    path = layout.run / f"{name}.pid"
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie whose parent is gone still answers signal 0; it is not running.
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return not stat.read_text().split(") ", 1)[-1].startswith("Z")
+    except FileNotFoundError:
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a child that ended, so it leaves no zombie."""
+    # Not our child: its own parent (or init) reaps it.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def start(
+    layout: Layout,
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start `argv` in its own session, logging to logs/<name>.log; return its pid.
+
+    posix_spawn rather than Popen: a daemon outlives this call, and a Popen object dropped
+    while its child runs is a resource leak as far as Python is concerned.
+    """
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.run.mkdir(parents=True, exist_ok=True)
+    log_path = layout.logs / f"{name}.log"
+    if user is not None:
+        # setpriv execs in place (no extra parent), so the pid we keep is the daemon's own.
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
+    command = list(argv)
+    if cwd is not None:
+        command = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *command]
+    pid = os.posix_spawnp(
+        command[0],
+        command,
+        {**_base_env(), **(env or {})},
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,  # its own session and process group, so `stop` reaches its children too
+    )
+    (layout.run / f"{name}.pid").write_text(f"{pid}\n")
+    return pid
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
+    return {key: os.environ[key] for key in keep if key in os.environ}
+
+
+def stop(
+    layout: Layout, name: str, *, grace_seconds: float = 20.0, sig: int = signal.SIGTERM
+) -> bool:
+    """Signal a component's process group and wait for it to exit; return whether it ran."""
+    pid = pid_of(layout, name)
+    (layout.run / f"{name}.pid").unlink(missing_ok=True)
+    if pid is None:
+        return False
+    _signal_group(pid, sig)
+    if not wait_until(lambda: not _alive(pid), grace_seconds):
+        _signal_group(pid, signal.SIGKILL)
+        wait_until(lambda: not _alive(pid), 5.0)
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
+    """Call `condition` until it is true or `timeout` seconds pass; return its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def log_tail(layout: Layout, name: str, lines: int = 15) -> str:
+    """The last lines of a component's log, for error messages."""
+    path = layout.logs / f"{name}.log"
+    if not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in text) + f"\n    (full log: {path})"
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    what: str,
+) -> str:
+    """Run a short command to completion; raise StackError with its output if it fails."""
+    try:
+        result = subprocess.run(
+            list(argv),
+            input=stdin,
+            env={**_base_env(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise StackError(f"{what}: {error}") from error
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()
+        raise StackError(f"{what} failed (exit {result.returncode}): {output}")
+    return result.stdout

@@ -1,0 +1,95 @@
+"""The `instance-service` command: parses arguments, builds settings once and runs a subcommand."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from consumers.connection import BrokerUnavailableError, open_connection
+from consumers.idle import serve_until_signalled
+from instance_service import __version__
+from instance_service.settings import Settings
+from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
+from store.database import StoreUnavailableError, create_engine, ping
+from telemetry.logs import configure_logging
+from telemetry.redaction import redact_url
+
+log = logging.getLogger("instance_service")
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE from sysexits.h: a dependency could not be reached
+EXIT_CONFIG = 78  # EX_CONFIG: the settings are invalid
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Describe the command line."""
+    parser = argparse.ArgumentParser(
+        prog="instance-service",
+        description="Runs tenant Odoo instances on Kubernetes from commands on RabbitMQ. "
+        "Settings come from INSTANCE_SERVICE_* environment variables (see docs/configuration.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("version", help="print the version and exit")
+    consume = commands.add_parser(
+        "consume",
+        help="connect to the state store, the cluster and RabbitMQ, report readiness, and serve",
+    )
+    consume.add_argument(
+        "--check",
+        action="store_true",
+        help="exit after reporting readiness instead of serving until SIGTERM",
+    )
+    return parser
+
+
+def run_consume(settings: Settings, *, check_only: bool) -> int:
+    """Connect to every dependency, report readiness, then serve until signalled."""
+    try:
+        dialect = ping(create_engine(settings.store))
+        log.info(
+            "state store ready",
+            extra={"store": redact_url(settings.store.url.get_secret_value()), "dialect": dialect},
+        )
+        cluster = describe_cluster(api_client(settings.kubernetes), settings.kubernetes)
+        log.info(
+            "kubernetes ready",
+            extra={
+                "server": cluster.server,
+                "server_version": cluster.version,
+                "namespace": settings.kubernetes.namespace,
+                "namespace_exists": cluster.namespace_exists,
+            },
+        )
+        connection = open_connection(settings.amqp)
+    except (StoreUnavailableError, ClusterUnavailableError, BrokerUnavailableError) as error:
+        log.error("not ready: %s", error)
+        return EXIT_UNAVAILABLE
+    log.info("rabbitmq ready", extra={"amqp": redact_url(settings.amqp.url.get_secret_value())})
+    log.info("consumer ready")
+    if check_only:
+        connection.close()
+        return EXIT_OK
+    signal_name = serve_until_signalled(connection)
+    log.info("consumer stopped", extra={"signal": signal_name})
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    arguments = build_parser().parse_args(argv)
+    if arguments.command == "version":
+        print(f"instance-service {__version__}")
+        return EXIT_OK
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"instance-service: invalid settings:\n{error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log)
+    return run_consume(settings, check_only=arguments.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The one settings object, read from the environment in the entry point and passed down.
+
+Each layer owns the model of its own group; this module only composes them. Variables use the
+prefix ``INSTANCE_SERVICE_`` and ``__`` between a group and its field, e.g.
+``INSTANCE_SERVICE_AMQP__URL`` or ``INSTANCE_SERVICE_KUBERNETES__NAMESPACE``.
+"""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumers.settings import AmqpSettings
+from k8s.settings import KubernetesSettings
+from store.settings import StoreSettings
+from telemetry.settings import LogSettings
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told, with defaults that run against the local stack."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INSTANCE_SERVICE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    log: LogSettings = Field(default_factory=LogSettings)

@@ -1,0 +1,1 @@
+"""Kubernetes: pure manifest builders and the one module family that talks to the API."""

@@ -1,0 +1,1 @@
+"""The service's own durable state (instances, inbox, operations, outbox) through SQLAlchemy."""

@@ -1,0 +1,15 @@
+"""Settings of the state store, one group of the service's settings."""
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class StoreSettings(BaseModel):
+    """Where the service keeps its own state."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # An embedded SQLite file by default, so a first run needs no database server.
+    url: SecretStr = Field(
+        default=SecretStr("sqlite:///instance-service.db"),
+        description="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://user:pw@host/db",
+    )

@@ -1,0 +1,92 @@
+"""Fixtures: each test gets its own RabbitMQ vhost, PostgreSQL database and Kubernetes namespace."""
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from kubernetes import client, config
+from psycopg import sql
+
+from devstack.credentials import RABBITMQ_SERVICE_USER
+from tests import stack
+
+SERVICE_MARKERS = ("rabbitmq", "postgres", "k8s")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that stop and restart the whole stack after all others."""
+    items.sort(key=lambda item: item.get_closest_marker("devstack_lifecycle") is not None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers that are not about one service."""
+    config.addinivalue_line(
+        "markers", "devstack_lifecycle: stops and restarts the local stack; runs last"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Check every service a test is marked with before it runs."""
+    for marker in SERVICE_MARKERS:
+        if item.get_closest_marker(marker) is not None:
+            stack.require(marker)
+
+
+def _unique(prefix: str, separator: str = "-") -> str:
+    return f"{prefix}{separator}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def amqp_vhost() -> Iterator[str]:
+    """A fresh vhost the service user may use fully; deleted afterwards."""
+    stack.require("rabbitmq")
+    vhost = _unique("test")
+    stack.management_request("PUT", f"vhosts/{stack.quote(vhost)}")
+    stack.management_request(
+        "PUT",
+        f"permissions/{stack.quote(vhost)}/{stack.quote(RABBITMQ_SERVICE_USER)}",
+        {"configure": ".*", "write": ".*", "read": ".*"},
+    )
+    yield vhost
+    stack.management_request("DELETE", f"vhosts/{stack.quote(vhost)}")
+
+
+@pytest.fixture
+def amqp_url(amqp_vhost: str) -> str:
+    """AMQP URL of the service user on the test's own vhost."""
+    found = stack.stack_endpoints()
+    password = stack.service_amqp_password()
+    return found.amqp_url_for(stack.quote(amqp_vhost), RABBITMQ_SERVICE_USER, password)
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh database owned by the admin role; its psycopg URL. Dropped afterwards."""
+    found = stack.require("postgres")
+    name = _unique("test", "_")
+    with psycopg.connect(found.postgres_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield found.postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(found.postgres_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def k8s_api() -> Iterator[client.ApiClient]:
+    """An API client with the stack's admin kubeconfig."""
+    found = stack.require("k8s")
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=found.kubeconfig, client_configuration=configuration)
+    with client.ApiClient(configuration) as api:
+        yield api
+
+
+@pytest.fixture
+def namespace(k8s_api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace; deleted (not awaited) afterwards."""
+    name = _unique("test")
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")

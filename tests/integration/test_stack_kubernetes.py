@@ -1,0 +1,128 @@
+"""The local control plane is real: controllers, scheduler and kwok turn objects into Ready pods."""
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from devstack.controlplane import NODE_NAME
+from tests.integration.kube_wait import watch_until
+
+pytestmark = pytest.mark.k8s
+
+LABELS = {"app.kubernetes.io/name": "smoke"}
+SELECTOR = "app.kubernetes.io/name=smoke"
+# kwok runs no container, so the image is never pulled; it only has to be a valid reference.
+IMAGE = "odoo:18.0"
+
+
+def _deployment() -> client.V1Deployment:
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="smoke", labels=LABELS),
+        spec=client.V1DeploymentSpec(
+            replicas=1,
+            selector=client.V1LabelSelector(match_labels=LABELS),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=LABELS),
+                spec=client.V1PodSpec(
+                    containers=[
+                        client.V1Container(
+                            name="web",
+                            image=IMAGE,
+                            ports=[client.V1ContainerPort(container_port=8069, name="http")],
+                        )
+                    ]
+                ),
+            ),
+        ),
+    )
+
+
+def _service() -> client.V1Service:
+    return client.V1Service(
+        metadata=client.V1ObjectMeta(name="smoke", labels=LABELS),
+        spec=client.V1ServiceSpec(
+            selector=LABELS, ports=[client.V1ServicePort(name="http", port=8069)]
+        ),
+    )
+
+
+def _job() -> client.V1Job:
+    return client.V1Job(
+        metadata=client.V1ObjectMeta(name="smoke"),
+        spec=client.V1JobSpec(
+            backoff_limit=0,
+            template=client.V1PodTemplateSpec(
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    containers=[client.V1Container(name="init", image=IMAGE, command=["true"])],
+                )
+            ),
+        ),
+    )
+
+
+def _has_condition(conditions: list[Any] | None, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in conditions or [])
+
+
+def test_deployment_pod_becomes_ready_and_its_service_gets_an_endpoint_slice(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    core, apps = client.CoreV1Api(k8s_api), client.AppsV1Api(k8s_api)
+    discovery = client.DiscoveryV1Api(k8s_api)
+    apps.create_namespaced_deployment(namespace, _deployment())
+    core.create_namespaced_service(namespace, _service())
+
+    pod: client.V1Pod = watch_until(
+        core.list_namespaced_pod,
+        namespace,
+        lambda p: p.status is not None and _has_condition(p.status.conditions, "Ready"),
+        label_selector=SELECTOR,
+    )
+    assert pod.spec is not None
+    assert pod.status is not None
+    assert pod.spec.node_name == NODE_NAME
+    pod_ip = pod.status.pod_ip
+    assert pod_ip
+
+    def lists_the_pod_ready(endpoint_slice: client.V1EndpointSlice) -> bool:
+        return any(
+            pod_ip in endpoint.addresses
+            and endpoint.conditions is not None
+            and endpoint.conditions.ready is True
+            for endpoint in endpoint_slice.endpoints or []
+        )
+
+    endpoint_slice: client.V1EndpointSlice = watch_until(
+        discovery.list_namespaced_endpoint_slice,
+        namespace,
+        lists_the_pod_ready,
+        label_selector="kubernetes.io/service-name=smoke",
+    )
+    assert endpoint_slice.ports is not None
+    assert endpoint_slice.ports[0].port == 8069
+
+    deployment: client.V1Deployment = watch_until(
+        apps.list_namespaced_deployment,
+        namespace,
+        lambda d: d.status is not None and (d.status.available_replicas or 0) == 1,
+        field_selector="metadata.name=smoke",
+    )
+    assert deployment.status is not None
+    assert deployment.status.ready_replicas == 1
+
+
+def test_job_reaches_complete(k8s_api: client.ApiClient, namespace: str) -> None:
+    batch = client.BatchV1Api(k8s_api)
+    batch.create_namespaced_job(namespace, _job())
+
+    job: client.V1Job = watch_until(
+        batch.list_namespaced_job,
+        namespace,
+        lambda j: j.status is not None and _has_condition(j.status.conditions, "Complete"),
+        field_selector="metadata.name=smoke",
+    )
+    assert job.status is not None
+    assert job.status.succeeded == 1
+    assert not job.status.failed

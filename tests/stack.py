@@ -1,0 +1,100 @@
+"""Access to the local stack for tests: availability checks and per-test isolated resources.
+
+A test that needs a service the stack does not provide fails under CI=true (CI starts the
+stack, so an absent service is a defect) and is skipped with a one-line reason otherwise.
+"""
+
+import base64
+import functools
+import json
+import os
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from devstack import credentials
+from devstack.httpcheck import get
+from devstack.layout import default_layout
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a service cannot be used."""
+
+    reason: str
+
+
+def require(service: str) -> credentials.Endpoints:
+    """Return the stack's endpoints if `service` answers; otherwise fail (CI) or skip."""
+    problem = _problem(service)
+    if problem is not None:
+        message = f"{service} is not reachable: {problem.reason} (start it: python -m devstack up)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return stack_endpoints()
+
+
+@functools.cache
+def stack_endpoints() -> credentials.Endpoints:
+    """The URLs and credentials of the running stack."""
+    layout = default_layout()
+    return credentials.endpoints(layout, credentials.load_or_create(layout))
+
+
+@functools.cache
+def _problem(service: str) -> Unavailable | None:
+    layout = default_layout()
+    if not layout.credentials.exists():
+        return Unavailable(f"no devstack state at {layout.home}")
+    found = stack_endpoints()
+    if service == "rabbitmq":
+        status, body = get(
+            f"{found.rabbitmq_management_url}/api/health/checks/alarms",
+            basic_auth=(found.rabbitmq_admin_user, found.rabbitmq_admin_password),
+        )
+        return None if status == 200 else Unavailable(f"management API answered {status} {body}")
+    if service == "postgres":
+        try:
+            with psycopg.connect(found.postgres_admin_url, connect_timeout=3):
+                return None
+        except psycopg.Error as error:
+            return Unavailable(str(error).strip())
+    if service == "k8s":
+        pki = layout.pki
+        status, body = get(
+            f"https://127.0.0.1:{layout.ports.apiserver}/readyz",
+            ca_file=pki / "ca.crt",
+            client_cert=(pki / "admin.crt", pki / "admin.key"),
+        )
+        return None if status == 200 else Unavailable(f"apiserver /readyz answered {status} {body}")
+    raise ValueError(service)
+
+
+def management_request(method: str, path: str, body: object | None = None) -> int:
+    """Call the RabbitMQ management API as the stack's administrator; return the status."""
+    found = stack_endpoints()
+    request = urllib.request.Request(  # noqa: S310 - loopback URL from devstack
+        f"{found.rabbitmq_management_url}/api/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    token = f"{found.rabbitmq_admin_user}:{found.rabbitmq_admin_password}".encode()
+    request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return int(response.status)
+
+
+def quote(name: str) -> str:
+    """Percent-encode a vhost or object name for a management API path or AMQP URL."""
+    return urllib.parse.quote(name, safe="")
+
+
+def service_amqp_password() -> str:
+    """The service user's RabbitMQ password."""
+    layout = default_layout()
+    return credentials.load_or_create(layout).rabbitmq_service
