@@ -4,18 +4,24 @@ A placeholder main loop: the consumer proves it is connected and ready; processi
 arrives with the consumer runtime (issue 4/10). It services heartbeats so the broker keeps it.
 """
 
-import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import pika
 
-log = logging.getLogger(__name__)
 
+def serve_until_signalled(
+    connection: pika.BlockingConnection,
+    on_ready: Callable[[], None],
+    tick_seconds: float = 1.0,
+) -> str:
+    """Process connection events until a stop signal arrives; return the signal's name.
 
-def serve_until_signalled(connection: pika.BlockingConnection, tick_seconds: float = 1.0) -> str:
-    """Process connection events until a stop signal arrives; return the signal's name."""
+    `on_ready` runs once the signal handlers are in place, so a stop request that follows the
+    readiness report is always a clean shutdown.
+    """
     stop = threading.Event()
     received: list[str] = []
 
@@ -25,6 +31,7 @@ def serve_until_signalled(connection: pika.BlockingConnection, tick_seconds: flo
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        on_ready()
         while not stop.is_set():
             connection.process_data_events(time_limit=tick_seconds)
     finally:

@@ -58,12 +58,12 @@ def status(layout: Layout) -> int:
         print(f"{health.name:<{width}}  {mark}  {health.detail}")
     found = credentials.endpoints(layout, credentials.load_or_create(layout))
     print()
-    print(f"kubeconfig    {found.kubeconfig}")
-    print(f"amqp          {_masked(found.amqp_url)}")
-    print(f"database      {_masked(found.database_url)}")
-    print(f"postgres admin {_masked(found.postgres_admin_url)}")
-    print(f"state         {layout.home}")
-    print("passwords: `python -m devstack env` prints the full URLs as shell exports")
+    print(f"kubeconfig:      {found.kubeconfig}")
+    print(f"amqp url:        {_masked(found.amqp_url)}")
+    print(f"database url:    {_masked(found.database_url)}")
+    print(f"tenant admin db: {_masked(found.postgres_admin_url)}")
+    print(f"state and logs:  {layout.home}")
+    print("(passwords masked: `python -m devstack env` prints the full URLs as shell exports)")
     return 0 if all(h.healthy for h in report) else 1
 
 

@@ -162,6 +162,16 @@ class ControlPlane:
             ],
         }
 
+    def _ports(self, name: str) -> tuple[int, ...]:
+        ports = self.layout.ports
+        return {
+            "etcd": (ports.etcd_client, ports.etcd_peer),
+            "kube-apiserver": (ports.apiserver,),
+            "kube-controller-manager": (ports.controller_manager,),
+            "kube-scheduler": (ports.scheduler,),
+            "kwok": (ports.kwok,),
+        }[name]
+
     # -- health --------------------------------------------------------------------------
 
     def _probe(self, name: str) -> tuple[bool, str]:
@@ -227,6 +237,8 @@ class ControlPlane:
             if name == "kwok":
                 self._register_node()
             if processes.pid_of(self.layout, name) is None:
+                for port in self._ports(name):
+                    processes.ensure_port_free(port, name)
                 processes.start(self.layout, name, commands[name], cwd=self.layout.home)
             if not processes.wait_until(lambda n=name: self._probe(n)[0], 120):  # type: ignore[misc]
                 raise processes.StackError(

@@ -136,6 +136,7 @@ class Postgres:
         """Create the cluster on first use, start it, and wait until it accepts connections."""
         self._prepare()
         if processes.pid_of(self.layout, NAME) is None:
+            processes.ensure_port_free(self.layout.ports.postgres, "PostgreSQL")
             processes.start(
                 self.layout,
                 NAME,

@@ -3,12 +3,13 @@
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from devstack.layout import Layout
+from devstack.layout import LOOPBACK, Layout
 
 
 class StackError(Exception):
@@ -155,3 +156,16 @@ def run(
         output = (result.stderr or result.stdout).strip()
         raise StackError(f"{what} failed (exit {result.returncode}): {output}")
     return result.stdout
+
+
+def ensure_port_free(port: int, what: str) -> None:
+    """Fail clearly when another program already holds a port a component is about to bind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as error:
+            raise StackError(
+                f"{what} needs {LOOPBACK}:{port}, but another program holds it ({error.strerror}); "
+                "stop that program (a system service started by the package?) and run up again"
+            ) from error

@@ -77,6 +77,9 @@ class RabbitMQ:
             )
         pid_file = self.base / "rabbitmq.pid"
         if processes.pid_of(self.layout, NAME) is None:
+            ports = self.layout.ports
+            for port in (ports.amqp, ports.rabbitmq_management, ports.rabbitmq_distribution):
+                processes.ensure_port_free(port, "RabbitMQ")
             self._write_config()
             pid_file.unlink(missing_ok=True)
             processes.start(

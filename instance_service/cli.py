@@ -67,11 +67,11 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         log.error("not ready: %s", error)
         return EXIT_UNAVAILABLE
     log.info("rabbitmq ready", extra={"amqp": redact_url(settings.amqp.url.get_secret_value())})
-    log.info("consumer ready")
     if check_only:
+        log.info("consumer ready")
         connection.close()
         return EXIT_OK
-    signal_name = serve_until_signalled(connection)
+    signal_name = serve_until_signalled(connection, on_ready=lambda: log.info("consumer ready"))
     log.info("consumer stopped", extra={"signal": signal_name})
     return EXIT_OK
 

@@ -38,5 +38,8 @@ def configure_logging(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    # pika logs every connection attempt at INFO; its errors still come through.
-    logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
+    # pika logs each step of a failed connection as an ERROR of its own; the service reports
+    # the failure once, with the cause. pika's records remain available at DEBUG.
+    logging.getLogger("pika").setLevel(
+        logging.DEBUG if settings.level == "DEBUG" else logging.CRITICAL
+    )

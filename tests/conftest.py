@@ -1,5 +1,6 @@
 """Fixtures: each test gets its own RabbitMQ vhost, PostgreSQL database and Kubernetes namespace."""
 
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -31,6 +32,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker in SERVICE_MARKERS:
         if item.get_closest_marker(marker) is not None:
             stack.require(marker)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger; give the next test the logging it had before."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _unique(prefix: str, separator: str = "-") -> str:

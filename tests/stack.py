@@ -11,6 +11,7 @@ import os
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
@@ -87,6 +88,18 @@ def management_request(method: str, path: str, body: object | None = None) -> in
     request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return int(response.status)
+
+
+def management_get(path: str) -> Any:
+    """GET a management API resource as the stack's administrator; return the decoded JSON."""
+    found = stack_endpoints()
+    status, body = get(
+        f"{found.rabbitmq_management_url}/api/{path}",
+        basic_auth=(found.rabbitmq_admin_user, found.rabbitmq_admin_password),
+    )
+    if status != 200:
+        raise RuntimeError(f"management API GET {path}: {status} {body}")
+    return json.loads(body)
 
 
 def quote(name: str) -> str:

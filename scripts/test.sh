@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up a machine, starts the local stack, and runs every check CI runs:
+# ruff, ruff format, mypy --strict, import contracts, then pytest (arguments go to pytest).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/bootstrap.sh
+uv() { python3 -m uv "$@"; }
+
+uv run --frozen python -m devstack up
+
+echo "== ruff check" && uv run --frozen ruff check .
+echo "== ruff format --check" && uv run --frozen ruff format --check .
+echo "== mypy --strict" && uv run --frozen mypy
+echo "== import contracts" && uv run --frozen lint-imports
+
+echo "== pytest"
+status=0
+uv run --frozen pytest "$@" || status=$?
+if [[ $status -eq 5 ]]; then
+  echo "pytest collected no tests: that is a failure here, not a pass" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,109 @@
+"""`instance-service consume` connects to the real stack, reports readiness and stops on SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devstack.credentials import RABBITMQ_SERVICE_USER
+from tests import stack
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.k8s]
+
+
+def _env(tmp_path: Path, amqp_url: str) -> dict[str, str]:
+    found = stack.stack_endpoints()
+    return {
+        **os.environ,
+        "INSTANCE_SERVICE_AMQP__URL": amqp_url,
+        "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": found.kubeconfig,
+        "INSTANCE_SERVICE_STORE__URL": f"sqlite:///{tmp_path / 'state.db'}",
+    }
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "instance_service", *args]
+
+
+def _messages(stderr: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def test_check_reports_every_dependency_ready_without_printing_the_password(
+    tmp_path: Path, amqp_url: str
+) -> None:
+    result = subprocess.run(
+        _command("consume", "--check"),
+        env=_env(tmp_path, amqp_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    entries = _messages(result.stderr)
+    by_message = {entry["message"]: entry for entry in entries}
+    assert by_message["state store ready"]["dialect"] == "sqlite"
+    assert by_message["kubernetes ready"]["server_version"] == "v1.37.2"
+    assert by_message["kubernetes ready"]["namespace_exists"] is True
+    assert "consumer ready" in by_message
+    assert (tmp_path / "state.db").exists()
+    password = stack.service_amqp_password()
+    assert password not in result.stderr
+    assert password not in result.stdout
+
+
+def test_serves_with_a_live_broker_connection_until_sigterm(tmp_path: Path, amqp_url: str) -> None:
+    vhost = amqp_url.rsplit("/", 1)[1]
+    with subprocess.Popen(
+        _command("consume"), env=_env(tmp_path, amqp_url), stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if '"consumer ready"' in line:
+                    break
+            else:
+                pytest.fail(f"consumer exited early with {process.wait()}")
+            # The management API publishes connection statistics every few seconds.
+            users: list[str] = []
+            deadline = time.monotonic() + 20
+            while not users and time.monotonic() < deadline:
+                time.sleep(0.5)
+                users = [c["user"] for c in stack.management_get(f"vhosts/{vhost}/connections")]
+            assert users == [RABBITMQ_SERVICE_USER]
+            process.send_signal(signal.SIGTERM)
+            rest = process.stderr.read()
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:  # a failed assertion must not leave it running
+                process.kill()
+    stopped = [e for e in _messages(rest) if e["message"] == "consumer stopped"]
+    assert len(stopped) == 1
+    assert stopped[0]["signal"] == "SIGTERM"
+
+
+def test_wrong_broker_password_is_a_clear_error_that_hides_the_password(
+    tmp_path: Path, amqp_vhost: str
+) -> None:
+    found = stack.stack_endpoints()
+    wrong = "definitely-not-the-password"
+    url = found.amqp_url_for(stack.quote(amqp_vhost), RABBITMQ_SERVICE_USER, wrong)
+    result = subprocess.run(
+        _command("consume", "--check"),
+        env=_env(tmp_path, url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 69
+    errors = [e for e in _messages(result.stderr) if e["level"] == "ERROR"]
+    assert len(errors) == 1
+    assert "refused the credentials" in str(errors[0]["message"])
+    assert wrong not in result.stderr
