@@ -13,6 +13,7 @@ from devstack.layout import Layout, default_layout
 from devstack.postgres import Postgres
 from devstack.processes import StackError
 from devstack.rabbitmq import RabbitMQ
+from telemetry.redaction import redact_url
 
 
 def components(layout: Layout) -> list[Component]:
@@ -59,18 +60,12 @@ def status(layout: Layout) -> int:
     found = credentials.endpoints(layout, credentials.load_or_create(layout))
     print()
     print(f"kubeconfig:      {found.kubeconfig}")
-    print(f"amqp url:        {_masked(found.amqp_url)}")
-    print(f"database url:    {_masked(found.database_url)}")
-    print(f"tenant admin db: {_masked(found.postgres_admin_url)}")
+    print(f"amqp url:        {redact_url(found.amqp_url)}")
+    print(f"database url:    {redact_url(found.database_url)}")
+    print(f"tenant admin db: {redact_url(found.postgres_admin_url)}")
     print(f"state and logs:  {layout.home}")
     print("(passwords masked: `python -m devstack env` prints the full URLs as shell exports)")
     return 0 if all(h.healthy for h in report) else 1
-
-
-def _masked(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    userinfo, _, host = rest.rpartition("@")
-    return f"{scheme}://{userinfo.split(':')[0]}:***@{host}"
 
 
 def env(layout: Layout) -> int:
