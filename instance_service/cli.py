@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.idle import serve_until_signalled
 from instance_service import __version__
+from instance_service.contract_commands import run_schema, run_validate
 from instance_service.settings import Settings
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from store.database import StoreUnavailableError, create_engine, ping
@@ -41,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit after reporting readiness instead of serving until SIGTERM",
     )
+    schema = commands.add_parser(
+        "schema", help="print the AsyncAPI document, or one message type's JSON Schema"
+    )
+    schema.add_argument(
+        "message_type", nargs="?", metavar="TYPE", help="e.g. odoo.instance.provision.v1"
+    )
+    validate = commands.add_parser(
+        "validate",
+        help="check a command document: exit 0 and print its summary, "
+        "or exit 1 and print the rejection as JSON {code, message, details}",
+    )
+    validate.add_argument("file", metavar="FILE", help="path of the JSON document, or - for stdin")
     return parser
 
 
@@ -87,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"instance-service: invalid settings:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
+    if arguments.command == "schema":
+        return run_schema(settings.contract, arguments.message_type, sys.stdout)
+    if arguments.command == "validate":
+        return run_validate(settings.contract, arguments.file, sys.stdin.buffer, sys.stdout)
     configure_logging(settings.log)
     return run_consume(settings, check_only=arguments.check)
 

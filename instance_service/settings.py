@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.settings import AmqpSettings
 from k8s.settings import KubernetesSettings
+from messages.settings import ContractSettings
 from store.settings import StoreSettings
 from telemetry.settings import LogSettings
 
@@ -28,3 +29,4 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    contract: ContractSettings = Field(default_factory=ContractSettings)

@@ -1,0 +1,41 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) shared by every command and event."""
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from messages.fields import PrintableId, Rfc3339Time, TraceParent, TraceState, UriReference
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+MAX_BODY_BYTES = 256 * 1024
+"""The contract's limit on a message body."""
+
+
+class Frozen(BaseModel):
+    """Immutable, and nothing beyond the declared fields.
+
+    Incoming documents are validated with `strict=True` (no "5" for 5, no "true" for true) by
+    parsing; models built in code keep pydantic's usual conversions (lists for tuples).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Envelope(Frozen):
+    """Attributes every message carries; `type` and `data` are declared by each message."""
+
+    specversion: Literal["1.0"] = Field(description='exactly "1.0"')
+    type: str = Field(description="the message type; each model narrows it to its own")
+    id: PrintableId = Field(description="unique per logical command; the idempotency key")
+    source: UriReference = Field(description="URI-reference of the producer, e.g. /billing-service")
+    time: Rfc3339Time = Field(description="RFC 3339 timestamp")
+    datacontenttype: Literal["application/json"] | None = None
+    correlationid: PrintableId | None = None
+    traceparent: TraceParent | None = None
+    tracestate: TraceState | None = None
+
+
+def type_name(model: type[Envelope]) -> str:
+    """The CloudEvents `type` a message model is declared with."""
+    (name,) = get_args(model.model_fields["type"].annotation)
+    return str(name)

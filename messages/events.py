@@ -1,0 +1,360 @@
+"""Events of the contract (exchange `instance.events`), one model per type, and their making."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal, Self
+
+from pydantic import ConfigDict, Field
+
+from messages.commands import InstanceCommand, Plan, ReconcileCommand
+from messages.envelope import Envelope, Frozen, type_name
+from messages.errors import MessageRejected
+from messages.fields import InstanceId, PrintableId, Uuid
+
+SOURCE: Final = "/instance-service"
+
+
+class InstanceEventData(Frozen):
+    """Data of events that name only their instance."""
+
+    instance_id: InstanceId
+
+
+class SecretReference(Frozen):
+    """Where credentials live: never the credentials themselves."""
+
+    namespace: str
+    name: str
+
+
+class ProvisionedData(InstanceEventData):
+    """A new instance serves."""
+
+    url: str = Field(description="public https URL")
+    internal_url: str = Field(description="http://<service>.<namespace>.svc.cluster.local:8069")
+    odoo_version: str
+    credentials_secret: SecretReference
+
+
+class ResizedData(InstanceEventData):
+    """The instance runs with a new plan."""
+
+    plan: Plan
+
+
+class UpgradedData(InstanceEventData):
+    """The instance runs a newer Odoo."""
+
+    from_version: str
+    to_version: str
+
+
+class BackedUpData(InstanceEventData):
+    """A backup was written and checked."""
+
+    backup_id: Uuid
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RestoredData(InstanceEventData):
+    """A backup was restored."""
+
+    backup_id: Uuid
+
+
+class ErrorInfo(Frozen):
+    """What went wrong."""
+
+    code: str
+    message: str
+
+
+class RejectionDetail(Frozen):
+    """One field and the rule it broke."""
+
+    field: str
+    message: str
+
+
+class RejectionInfo(ErrorInfo):
+    """Why a command was rejected, field by field."""
+
+    details: tuple[RejectionDetail, ...] = ()
+
+
+class CommandFailedData(InstanceEventData):
+    """A valid command could not be carried out."""
+
+    command_id: str
+    command_type: str
+    error: ErrorInfo
+    rolled_back: bool
+
+
+class CommandRejectedData(Frozen):
+    """A command was refused; id and type are present when they could be read."""
+
+    command_id: str | None = None
+    command_type: str | None = None
+    error: RejectionInfo
+
+
+class StatusChangedData(InstanceEventData):
+    """The observed status of an instance changed."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+    reason: str
+
+
+class FleetReconciledData(Frozen):
+    """Counts of a reconciliation run."""
+
+    checked: int = Field(ge=0)
+    repaired: int = Field(ge=0)
+    orphans: int = Field(ge=0)
+
+
+class Event(Envelope):
+    """An event: a new UUID id, our source, the cause and correlation of its command."""
+
+    id: Uuid
+    source: Literal["/instance-service"] = SOURCE
+    subject: InstanceId | None = None
+    causationid: PrintableId = Field(description="id of the command that caused the event")
+    correlationid: PrintableId
+
+    @classmethod
+    def caused_by(
+        cls,
+        command: InstanceCommand | ReconcileCommand,
+        data: Frozen,
+        *,
+        subject: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+    ) -> Self:
+        """The event `command` caused, with ids and correlation as the contract requires.
+
+        `subject` defaults to the command's; a fleet command's events about one instance name it.
+        """
+        if subject is None and isinstance(command, InstanceCommand):
+            subject = command.subject
+        return cls.model_validate(
+            {
+                "specversion": "1.0",
+                "id": event_id or str(uuid.uuid4()),
+                "type": type_name(cls),
+                "subject": subject,
+                "time": time or datetime.now(UTC),
+                "datacontenttype": "application/json",
+                "causationid": command.id,
+                "correlationid": command.correlationid or command.id,
+                "traceparent": traceparent,
+                "tracestate": tracestate,
+                "data": data,
+            }
+        )
+
+
+class ProvisionedEvent(Event):
+    """`odoo.instance.provisioned.v1`"""
+
+    type: Literal["odoo.instance.provisioned.v1"]
+    data: ProvisionedData
+
+
+class StartedEvent(Event):
+    """`odoo.instance.started.v1`"""
+
+    type: Literal["odoo.instance.started.v1"]
+    data: InstanceEventData
+
+
+class StoppedEvent(Event):
+    """`odoo.instance.stopped.v1`"""
+
+    type: Literal["odoo.instance.stopped.v1"]
+    data: InstanceEventData
+
+
+class RestartedEvent(Event):
+    """`odoo.instance.restarted.v1`"""
+
+    type: Literal["odoo.instance.restarted.v1"]
+    data: InstanceEventData
+
+
+class SuspendedEvent(Event):
+    """`odoo.instance.suspended.v1`"""
+
+    type: Literal["odoo.instance.suspended.v1"]
+    data: InstanceEventData
+
+
+class UnsuspendedEvent(Event):
+    """`odoo.instance.unsuspended.v1`"""
+
+    type: Literal["odoo.instance.unsuspended.v1"]
+    data: InstanceEventData
+
+
+class TerminatedEvent(Event):
+    """`odoo.instance.terminated.v1`"""
+
+    type: Literal["odoo.instance.terminated.v1"]
+    data: InstanceEventData
+
+
+class ReactivatedEvent(Event):
+    """`odoo.instance.reactivated.v1`"""
+
+    type: Literal["odoo.instance.reactivated.v1"]
+    data: InstanceEventData
+
+
+class DeletedEvent(Event):
+    """`odoo.instance.deleted.v1`"""
+
+    type: Literal["odoo.instance.deleted.v1"]
+    data: InstanceEventData
+
+
+class ResizedEvent(Event):
+    """`odoo.instance.resized.v1`"""
+
+    type: Literal["odoo.instance.resized.v1"]
+    data: ResizedData
+
+
+class UpgradedEvent(Event):
+    """`odoo.instance.upgraded.v1`"""
+
+    type: Literal["odoo.instance.upgraded.v1"]
+    data: UpgradedData
+
+
+class BackedUpEvent(Event):
+    """`odoo.instance.backed_up.v1`"""
+
+    type: Literal["odoo.instance.backed_up.v1"]
+    data: BackedUpData
+
+
+class RestoredEvent(Event):
+    """`odoo.instance.restored.v1`"""
+
+    type: Literal["odoo.instance.restored.v1"]
+    data: RestoredData
+
+
+class CommandFailedEvent(Event):
+    """`odoo.instance.command.failed.v1`"""
+
+    type: Literal["odoo.instance.command.failed.v1"]
+    data: CommandFailedData
+
+
+class CommandRejectedEvent(Event):
+    """`odoo.instance.command.rejected.v1`: the cause may be unreadable, so ids are optional."""
+
+    type: Literal["odoo.instance.command.rejected.v1"]
+    data: CommandRejectedData
+    causationid: PrintableId | None = None  # type: ignore[assignment]
+    correlationid: PrintableId | None = None  # type: ignore[assignment]
+
+    @classmethod
+    def for_rejection(
+        cls,
+        rejection: MessageRejected,
+        *,
+        subject: str | None = None,
+        correlationid: str | None = None,
+        traceparent: str | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+    ) -> Self:
+        """The answer to a rejected message, whatever of it could be read."""
+        return cls.model_validate(
+            {
+                "specversion": "1.0",
+                "id": event_id or str(uuid.uuid4()),
+                "type": type_name(cls),
+                "subject": subject,
+                "time": time or datetime.now(UTC),
+                "datacontenttype": "application/json",
+                "causationid": rejection.command_id,
+                "correlationid": correlationid or rejection.command_id,
+                "traceparent": traceparent,
+                "data": {
+                    "command_id": rejection.command_id,
+                    "command_type": rejection.command_type,
+                    "error": rejection.as_error(),
+                },
+            }
+        )
+
+
+class StatusChangedEvent(Event):
+    """`odoo.instance.status.changed.v1`"""
+
+    type: Literal["odoo.instance.status.changed.v1"]
+    data: StatusChangedData
+
+
+class FleetReconciledEvent(Event):
+    """`odoo.fleet.reconciled.v1`"""
+
+    type: Literal["odoo.fleet.reconciled.v1"]
+    data: FleetReconciledData
+
+
+AnyEvent = Annotated[
+    ProvisionedEvent
+    | StartedEvent
+    | StoppedEvent
+    | RestartedEvent
+    | SuspendedEvent
+    | UnsuspendedEvent
+    | TerminatedEvent
+    | ReactivatedEvent
+    | DeletedEvent
+    | ResizedEvent
+    | UpgradedEvent
+    | BackedUpEvent
+    | RestoredEvent
+    | CommandFailedEvent
+    | CommandRejectedEvent
+    | StatusChangedEvent
+    | FleetReconciledEvent,
+    Field(discriminator="type"),
+]
+"""Any event, told apart by its `type`."""
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    type_name(model): model
+    for model in (
+        ProvisionedEvent,
+        StartedEvent,
+        StoppedEvent,
+        RestartedEvent,
+        SuspendedEvent,
+        UnsuspendedEvent,
+        TerminatedEvent,
+        ReactivatedEvent,
+        DeletedEvent,
+        ResizedEvent,
+        UpgradedEvent,
+        BackedUpEvent,
+        RestoredEvent,
+        CommandFailedEvent,
+        CommandRejectedEvent,
+        StatusChangedEvent,
+        FleetReconciledEvent,
+    )
+}
+"""Event type -> model."""

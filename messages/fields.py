@@ -1,0 +1,109 @@
+"""Field types of the contract: the fixed rules as constraints, the configurable ones as validators.
+
+Validators that depend on settings read a `ContractSettings` from the validation context
+(`context={"contract": settings}`), and fall back to the contract's defaults without one.
+"""
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, ValidationInfo
+
+from messages.settings import Bounds, ContractSettings
+
+_DEFAULT_SETTINGS = ContractSettings()
+
+
+def contract_settings(info: ValidationInfo) -> ContractSettings:
+    """The settings passed in the validation context, or the contract's defaults."""
+    context = info.context
+    if isinstance(context, dict):
+        settings = context.get("contract")
+        if isinstance(settings, ContractSettings):
+            return settings
+    return _DEFAULT_SETTINGS
+
+
+# RFC 3339 date-time: full date, full time, fraction optional, offset required.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("must carry a UTC offset")
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z")
+    # Python parses at most microseconds; a longer fraction is truncated, not rejected.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value)
+    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+
+
+Rfc3339Time = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+PrintableId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")
+]
+"""1-128 printable ASCII characters (command ids, correlation ids)."""
+
+InstanceId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    Field(description="UUID, lower-case, hyphenated"),
+]
+Uuid = InstanceId
+"""Any UUID in the contract's canonical form (backup ids, event ids)."""
+
+UriReference = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[\x21-\x7e]+$")
+]
+TraceParent = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
+    Field(description="W3C trace context traceparent"),
+]
+TraceState = Annotated[
+    str, StringConstraints(min_length=1, max_length=512, pattern=r"^[\x20-\x7e]+$")
+]
+
+CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ModuleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+Language = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z0-9]{2,3})?(@[a-z]+)?$"),
+    Field(description="Odoo language code, e.g. en_US, fr_BE, sr@latin"),
+]
+Label = Annotated[str, StringConstraints(max_length=128)]
+
+
+def _not_reserved(value: str, info: ValidationInfo) -> str:
+    if value in contract_settings(info).reserved_subdomains:
+        raise ValueError(f"'{value}' is reserved")
+    return value
+
+
+Subdomain = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+    AfterValidator(_not_reserved),
+    Field(description="RFC 1123 label, lower-case, 3-63 characters, not reserved"),
+]
+
+
+def _allowed_version(value: str, info: ValidationInfo) -> str:
+    allowed = contract_settings(info).odoo_versions
+    if value not in allowed:
+        raise ValueError(f"'{value}' is not an offered Odoo version ({', '.join(allowed)})")
+    return value
+
+
+OdooVersion = Annotated[str, AfterValidator(_allowed_version)]
+
+
+def within(bounds: Bounds, value: int, unit: str) -> int:
+    """Check `value` against inclusive bounds, saying the range when it is outside."""
+    if not bounds.minimum <= value <= bounds.maximum:
+        raise ValueError(f"must be between {bounds.minimum} and {bounds.maximum} {unit}")
+    return value

@@ -1,0 +1,186 @@
+"""JSON Schema of every message and the AsyncAPI 3.0 document, generated from the models.
+
+Rules that come from settings (Odoo versions, reserved subdomains, plan bounds) are validators
+in the models; they are written into the schemas here, so the published documents state them.
+"""
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from messages.commands import COMMAND_MODELS
+from messages.envelope import CLOUDEVENTS_CONTENT_TYPE
+from messages.errors import RejectionCode
+from messages.events import EVENT_MODELS
+from messages.examples import command_example, event_example
+from messages.serialization import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
+from messages.settings import ContractSettings
+
+ASYNCAPI_REF = "#/components/schemas/{model}"
+
+
+def _apply_settings(node: Any, settings: ContractSettings) -> None:
+    """Write the configurable rules into every schema object that has the fields they govern."""
+    if isinstance(node, list):
+        for item in node:
+            _apply_settings(item, settings)
+        return
+    if not isinstance(node, dict):
+        return
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        for name, bounds in (
+            ("cpu_millicores", settings.cpu_millicores),
+            ("memory_mib", settings.memory_mib),
+            ("storage_gib", settings.storage_gib),
+        ):
+            if name in properties:
+                properties[name].update(minimum=bounds.minimum, maximum=bounds.maximum)
+        if "subdomain" in properties:
+            properties["subdomain"]["not"] = {"enum": sorted(settings.reserved_subdomains)}
+    for value in node.values():
+        _apply_settings(value, settings)
+
+
+def _command_version_rule(schema: dict[str, Any], settings: ContractSettings) -> None:
+    # Events report versions as they are (an upgrade's from_version may have left the list).
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict) and "odoo_version" in properties:
+                properties["odoo_version"]["enum"] = list(settings.odoo_versions)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(schema)
+
+
+def _schema(model: type[BaseModel], settings: ContractSettings, *, command: bool, ref: str) -> Any:
+    mode: Literal["validation", "serialization"] = "validation" if command else "serialization"
+    schema = model.model_json_schema(by_alias=True, mode=mode, ref_template=ref)
+    _apply_settings(schema, settings)
+    if command:
+        _command_version_rule(schema, settings)
+    return schema
+
+
+def message_schema(message_type: str, settings: ContractSettings | None = None) -> dict[str, Any]:
+    """The standalone JSON Schema (draft 2020-12) of one command or event type."""
+    settings = settings or ContractSettings()
+    if message_type in COMMAND_MODELS:
+        model: type[BaseModel] = COMMAND_MODELS[message_type]
+        command = True
+    elif message_type in EVENT_MODELS:
+        model, command = EVENT_MODELS[message_type], False
+    else:
+        known = ", ".join(sorted([*COMMAND_MODELS, *EVENT_MODELS]))
+        raise KeyError(f"unknown message type {message_type!r}; known: {known}")
+    schema: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    schema.update(_schema(model, settings, command=command, ref="#/$defs/{model}"))
+    return schema
+
+
+def message_types() -> list[str]:
+    """Every command and event type, commands first."""
+    return [*COMMAND_MODELS, *EVENT_MODELS]
+
+
+def _amqp_channel_binding(exchange: str) -> dict[str, Any]:
+    return {
+        "amqp": {
+            "is": "routingKey",
+            "exchange": {"name": exchange, "type": "topic", "durable": True, "autoDelete": False},
+            "bindingVersion": "0.3.0",
+        }
+    }
+
+
+def asyncapi_document(version: str, settings: ContractSettings | None = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0 description of both exchanges, every message, and an example of each."""
+    settings = settings or ContractSettings()
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    channel_messages: dict[str, dict[str, Any]] = {"commands": {}, "events": {}}
+
+    def add(message_type: str, model: type[BaseModel], command: bool, example: Any) -> None:
+        schema = _schema(model, settings, command=command, ref=ASYNCAPI_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        messages[model.__name__] = {
+            "name": message_type,
+            "title": message_type,
+            "summary": (model.__doc__ or "").strip().splitlines()[0],
+            "contentType": CLOUDEVENTS_CONTENT_TYPE,
+            "payload": {"$ref": ASYNCAPI_REF.format(model=model.__name__)},
+            "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}},
+            "examples": [{"name": model.__name__, "payload": example}],
+        }
+        side = "commands" if command else "events"
+        channel_messages[side][model.__name__] = {"$ref": f"#/components/messages/{model.__name__}"}
+
+    for message_type, command_model in COMMAND_MODELS.items():
+        add(message_type, command_model, True, command_example(message_type))
+    for message_type, event_model in EVENT_MODELS.items():
+        example = json.loads(
+            event_example(message_type).model_dump_json(by_alias=True, exclude_none=True)
+        )
+        add(message_type, event_model, False, example)
+
+    codes = ", ".join(f"`{code}`" for code in RejectionCode)
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "instance-service",
+            "version": version,
+            "description": (
+                "Commands that run tenant Odoo instances on Kubernetes, and the events that "
+                "report their outcome. Every message is a CloudEvents 1.0 structured-mode JSON "
+                "document (at most 256 KiB) whose `type` is also the AMQP routing key; AMQP "
+                "properties: content_type application/cloudevents+json, delivery_mode 2, "
+                "message_id = the CloudEvent id; traceparent/tracestate travel as headers and "
+                "as CloudEvents attributes. Each command id receives exactly one terminal event: "
+                "its success event, `odoo.instance.command.failed.v1` or "
+                f"`odoo.instance.command.rejected.v1` (codes: {codes})."
+            ),
+        },
+        "defaultContentType": CLOUDEVENTS_CONTENT_TYPE,
+        "channels": {
+            "instanceCommands": {
+                "address": COMMANDS_EXCHANGE,
+                "description": "Topic exchange of instance commands; routing key = command type.",
+                "messages": channel_messages["commands"],
+                "bindings": _amqp_channel_binding(COMMANDS_EXCHANGE),
+            },
+            "instanceEvents": {
+                "address": EVENTS_EXCHANGE,
+                "description": "Topic exchange of result events; routing key = event type.",
+                "messages": channel_messages["events"],
+                "bindings": _amqp_channel_binding(EVENTS_EXCHANGE),
+            },
+        },
+        "operations": {
+            "receiveCommands": {
+                "action": "receive",
+                "title": "instance-service consumes commands",
+                "channel": {"$ref": "#/channels/instanceCommands"},
+                "messages": [
+                    {"$ref": f"#/channels/instanceCommands/messages/{name}"}
+                    for name in channel_messages["commands"]
+                ],
+            },
+            "sendEvents": {
+                "action": "send",
+                "title": "instance-service publishes result events",
+                "channel": {"$ref": "#/channels/instanceEvents"},
+                "messages": [
+                    {"$ref": f"#/channels/instanceEvents/messages/{name}"}
+                    for name in channel_messages["events"]
+                ],
+            },
+        },
+        "components": {"messages": messages, "schemas": schemas},
+    }

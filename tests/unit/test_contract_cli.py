@@ -1,0 +1,96 @@
+"""`instance-service validate` and `schema` as a user runs them."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from instance_service.cli import main
+from messages.examples import command_example
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "instance_service", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_validate_a_valid_file_prints_its_summary(tmp_path: Path) -> None:
+    path = tmp_path / "provision.json"
+    path.write_text(json.dumps(command_example("odoo.instance.provision.v1")))
+    result = _run("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["type"] == "odoo.instance.provision.v1"
+    assert summary["id"] == "provision-7f3a9c21"
+    assert summary["data"]["subdomain"] == "acme"
+
+
+def test_validate_an_invalid_document_prints_the_rejection() -> None:
+    document = command_example("odoo.instance.provision.v1")
+    document["data"]["subdomain"] = "www"
+    result = _run("validate", "-", stdin=json.dumps(document).encode())
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {
+        "code": "invalid_data",
+        "message": "1 field(s) of odoo.instance.provision.v1 break the contract",
+        "details": [{"field": "data.subdomain", "message": "'www' is reserved"}],
+    }
+
+
+def test_validate_garbage_from_stdin_is_malformed() -> None:
+    result = _run("validate", "-", stdin=b"\x00\x01not json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["code"] == "malformed"
+
+
+def test_validate_a_missing_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(tmp_path / "absent.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_validate_uses_the_configured_allow_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INSTANCE_SERVICE_CONTRACT__ODOO_VERSIONS", '["18.0"]')
+    monkeypatch.setattr(
+        sys,
+        "stdin",
+        io.TextIOWrapper(
+            io.BytesIO(json.dumps(command_example("odoo.instance.provision.v1")).encode())
+        ),
+    )
+    assert main(["validate", "-"]) == 1
+    rejection = json.loads(capsys.readouterr().out)
+    assert rejection["details"][0]["field"] == "data.odoo_version"
+
+
+def test_schema_prints_the_committed_asyncapi_document() -> None:
+    result = _run("schema")
+    assert result.returncode == 0
+    assert result.stdout.decode() == (ROOT / "docs" / "asyncapi.yaml").read_text()
+
+
+def test_schema_of_one_type_is_json_schema() -> None:
+    result = _run("schema", "odoo.instance.backed_up.v1")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["properties"]["type"]["const"] == "odoo.instance.backed_up.v1"
+
+
+def test_schema_of_an_unknown_type_lists_the_known_ones() -> None:
+    result = _run("schema", "odoo.instance.nope.v1")
+    assert result.returncode == 2
+    assert b"odoo.instance.provision.v1" in result.stderr
