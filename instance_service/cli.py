@@ -11,9 +11,11 @@ from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.idle import serve_until_signalled
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
+from instance_service.db_commands import run_db
 from instance_service.settings import Settings
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from store.database import StoreUnavailableError, create_engine, ping
+from store.migrate import current_revision, upgrade
 from telemetry.logs import configure_logging
 from telemetry.redaction import redact_url
 
@@ -54,16 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
         "or exit 1 and print the rejection as JSON {code, message, details}",
     )
     validate.add_argument("file", metavar="FILE", help="path of the JSON document, or - for stdin")
+    database = commands.add_parser("db", help="the state store's schema")
+    database.add_argument(
+        "action",
+        choices=["upgrade", "current"],
+        help="upgrade: migrate to the newest revision; current: print the revision",
+    )
     return parser
 
 
 def run_consume(settings: Settings, *, check_only: bool) -> int:
     """Connect to every dependency, report readiness, then serve until signalled."""
     try:
-        dialect = ping(create_engine(settings.store))
+        engine = create_engine(settings.store)
+        dialect = ping(engine)
+        if settings.store.upgrade_on_start:
+            upgrade(engine)
         log.info(
             "state store ready",
-            extra={"store": redact_url(settings.store.url.get_secret_value()), "dialect": dialect},
+            extra={
+                "store": redact_url(settings.store.url.get_secret_value()),
+                "dialect": dialect,
+                "revision": current_revision(engine),
+            },
         )
         cluster = describe_cluster(api_client(settings.kubernetes), settings.kubernetes)
         log.info(
@@ -104,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_schema(settings.contract, arguments.message_type, sys.stdout)
     if arguments.command == "validate":
         return run_validate(settings.contract, arguments.file, sys.stdin.buffer, sys.stdout)
+    if arguments.command == "db":
+        return run_db(settings.store, arguments.action)
     configure_logging(settings.log)
     return run_consume(settings, check_only=arguments.check)
 

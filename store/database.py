@@ -1,23 +1,75 @@
-"""Creates the SQLAlchemy engine from settings and checks that the database answers."""
+"""Creates the SQLAlchemy engine from settings and checks that the database answers.
+
+SQLite is set up for one writer at a time (WAL, a busy timeout, and BEGIN IMMEDIATE so a
+transaction takes the write lock up front instead of failing when it upgrades), which is the
+single-writer behaviour the store relies on there. PostgreSQL runs at READ COMMITTED with
+explicit locks where order matters.
+"""
+
+import sqlite3
+from typing import Any
 
 import sqlalchemy
-from sqlalchemy.engine import Engine
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from store.settings import StoreSettings
 from telemetry.redaction import redact_url
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class StoreUnavailableError(Exception):
     """The state database could not be opened."""
 
 
+def database_url(settings: StoreSettings) -> URL:
+    """The configured URL, with PostgreSQL pointed at the psycopg 3 driver the service ships."""
+    raw = settings.url.get_secret_value()
+    try:
+        url = make_url(raw)
+    except sqlalchemy.exc.ArgumentError as error:
+        raise StoreUnavailableError(f"invalid database URL {redact_url(raw)}: {error}") from error
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
 def create_engine(settings: StoreSettings) -> Engine:
     """Build an engine for the configured URL (SQLite file by default)."""
-    url = settings.url.get_secret_value()
-    try:
-        return sqlalchemy.create_engine(url, pool_pre_ping=True)
-    except (sqlalchemy.exc.ArgumentError, ImportError) as error:
-        raise StoreUnavailableError(f"invalid database URL {redact_url(url)}: {error}") from error
+    url = database_url(settings)
+    if url.get_backend_name() == "sqlite":
+        engine = sqlalchemy.create_engine(url)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if url.get_backend_name() != "postgresql":
+        raise StoreUnavailableError(
+            f"unsupported database {url.get_backend_name()!r}: use sqlite:/// or postgresql://"
+        )
+    return sqlalchemy.create_engine(
+        url, pool_pre_ping=True, pool_size=settings.pool_size, max_overflow=settings.pool_size
+    )
+
+
+def _sqlite_connect(connection: sqlite3.Connection, _record: Any) -> None:
+    # Take transaction control from the driver so that `begin` below decides how to start.
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_postgresql(engine: Engine) -> bool:
+    """Whether the store runs on PostgreSQL (else SQLite)."""
+    return engine.dialect.name == "postgresql"
 
 
 def ping(engine: Engine) -> str:

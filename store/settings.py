@@ -11,5 +11,9 @@ class StoreSettings(BaseModel):
     # An embedded SQLite file by default, so a first run needs no database server.
     url: SecretStr = Field(
         default=SecretStr("sqlite:///instance-service.db"),
-        description="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://user:pw@host/db",
+        description="SQLAlchemy URL: sqlite:///file.db or postgresql://user:pw@host/db",
     )
+    upgrade_on_start: bool = Field(
+        default=True, description="run the schema migrations when the consumer starts"
+    )
+    pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL connections kept")

@@ -1,0 +1,281 @@
+"""Commands and their outcomes: admission, operations, and the one transaction that records an
+outcome together with the state change and the events that report it.
+
+The order of work for a command (driven by the consumer, issue 4/10):
+
+    stored = ledger.outcome_of(command.id)       # a redelivery: answer with this, do nothing
+    with ledger.exclusive(command):              # InstanceBusyError: retry later
+        admission = ledger.admit(command)        # MessageRejected: stale, state, unknown...
+        operation_id = ledger.begin(command, admission)
+        ...side effects...
+        ledger.record(command, Outcome.SUCCEEDED, event, update=...)
+"""
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand
+from messages.errors import FieldProblem, MessageRejected, RejectionCode
+from messages.events import Event
+from messages.serialization import serialize_event
+from store.lifecycle import TRANSITIONS, InstanceStatus, Verdict, decide, status_after
+from store.locks import InstanceBusyError, InstanceLocks, locks_for
+from store.models import InboxEntry, Instance, Operation, OutboxEntry, utcnow
+from store.records import Admission, InstanceRecord, InstanceUpdate, Outcome, StoredOutcome
+
+FLEET_LOCK = "fleet"
+
+
+def provision_spec(command: ProvisionCommand) -> dict[str, object]:
+    """What a provision asked for, to tell a repeat from a conflict."""
+    return command.data.model_dump(mode="json", exclude={"instance_id"})
+
+
+class Ledger:
+    """The store's command-facing side."""
+
+    def __init__(self, engine: Engine, locks: InstanceLocks | None = None) -> None:
+        self.engine = engine
+        self.locks = locks if locks is not None else locks_for(engine)
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def outcome_of(self, command_id: str) -> StoredOutcome | None:
+        """The recorded outcome of a command id, if it has one."""
+        with self._session() as session:
+            entry = session.get(InboxEntry, command_id)
+            return StoredOutcome.of(entry) if entry else None
+
+    def instance(self, instance_id: str) -> InstanceRecord | None:
+        """An instance as stored."""
+        with self._session() as session:
+            row = session.get(Instance, instance_id)
+            return InstanceRecord.of(row) if row else None
+
+    @contextmanager
+    def exclusive(self, command: AnyCommand) -> Iterator[None]:
+        """Hold the command's instance (or the fleet) against every other replica."""
+        key = command.subject if isinstance(command, InstanceCommand) else FLEET_LOCK
+        with self.locks.hold(key):
+            yield
+
+    def admit(self, command: AnyCommand) -> Admission:
+        """Decide whether the command may run now; raise MessageRejected or InstanceBusyError."""
+        if not isinstance(command, InstanceCommand):
+            return Admission(instance=None, transition=None)
+        transition = TRANSITIONS[command.type]
+        with self._session() as session:
+            operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
+            row = session.get(Instance, command.subject)
+            instance = InstanceRecord.of(row) if row else None
+            if operation is not None and operation.state == "running":
+                return Admission(instance, transition, operation.id)  # resume after redelivery
+            if isinstance(command, ProvisionCommand):
+                self._check_provision(session, command, instance)
+        if instance is not None and command.time < instance.last_command_time:
+            raise self._rejection(
+                command,
+                RejectionCode.STALE,
+                f"sent at {command.time.isoformat()}, before the last command applied to the "
+                f"instance ({instance.last_command_time.isoformat()})",
+            )
+        status = instance.status if instance else None
+        verdict = decide(status, command.type)
+        if verdict is Verdict.WAIT:
+            raise InstanceBusyError(command.subject)
+        if verdict is Verdict.UNKNOWN_INSTANCE:
+            raise self._rejection(
+                command, RejectionCode.UNKNOWN_INSTANCE, f"no instance {command.subject}"
+            )
+        if verdict is Verdict.NOT_ALLOWED:
+            allowed = ", ".join(sorted(transition.allowed_from)) or "none"
+            raise self._rejection(
+                command,
+                RejectionCode.NOT_ALLOWED_IN_STATE,
+                f"instance is {status}; {command.type} needs one of: {allowed}",
+            )
+        return Admission(instance, transition)
+
+    def _check_provision(
+        self, session: Session, command: ProvisionCommand, instance: InstanceRecord | None
+    ) -> None:
+        if instance is not None and instance.spec != provision_spec(command):
+            raise self._rejection(
+                command,
+                RejectionCode.CONFLICT,
+                f"instance {command.subject} exists with different provision data",
+            )
+        holder = session.scalar(
+            select(Instance.id).where(
+                Instance.subdomain == command.data.subdomain,
+                Instance.status != InstanceStatus.DELETED,
+                Instance.id != command.subject,
+            )
+        )
+        if holder is not None:
+            raise self._rejection(
+                command,
+                RejectionCode.CONFLICT,
+                f"subdomain '{command.data.subdomain}' belongs to another instance",
+                FieldProblem("data.subdomain", "already taken"),
+            )
+
+    @staticmethod
+    def _rejection(
+        command: AnyCommand, code: RejectionCode, message: str, *details: FieldProblem
+    ) -> MessageRejected:
+        return MessageRejected(code, message, tuple(details), command.id, command.type)
+
+    def begin(self, command: AnyCommand, admission: Admission) -> str | None:
+        """Mark the instance as working and open the command's operation; return its id.
+
+        Resuming (admission.operation_id set) changes nothing. The fleet command has no
+        operation and returns None.
+        """
+        if admission.operation_id is not None:
+            return admission.operation_id
+        if not isinstance(command, InstanceCommand) or admission.transition is None:
+            return None
+        operation_id = str(uuid.uuid4())
+        with self._session() as session, session.begin():
+            row = session.get(Instance, command.subject)
+            before = InstanceStatus(row.status) if row else None
+            if row is None:
+                if not isinstance(command, ProvisionCommand):
+                    raise RuntimeError(f"{command.type} admitted for a missing instance")
+                row = _new_instance(command)
+                session.add(row)
+            row.status = admission.transition.working or row.status
+            row.last_command_time = command.time
+            row.last_command_id = command.id
+            row.current_operation_id = operation_id
+            session.add(
+                Operation(
+                    id=operation_id,
+                    instance_id=command.subject,
+                    command_id=command.id,
+                    kind=command.type,
+                    state="running",
+                    step="started",
+                    attempts=1,
+                    status_before=before,
+                    result={},
+                )
+            )
+        return operation_id
+
+    def advance(self, operation_id: str, step: str, **result: object) -> None:
+        """Record that an operation reached `step`, with any results so far."""
+        with self._session() as session, session.begin():
+            operation = session.get_one(Operation, operation_id)
+            operation.step = step
+            operation.attempts += 1
+            operation.result = {**operation.result, **result}
+
+    def record(
+        self,
+        command: AnyCommand,
+        outcome: Outcome,
+        terminal: Event,
+        *,
+        update: InstanceUpdate | None = None,
+        more_events: Sequence[Event] = (),
+    ) -> StoredOutcome:
+        """In one transaction: the inbox row, the instance's change and the events to publish.
+
+        A command id already recorded returns its stored outcome and changes nothing.
+        """
+        subject = command.subject if isinstance(command, InstanceCommand) else None
+        with self._session() as session, session.begin():
+            existing = session.get(InboxEntry, command.id)
+            if existing is not None:
+                return StoredOutcome.of(existing)
+            if subject is not None and outcome is not Outcome.REJECTED:
+                self._apply(session, subject, command, outcome, update or InstanceUpdate())
+            entry = InboxEntry(
+                command_id=command.id,
+                command_type=command.type,
+                instance_id=subject,
+                outcome=outcome,
+                terminal_event_id=terminal.id,
+            )
+            session.add(entry)
+            enqueue(session, [terminal, *more_events])
+        return StoredOutcome.of(entry)
+
+    def _apply(
+        self,
+        session: Session,
+        instance_id: str,
+        command: AnyCommand,
+        outcome: Outcome,
+        update: InstanceUpdate,
+    ) -> None:
+        row = session.get_one(Instance, instance_id)
+        operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
+        status = update.status
+        if status is None and operation is not None:
+            before = InstanceStatus(operation.status_before or row.status)
+            if outcome is Outcome.SUCCEEDED:
+                status = status_after(TRANSITIONS[command.type], before)
+            else:
+                status = InstanceStatus.ERROR
+        if status is not None:
+            row.status = status
+        for field in (
+            "odoo_version",
+            "cpu_millicores",
+            "memory_mib",
+            "storage_gib",
+            "kubernetes_names",
+            "url",
+            "internal_url",
+        ):
+            value = getattr(update, field)
+            if value is not None:
+                setattr(row, field, value)
+        row.last_error = update.last_error if outcome is Outcome.FAILED else None
+        if operation is not None:
+            operation.state = "succeeded" if outcome is Outcome.SUCCEEDED else "failed"
+            if row.current_operation_id == operation.id:
+                row.current_operation_id = None
+
+
+def _new_instance(command: ProvisionCommand) -> Instance:
+    data = command.data
+    return Instance(
+        id=command.subject,
+        customer_id=data.customer_id,
+        subdomain=data.subdomain,
+        odoo_version=data.odoo_version,
+        cpu_millicores=data.plan.cpu_millicores,
+        memory_mib=data.plan.memory_mib,
+        storage_gib=data.plan.storage_gib,
+        status=InstanceStatus.PROVISIONING,
+        spec=provision_spec(command),
+        last_command_time=command.time,
+        last_command_id=command.id,
+        kubernetes_names={},
+        created_at=utcnow(),
+    )
+
+
+def enqueue(session: Session, events: Sequence[Event]) -> None:
+    """Add events to the outbox in the caller's transaction."""
+    for event in events:
+        message = serialize_event(event)
+        session.add(
+            OutboxEntry(
+                event_id=event.id,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                body=message.body,
+                headers=dict(message.properties.headers),
+            )
+        )

@@ -1,0 +1,89 @@
+"""Per-instance mutual exclusion for state-changing commands, across every replica.
+
+PostgreSQL: a session-level advisory lock on a connection held for the command's duration; a
+crashed holder's connection closes and the lock goes with it. SQLite (one consumer process, for
+development): a lock per instance inside the process. Either way a command that finds its
+instance held is told to retry later (`InstanceBusyError`), never dropped.
+"""
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from store.database import is_postgresql
+
+
+class InstanceBusyError(Exception):
+    """Another command holds this instance; retry later."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"instance {key} is busy with another command; retry later")
+        self.key = key
+
+
+class InstanceLocks(Protocol):
+    """Hold one key exclusively for the duration of a `with` block."""
+
+    def hold(self, key: str) -> AbstractContextManager[None]:
+        """Take the key's lock or raise InstanceBusyError at once."""
+
+
+def advisory_key(key: str) -> int:
+    """A stable signed 64-bit number for a key (advisory locks take a bigint)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"instance-svc").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class AdvisoryLocks:
+    """PostgreSQL advisory locks, one pooled connection per held key."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Try the lock; raise InstanceBusyError if another session has it."""
+        number = advisory_key(key)
+        with self.engine.connect() as connection:
+            taken = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": number}
+            ).scalar_one()
+            connection.commit()  # the lock is the session's, not the transaction's
+            if not taken:
+                raise InstanceBusyError(key)
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": number})
+                connection.commit()
+
+
+class ProcessLocks:
+    """Locks inside one process, for the single consumer process SQLite supports."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: set[str] = set()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Take the key if no other thread has it; raise InstanceBusyError otherwise."""
+        with self._guard:
+            if key in self._held:
+                raise InstanceBusyError(key)
+            self._held.add(key)
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._held.discard(key)
+
+
+def locks_for(engine: Engine) -> InstanceLocks:
+    """The lock kind that fits the store's database."""
+    return AdvisoryLocks(engine) if is_postgresql(engine) else ProcessLocks()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the state store; run them with `instance-service db upgrade`."""

@@ -1,0 +1,100 @@
+"""The outbox relay's side of the store: claim unpublished events in order, mark them published.
+
+Several relays may run at once. A relay claims a batch for a while (a lease): a conditional
+update that only takes rows nobody holds, so two relays never claim the same row, on
+PostgreSQL (the second update re-checks the row after the first commits) as on SQLite (one
+writer at a time). A relay that dies leaves its claims to expire; its events are then
+published again, with the same event id, which the contract allows.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from store.models import OutboxEntry, utcnow
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event to publish, as recorded."""
+
+    seq: int
+    event_id: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, Any]
+
+
+class OutboxRelayStore:
+    """Claims and completes outbox rows on behalf of one relay."""
+
+    def __init__(self, engine: Engine, relay_id: str | None = None, lease_seconds: float = 30):
+        self.engine = engine
+        self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def claim(self, limit: int = 100) -> list[PendingEvent]:
+        """Take up to `limit` unpublished events nobody holds, oldest first."""
+        now = utcnow()
+        token = f"{self.relay_id}:{uuid.uuid4().hex[:8]}"
+        free = or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
+        oldest = (
+            select(OutboxEntry.seq)
+            .where(OutboxEntry.published_at.is_(None), free)
+            .order_by(OutboxEntry.seq)
+            .limit(limit)
+        )
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.seq.in_(oldest.scalar_subquery()), free)
+                .values(claimed_by=token, claimed_until=now + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+            rows = session.scalars(
+                select(OutboxEntry).where(OutboxEntry.claimed_by == token).order_by(OutboxEntry.seq)
+            ).all()
+            return [
+                PendingEvent(r.seq, r.event_id, r.exchange, r.routing_key, r.body, dict(r.headers))
+                for r in rows
+            ]
+
+    def mark_published(self, event_ids: list[str]) -> None:
+        """Record that the broker confirmed these events."""
+        if not event_ids:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.event_id.in_(event_ids))
+                .values(published_at=utcnow(), claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def release(self, event_ids: list[str]) -> None:
+        """Give claims back (e.g. the broker was unreachable) so they are tried again at once."""
+        if not event_ids:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.event_id.in_(event_ids), OutboxEntry.published_at.is_(None))
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def backlog(self) -> int:
+        """How many events wait to be published."""
+        with Session(self.engine) as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .where(OutboxEntry.published_at.is_(None))
+            )
+            return int(count or 0)

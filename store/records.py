@@ -1,0 +1,108 @@
+"""Plain, immutable views of stored rows that handlers and the consumer work with."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from store.lifecycle import InstanceStatus, Transition
+from store.models import InboxEntry, Instance
+
+
+class Outcome(StrEnum):
+    """How a command ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    """A command's terminal record: what a redelivery answers with."""
+
+    command_id: str
+    command_type: str
+    instance_id: str | None
+    outcome: Outcome
+    terminal_event_id: str
+
+    @classmethod
+    def of(cls, entry: InboxEntry) -> "StoredOutcome":
+        """From its inbox row."""
+        return cls(
+            entry.command_id,
+            entry.command_type,
+            entry.instance_id,
+            Outcome(entry.outcome),
+            entry.terminal_event_id,
+        )
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """An instance as stored."""
+
+    id: str
+    customer_id: str
+    subdomain: str
+    odoo_version: str
+    cpu_millicores: int
+    memory_mib: int
+    storage_gib: int
+    status: InstanceStatus
+    spec: dict[str, Any]
+    last_command_time: datetime
+    current_operation_id: str | None
+    kubernetes_names: dict[str, Any]
+    url: str | None
+    internal_url: str | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, row: Instance) -> "InstanceRecord":
+        """From its row."""
+        return cls(
+            id=row.id,
+            customer_id=row.customer_id,
+            subdomain=row.subdomain,
+            odoo_version=row.odoo_version,
+            cpu_millicores=row.cpu_millicores,
+            memory_mib=row.memory_mib,
+            storage_gib=row.storage_gib,
+            status=InstanceStatus(row.status),
+            spec=dict(row.spec),
+            last_command_time=row.last_command_time,
+            current_operation_id=row.current_operation_id,
+            kubernetes_names=dict(row.kubernetes_names),
+            url=row.url,
+            internal_url=row.internal_url,
+            last_error=row.last_error,
+        )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Leave to run a command: the instance as it was, the transition, and the operation.
+
+    `operation_id` is set when the command resumes its own operation after a redelivery.
+    """
+
+    instance: InstanceRecord | None
+    transition: Transition | None
+    operation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceUpdate:
+    """Changes a handler asks for along with a command's outcome; None leaves a field alone."""
+
+    status: InstanceStatus | None = None
+    odoo_version: str | None = None
+    cpu_millicores: int | None = None
+    memory_mib: int | None = None
+    storage_gib: int | None = None
+    kubernetes_names: dict[str, Any] | None = None
+    url: str | None = None
+    internal_url: str | None = None
+    last_error: str | None = None

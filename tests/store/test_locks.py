@@ -1,0 +1,138 @@
+"""State-changing commands of one instance never overlap, across threads and processes."""
+
+import itertools
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from messages.commands import AnyCommand, InstanceCommand
+from messages.errors import MessageRejected
+from messages.events import CommandRejectedEvent, InstanceEventData, RestartedEvent
+from store.database import create_engine
+from store.ledger import Ledger
+from store.locks import AdvisoryLocks, InstanceBusyError
+from store.records import Outcome
+from store.settings import StoreSettings
+from tests.store.conftest import command
+from tests.store.test_ledger import _provision
+
+WORKERS = 8
+
+
+@dataclass
+class Race:
+    """What the racing workers saw."""
+
+    intervals: list[tuple[float, float]] = field(default_factory=list)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    retries: int = 0
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _process(ledger: Ledger, cmd: AnyCommand, race: Race) -> None:
+    """Handle one command as a consumer would: retry while busy, then record an outcome."""
+    assert isinstance(cmd, InstanceCommand)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with ledger.exclusive(cmd):
+                entered = time.monotonic()
+                try:
+                    ledger.begin(cmd, ledger.admit(cmd))
+                except MessageRejected as rejection:
+                    event = CommandRejectedEvent.for_rejection(rejection, subject=cmd.subject)
+                    ledger.record(cmd, Outcome.REJECTED, event)
+                    outcome = Outcome.REJECTED
+                else:
+                    time.sleep(0.02)  # the side effects
+                    data = InstanceEventData(instance_id=cmd.subject)
+                    ledger.record(cmd, Outcome.SUCCEEDED, RestartedEvent.caused_by(cmd, data))
+                    outcome = Outcome.SUCCEEDED
+                left = time.monotonic()
+            with race.guard:
+                race.intervals.append((entered, left))
+                race.outcomes[cmd.id] = outcome
+            return
+        except InstanceBusyError:
+            with race.guard:
+                race.retries += 1
+            time.sleep(0.005)
+    pytest.fail(f"{cmd.id} never got its turn")
+
+
+def test_racing_commands_never_overlap_and_all_end(ledger: Ledger) -> None:
+    _provision(ledger)
+    commands = [command("odoo.instance.restart.v1", seconds=i + 1) for i in range(WORKERS)]
+    race = Race()
+    threads = [
+        threading.Thread(target=_process, args=(Ledger(ledger.engine, ledger.locks), c, race))
+        for c in commands
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert set(race.outcomes) == {c.id for c in commands}
+    spans = sorted(race.intervals)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+    assert race.retries > 0, "the workers never collided; the race proved nothing"
+    # Every command has exactly one recorded outcome; older ones that came late are stale.
+    for c in commands:
+        stored = ledger.outcome_of(c.id)
+        assert stored is not None
+        assert stored.outcome is race.outcomes[c.id]
+    assert Outcome.SUCCEEDED in race.outcomes.values()
+
+
+@pytest.mark.postgres
+def test_advisory_lock_dies_with_its_holder(postgres_database: str) -> None:
+    database_url = postgres_database
+    engine = create_engine(StoreSettings(url=SecretStr(database_url)))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pydantic import SecretStr\n"
+            "from store.database import create_engine\n"
+            "from store.locks import AdvisoryLocks\n"
+            "from store.settings import StoreSettings\n"
+            "locks = AdvisoryLocks(create_engine(StoreSettings(url=SecretStr(sys.argv[1]))))\n"
+            "with locks.hold('instance-x'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(600)\n",
+            database_url,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        locks = AdvisoryLocks(engine)
+        with pytest.raises(InstanceBusyError), locks.hold("instance-x"):
+            pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        deadline = time.monotonic() + timedelta(seconds=10).total_seconds()
+        while True:
+            try:
+                with locks.hold("instance-x"):
+                    break
+            except InstanceBusyError:
+                assert time.monotonic() < deadline, "the dead holder's lock was never released"
+                time.sleep(0.1)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+        engine.dispose()
