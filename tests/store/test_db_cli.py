@@ -1,4 +1,4 @@
-"""`instance-service db` migrates and reports, on SQLite and PostgreSQL, without showing passwords."""
+"""`instance-service db` migrates and reports on SQLite and PostgreSQL, passwords masked."""
 
 import os
 import subprocess
