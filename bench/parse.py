@@ -1,6 +1,6 @@
 """How long parsing one command takes at the edge (bytes + AMQP properties -> typed command).
 
-    python3 -m uv run python -m bench.parse [--iterations N]
+    .venv/bin/python -m bench.parse [--iterations N]
 
 Prints the median and percentiles per command type over N parses, after a warm-up.
 """

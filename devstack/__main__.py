@@ -11,7 +11,7 @@ from devstack.component import Component, Health
 from devstack.controlplane import ControlPlane, build_binaries
 from devstack.layout import Layout, default_layout
 from devstack.postgres import Postgres
-from devstack.processes import StackError
+from devstack.processes import StackError, exclusive
 from devstack.rabbitmq import RabbitMQ
 from telemetry.redaction import redact_url
 
@@ -101,16 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     layout = default_layout()
     try:
         if arguments.command == "up":
-            return up(layout, arguments.only)
+            with exclusive(layout):
+                return up(layout, arguments.only)
         if arguments.command == "down":
-            return down(layout)
+            with exclusive(layout):
+                return down(layout)
         if arguments.command == "status":
             return status(layout)
         if arguments.command == "env":
             return env(layout)
         print(build_binaries())
         return 0
-    except StackError as error:
+    except (StackError, credentials.CredentialsError) as error:
         print(f"devstack: {error}", file=sys.stderr)
         return 1
 

@@ -193,6 +193,11 @@ class ControlPlane:
             status, body = get(url, verify=False)
             return status == 200, url if status == 200 else f"{url}: {status} {body[-300:]}"
         if name == "kwok":
+            # The Node in etcd may still say Ready from before a restart: ask kwok itself too.
+            url = f"http://{LOOPBACK}:{ports.kwok}/healthz"
+            status, body = get(url)
+            if status != 200:
+                return False, f"{url}: {status} {body[-200:]}"
             return self._node_ready()
         raise ValueError(name)
 

@@ -1,6 +1,7 @@
 """Passwords of the local stack: generated once per machine, kept in a 0600 file, never printed."""
 
 import json
+import os
 import secrets
 from dataclasses import asdict, dataclass
 
@@ -24,10 +25,20 @@ class Credentials:
     postgres_service: str
 
 
+class CredentialsError(Exception):
+    """The credentials file exists but cannot be used."""
+
+
 def load_or_create(layout: Layout) -> Credentials:
     """Read the stack's passwords, generating them on first use."""
     if layout.credentials.exists():
-        return Credentials(**json.loads(layout.credentials.read_text()))
+        try:
+            return Credentials(**json.loads(layout.credentials.read_text()))
+        except (ValueError, TypeError) as error:
+            raise CredentialsError(
+                f"{layout.credentials} is damaged ({error}); remove it and the stack's state "
+                f"({layout.home}) to start afresh"
+            ) from error
     credentials = Credentials(
         rabbitmq_admin=secrets.token_urlsafe(18),
         rabbitmq_service=secrets.token_urlsafe(18),
@@ -35,8 +46,12 @@ def load_or_create(layout: Layout) -> Credentials:
         postgres_service=secrets.token_urlsafe(18),
     )
     layout.home.mkdir(parents=True, exist_ok=True)
-    layout.credentials.touch(mode=0o600)
-    layout.credentials.write_text(json.dumps(asdict(credentials), indent=2))
+    # Written whole under another name, then renamed: an interrupted run leaves no half file.
+    partial = layout.credentials.with_suffix(".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(asdict(credentials), file, indent=2)
+    os.replace(partial, layout.credentials)
     return credentials
 
 

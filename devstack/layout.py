@@ -1,5 +1,6 @@
 """Where the local stack keeps its files, and the fixed loopback ports it listens on."""
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,9 @@ class Layout:
         the postgres user's own home instead.
         """
         if os.geteuid() == 0:
-            return Path("/var/lib/postgresql/instance-service-devstack")
+            # One cluster per stack home, so two homes never share (and re-password) a cluster.
+            tag = hashlib.sha256(str(self.home).encode()).hexdigest()[:10]
+            return Path(f"/var/lib/postgresql/instance-service-devstack-{tag}")
         return self.home / "postgres"
 
 

@@ -1,12 +1,13 @@
 """Starts the stack's daemons detached, remembers them by pid file, and stops them for good."""
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from devstack.layout import LOOPBACK, Layout
@@ -17,13 +18,27 @@ class StackError(Exception):
 
 
 def pid_of(layout: Layout, name: str) -> int | None:
-    """The pid of a running component, or None (a stale pid file is ignored)."""
+    """The pid of a running component, or None.
+
+    A pid file holds the pid and the process's start time; a pid the kernel has since given to
+    another process (the stack was killed, the machine lived on) does not count as ours.
+    """
     path = layout.run / f"{name}.pid"
     try:
-        pid = int(path.read_text().strip())
+        pid_text, started = path.read_text().split()
+        pid = int(pid_text)
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if _alive(pid) and _start_time(pid) == started else None
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()[19]
 
 
 def _alive(pid: int) -> bool:
@@ -83,7 +98,7 @@ def start(
         ],
         setsid=True,  # its own session and process group, so `stop` reaches its children too
     )
-    (layout.run / f"{name}.pid").write_text(f"{pid}\n")
+    (layout.run / f"{name}.pid").write_text(f"{pid} {_start_time(pid)}\n")
     return pid
 
 
@@ -97,19 +112,27 @@ def stop(
 ) -> bool:
     """Signal a component's process group and wait for it to exit; return whether it ran."""
     pid = pid_of(layout, name)
-    (layout.run / f"{name}.pid").unlink(missing_ok=True)
+    pid_file = layout.run / f"{name}.pid"
     if pid is None:
+        pid_file.unlink(missing_ok=True)
         return False
     _signal_group(pid, sig)
     if not wait_until(lambda: not _alive(pid), grace_seconds):
         _signal_group(pid, signal.SIGKILL)
-        wait_until(lambda: not _alive(pid), 5.0)
+        if not wait_until(lambda: not _alive(pid), 5.0):
+            raise StackError(f"{name} (pid {pid}) did not exit after SIGKILL")
+    pid_file.unlink(missing_ok=True)
     return True
 
 
 def _signal_group(pid: int, sig: int) -> None:
+    # Every component leads its own process group (setsid at start); signal the group so its
+    # children go too, but never a group that is not the one this pid leads.
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
@@ -169,3 +192,15 @@ def ensure_port_free(port: int, what: str) -> None:
                 f"{what} needs {LOOPBACK}:{port}, but another program holds it ({error.strerror}); "
                 "stop that program (a system service started by the package?) and run up again"
             ) from error
+
+
+@contextlib.contextmanager
+def exclusive(layout: Layout) -> Iterator[None]:
+    """One `up` or `down` at a time on a layout; a second one waits for the first."""
+    layout.run.mkdir(parents=True, exist_ok=True)
+    with (layout.run / "devstack.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -12,7 +12,7 @@ from consumers.idle import serve_until_signalled
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
-from instance_service.settings import Settings
+from instance_service.settings import ContractOnlySettings, Settings
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
@@ -111,14 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"instance-service {__version__}")
         return EXIT_OK
     try:
+        if arguments.command in ("schema", "validate"):
+            contract = ContractOnlySettings().contract
+            if arguments.command == "schema":
+                return run_schema(contract, arguments.message_type, sys.stdout)
+            return run_validate(contract, arguments.file, sys.stdin.buffer, sys.stdout)
         settings = Settings()
     except ValidationError as error:
         print(f"instance-service: invalid settings:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
-    if arguments.command == "schema":
-        return run_schema(settings.contract, arguments.message_type, sys.stdout)
-    if arguments.command == "validate":
-        return run_validate(settings.contract, arguments.file, sys.stdin.buffer, sys.stdout)
     if arguments.command == "db":
         return run_db(settings.store, arguments.action)
     configure_logging(settings.log)

@@ -30,3 +30,17 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     contract: ContractSettings = Field(default_factory=ContractSettings)
+
+
+class ContractOnlySettings(BaseSettings):
+    """Just the contract group, for commands that need nothing else (schema, validate).
+
+    Other INSTANCE_SERVICE_* variables are ignored here, so a consumer setting that is wrong
+    cannot stop someone from validating a document.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="INSTANCE_SERVICE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    contract: ContractSettings = Field(default_factory=ContractSettings)

@@ -2,11 +2,12 @@
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import EmailStr, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from messages.envelope import Envelope, Frozen, type_name
 from messages.fields import (
     CustomerId,
+    EmailAddress,
     InstanceId,
     Label,
     Language,
@@ -19,12 +20,16 @@ from messages.fields import (
 )
 
 
-class Plan(Frozen):
-    """Resources of an instance; bounds come from the contract settings."""
+class PlanSpec(Frozen):
+    """Resources of an instance, as events report them."""
 
     cpu_millicores: int
     memory_mib: int
     storage_gib: int
+
+
+class Plan(PlanSpec):
+    """Resources a command asks for; bounds come from the contract settings."""
 
     @field_validator("cpu_millicores")
     @classmethod
@@ -55,10 +60,10 @@ class ProvisionData(InstanceData):
     subdomain: Subdomain
     odoo_version: OdooVersion
     plan: Plan
-    admin_email: EmailStr
+    admin_email: EmailAddress
     demo_data: bool = False
     language: Language | None = None
-    modules: Annotated[tuple[ModuleName, ...], Field(max_length=100)] = ()
+    modules: Annotated[list[ModuleName], Field(max_length=100, default_factory=list)]
 
 
 class SuspendData(InstanceData):

@@ -1,8 +1,8 @@
 """The CloudEvents 1.0 envelope (structured JSON mode) shared by every command and event."""
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from messages.fields import PrintableId, Rfc3339Time, TraceParent, TraceState, UriReference
 
@@ -19,6 +19,20 @@ class Frozen(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_absent(cls, value: Any) -> Any:
+        # CloudEvents treats a null attribute as absent; so do we, for every optional field.
+        if isinstance(value, dict):
+            return {
+                key: item
+                for key, item in value.items()
+                if item is not None
+                or key not in cls.model_fields
+                or cls.model_fields[key].is_required()
+            }
+        return value
 
 
 class Envelope(Frozen):

@@ -4,11 +4,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from messages.commands import InstanceCommand, Plan, ReconcileCommand
+from messages.commands import InstanceCommand, PlanSpec, ReconcileCommand
 from messages.envelope import Envelope, Frozen, type_name
-from messages.errors import MessageRejected
+from messages.errors import MessageRejected, RejectionCode
 from messages.fields import InstanceId, PrintableId, Uuid
 
 SOURCE: Final = "/instance-service"
@@ -39,7 +39,7 @@ class ProvisionedData(InstanceEventData):
 class ResizedData(InstanceEventData):
     """The instance runs with a new plan."""
 
-    plan: Plan
+    plan: PlanSpec
 
 
 class UpgradedData(InstanceEventData):
@@ -77,9 +77,11 @@ class RejectionDetail(Frozen):
     message: str
 
 
-class RejectionInfo(ErrorInfo):
+class RejectionInfo(Frozen):
     """Why a command was rejected, field by field."""
 
+    code: RejectionCode
+    message: str
     details: tuple[RejectionDetail, ...] = ()
 
 
@@ -125,6 +127,14 @@ class Event(Envelope):
     subject: InstanceId | None = None
     causationid: PrintableId = Field(description="id of the command that caused the event")
     correlationid: PrintableId
+
+    @model_validator(mode="after")
+    def _subject_is_the_instance(self) -> Self:
+        # Every concrete event declares `data` (after `subject`, so this runs once both are set).
+        instance_id = getattr(getattr(self, "data", None), "instance_id", None)
+        if instance_id is not None and self.subject != instance_id:
+            raise ValueError(f"subject must be the instance the event is about ({instance_id})")
+        return self
 
     @classmethod
     def caused_by(
@@ -307,10 +317,11 @@ class StatusChangedEvent(Event):
 
 
 class FleetReconciledEvent(Event):
-    """`odoo.fleet.reconciled.v1`"""
+    """`odoo.fleet.reconciled.v1`: about the fleet, so without a subject."""
 
     type: Literal["odoo.fleet.reconciled.v1"]
     data: FleetReconciledData
+    subject: None = None
 
 
 AnyEvent = Annotated[

@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from messages.commands import COMMAND_MODELS, Plan
+from messages.commands import COMMAND_MODELS, PlanSpec
 from messages.errors import FieldProblem, MessageRejected, RejectionCode
 from messages.events import (
     EVENT_MODELS,
@@ -104,7 +104,7 @@ def _event_data(event_type: str) -> Any:
                 credentials_secret=SecretReference(namespace="odoo-tenants", name="odoo-0b8f3c1e"),
             )
         case "odoo.instance.resized.v1":
-            return ResizedData(instance_id=INSTANCE_ID, plan=Plan(**PLAN))
+            return ResizedData(instance_id=INSTANCE_ID, plan=PlanSpec(**PLAN))
         case "odoo.instance.upgraded.v1":
             return UpgradedData(instance_id=INSTANCE_ID, from_version="17.0", to_version="18.0")
         case "odoo.instance.backed_up.v1":
@@ -174,10 +174,11 @@ def event_example(event_type: str) -> Event:
     cause = COMMAND_MODELS[cause_type].model_validate_json(
         json.dumps(command_example(cause_type)), strict=True
     )
+    data = _event_data(event_type)
     return EVENT_MODELS[event_type].caused_by(
         cause,
-        _event_data(event_type),
-        subject=INSTANCE_ID,
+        data,
+        subject=getattr(data, "instance_id", None),
         traceparent=traceparent,
         event_id=event_id,
         time=time,

@@ -5,9 +5,10 @@ Validators that depend on settings read a `ContractSettings` from the validation
 """
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, ValidationInfo
 
 from messages.settings import Bounds, ContractSettings
@@ -26,19 +27,24 @@ def contract_settings(info: ValidationInfo) -> ContractSettings:
 
 
 # RFC 3339 date-time: full date, full time, fraction optional, offset required.
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
 
 
 def _rfc3339(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("must carry a UTC offset")
-        return value
-    if not isinstance(value, str) or not _RFC3339.match(value):
+        return value.astimezone(UTC)
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError("must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z")
-    # Python parses at most microseconds; a longer fraction is truncated, not rejected.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value)
-    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    # Python keeps microseconds; a longer fraction is truncated, not rejected.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value).upper()
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError) as error:
+        raise ValueError(f"is not a representable time ({error})") from error
 
 
 Rfc3339Time = Annotated[datetime, BeforeValidator(_rfc3339)]
@@ -76,6 +82,25 @@ Language = Annotated[
     Field(description="Odoo language code, e.g. en_US, fr_BE, sr@latin"),
 ]
 Label = Annotated[str, StringConstraints(max_length=128)]
+
+
+def _email(value: str) -> str:
+    # The address as given: no display name ("Jane <j@x>"), no spaces, nothing rewritten.
+    if any(character in value for character in "<> \t\r\n"):
+        raise ValueError("must be a bare e-mail address (no display name or spaces)")
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ValueError(f"is not a valid e-mail address: {error}") from error
+    return value
+
+
+EmailAddress = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_email),
+    Field(json_schema_extra={"format": "email"}),
+]
 
 
 def _not_reserved(value: str, info: ValidationInfo) -> str:

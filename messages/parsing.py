@@ -8,10 +8,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from messages.amqp import AmqpProperties
-from messages.commands import COMMAND_MODELS, AnyCommand
+from messages.commands import COMMAND_MODELS, AnyCommand, Command
 from messages.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_BODY_BYTES
 from messages.errors import FieldProblem, MessageRejected, RejectionCode
 from messages.settings import ContractSettings
@@ -20,6 +20,17 @@ MAX_NESTING_DEPTH = 32
 """Deepest nesting of objects and arrays accepted; the deepest command needs 3."""
 
 ACCEPTED_CONTENT_TYPES = frozenset({CLOUDEVENTS_CONTENT_TYPE, "application/json"})
+MAX_DETAILS = 50
+"""Field problems listed in one rejection; the rest are counted."""
+MAX_DETAIL_CHARS = 200
+
+COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(Command)
+"""Validates any command through the discriminated union on `type`."""
+
+
+def media_type(content_type: str) -> str:
+    """`application/cloudevents+json; charset=utf-8` -> `application/cloudevents+json`."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 class _DuplicateKeyError(ValueError):
@@ -95,13 +106,28 @@ def decode_document(body: bytes) -> dict[str, Any]:
     return document
 
 
-def field_problems(error: ValidationError) -> tuple[FieldProblem, ...]:
-    """One problem per field pydantic complained about, with a dotted path."""
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+
+
+def field_problems(error: ValidationError, skip: str | None = None) -> tuple[FieldProblem, ...]:
+    """One problem per field pydantic complained about, with a dotted path.
+
+    `skip` drops a leading path element (a union's tag). At most MAX_DETAILS are listed and
+    each is clipped, so an answer stays small whatever the question was.
+    """
+    issues = error.errors(include_url=False, include_input=False)
     problems = []
-    for issue in error.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in issue["loc"]) or "(message)"
-        message = issue["msg"].removeprefix("Value error, ")
-        problems.append(FieldProblem(field, message))
+    for issue in issues[:MAX_DETAILS]:
+        location = list(issue["loc"])
+        if location and location[0] == skip:
+            location = location[1:]
+        field = ".".join(str(part) for part in location) or "(message)"
+        problems.append(
+            FieldProblem(_clip(field), _clip(issue["msg"].removeprefix("Value error, ")))
+        )
+    if len(issues) > MAX_DETAILS:
+        problems.append(FieldProblem("(more)", f"{len(issues) - MAX_DETAILS} more not listed"))
     return tuple(problems)
 
 
@@ -117,10 +143,11 @@ def parse_command(
     def reject(code: RejectionCode, message: str, *details: FieldProblem) -> MessageRejected:
         return MessageRejected(code, message, details, command_id, command_type)
 
-    if properties.content_type not in (None, *ACCEPTED_CONTENT_TYPES):
+    content_type = properties.content_type
+    if content_type is not None and media_type(content_type) not in ACCEPTED_CONTENT_TYPES:
         raise reject(
             RejectionCode.MALFORMED,
-            f"content_type '{properties.content_type}' is not {CLOUDEVENTS_CONTENT_TYPE}",
+            f"content_type '{_clip(content_type)}' is not {CLOUDEVENTS_CONTENT_TYPE}",
         )
     if "type" not in document:
         raise reject(
@@ -128,22 +155,27 @@ def parse_command(
             "the message has no type",
             FieldProblem("type", "Field required"),
         )
-    model = COMMAND_MODELS.get(document["type"]) if command_type else None
-    if model is None:
+    if command_type not in COMMAND_MODELS:
         raise reject(
             RejectionCode.UNSUPPORTED_TYPE,
-            f"type {json.dumps(document['type'])[:140]} is not a command this service accepts",
+            f"type {_clip(json.dumps(document['type']))} is not a command this service accepts",
         )
     try:
         # Validated from the text so that strict mode still reads UUIDs and timestamps.
-        command = model.model_validate_json(
+        command = COMMAND_ADAPTER.validate_json(
             body, strict=True, context={"contract": settings or ContractSettings()}
         )
     except ValidationError as error:
-        problems = field_problems(error)
+        unreadable = [e for e in error.errors() if e["type"] == "json_invalid"]
+        if unreadable:  # e.g. a lone surrogate escape the first decoder let through
+            raise reject(
+                RejectionCode.MALFORMED, f"body is not JSON: {unreadable[0]['msg']}"
+            ) from error
+        problems = field_problems(error, skip=command_type)
+        count = error.error_count()
         raise reject(
             RejectionCode.INVALID_DATA,
-            f"{len(problems)} field(s) of {command_type} break the contract",
+            f"{count} field(s) of {command_type} break the contract",
             *problems,
         ) from error
     if properties.message_id is not None and properties.message_id != command.id:

@@ -12,7 +12,6 @@ with `MessageRejected`, not later as a rejection event. When an OpenTelemetry sp
 its context travels as `traceparent`/`tracestate`.
 """
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 
 from opentelemetry import propagate
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from messages.amqp import OutgoingMessage
 from messages.commands import COMMAND_MODELS
@@ -40,6 +40,8 @@ def build_command(
     settings: ContractSettings | None = None,
 ) -> OutgoingMessage:
     """A validated command of `command_type`; `subject` is taken from `data["instance_id"]`."""
+    if time is not None and time.tzinfo is None:
+        raise ValueError("time must be timezone-aware (e.g. datetime.now(UTC))")
     model = COMMAND_MODELS.get(command_type)
     if model is None:
         raise MessageRejected(
@@ -62,8 +64,9 @@ def build_command(
         document["correlationid"] = correlationid
     document.update({k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")})
     try:
+        # to_json also writes UUIDs, datetimes and models a caller may pass in `data`.
         command = model.model_validate_json(
-            json.dumps(document), strict=True, context={"contract": settings or ContractSettings()}
+            to_json(document), strict=True, context={"contract": settings or ContractSettings()}
         )
     except ValidationError as error:
         raise MessageRejected(

@@ -39,32 +39,17 @@ def _apply_settings(node: Any, settings: ContractSettings) -> None:
                 properties[name].update(minimum=bounds.minimum, maximum=bounds.maximum)
         if "subdomain" in properties:
             properties["subdomain"]["not"] = {"enum": sorted(settings.reserved_subdomains)}
+        if "odoo_version" in properties:
+            properties["odoo_version"]["enum"] = list(settings.odoo_versions)
     for value in node.values():
         _apply_settings(value, settings)
-
-
-def _command_version_rule(schema: dict[str, Any], settings: ContractSettings) -> None:
-    # Events report versions as they are (an upgrade's from_version may have left the list).
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            properties = node.get("properties")
-            if isinstance(properties, dict) and "odoo_version" in properties:
-                properties["odoo_version"]["enum"] = list(settings.odoo_versions)
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for item in node:
-                visit(item)
-
-    visit(schema)
 
 
 def _schema(model: type[BaseModel], settings: ContractSettings, *, command: bool, ref: str) -> Any:
     mode: Literal["validation", "serialization"] = "validation" if command else "serialization"
     schema = model.model_json_schema(by_alias=True, mode=mode, ref_template=ref)
-    _apply_settings(schema, settings)
-    if command:
-        _command_version_rule(schema, settings)
+    if command:  # events report values as they are, even ones the settings no longer allow
+        _apply_settings(schema, settings)
     return schema
 
 
@@ -99,6 +84,11 @@ def _amqp_channel_binding(exchange: str) -> dict[str, Any]:
     }
 
 
+def _amqp_operation_binding() -> dict[str, Any]:
+    # Persistent messages both ways (delivery_mode 2), as the contract requires.
+    return {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}}
+
+
 def asyncapi_document(version: str, settings: ContractSettings | None = None) -> dict[str, Any]:
     """The AsyncAPI 3.0 description of both exchanges, every message, and an example of each."""
     settings = settings or ContractSettings()
@@ -116,7 +106,6 @@ def asyncapi_document(version: str, settings: ContractSettings | None = None) ->
             "summary": (model.__doc__ or "").strip().splitlines()[0],
             "contentType": CLOUDEVENTS_CONTENT_TYPE,
             "payload": {"$ref": ASYNCAPI_REF.format(model=model.__name__)},
-            "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}},
             "examples": [{"name": model.__name__, "payload": example}],
         }
         side = "commands" if command else "events"
@@ -167,6 +156,7 @@ def asyncapi_document(version: str, settings: ContractSettings | None = None) ->
                 "action": "receive",
                 "title": "instance-service consumes commands",
                 "channel": {"$ref": "#/channels/instanceCommands"},
+                "bindings": _amqp_operation_binding(),
                 "messages": [
                     {"$ref": f"#/channels/instanceCommands/messages/{name}"}
                     for name in channel_messages["commands"]
@@ -176,6 +166,7 @@ def asyncapi_document(version: str, settings: ContractSettings | None = None) ->
                 "action": "send",
                 "title": "instance-service publishes result events",
                 "channel": {"$ref": "#/channels/instanceEvents"},
+                "bindings": _amqp_operation_binding(),
                 "messages": [
                     {"$ref": f"#/channels/instanceEvents/messages/{name}"}
                     for name in channel_messages["events"]

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a machine, starts the local stack, and runs the consumer against it.
 # The service's own state goes to an embedded SQLite file (./instance-service.db) unless
-# INSTANCE_SERVICE_STORE__URL says otherwise. Stop it with Ctrl-C; `python3 -m uv run python -m
-# devstack down` stops the stack.
+# INSTANCE_SERVICE_STORE__URL says otherwise. Stop it with Ctrl-C;
+# `.venv/bin/python -m devstack down` stops the stack.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/bootstrap.sh
-python3 -m uv run --frozen python -m devstack up
-eval "$(python3 -m uv run --frozen python -m devstack env)"
-exec python3 -m uv run --frozen instance-service consume
+.venv/bin/python -m devstack up
+eval "$(.venv/bin/python -m devstack env)"
+exec .venv/bin/instance-service consume

@@ -5,18 +5,18 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/bootstrap.sh
-uv() { python3 -m uv "$@"; }
+bin=.venv/bin
 
-uv run --frozen python -m devstack up
+"$bin/python" -m devstack up
 
-echo "== ruff check" && uv run --frozen ruff check .
-echo "== ruff format --check" && uv run --frozen ruff format --check .
-echo "== mypy --strict" && uv run --frozen mypy
-echo "== import contracts" && uv run --frozen lint-imports
+echo "== ruff check" && "$bin/ruff" check .
+echo "== ruff format --check" && "$bin/ruff" format --check .
+echo "== mypy --strict" && "$bin/mypy"
+echo "== import contracts" && "$bin/lint-imports"
 
 echo "== pytest"
 status=0
-uv run --frozen pytest "$@" || status=$?
+"$bin/pytest" "$@" || status=$?
 if [[ $status -eq 5 ]]; then
   echo "pytest collected no tests: that is a failure here, not a pass" >&2
   exit 1

@@ -3,6 +3,7 @@
 Runs after every other test (see conftest), since it stops the stack they use.
 """
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from devstack.controlplane import PROCESSES
 from devstack.layout import default_layout
+from devstack.processes import pid_of
 
 pytestmark = [
     pytest.mark.devstack_lifecycle,
@@ -18,7 +20,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.k8s,
 ]
-ERLANG_PROCESSES = {"beam.smp", "epmd", "erl_child_setup", "inet_gethost"}
 
 
 def _devstack(*args: str) -> subprocess.CompletedProcess[str]:
@@ -31,11 +32,9 @@ def _devstack(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _stack_processes() -> list[str]:
-    """Live processes that belong to the stack: by their files, or by being Erlang's."""
-    layout = default_layout()
-    markers = (str(layout.home), str(layout.postgres_home), "/.cache/instance-service/bin/")
-    found = []
+def _live_processes() -> dict[int, tuple[int, str]]:
+    """pid -> (session id, command line) of every process that is not a zombie."""
+    found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -44,20 +43,48 @@ def _stack_processes() -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # exited while we looked
-        name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
-        if state == "Z":
-            continue  # already dead, waiting for a parent that never reaps to do so
-        if name in ERLANG_PROCESSES or any(marker in cmdline for marker in markers):
-            found.append(f"{proc.name} {cmdline.strip()[:120]}")
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":  # a zombie is dead, waiting for a parent that may never reap it
+            found[int(proc.name)] = (int(fields[3]), cmdline.strip())
     return found
 
 
+def _stack_sessions() -> set[int]:
+    """Each component leads its own session; its children (Erlang's helpers) share it."""
+    layout = default_layout()
+    sessions = set()
+    for name in ("postgres", "rabbitmq", *PROCESSES):
+        pid = pid_of(layout, name)
+        assert pid is not None, f"{name} should be running before this test"
+        sessions.add(pid)
+    return sessions
+
+
+def _left_behind(sessions: set[int]) -> list[str]:
+    layout = default_layout()
+    markers = (str(layout.home), str(layout.postgres_home))
+    return [
+        f"{pid} {cmdline[:120]}"
+        for pid, (session, cmdline) in _live_processes().items()
+        if session in sessions or any(marker in cmdline for marker in markers)
+    ]
+
+
+def _epmd_listening() -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", default_layout().ports.epmd)) == 0
+
+
 def test_down_leaves_no_process_and_up_restores_a_healthy_stack() -> None:
-    assert _stack_processes(), "the stack should be running before this test"
+    sessions = _stack_sessions()
+    assert _left_behind(sessions), "the stack's processes should be visible before down"
+    assert _epmd_listening()
 
     stopped = _devstack("down")
     assert stopped.returncode == 0, stopped.stderr
-    assert _stack_processes() == []
+    assert _left_behind(sessions) == []
+    assert not _epmd_listening()
 
     started = _devstack("up")
     assert started.returncode == 0, started.stderr

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    # The service's own settings from the caller's shell must not change what is compared.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTANCE_SERVICE_")}
     return subprocess.run(
         [sys.executable, "-m", "instance_service", *args],
         input=stdin,
+        env=env,
         capture_output=True,
         timeout=60,
         check=False,
@@ -94,3 +98,17 @@ def test_schema_of_an_unknown_type_lists_the_known_ones() -> None:
     result = _run("schema", "odoo.instance.nope.v1")
     assert result.returncode == 2
     assert b"odoo.instance.provision.v1" in result.stderr
+
+
+def test_schema_and_validate_ignore_unrelated_bad_settings(tmp_path: Path) -> None:
+    path = tmp_path / "start.json"
+    path.write_text(json.dumps(command_example("odoo.instance.start.v1")))
+    env = {**os.environ, "INSTANCE_SERVICE_LOG__LEVEL": "LOUD"}
+    result = subprocess.run(
+        [sys.executable, "-m", "instance_service", "validate", str(path)],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -12,12 +12,13 @@ from instance_service.contract_commands import render_asyncapi
 from messages.amqp import AmqpProperties
 from messages.commands import COMMAND_MODELS
 from messages.events import EVENT_MODELS
-from messages.examples import event_example
+from messages.examples import command_example, event_example
 from messages.parsing import parse_command
 from messages.schema import message_schema
 from messages.serialization import serialize_event
 from messages.settings import ContractSettings
 
+FORMATS = jsonschema.FormatChecker()
 ASYNCAPI = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.yaml"
 
 
@@ -30,7 +31,7 @@ def document() -> dict[str, Any]:
 def test_committed_document_is_what_the_models_generate() -> None:
     assert ASYNCAPI.read_text() == render_asyncapi(ContractSettings()), (
         "docs/asyncapi.yaml is stale: regenerate it with "
-        "`python3 -m uv run instance-service schema > docs/asyncapi.yaml`"
+        "`.venv/bin/instance-service schema > docs/asyncapi.yaml`"
     )
 
 
@@ -65,7 +66,7 @@ def test_every_event_example_validates_against_its_schema(document: dict[str, An
     events = [(name, p) for name, p in _examples(document) if name in EVENT_MODELS]
     assert len(events) == len(EVENT_MODELS)
     for name, payload in events:
-        jsonschema.validate(payload, message_schema(name))
+        jsonschema.validate(payload, message_schema(name), format_checker=FORMATS)
         assert EVENT_MODELS[name].model_validate(payload).type == name
 
 
@@ -73,7 +74,7 @@ def test_every_event_example_validates_against_its_schema(document: dict[str, An
 def test_serialized_event_validates_against_its_own_schema(event_type: str) -> None:
     message = serialize_event(event_example(event_type))
     body = json.loads(message.body)
-    jsonschema.validate(body, message_schema(event_type))
+    jsonschema.validate(body, message_schema(event_type), format_checker=FORMATS)
     assert message.exchange == "instance.events"
     assert message.routing_key == event_type
     assert message.properties.content_type == "application/cloudevents+json"
@@ -83,14 +84,17 @@ def test_serialized_event_validates_against_its_own_schema(event_type: str) -> N
 
 
 @pytest.mark.parametrize("command_type", sorted(COMMAND_MODELS))
-def test_command_schema_accepts_the_example_and_rejects_a_broken_one(command_type: str) -> None:
-    from messages.examples import command_example
-
+def test_command_schema_accepts_the_example_and_rejects_broken_ones(command_type: str) -> None:
     schema = message_schema(command_type)
     example = command_example(command_type)
-    jsonschema.validate(example, schema)
+    jsonschema.validate(example, schema, format_checker=FORMATS)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**example, "unexpected": True}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**example, "id": ""}, schema)
+    if example.get("subject"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**example, "subject": "NOT-A-UUID"}, schema)
 
 
 def test_schemas_state_the_configured_rules() -> None:
