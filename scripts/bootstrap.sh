@@ -18,6 +18,7 @@ command -v setpriv >/dev/null || packages+=(util-linux)
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || packages+=(rabbitmq-server)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || packages+=(postgresql)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+command -v npm >/dev/null || packages+=(nodejs npm)
 if ((${#packages[@]})); then
   say "installing Debian packages: ${packages[*]}"
   # Debian starts a packaged service on install where an init system allows it; the stack runs
@@ -42,6 +43,12 @@ if ! "$tools/bin/uv" --version 2>/dev/null | grep -q "uv $UV_VERSION"; then
 fi
 say "syncing .venv with uv.lock"
 "$tools/bin/uv" sync --frozen --quiet
+
+# The official AsyncAPI parser, which a test runs on docs/asyncapi.yaml.
+if [[ ! -d tools/asyncapi-check/node_modules/@asyncapi/parser ]]; then
+  say "installing the AsyncAPI parser (npm ci)"
+  npm ci --prefix tools/asyncapi-check --silent --no-audit --no-fund
+fi
 
 command -v go >/dev/null || { say "Go is needed to build the control plane (1.26+)"; exit 1; }
 say "control-plane binaries: $(bash devstack/build-binaries.sh)"

@@ -1,6 +1,9 @@
 """The AsyncAPI document is generated from the models, and its examples hold in both directions."""
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +112,24 @@ def test_schemas_state_the_configured_rules() -> None:
 def test_unknown_type_has_no_schema() -> None:
     with pytest.raises(KeyError, match="unknown message type"):
         message_schema("odoo.instance.nope.v1")
+
+
+def test_the_official_asyncapi_parser_accepts_the_document() -> None:
+    checker = ASYNCAPI.parents[1] / "tools" / "asyncapi-check"
+    node = shutil.which("node")
+    if node is None or not (checker / "node_modules" / "@asyncapi" / "parser").is_dir():
+        message = "the AsyncAPI parser is not installed (scripts/bootstrap.sh installs it)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [node, str(checker / "check.mjs"), str(ASYNCAPI)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    diagnostics = [json.loads(line) for line in result.stdout.splitlines()]
+    errors = [d for d in diagnostics if d["severity"] == 0]
+    assert result.returncode == 0, errors or result.stderr
+    assert errors == []
