@@ -1,6 +1,6 @@
 """Commands of the contract (exchange `instance.commands`), one model per type."""
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -243,23 +243,5 @@ AnyCommand = (
 Command = Annotated[AnyCommand, Field(discriminator="type")]
 """Any command, told apart by its `type`."""
 
-COMMAND_MODELS: dict[str, type[AnyCommand]] = {
-    type_name(model): model
-    for model in (
-        ProvisionCommand,
-        StartCommand,
-        StopCommand,
-        RestartCommand,
-        SuspendCommand,
-        UnsuspendCommand,
-        ResizeCommand,
-        UpgradeCommand,
-        BackupCommand,
-        RestoreCommand,
-        TerminateCommand,
-        ReactivateCommand,
-        DeleteCommand,
-        ReconcileCommand,
-    )
-}
+COMMAND_MODELS: dict[str, type[AnyCommand]] = {type_name(m): m for m in get_args(AnyCommand)}
 """Command type -> model."""

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Final, Literal, Self, get_args
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -154,6 +154,30 @@ class Event(Envelope):
         """
         if subject is None and isinstance(command, InstanceCommand):
             subject = command.subject
+        return cls._new(
+            data,
+            subject=subject,
+            causationid=command.id,
+            correlationid=command.correlationid or command.id,
+            traceparent=traceparent,
+            tracestate=tracestate,
+            event_id=event_id,
+            time=time,
+        )
+
+    @classmethod
+    def _new(
+        cls,
+        data: object,
+        *,
+        subject: str | None,
+        causationid: str | None,
+        correlationid: str | None,
+        traceparent: str | None,
+        tracestate: str | None,
+        event_id: str | None,
+        time: datetime | None,
+    ) -> Self:
         return cls.model_validate(
             {
                 "specversion": "1.0",
@@ -162,8 +186,8 @@ class Event(Envelope):
                 "subject": subject,
                 "time": time or datetime.now(UTC),
                 "datacontenttype": "application/json",
-                "causationid": command.id,
-                "correlationid": command.correlationid or command.id,
+                "causationid": causationid,
+                "correlationid": correlationid,
                 "traceparent": traceparent,
                 "tracestate": tracestate,
                 "data": data,
@@ -289,23 +313,20 @@ class CommandRejectedEvent(Event):
         time: datetime | None = None,
     ) -> Self:
         """The answer to a rejected message, whatever of it could be read."""
-        return cls.model_validate(
-            {
-                "specversion": "1.0",
-                "id": event_id or str(uuid.uuid4()),
-                "type": type_name(cls),
-                "subject": subject,
-                "time": time or datetime.now(UTC),
-                "datacontenttype": "application/json",
-                "causationid": rejection.command_id,
-                "correlationid": correlationid or rejection.command_id,
-                "traceparent": traceparent,
-                "data": {
-                    "command_id": rejection.command_id,
-                    "command_type": rejection.command_type,
-                    "error": rejection.as_error(),
-                },
-            }
+        data = {
+            "command_id": rejection.command_id,
+            "command_type": rejection.command_type,
+            "error": rejection.as_error(),
+        }
+        return cls._new(
+            data,
+            subject=subject,
+            causationid=rejection.command_id,
+            correlationid=correlationid or rejection.command_id,
+            traceparent=traceparent,
+            tracestate=None,
+            event_id=event_id,
+            time=time,
         )
 
 
@@ -324,7 +345,7 @@ class FleetReconciledEvent(Event):
     subject: None = None
 
 
-AnyEvent = Annotated[
+AnyEventModel = (
     ProvisionedEvent
     | StartedEvent
     | StoppedEvent
@@ -341,31 +362,10 @@ AnyEvent = Annotated[
     | CommandFailedEvent
     | CommandRejectedEvent
     | StatusChangedEvent
-    | FleetReconciledEvent,
-    Field(discriminator="type"),
-]
+    | FleetReconciledEvent
+)
+AnyEvent = Annotated[AnyEventModel, Field(discriminator="type")]
 """Any event, told apart by its `type`."""
 
-EVENT_MODELS: dict[str, type[Event]] = {
-    type_name(model): model
-    for model in (
-        ProvisionedEvent,
-        StartedEvent,
-        StoppedEvent,
-        RestartedEvent,
-        SuspendedEvent,
-        UnsuspendedEvent,
-        TerminatedEvent,
-        ReactivatedEvent,
-        DeletedEvent,
-        ResizedEvent,
-        UpgradedEvent,
-        BackedUpEvent,
-        RestoredEvent,
-        CommandFailedEvent,
-        CommandRejectedEvent,
-        StatusChangedEvent,
-        FleetReconciledEvent,
-    )
-}
+EVENT_MODELS: dict[str, type[Event]] = {type_name(m): m for m in get_args(AnyEventModel)}
 """Event type -> model."""
