@@ -14,6 +14,7 @@ from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from store.database import is_postgresql
 
@@ -59,8 +60,12 @@ class AdvisoryLocks:
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": number})
-                connection.commit()
+                try:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": number})
+                    connection.commit()
+                except SQLAlchemyError:
+                    # A broken session cannot unlock; closing it for good frees the lock.
+                    connection.invalidate()
 
 
 class ProcessLocks:
