@@ -53,3 +53,28 @@ class MessageRejected(Exception):  # noqa: N818 - a verdict on a message, not a 
             "message": self.message,
             "details": [problem.as_dict() for problem in self.details],
         }
+
+
+class RetryableError(Exception):
+    """A failure that may pass: try the command again after `delay` seconds (None: the schedule's).
+
+    Raised by any layer (Kubernetes 409/429/5xx, a busy instance, a lost connection); only the
+    consumer decides what a retry means.
+    """
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(Exception):
+    """A failure that will not pass by itself: the command ends as `command.failed`.
+
+    `code` is a short machine-readable reason (e.g. `image_not_allowed`); `rolled_back` says
+    whether the handler undid what it had done.
+    """
+
+    def __init__(self, code: str, message: str, *, rolled_back: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.rolled_back = rolled_back
