@@ -16,3 +16,54 @@ class AmqpSettings(BaseModel):
     heartbeat_seconds: int = Field(default=30, ge=0, le=600)
     connection_attempts: int = Field(default=3, ge=1, le=100)
     retry_delay_seconds: float = Field(default=2.0, ge=0, le=60)
+
+
+class ConsumerSettings(BaseModel):
+    """How the consumer takes, retries and hands back work."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quick_queue: str = Field(
+        default="instance-service.commands.quick",
+        description="quorum queue of quick lifecycle commands (start, stop, suspend, ...)",
+    )
+    long_queue: str = Field(
+        default="instance-service.commands.long",
+        description="quorum queue of long commands (provision, backup, restore, upgrade, delete)",
+    )
+    dead_letter_queue: str = Field(
+        default="instance-service.dead-letter", description="where refused messages rest"
+    )
+    dead_letter_exchange: str = Field(default="instance-service.dead-letter")
+    prefetch: int = Field(default=8, ge=1, le=1000, description="unacknowledged deliveries")
+    workers: int = Field(default=4, ge=1, le=64, description="handler threads")
+    retry_delays_seconds: tuple[float, ...] = Field(
+        default=(1.0, 5.0, 30.0, 120.0, 600.0),
+        min_length=1,
+        description="delay before each retry; the last one repeats",
+    )
+    retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="each delay varies by up to this fraction"
+    )
+    max_unexpected_failures: int = Field(
+        default=5, ge=1, le=100, description="retries of an unexpected error before it is final"
+    )
+    delivery_limit: int = Field(
+        default=50, ge=2, le=1000, description="broker-side cap on deliveries of one message"
+    )
+    handler_budget_seconds: float = Field(
+        default=60.0, gt=0, le=1800, description="longest a handler keeps a message unacked"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=45.0, gt=0, le=3600, description="time to finish in-flight work on SIGTERM"
+    )
+    relay_interval_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="how often the outbox is checked when idle"
+    )
+    health_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - the kubelet probes the pod's address
+        description="address of the liveness/readiness endpoint",
+    )
+    health_port: int = Field(
+        default=8080, ge=0, le=65535, description="liveness/readiness HTTP port; 0 disables"
+    )

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from consumers.connection import BrokerUnavailableError, open_connection
-from consumers.idle import serve_until_signalled
+from consumers.health import Health, serve_health
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
 from instance_service.settings import ContractOnlySettings, Settings
+from instance_service.wiring import build_runtime
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
@@ -95,11 +96,23 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         log.error("not ready: %s", error)
         return EXIT_UNAVAILABLE
     log.info("rabbitmq ready", extra={"amqp": redact_url(settings.amqp.url.get_secret_value())})
+    connection.close()
     if check_only:
         log.info("consumer ready")
-        connection.close()
         return EXIT_OK
-    signal_name = serve_until_signalled(connection, on_ready=lambda: log.info("consumer ready"))
+    health = Health()
+    consumer = settings.consumer
+    server = (
+        serve_health(health, consumer.health_host, consumer.health_port)
+        if consumer.health_port
+        else None
+    )
+    try:
+        runtime = build_runtime(settings, engine, handlers={}, health=health)
+        signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
+    finally:
+        if server is not None:
+            server.shutdown()
     log.info("consumer stopped", extra={"signal": signal_name})
     return EXIT_OK
 

@@ -8,7 +8,7 @@ prefix ``INSTANCE_SERVICE_`` and ``__`` between a group and its field, e.g.
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from consumers.settings import AmqpSettings
+from consumers.settings import AmqpSettings, ConsumerSettings
 from k8s.settings import KubernetesSettings
 from messages.settings import ContractSettings
 from store.settings import StoreSettings
@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     )
 
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     log: LogSettings = Field(default_factory=LogSettings)

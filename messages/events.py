@@ -85,9 +85,10 @@ class RejectionInfo(Frozen):
     details: tuple[RejectionDetail, ...] = ()
 
 
-class CommandFailedData(InstanceEventData):
-    """A valid command could not be carried out."""
+class CommandFailedData(Frozen):
+    """A valid command could not be carried out (`instance_id` is absent for fleet commands)."""
 
+    instance_id: InstanceId | None = None
     command_id: str
     command_type: str
     error: ErrorInfo

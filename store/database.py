@@ -7,7 +7,7 @@ explicit locks where order matters.
 """
 
 import sqlite3
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy
 from sqlalchemy import event
@@ -17,6 +17,9 @@ from store.settings import StoreSettings
 from telemetry.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+StateEngine: TypeAlias = Engine
+"""The store's engine, as layers that may not import SQLAlchemy name it."""
 
 
 class StoreUnavailableError(Exception):

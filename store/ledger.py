@@ -209,6 +209,32 @@ class Ledger:
             enqueue(session, [terminal, *more_events])
         return StoredOutcome.of(entry)
 
+    def record_rejection(
+        self, rejection: MessageRejected, event: Event, instance_id: str | None = None
+    ) -> StoredOutcome | None:
+        """Record the answer to a message refused before it was a command.
+
+        Only a message whose command id could be read is answered (contract guarantee 5): its
+        rejection goes to the inbox, so a redelivery is answered from there. Returns the stored
+        outcome (the earlier one if the id was already answered), or None for no id.
+        """
+        if rejection.command_id is None:
+            return None
+        with self._session() as session, session.begin():
+            existing = session.get(InboxEntry, rejection.command_id)
+            if existing is not None:
+                return StoredOutcome.of(existing)
+            entry = InboxEntry(
+                command_id=rejection.command_id,
+                command_type=rejection.command_type or "(unreadable)",
+                instance_id=instance_id,
+                outcome=Outcome.REJECTED,
+                terminal_event_id=event.id,
+            )
+            session.add(entry)
+            enqueue(session, [event])
+        return StoredOutcome.of(entry)
+
     def _apply(
         self,
         session: Session,

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,18 +12,27 @@ from pathlib import Path
 import pytest
 
 from devstack.credentials import RABBITMQ_SERVICE_USER
+from devstack.httpcheck import get
 from tests import stack
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.k8s]
 
 
-def _env(tmp_path: Path, amqp_url: str) -> dict[str, str]:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _env(tmp_path: Path, amqp_url: str, health_port: int = 0) -> dict[str, str]:
     found = stack.stack_endpoints()
     return {
         **os.environ,
         "INSTANCE_SERVICE_AMQP__URL": amqp_url,
         "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": found.kubeconfig,
         "INSTANCE_SERVICE_STORE__URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "INSTANCE_SERVICE_CONSUMER__HEALTH_HOST": "127.0.0.1",
+        "INSTANCE_SERVICE_CONSUMER__HEALTH_PORT": str(health_port),
     }
 
 
@@ -60,8 +70,12 @@ def test_check_reports_every_dependency_ready_without_printing_the_password(
 
 def test_serves_with_a_live_broker_connection_until_sigterm(tmp_path: Path, amqp_url: str) -> None:
     vhost = amqp_url.rsplit("/", 1)[1]
+    port = _free_port()
     with subprocess.Popen(
-        _command("consume"), env=_env(tmp_path, amqp_url), stderr=subprocess.PIPE, text=True
+        _command("consume"),
+        env=_env(tmp_path, amqp_url, health_port=port),
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
         try:
             assert process.stderr is not None
@@ -77,6 +91,8 @@ def test_serves_with_a_live_broker_connection_until_sigterm(tmp_path: Path, amqp
                 time.sleep(0.5)
                 users = [c["user"] for c in stack.management_get(f"vhosts/{vhost}/connections")]
             assert users == [RABBITMQ_SERVICE_USER]
+            assert get(f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")
+            assert get(f"http://127.0.0.1:{port}/livez") == (200, "ok\n")
             process.send_signal(signal.SIGTERM)
             rest = process.stderr.read()
             assert process.wait(timeout=30) == 0

@@ -1,0 +1,59 @@
+"""Publishes the outbox with publisher confirms, on the connection thread, restart-safe.
+
+Events are published `mandatory`; an event no queue is bound to comes back as unroutable. The
+broker has then seen it and nobody subscribes: it is logged and marked published, so a missing
+subscriber cannot stall the outbox.
+"""
+
+import logging
+
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import BasicProperties
+
+from messages.envelope import CLOUDEVENTS_CONTENT_TYPE
+from store.outbox import OutboxRelayStore
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    """Moves recorded events to the broker."""
+
+    def __init__(self, store: OutboxRelayStore, batch: int = 100) -> None:
+        self.store = store
+        self.batch = batch
+
+    def publish_pending(self, channel: BlockingChannel, *, until_empty: bool = False) -> int:
+        """Publish what is claimable; return how many the broker confirmed."""
+        published = 0
+        while batch := self.store.claim(self.batch):
+            done: list[str] = []
+            try:
+                for pending in batch:
+                    try:
+                        channel.basic_publish(
+                            pending.exchange,
+                            pending.routing_key,
+                            pending.body,
+                            BasicProperties(
+                                content_type=CLOUDEVENTS_CONTENT_TYPE,
+                                delivery_mode=2,
+                                message_id=pending.event_id,
+                                headers=pending.headers,
+                            ),
+                            mandatory=True,
+                        )
+                    except pika.exceptions.UnroutableError:
+                        log.warning(
+                            "event not routed to any queue",
+                            extra={"event_id": pending.event_id, "type": pending.routing_key},
+                        )
+                    done.append(pending.event_id)
+            finally:
+                self.store.mark_published(done)
+                self.store.release([p.event_id for p in batch if p.event_id not in done])
+            published += len(done)
+            if not until_empty:
+                break
+        return published

@@ -1,0 +1,57 @@
+"""What a handler returns, and what it is given: the contract between handlers and the consumer."""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from messages.commands import AnyCommand
+from messages.events import Event
+from store.ledger import Ledger
+from store.records import Admission, InstanceUpdate
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The command is done: its terminal event, the instance's change, any further events."""
+
+    event: Event
+    update: InstanceUpdate | None = None
+    more_events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class Continue:
+    """A long operation is not done: record `step` and come back after `after_seconds`.
+
+    The consumer acknowledges the message and schedules its own continuation, so no message
+    waits unacknowledged longer than the handler budget.
+    """
+
+    step: str
+    after_seconds: float
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+HandlerResult = Completed | Continue
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may use besides its command."""
+
+    ledger: Ledger
+    admission: Admission
+    operation_id: str | None
+    deadline: float
+    """time.monotonic() by which the handler returns (Completed or Continue)."""
+
+    def remaining(self) -> float:
+        """Seconds left of the handler budget."""
+        return self.deadline - time.monotonic()
+
+
+class Handler(Protocol):
+    """Carries out one command type; raises RetryableError or PermanentError on failure."""
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Do (or continue) the command's work."""

@@ -1,0 +1,97 @@
+"""SIGTERM during a long handler: finish in the grace period, or hand the work back; exit 0."""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from store.database import create_engine
+from store.settings import StoreSettings
+from tests.consumers.harness import (
+    Observer,
+    ProvisionFake,
+    provision_body,
+    publish,
+    running_consumer,
+)
+
+pytestmark = pytest.mark.rabbitmq
+PROVISION = "odoo.instance.provision.v1"
+
+
+def _consumer(
+    amqp_url: str, state: Path, handler_seconds: float, grace: float
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.consumers.consumer_process",
+            amqp_url,
+            f"sqlite:///{state}",
+            str(handler_seconds),
+            str(grace),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_until(process: subprocess.Popen[str], prefix: str) -> str:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return line.strip()
+    pytest.fail(f"the consumer ended (exit {process.wait()}) before printing {prefix!r}")
+
+
+def test_sigterm_lets_the_running_handler_finish_and_exits_0(amqp_url: str, tmp_path: Path) -> None:
+    observer = Observer(amqp_url)
+    process = _consumer(amqp_url, tmp_path / "state.db", handler_seconds=3, grace=20)
+    try:
+        _read_until(process, "ready")
+        publish(amqp_url, [provision_body(1)], PROVISION)
+        _read_until(process, "handling provision-1")
+        process.send_signal(signal.SIGTERM)
+        assert _read_until(process, "stopped") == "stopped SIGTERM"
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    bodies = observer.wait_for(lambda bodies: len(bodies) == 1, timeout=10)
+    assert bodies[0]["causationid"] == "provision-1"
+
+
+def test_work_still_running_after_the_grace_period_is_handed_back_and_answered_once(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    observer = Observer(amqp_url)
+    state = tmp_path / "state.db"
+    process = _consumer(amqp_url, state, handler_seconds=8, grace=1)
+    try:
+        _read_until(process, "ready")
+        publish(amqp_url, [provision_body(2)], PROVISION)
+        _read_until(process, "handling provision-2")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    # At the end of the grace period the message went back to the broker; the process waited
+    # for its running handler (bounded by the handler budget) before exiting. Another consumer
+    # on the same state gets the message again and answers it once: from the inbox if the
+    # first handler recorded its outcome, by running the handler if it had not.
+    fake = ProvisionFake()
+    shared = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{state}")))
+    with running_consumer(amqp_url, shared, {PROVISION: fake}):
+        bodies = observer.wait_for(lambda bodies: len(bodies) >= 1, timeout=60)
+    shared.dispose()
+    assert [b["causationid"] for b in bodies] == ["provision-2"]
+    assert sum(fake.calls.values()) <= 1
