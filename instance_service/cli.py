@@ -12,6 +12,7 @@ from consumers.health import Health, serve_health
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
+from instance_service.publish_command import run_publish
 from instance_service.settings import ContractOnlySettings, Settings
 from instance_service.wiring import build_runtime
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
@@ -57,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         "or exit 1 and print the rejection as JSON {code, message, details}",
     )
     validate.add_argument("file", metavar="FILE", help="path of the JSON document, or - for stdin")
+    publish = commands.add_parser(
+        "publish", help="validate a command document and publish it to instance.commands"
+    )
+    publish.add_argument("file", metavar="FILE", help="path of the JSON document, or - for stdin")
+    publish.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the command's result event and print it",
+    )
     database = commands.add_parser("db", help="the state store's schema")
     database.add_argument(
         "action",
@@ -135,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if arguments.command == "db":
         return run_db(settings.store, arguments.action)
+    if arguments.command == "publish":
+        return run_publish(
+            settings.amqp,
+            settings.contract,
+            arguments.file,
+            arguments.wait,
+            sys.stdin.buffer,
+            sys.stdout,
+        )
     configure_logging(settings.log)
     return run_consume(settings, check_only=arguments.check)
 

@@ -10,20 +10,23 @@ from typing import Any
 import pika
 import pytest
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from consumers.settings import ConsumerSettings
 from devstack import credentials
 from devstack.layout import default_layout
 from devstack.rabbitmq import RabbitMQ
-from handlers.results import HandlerContext, HandlerResult
-from messages.commands import AnyCommand
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from messages.commands import AnyCommand, InstanceCommand
 from messages.envelope import MAX_BODY_BYTES
-from messages.errors import RetryableError
+from messages.errors import PermanentError, RetryableError
+from store.models import Operation
 from tests.consumers.harness import (
     FAST,
     Observer,
     ProvisionFake,
     provision_body,
+    provisioned,
     publish,
     running_consumer,
 )
@@ -178,3 +181,71 @@ def test_closing_all_connections_during_500_commands_loses_nothing(
     assert all(len(event_ids) == 1 for event_ids in answers.values())
     assert set(fake.calls) == set(answers)
     assert all(count == 1 for count in fake.calls.values())
+
+
+def test_a_permanent_failure_is_answered_failed_and_dead_lettered(
+    amqp_url: str, engine: Engine
+) -> None:
+    observer = Observer(amqp_url)
+
+    def refuses(command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        raise PermanentError("image_not_allowed", "odoo:17.0 is not on the registry allow-list")
+
+    with running_consumer(amqp_url, engine, {PROVISION: refuses}):
+        publish(amqp_url, [provision_body(8)], PROVISION)
+        bodies = observer.wait_for(lambda bodies: len(bodies) == 1)
+    failed = bodies[0]
+    assert failed["type"] == "odoo.instance.command.failed.v1"
+    assert failed["data"]["error"] == {
+        "code": "image_not_allowed",
+        "message": "odoo:17.0 is not on the registry allow-list",
+    }
+    assert failed["data"]["rolled_back"] is False
+    dead = _dead_letters(amqp_url)
+    assert [p.headers["x-instance-service-rejection-code"] for p, _ in dead] == [
+        "failed:image_not_allowed"
+    ]
+
+
+def test_unexpected_errors_are_retried_then_final(amqp_url: str, engine: Engine) -> None:
+    observer = Observer(amqp_url)
+    calls: list[str] = []
+
+    def broken(command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        calls.append(command.id)
+        raise KeyError("a bug")
+
+    settings = FAST.model_copy(update={"max_unexpected_failures": 3})
+    with running_consumer(amqp_url, engine, {PROVISION: broken}, settings=settings):
+        publish(amqp_url, [provision_body(9)], PROVISION)
+        bodies = observer.wait_for(lambda bodies: len(bodies) == 1)
+    assert calls == ["provision-9"] * 3
+    assert bodies[0]["data"]["error"]["code"] == "unexpected_error"
+
+
+def test_a_long_operation_continues_later_without_holding_its_message(
+    amqp_url: str, engine: Engine
+) -> None:
+    observer = Observer(amqp_url)
+    seen: list[tuple[str | None, float]] = []
+
+    def two_steps(command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        seen.append((context.operation_id, time.monotonic()))
+        if len(seen) == 1:
+            return Continue(step="waiting-for-ready", after_seconds=1.0, result={"job": "init"})
+        assert isinstance(command, InstanceCommand)
+        return Completed(provisioned(command))
+
+    with running_consumer(amqp_url, engine, {PROVISION: two_steps}):
+        publish(amqp_url, [provision_body(10)], PROVISION)
+        bodies = observer.wait_for(lambda bodies: len(bodies) == 1)
+    assert bodies[0]["type"] == "odoo.instance.provisioned.v1"
+    (first_operation, first_at), (second_operation, second_at) = seen
+    assert first_operation is not None
+    assert first_operation == second_operation  # the continuation resumed the same operation
+    assert second_at - first_at >= 1.0
+    with Session(engine) as session:
+        operation = session.get_one(Operation, first_operation)
+    assert operation.step == "waiting-for-ready"
+    assert operation.result == {"job": "init"}
+    assert operation.state == "succeeded"

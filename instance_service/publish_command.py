@@ -1,0 +1,67 @@
+"""`instance-service publish FILE|- [--wait SECONDS]`: send a command, maybe await its result.
+
+Exit status: 0 published (and, when waiting, answered by its success event); 1 the document is
+not a valid command, or the answer was `command.failed`/`command.rejected`; 2 the file cannot
+be read; 69 RabbitMQ is unreachable or refused the command; 75 no answer within the wait.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from consumers.publisher import BrokerUnavailableError, PublishError, publish_command
+from consumers.settings import AmqpSettings
+from messages.amqp import AmqpProperties, OutgoingMessage
+from messages.errors import MessageRejected
+from messages.parsing import parse_command
+from messages.serialization import COMMANDS_EXCHANGE
+from messages.settings import ContractSettings
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NO_ANSWER = 0, 1, 2, 69, 75
+FAILURE_TYPES = ("odoo.instance.command.failed.v1", "odoo.instance.command.rejected.v1")
+
+
+def run_publish(
+    amqp: AmqpSettings,
+    contract: ContractSettings,
+    source: str,
+    wait_seconds: float | None,
+    stdin: BinaryIO,
+    out: TextIO,
+) -> int:
+    """Validate, publish, and maybe wait; see the module docstring for the exit status."""
+    try:
+        body = stdin.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        print(f"instance-service publish: cannot read {source}: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        command = parse_command(body, AmqpProperties(), contract)
+    except MessageRejected as rejection:
+        out.write(json.dumps(rejection.as_error(), indent=2) + "\n")
+        return EXIT_REFUSED
+    headers = {k: v for k in ("traceparent", "tracestate") if (v := getattr(command, k))}
+    message = OutgoingMessage(
+        COMMANDS_EXCHANGE,
+        command.type,
+        body,
+        AmqpProperties(message_id=command.id, headers=headers),
+    )
+
+    def progress(elapsed: float) -> None:
+        print(f"waiting for the result of {command.id}: {elapsed:.0f} s", file=sys.stderr)
+
+    try:
+        published = publish_command(amqp, message, wait_seconds=wait_seconds, progress=progress)
+    except (BrokerUnavailableError, PublishError) as error:
+        print(f"instance-service publish: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if wait_seconds is None:
+        print(f"published {command.id} ({command.type})", file=sys.stderr)
+        return EXIT_OK
+    if published.result is None:
+        print(f"no result for {command.id} within {wait_seconds:g} s", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    out.write(json.dumps(published.result, indent=2) + "\n")
+    return EXIT_REFUSED if published.result.get("type") in FAILURE_TYPES else EXIT_OK
