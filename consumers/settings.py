@@ -34,7 +34,9 @@ class ConsumerSettings(BaseModel):
     dead_letter_queue: str = Field(
         default="instance-service.dead-letter", description="where refused messages rest"
     )
-    dead_letter_exchange: str = Field(default="instance-service.dead-letter")
+    dead_letter_exchange: str = Field(
+        default="instance-service.dead-letter", description="direct exchange of the dead letters"
+    )
     prefetch: int = Field(default=8, ge=1, le=1000, description="unacknowledged deliveries")
     workers: int = Field(default=4, ge=1, le=64, description="handler threads")
     retry_delays_seconds: tuple[float, ...] = Field(
@@ -46,7 +48,10 @@ class ConsumerSettings(BaseModel):
         default=0.2, ge=0, le=1, description="each delay varies by up to this fraction"
     )
     max_unexpected_failures: int = Field(
-        default=5, ge=1, le=100, description="retries of an unexpected error before it is final"
+        default=5,
+        ge=1,
+        le=100,
+        description="unexpected errors that end a command as failed (retried until then)",
     )
     delivery_limit: int = Field(
         default=50, ge=2, le=1000, description="broker-side cap on deliveries of one message"
