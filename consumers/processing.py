@@ -118,7 +118,9 @@ class Processor:
         try:
             return self._run(command)
         except InstanceBusyError as busy:
-            return Retry(self.delay(0), str(busy), retries, unexpected)
+            # Lock contention passes in a moment; an operation in progress may take minutes:
+            # back off along the schedule, but never past its third step.
+            return Retry(self.delay(min(retries, 2)), str(busy), retries + 1, unexpected)
         except RetryableError as error:
             delay = error.delay if error.delay is not None else self.delay(retries)
             return Retry(delay, str(error), retries + 1, unexpected)

@@ -194,7 +194,20 @@ class ConsumerRuntime:
         tag: int,
         delivery: Delivery,
     ) -> None:
+        started = time.monotonic()
         decision = self.processor.process(delivery)
+        took = time.monotonic() - started
+        if took > self.settings.handler_budget_seconds:
+            # The message sat unacknowledged past the budget: the handler should have returned
+            # Continue. Reported, since only the handler can fix it.
+            log.warning(
+                "handler exceeded its budget",
+                extra={
+                    "message_id": delivery.properties.message_id,
+                    "seconds": round(took, 1),
+                    "budget_seconds": self.settings.handler_budget_seconds,
+                },
+            )
         settle = functools.partial(self._settle, channel, queue, tag, delivery, decision)
         try:
             connection.add_callback_threadsafe(settle)

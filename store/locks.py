@@ -1,15 +1,18 @@
 """Per-instance mutual exclusion for state-changing commands, across every replica.
 
 PostgreSQL: a session-level advisory lock on a connection held for the command's duration; a
-crashed holder's connection closes and the lock goes with it. SQLite (one consumer process, for
-development): a lock per instance inside the process. Either way a command that finds its
-instance held is told to retry later (`InstanceBusyError`), never dropped.
+crashed holder's connection closes and the lock goes with it. SQLite: an flock(2) on a file per
+instance beside the database, which excludes threads and processes on the machine alike and dies
+with its holder. Either way a command that finds its instance held is told to retry later
+(`InstanceBusyError`), never dropped.
 """
 
+import fcntl
 import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import text
@@ -68,6 +71,32 @@ class AdvisoryLocks:
                     connection.invalidate()
 
 
+class FileLocks:
+    """flock(2) on one file per key beside the SQLite database: across threads and processes.
+
+    Each `hold` opens the file anew, and flock locks belong to the open file, so two holders
+    in one process exclude each other as two processes do; a dead holder's lock goes with it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Try the key's lock; raise InstanceBusyError if anyone holds it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        with (self.directory / name).open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InstanceBusyError(key) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class ProcessLocks:
     """Locks inside one process, for the single consumer process SQLite supports."""
 
@@ -91,4 +120,9 @@ class ProcessLocks:
 
 def locks_for(engine: Engine) -> InstanceLocks:
     """The lock kind that fits the store's database."""
-    return AdvisoryLocks(engine) if is_postgresql(engine) else ProcessLocks()
+    if is_postgresql(engine):
+        return AdvisoryLocks(engine)
+    database = engine.url.database
+    if database and database != ":memory:":
+        return FileLocks(Path(f"{database}.locks"))
+    return ProcessLocks()  # an in-memory database lives in one process anyway

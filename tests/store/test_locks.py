@@ -7,19 +7,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import pytest
-from pydantic import SecretStr
+from sqlalchemy.engine import Engine
 
 from messages.commands import AnyCommand, InstanceCommand
 from messages.errors import MessageRejected
 from messages.events import CommandRejectedEvent, InstanceEventData, RestartedEvent
-from store.database import create_engine
+from store.database import is_postgresql
 from store.ledger import Ledger
-from store.locks import AdvisoryLocks, InstanceBusyError
+from store.locks import InstanceBusyError, locks_for
 from store.records import Outcome
-from store.settings import StoreSettings
 from tests.store.conftest import command
 from tests.store.test_ledger import _provision
 
@@ -92,10 +90,7 @@ def test_racing_commands_never_overlap_and_all_end(ledger: Ledger) -> None:
     assert Outcome.SUCCEEDED in race.outcomes.values()
 
 
-@pytest.mark.postgres
-def test_advisory_lock_dies_with_its_holder(postgres_database: str) -> None:
-    database_url = postgres_database
-    engine = create_engine(StoreSettings(url=SecretStr(database_url)))
+def test_a_lock_dies_with_its_holder(engine: Engine, database_url: str) -> None:
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -103,11 +98,11 @@ def test_advisory_lock_dies_with_its_holder(postgres_database: str) -> None:
             "import sys, time\n"
             "from pydantic import SecretStr\n"
             "from store.database import create_engine\n"
-            "from store.locks import AdvisoryLocks\n"
+            "from store.locks import locks_for\n"
             "from store.settings import StoreSettings\n"
-            "locks = AdvisoryLocks(create_engine(StoreSettings(url=SecretStr(sys.argv[1]))))\n"
+            "locks = locks_for(create_engine(StoreSettings(url=SecretStr(sys.argv[1]))))\n"
             "with locks.hold('instance-x'):\n"
-            "    print('held', flush=True)\n"
+            "    print(type(locks).__name__, flush=True)\n"
             "    time.sleep(600)\n",
             database_url,
         ],
@@ -116,13 +111,14 @@ def test_advisory_lock_dies_with_its_holder(postgres_database: str) -> None:
     )
     try:
         assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        locks = AdvisoryLocks(engine)
+        kind = holder.stdout.readline().strip()
+        assert kind == ("AdvisoryLocks" if is_postgresql(engine) else "FileLocks")
+        locks = locks_for(engine)
         with pytest.raises(InstanceBusyError), locks.hold("instance-x"):
-            pass
+            pass  # another process holds it
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
-        deadline = time.monotonic() + timedelta(seconds=10).total_seconds()
+        deadline = time.monotonic() + 10
         while True:
             try:
                 with locks.hold("instance-x"):
@@ -135,4 +131,12 @@ def test_advisory_lock_dies_with_its_holder(postgres_database: str) -> None:
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
-        engine.dispose()
+
+
+def test_two_holders_in_one_process_exclude_each_other(engine: Engine) -> None:
+    locks = locks_for(engine)
+    with locks.hold("instance-y"):
+        with pytest.raises(InstanceBusyError), locks_for(engine).hold("instance-y"):
+            pass
+        with locks.hold("instance-z"):
+            pass  # other keys are free
