@@ -21,6 +21,9 @@ def open_connection(settings: AmqpSettings) -> pika.BlockingConnection:
     parameters.heartbeat = settings.heartbeat_seconds
     parameters.connection_attempts = settings.connection_attempts
     parameters.retry_delay = settings.retry_delay_seconds
+    # A broker under a resource alarm blocks publishers; give up on such a connection rather
+    # than wait forever (the runtime reconnects).
+    parameters.blocked_connection_timeout = settings.blocked_connection_timeout_seconds
     try:
         return pika.BlockingConnection(parameters)
     except pika.exceptions.ProbableAuthenticationError as error:

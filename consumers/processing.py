@@ -30,12 +30,16 @@ from messages.parsing import parse_command
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.locks import InstanceBusyError
-from store.records import InstanceRecord, InstanceUpdate, Outcome
+from store.records import InstanceRecord, InstanceUpdate, Outcome, StoredOutcome
 
 log = logging.getLogger(__name__)
 
 RETRIES_HEADER = "x-instance-service-retries"
 UNEXPECTED_HEADER = "x-instance-service-unexpected-failures"
+BUSY_HEADER = "x-instance-service-busy"
+NOT_BEFORE_HEADER = "x-instance-service-not-before"
+"""Epoch seconds before which a delayed message must not run (delays longer than a tier)."""
+DELIVERY_COUNT_HEADER = "x-delivery-count"  # set by quorum queues on redelivery
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,11 @@ class Ack:
 
 @dataclass(frozen=True)
 class Retry:
-    """Deliver again after `delay` seconds, with these counters in its headers."""
+    """Deliver again after `delay` seconds, with these header values set."""
 
     delay: float
     reason: str
-    retries: int
-    unexpected_failures: int
+    headers: dict[str, int | float]
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,14 @@ class Delivery:
     properties: AmqpProperties
 
     def counter(self, header: str) -> int:
-        """A retry counter from the headers (0 when absent or unreadable)."""
+        """A counter from the headers (0 when absent or unreadable)."""
         value = self.properties.headers.get(header, 0)
         return value if isinstance(value, int) and value >= 0 else 0
+
+    def not_before(self) -> float:
+        """When a delayed message may run (0: now)."""
+        value = self.properties.headers.get(NOT_BEFORE_HEADER, 0)
+        return float(value) if isinstance(value, int | float) else 0.0
 
 
 class Processor:
@@ -105,6 +113,13 @@ class Processor:
 
     def process(self, delivery: Delivery) -> Decision:
         """Decide about one delivery; every path records what the contract asks for first."""
+        counters = {
+            header: delivery.counter(header)
+            for header in (RETRIES_HEADER, UNEXPECTED_HEADER, BUSY_HEADER)
+        }
+        wait = delivery.not_before() - time.time()
+        if wait > 0.5:  # a long delay travels in hops through the longest delay queue
+            return Retry(wait, "not due yet", {NOT_BEFORE_HEADER: delivery.not_before()})
         try:
             command = parse_command(delivery.body, delivery.properties, self.contract)
         except MessageRejected as rejection:
@@ -112,44 +127,40 @@ class Processor:
             return DeadLetter(str(rejection.code), rejection.message)
         stored = self.ledger.outcome_of(command.id)
         if stored is not None:
-            return Ack(f"already answered ({stored.outcome}); nothing repeated")
-        retries = delivery.counter(RETRIES_HEADER)
-        unexpected = delivery.counter(UNEXPECTED_HEADER)
+            return _answered(stored)
         try:
-            return self._run(command)
+            with self.ledger.exclusive(command):
+                # Asked again under the lock: another replica may have just finished it.
+                stored = self.ledger.outcome_of(command.id)
+                if stored is not None:
+                    return _answered(stored)
+                return self._run(command, delivery, counters)
         except InstanceBusyError as busy:
             # Lock contention passes in a moment; an operation in progress may take minutes:
             # back off along the schedule, but never past its third step.
-            return Retry(self.delay(min(retries, 2)), str(busy), retries + 1, unexpected)
-        except RetryableError as error:
-            delay = error.delay if error.delay is not None else self.delay(retries)
-            return Retry(delay, str(error), retries + 1, unexpected)
-        except Exception as error:
-            if unexpected + 1 < self.settings.max_unexpected_failures:
-                log.warning(
-                    "unexpected failure; will retry",
-                    exc_info=True,
-                    extra={"command_id": command.id, "command_type": command.type},
-                )
-                return Retry(self.delay(unexpected), repr(error), retries, unexpected + 1)
-            log.exception(
-                "unexpected failure, final",
-                extra={"command_id": command.id, "command_type": command.type},
-            )
-            failure = PermanentError("unexpected_error", f"{type(error).__name__}: {error}")
-            return self._fail(command, failure)
+            busy_count = counters[BUSY_HEADER]
+            return Retry(self.delay(min(busy_count, 2)), str(busy), {BUSY_HEADER: busy_count + 1})
 
-    def _run(self, command: AnyCommand) -> Decision:
-        with self.ledger.exclusive(command):
-            try:
-                admission = self.ledger.admit(command)
-            except MessageRejected as rejection:
-                subject = command.subject if isinstance(command, InstanceCommand) else None
-                event = CommandRejectedEvent.for_rejection(
-                    rejection, subject=subject, correlationid=command.correlationid or command.id
-                )
-                self.ledger.record(command, Outcome.REJECTED, event)
-                return DeadLetter(str(rejection.code), rejection.message)
+    def _run(self, command: AnyCommand, delivery: Delivery, counters: dict[str, int]) -> Decision:
+        """Admit, run the handler and record its outcome; called holding the instance."""
+        ids = {"command_id": command.id, "command_type": command.type}
+        deliveries = delivery.counter(DELIVERY_COUNT_HEADER)
+        if deliveries >= self.settings.delivery_limit - 1:
+            # The broker would dead-letter the next delivery without an answer: answer now.
+            failure = PermanentError(
+                "delivery_limit", f"delivered {deliveries + 1} times without an outcome"
+            )
+            return self._fail(command, failure, prior=self.ledger_instance(command))
+        try:
+            admission = self.ledger.admit(command)
+        except MessageRejected as rejection:
+            subject = command.subject if isinstance(command, InstanceCommand) else None
+            event = CommandRejectedEvent.for_rejection(
+                rejection, subject=subject, correlationid=command.correlationid or command.id
+            )
+            self.ledger.record(command, Outcome.REJECTED, event)
+            return DeadLetter(str(rejection.code), rejection.message)
+        try:
             operation_id = self.ledger.begin(command, admission)
             handler = self.registry.handler_for(command.type)
             context = HandlerContext(
@@ -158,10 +169,7 @@ class Processor:
                 operation_id=operation_id,
                 deadline=time.monotonic() + self.settings.handler_budget_seconds,
             )
-            try:
-                result = handler(command, context)
-            except PermanentError as failure:
-                return self._fail(command, failure, prior=admission.instance)
+            result = handler(command, context)
             if isinstance(result, Completed):
                 self.ledger.record(
                     command,
@@ -174,7 +182,37 @@ class Processor:
             if operation_id is None:
                 raise RuntimeError(f"{command.type} asked to continue without an operation")
             self.ledger.advance(operation_id, result.step, **result.result)
-            return Retry(result.after_seconds, f"continue at {result.step}", 0, 0)
+            headers: dict[str, int | float] = {RETRIES_HEADER: 0, UNEXPECTED_HEADER: 0}
+            if result.after_seconds > self.settings.retry_delays_seconds[-1]:
+                headers[NOT_BEFORE_HEADER] = time.time() + result.after_seconds
+            return Retry(result.after_seconds, f"continue at {result.step}", headers)
+        except RetryableError as error:
+            retries = counters[RETRIES_HEADER] + 1
+            if retries > self.settings.max_retries:
+                failure = PermanentError(
+                    "retries_exhausted", f"still failing after {retries - 1} retries: {error}"
+                )
+                return self._fail(command, failure, prior=admission.instance)
+            delay = error.delay if error.delay is not None else self.delay(retries - 1)
+            return Retry(delay, str(error), {RETRIES_HEADER: retries})
+        except PermanentError as failure:
+            return self._fail(command, failure, prior=admission.instance)
+        except Exception as error:
+            unexpected = counters[UNEXPECTED_HEADER] + 1
+            if unexpected < self.settings.max_unexpected_failures:
+                log.warning("unexpected failure; will retry", exc_info=True, extra=ids)
+                return Retry(
+                    self.delay(unexpected - 1), repr(error), {UNEXPECTED_HEADER: unexpected}
+                )
+            log.exception("unexpected failure, final", extra=ids)
+            final = PermanentError("unexpected_error", f"{type(error).__name__}: {error}")
+            return self._fail(command, final, prior=admission.instance)
+
+    def ledger_instance(self, command: AnyCommand) -> InstanceRecord | None:
+        """The command's instance as stored, if any."""
+        if isinstance(command, InstanceCommand):
+            return self.ledger.instance(command.subject)
+        return None
 
     def _fail(
         self, command: AnyCommand, failure: PermanentError, prior: InstanceRecord | None = None
@@ -198,9 +236,17 @@ class Processor:
         return DeadLetter(f"failed:{failure.code}", str(failure))
 
 
+def _answered(stored: StoredOutcome) -> Decision:
+    """Answered before: a success is acknowledged, a refusal goes to the dead letters again."""
+    if stored.outcome is Outcome.SUCCEEDED:
+        return Ack(f"already answered ({stored.outcome}); nothing repeated")
+    return DeadLetter(f"answered:{stored.outcome}", "already answered; see its terminal event")
+
+
 def headers_for_retry(decision: Retry, headers: Mapping[str, object]) -> dict[str, object]:
-    """The headers a retried message carries: its old ones with the counters updated."""
-    updated = dict(headers)
-    updated[RETRIES_HEADER] = decision.retries
-    updated[UNEXPECTED_HEADER] = decision.unexpected_failures
+    """The headers a retried message carries: its old ones with the decision's values set."""
+    updated = {k: v for k, v in headers.items() if k != DELIVERY_COUNT_HEADER}
+    updated.update(decision.headers)
+    if NOT_BEFORE_HEADER not in decision.headers:
+        updated.pop(NOT_BEFORE_HEADER, None)
     return updated

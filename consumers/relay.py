@@ -12,6 +12,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import BasicProperties
 
 from messages.envelope import CLOUDEVENTS_CONTENT_TYPE
+from store.database import StoreUnavailableError
 from store.outbox import OutboxRelayStore
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,18 @@ class OutboxRelay:
         self.batch = batch
 
     def publish_pending(self, channel: BlockingChannel, *, until_empty: bool = False) -> int:
-        """Publish what is claimable; return how many the broker confirmed."""
+        """Publish what is claimable; return how many the broker confirmed.
+
+        A database that does not answer is logged and skipped: the events stay recorded, and
+        the next turn tries again.
+        """
+        try:
+            return self._publish(channel, until_empty)
+        except StoreUnavailableError as error:
+            log.warning("outbox not published this turn", extra={"error": str(error)})
+            return 0
+
+    def _publish(self, channel: BlockingChannel, until_empty: bool) -> int:
         published = 0
         while batch := self.store.claim(self.batch):
             done: list[str] = []

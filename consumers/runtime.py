@@ -1,11 +1,11 @@
 """The consumer's main loop: one pika connection thread, handlers in worker threads.
 
 Every channel call (ack, publish, nack) happens on the connection thread; workers hand their
-decisions back with `add_callback_threadsafe`, so heartbeats go on during long handlers.
-Connection loss: reconnect with backoff and resume (unacknowledged work comes back from the
-broker and is answered from the inbox or resumed from its operation). SIGTERM/SIGINT: stop
-taking work, let in-flight work finish within the grace period, hand back the rest, flush the
-outbox, exit 0.
+decisions back with `add_callback_threadsafe`, so heartbeats go on during long handlers. Each
+work queue has its own worker pool, so long commands never hold up quick ones. Connection or
+channel lost: reconnect with backoff and resume (unacknowledged work comes back from the broker
+and is answered from the inbox or resumed from its operation). SIGTERM/SIGINT: stop taking work,
+let in-flight work finish within the grace period, hand back the rest, flush the outbox, exit 0.
 """
 
 import contextlib
@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from types import FrameType
 
 import pika
@@ -26,14 +27,7 @@ from pika.spec import Basic, BasicProperties
 
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health
-from consumers.processing import (
-    DeadLetter,
-    Decision,
-    Delivery,
-    Processor,
-    Retry,
-    headers_for_retry,
-)
+from consumers.processing import DeadLetter, Decision, Delivery, Processor, Retry, headers_for_retry
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import WorkQueue, declare, work_queues
@@ -42,6 +36,17 @@ from messages.amqp import AmqpProperties
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 500
+HEALTHY_AFTER_SECONDS = 10.0
+"""Consuming this long counts as a good connection: the reconnect backoff starts over."""
+CONFIGURATION_REPLY_CODES = frozenset({403, 406})  # ACCESS_REFUSED, PRECONDITION_FAILED
+
+
+class TopologyError(Exception):
+    """The broker refuses the declared topology (changed arguments, missing rights): fatal."""
+
+
+class ConsumingStoppedError(Exception):
+    """The broker cancelled a consumer or closed the channel: reconnect."""
 
 
 def _delivery(properties: BasicProperties, body: bytes) -> Delivery:
@@ -54,6 +59,17 @@ def _delivery(properties: BasicProperties, body: bytes) -> Delivery:
             headers=dict(properties.headers or {}),
         ),
     )
+
+
+@dataclass
+class _Session:
+    """What belongs to one connection: its channel, pools and unsettled deliveries."""
+
+    connection: pika.BlockingConnection
+    channel: BlockingChannel
+    pools: dict[str, ThreadPoolExecutor]
+    in_flight: dict[int, Future[None]] = field(default_factory=dict)
+    cancelled: bool = False
 
 
 class ConsumerRuntime:
@@ -74,11 +90,9 @@ class ConsumerRuntime:
         self.health = health
         self.stopping = threading.Event()
         self._queues = {queue.name: queue for queue in work_queues(settings)}
-        self._in_flight: dict[int, Future[None]] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._rng = random.Random()  # noqa: S311 - jitter
         self.connections = 0
         """How many times the runtime connected (1 unless the broker dropped it)."""
-        self._rng = random.Random()  # noqa: S311 - jitter
 
     # -- main loop -----------------------------------------------------------------------
 
@@ -102,16 +116,17 @@ class ConsumerRuntime:
         """Connect, consume, reconnect after losses, until `stopping` is set."""
         delay = 0.5
         while not self.stopping.is_set():
+            self.health.beat()  # waiting for the broker is not being stuck
+            started = time.monotonic()
             try:
                 connection = open_connection(self.amqp)
             except BrokerUnavailableError as error:
                 log.warning("broker unavailable; retrying", extra={"error": str(error)})
             else:
                 self.connections += 1
-                delay = 0.5  # a good connection resets the backoff
                 try:
                     self._consume(connection, on_ready)
-                except pika.exceptions.AMQPError as error:
+                except (pika.exceptions.AMQPError, ConsumingStoppedError) as error:
                     log.warning(
                         "connection lost; reconnecting",
                         extra={"error": f"{type(error).__name__}: {error}"},
@@ -121,6 +136,8 @@ class ConsumerRuntime:
                     if connection.is_open:
                         with contextlib.suppress(pika.exceptions.AMQPError):
                             connection.close()
+            if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
+                delay = 0.5  # it worked for a while: start the backoff over
             if not self.stopping.is_set():
                 self.stopping.wait(delay * (1 + self._rng.random() * 0.2))
                 delay = min(delay * 2, 30.0)
@@ -128,50 +145,79 @@ class ConsumerRuntime:
     def _consume(self, connection: pika.BlockingConnection, on_ready: Callable[[], None]) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
-        declare(channel, self.settings)
+        try:
+            declare(channel, self.settings)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code in CONFIGURATION_REPLY_CODES:
+                raise TopologyError(
+                    f"the broker refused the topology: {error.reply_text} (queue arguments "
+                    "cannot change on an existing queue; rename it or delete the old one)"
+                ) from error
+            raise
         channel.basic_qos(prefetch_count=self.settings.prefetch)
+        pools = {
+            name: ThreadPoolExecutor(self.settings.workers, thread_name_prefix=f"handler-{name}")
+            for name in self._queues
+        }
+        session = _Session(connection, channel, pools)
+
+        def on_cancel(_frame: object) -> None:
+            session.cancelled = True
+
+        channel.add_on_cancel_callback(on_cancel)
         tags = [
             channel.basic_consume(
-                queue.name,
-                on_message_callback=functools.partial(self._on_message, connection, queue),
+                queue.name, on_message_callback=functools.partial(self._on_message, session, queue)
             )
             for queue in self._queues.values()
         ]
         self.health.set_ready(True)
         on_ready()
-        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="handler") as pool:
-            self._pool = pool
+        try:
             while not self.stopping.is_set():
                 connection.process_data_events(time_limit=self.settings.relay_interval_seconds)
+                if session.cancelled or not channel.is_open:
+                    raise ConsumingStoppedError(
+                        "the broker cancelled consuming or closed the channel"
+                    )
                 self.relay.publish_pending(channel)
                 self.health.beat()
-            self._drain(connection, channel, tags)
+            self._drain(session, tags)
+        finally:
+            for pool in pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
 
-    def _drain(
-        self, connection: pika.BlockingConnection, channel: BlockingChannel, tags: list[str]
-    ) -> None:
+    def _drain(self, session: _Session, tags: list[str]) -> None:
         """Stop taking work, finish or hand back what is in flight, flush the outbox."""
+        connection, channel = session.connection, session.channel
         self.health.set_ready(False)
         for tag in tags:
             channel.basic_cancel(tag)
         deadline = time.monotonic() + self.settings.shutdown_grace_seconds
-        while self._in_flight and time.monotonic() < deadline:
+        while session.in_flight and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.2)
             self.health.beat()
-        for delivery_tag, future in list(self._in_flight.items()):
-            # Not finished in time: the broker gets it back (redelivered, then resumed or
-            # answered from the inbox by whoever takes it).
-            future.cancel()
+        handed_back = len(session.in_flight)
+        for delivery_tag in list(session.in_flight):
+            # Not finished in time: the broker gets it back for whoever takes it next.
             channel.basic_nack(delivery_tag, requeue=True)
-            self._in_flight.pop(delivery_tag, None)
+        running = [future for future in session.in_flight.values() if future.running()]
+        session.in_flight.clear()
+        for pool in session.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        # A handler still running may yet record an outcome: wait a bounded time, so its event
+        # leaves with this process rather than waiting for another replica.
+        budget_end = time.monotonic() + self.settings.handler_budget_seconds
+        while any(not future.done() for future in running) and time.monotonic() < budget_end:
+            connection.process_data_events(time_limit=0.2)
         self.relay.publish_pending(channel, until_empty=True)
-        log.info("drained", extra={"handed_back": len(self._in_flight)})
+        log.info("drained", extra={"handed_back": handed_back})
 
     # -- deliveries ----------------------------------------------------------------------
 
     def _on_message(
         self,
-        connection: pika.BlockingConnection,
+        session: _Session,
         queue: WorkQueue,
         channel: BlockingChannel,
         method: Basic.Deliver,
@@ -180,22 +226,17 @@ class ConsumerRuntime:
     ) -> None:
         delivery = _delivery(properties, body)
         tag = method.delivery_tag
-        if self._pool is None:
-            raise RuntimeError("a delivery arrived outside _consume")
-        self._in_flight[tag] = self._pool.submit(
-            self._work, connection, channel, queue, tag, delivery
+        session.in_flight[tag] = session.pools[queue.name].submit(
+            self._work, session, queue, tag, delivery
         )
 
-    def _work(
-        self,
-        connection: pika.BlockingConnection,
-        channel: BlockingChannel,
-        queue: WorkQueue,
-        tag: int,
-        delivery: Delivery,
-    ) -> None:
+    def _work(self, session: _Session, queue: WorkQueue, tag: int, delivery: Delivery) -> None:
         started = time.monotonic()
-        decision = self.processor.process(delivery)
+        try:
+            decision: Decision = self.processor.process(delivery)
+        except Exception as error:
+            log.exception("processing failed; the delivery will be retried")
+            decision = Retry(self.processor.delay(0), f"processing failed: {error!r}", {})
         took = time.monotonic() - started
         if took > self.settings.handler_budget_seconds:
             # The message sat unacknowledged past the budget: the handler should have returned
@@ -208,23 +249,24 @@ class ConsumerRuntime:
                     "budget_seconds": self.settings.handler_budget_seconds,
                 },
             )
-        settle = functools.partial(self._settle, channel, queue, tag, delivery, decision)
+        settle = functools.partial(self._settle, session, queue, tag, delivery, decision)
         try:
-            connection.add_callback_threadsafe(settle)
+            session.connection.add_callback_threadsafe(settle)
         except pika.exceptions.AMQPError:
             # The connection is gone; the broker redelivers, and the inbox answers.
             log.info("connection closed before settling", extra={"decision": repr(decision)})
 
     def _settle(
         self,
-        channel: BlockingChannel,
+        session: _Session,
         queue: WorkQueue,
         tag: int,
         delivery: Delivery,
         decision: Decision,
     ) -> None:
         """Carry out a decision on the connection thread: publish what it needs, then ack."""
-        if self._in_flight.pop(tag, None) is None or not channel.is_open:
+        channel = session.channel
+        if session.in_flight.pop(tag, None) is None or not channel.is_open:
             return  # handed back at shutdown, or the channel went away: redelivery follows
         if isinstance(decision, Retry):
             self._publish_retry(channel, queue, delivery, decision)
@@ -239,6 +281,11 @@ class ConsumerRuntime:
     ) -> None:
         tiers = queue.delays_seconds
         tier = next((i for i, base in enumerate(tiers) if base >= decision.delay), len(tiers) - 1)
+        # Messages of one delay queue expire within (1 - jitter) x its delay and its delay, so
+        # one waiting at the head never holds the others back by more than that spread.
+        base = tiers[tier]
+        floor = base * (1 - self.settings.retry_jitter)
+        expiration = min(base, max(decision.delay, floor))
         channel.basic_publish(
             "",
             queue.delay_queue(tier),
@@ -247,7 +294,7 @@ class ConsumerRuntime:
                 content_type=delivery.properties.content_type,
                 message_id=delivery.properties.message_id,
                 delivery_mode=2,
-                expiration=str(max(0, int(decision.delay * 1000))),
+                expiration=str(max(0, int(expiration * 1000))),
                 headers=headers_for_retry(decision, delivery.properties.headers),
             ),
             mandatory=True,
@@ -256,7 +303,7 @@ class ConsumerRuntime:
             "retry scheduled",
             extra={
                 "message_id": delivery.properties.message_id,
-                "delay_seconds": round(decision.delay, 3),
+                "delay_seconds": round(expiration, 3),
                 "reason": decision.reason[:MAX_REASON_CHARS],
             },
         )

@@ -16,6 +16,7 @@ class AmqpSettings(BaseModel):
     heartbeat_seconds: int = Field(default=30, ge=0, le=600)
     connection_attempts: int = Field(default=3, ge=1, le=100)
     retry_delay_seconds: float = Field(default=2.0, ge=0, le=60)
+    blocked_connection_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 class ConsumerSettings(BaseModel):
@@ -46,6 +47,9 @@ class ConsumerSettings(BaseModel):
     )
     retry_jitter: float = Field(
         default=0.2, ge=0, le=1, description="each delay varies by up to this fraction"
+    )
+    max_retries: int = Field(
+        default=30, ge=1, le=1000, description="retryable failures before a command fails for good"
     )
     max_unexpected_failures: int = Field(
         default=5,

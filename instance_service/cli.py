@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health, serve_health
+from consumers.runtime import TopologyError
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
@@ -121,6 +122,9 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
     try:
         runtime = build_runtime(settings, engine, handlers={}, health=health)
         signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
+    except TopologyError as error:
+        log.error("cannot consume: %s", error)
+        return EXIT_CONFIG
     finally:
         if server is not None:
             server.shutdown()

@@ -62,7 +62,8 @@ def _sqlite_connect(connection: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before the consumer acknowledges what it recorded.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
 

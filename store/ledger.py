@@ -243,8 +243,12 @@ class Ledger:
         outcome: Outcome,
         update: InstanceUpdate,
     ) -> None:
-        row = session.get_one(Instance, instance_id)
+        row = session.get(Instance, instance_id)
         operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
+        if (
+            row is None
+        ):  # failed before it existed (a provision refused up front): nothing to change
+            return
         status = update.status
         if status is None and operation is not None:
             before = InstanceStatus(operation.status_before or row.status)

@@ -4,12 +4,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.database import StoreUnavailableError
 
 SCRIPT_LOCATION = "store:migrations"
+MIGRATION_LOCK_KEY = 0x1F5E_0DB0  # any fixed number no instance lock hashes to in practice
 
 
 def _config() -> Config:
@@ -23,6 +25,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     config = _config()
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together migrate one after the other.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except SQLAlchemyError as error:

@@ -8,14 +8,18 @@ published again, with the same event id, which the contract allows.
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from store.database import StoreUnavailableError
 from store.models import OutboxEntry, utcnow
 
 
@@ -29,6 +33,17 @@ class PendingEvent:
     routing_key: str
     body: bytes
     headers: dict[str, Any]
+
+
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Session]:
+    """One transaction; a database failure surfaces as StoreUnavailableError."""
+    try:
+        with Session(engine) as session, session.begin():
+            yield session
+    except SQLAlchemyError as error:
+        reason = str(error).splitlines()[0]
+        raise StoreUnavailableError(f"outbox unavailable: {reason}") from error
 
 
 class OutboxRelayStore:
@@ -50,10 +65,16 @@ class OutboxRelayStore:
             .order_by(OutboxEntry.seq)
             .limit(limit)
         )
-        with Session(self.engine) as session, session.begin():
+        with _transaction(self.engine) as session:
             session.execute(
                 update(OutboxEntry)
-                .where(OutboxEntry.seq.in_(oldest.scalar_subquery()), free)
+                # Both conditions again outside the subquery: PostgreSQL re-checks only these
+                # on a row another relay changed meanwhile (claimed, or already published).
+                .where(
+                    OutboxEntry.seq.in_(oldest.scalar_subquery()),
+                    OutboxEntry.published_at.is_(None),
+                    free,
+                )
                 .values(claimed_by=token, claimed_until=now + self.lease)
                 .execution_options(synchronize_session=False)
             )
@@ -69,7 +90,7 @@ class OutboxRelayStore:
         """Record that the broker confirmed these events."""
         if not event_ids:
             return
-        with Session(self.engine) as session, session.begin():
+        with _transaction(self.engine) as session:
             session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.event_id.in_(event_ids))
@@ -81,7 +102,7 @@ class OutboxRelayStore:
         """Give claims back (e.g. the broker was unreachable) so they are tried again at once."""
         if not event_ids:
             return
-        with Session(self.engine) as session, session.begin():
+        with _transaction(self.engine) as session:
             session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.event_id.in_(event_ids), OutboxEntry.published_at.is_(None))
@@ -91,7 +112,7 @@ class OutboxRelayStore:
 
     def backlog(self) -> int:
         """How many events wait to be published."""
-        with Session(self.engine) as session:
+        with _transaction(self.engine) as session:
             count = session.scalar(
                 select(func.count())
                 .select_from(OutboxEntry)

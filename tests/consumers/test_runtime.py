@@ -30,6 +30,7 @@ from tests.consumers.harness import (
     publish,
     running_consumer,
 )
+from tests.stack import management_request, quote
 
 pytestmark = pytest.mark.rabbitmq
 PROVISION = "odoo.instance.provision.v1"
@@ -75,6 +76,7 @@ def test_three_deliveries_one_side_effect_one_event_id(amqp_url: str, engine: En
         observer.drain()
     assert fake.calls == {message[0]: 1}
     assert _terminal([b for _, b in observer.seen]) == {message[0]: {observer.seen[0][1]["id"]}}
+    assert _dead_letters(amqp_url) == []  # a repeated success is acknowledged, not refused
 
 
 def _dead_letters(amqp_url: str) -> list[tuple[Any, bytes]]:
@@ -168,7 +170,7 @@ def test_closing_all_connections_during_500_commands_loses_nothing(
     messages = [provision_body(i) for i in range(500)]
     settings = FAST.model_copy(update={"workers": 8, "prefetch": 16})
     with running_consumer(amqp_url, engine, {PROVISION: fake}, settings) as runtime:
-        publish(amqp_url, messages, PROVISION)
+        publish(amqp_url, messages, PROVISION)  # 500 x 50 ms on 8 workers: about 3 s of work
         observer.wait_for(lambda bodies: len(bodies) >= 50, timeout=120)
         broker.ctl("close_all_connections", "-p", amqp_vhost, "test: drop every client")
         assert len(_terminal([b for _, b in observer.seen])) < len(messages)
@@ -249,3 +251,20 @@ def test_a_long_operation_continues_later_without_holding_its_message(
     assert operation.step == "waiting-for-ready"
     assert operation.result == {"job": "init"}
     assert operation.state == "succeeded"
+
+
+def test_a_cancelled_consumer_reconnects_and_goes_on(
+    amqp_url: str, amqp_vhost: str, engine: Engine
+) -> None:
+    observer = Observer(amqp_url)
+    fake = ProvisionFake()
+    with running_consumer(amqp_url, engine, {PROVISION: fake}) as runtime:
+        # Deleting a queue makes the broker cancel its consumer (as losing a leader would).
+        management_request("DELETE", f"queues/{quote(amqp_vhost)}/{quote(FAST.long_queue)}")
+        deadline = time.monotonic() + 30
+        while runtime.connections < 2:
+            assert time.monotonic() < deadline, "the runtime never noticed the cancel"
+            time.sleep(0.1)
+        publish(amqp_url, [provision_body(11)], PROVISION)
+        observer.wait_for(lambda bodies: len(bodies) == 1)
+    assert fake.calls == {"provision-11": 1}

@@ -3,6 +3,7 @@
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,12 @@ def test_work_still_running_after_the_grace_period_is_handed_back_and_answered_o
         _read_until(process, "ready")
         publish(amqp_url, [provision_body(2)], PROVISION)
         _read_until(process, "handling provision-2")
+        signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        # It handed the message back after the 1 s grace, then waited (bounded by the
+        # handler budget) for the running handler, so its outcome did not stay behind.
+        assert time.monotonic() - signalled < 20
     finally:
         process.kill()
         process.wait()
@@ -91,7 +96,11 @@ def test_work_still_running_after_the_grace_period_is_handed_back_and_answered_o
     fake = ProvisionFake()
     shared = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{state}")))
     with running_consumer(amqp_url, shared, {PROVISION: fake}):
-        bodies = observer.wait_for(lambda bodies: len(bodies) >= 1, timeout=60)
+        observer.wait_for(lambda bodies: len(bodies) >= 1, timeout=60)
+        time.sleep(2)  # a second answer, if there were one, would come now
+        observer.drain()
     shared.dispose()
+    bodies = [body for _, body in observer.seen]
     assert [b["causationid"] for b in bodies] == ["provision-2"]
-    assert sum(fake.calls.values()) <= 1
+    # Exactly one of the two consumers ran the handler to its end and recorded the outcome.
+    assert sum(fake.calls.values()) in (0, 1)

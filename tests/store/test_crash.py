@@ -11,31 +11,15 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy.engine import Engine
 
+from consumers.relay import OutboxRelay
 from store.outbox import OutboxRelayStore
 
 pytestmark = pytest.mark.rabbitmq
 
 
 def _relay_once(relay: OutboxRelayStore, channel: BlockingChannel) -> int:
-    """Publish everything claimable with confirms; mark what the broker took."""
-    published = 0
-    while batch := relay.claim(limit=50):
-        for pending in batch:
-            channel.basic_publish(
-                pending.exchange,
-                pending.routing_key,
-                pending.body,
-                pika.BasicProperties(
-                    content_type="application/cloudevents+json",
-                    delivery_mode=2,
-                    message_id=pending.event_id,
-                    headers=pending.headers,
-                ),
-                mandatory=True,
-            )
-        relay.mark_published([p.event_id for p in batch])
-        published += len(batch)
-    return published
+    """The consumer's own relay, as the restarted consumer runs it."""
+    return OutboxRelay(relay).publish_pending(channel, until_empty=True)
 
 
 def test_killed_after_commit_the_event_is_published_exactly_once_after_restart(

@@ -39,16 +39,18 @@ def test_claims_come_oldest_first_and_published_ones_stay_done(engine: Engine) -
 
 
 def test_concurrent_relays_never_claim_the_same_event(engine: Engine) -> None:
-    ids = _fill(engine, 200)
-    claimed: list[list[str]] = [[] for _ in range(4)]
+    ids = _fill(engine, 300)
+    relays = 6
+    claimed: list[list[str]] = [[] for _ in range(relays)]
 
     def drain(slot: int) -> None:
         relay = OutboxRelayStore(engine, relay_id=f"relay-{slot}")
         while batch := relay.claim(limit=7):
             claimed[slot].extend(p.event_id for p in batch)
+            time.sleep(0.002)  # publishing; widens the window in which relays overlap
             relay.mark_published([p.event_id for p in batch])
 
-    threads = [threading.Thread(target=drain, args=(slot,)) for slot in range(4)]
+    threads = [threading.Thread(target=drain, args=(slot,)) for slot in range(relays)]
     for thread in threads:
         thread.start()
     for thread in threads:
