@@ -1,4 +1,4 @@
-"""The consumer tests use the real local RabbitMQ (one vhost each) and an SQLite state file."""
+"""The consumer tests use the real local RabbitMQ (one vhost each) and each state database."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +12,14 @@ from store.migrate import upgrade
 from store.settings import StoreSettings
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A migrated SQLite state file."""
-    engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 'state.db'}")))
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated state database: an SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    engine = create_engine(StoreSettings(url=SecretStr(url)))
     upgrade(engine)
     yield engine
     engine.dispose()

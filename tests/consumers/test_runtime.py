@@ -262,7 +262,7 @@ def test_a_cancelled_consumer_reconnects_and_goes_on(
         # Deleting a queue makes the broker cancel its consumer (as losing a leader would).
         management_request("DELETE", f"queues/{quote(amqp_vhost)}/{quote(FAST.long_queue)}")
         deadline = time.monotonic() + 30
-        while runtime.connections < 2:
+        while runtime.connections < 2 or not runtime.health.ready:
             assert time.monotonic() < deadline, "the runtime never noticed the cancel"
             time.sleep(0.1)
         publish(amqp_url, [provision_body(11)], PROVISION)
