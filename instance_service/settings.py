@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.settings import AmqpSettings, ConsumerSettings
-from k8s.settings import KubernetesSettings
+from k8s.settings import KubernetesSettings, TenantSettings
 from messages.settings import ContractSettings
 from store.settings import StoreSettings
 from telemetry.settings import LogSettings
@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    tenants: TenantSettings = Field(default_factory=TenantSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     contract: ContractSettings = Field(default_factory=ContractSettings)

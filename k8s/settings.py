@@ -17,3 +17,58 @@ class KubernetesSettings(BaseModel):
     context: str | None = Field(default=None, description="kubeconfig context to use")
     namespace: str = Field(default="odoo-tenants", description="namespace of tenant objects")
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class OdooImage(BaseModel):
+    """The user and group an official Odoo image runs as, per version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uid: int = Field(ge=1)
+    gid: int = Field(ge=1)
+
+
+class TenantSettings(BaseModel):
+    """How tenant objects are built: images, domains, storage, network."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image_registry: str = Field(
+        default="docker.io/library",
+        description="registry path of the official `odoo` images (one the cluster trusts)",
+    )
+    images: dict[str, OdooImage] = Field(
+        # The official images run as `odoo`: uid 100/gid 101 from 18.0, 101/101 before.
+        default_factory=lambda: {
+            "16.0": OdooImage(uid=101, gid=101),
+            "17.0": OdooImage(uid=101, gid=101),
+            "18.0": OdooImage(uid=100, gid=101),
+        },
+        description="Odoo version -> the uid/gid its image runs as",
+    )
+    base_domain: str = Field(
+        default="odoo.example.com", description="tenants are served at <subdomain>.<base_domain>"
+    )
+    ingress_class: str = Field(default="nginx", description="IngressClass of tenant Ingresses")
+    tls_secret: str | None = Field(
+        default=None, description="TLS Secret (e.g. a wildcard certificate) for the Ingress hosts"
+    )
+    storage_class: str | None = Field(
+        default=None, description="StorageClass of the data volumes; unset: the cluster default"
+    )
+    ingress_namespace: str = Field(
+        default="ingress-nginx", description="namespace of the ingress controller (allowed in)"
+    )
+    consumer_namespace: str = Field(
+        default="instance-service", description="namespace of this service (allowed in: health)"
+    )
+    database_host: str = Field(
+        default="postgres.databases.svc.cluster.local", description="tenant PostgreSQL host"
+    )
+    database_port: int = Field(default=5432, ge=1, le=65535)
+    database_cidr: str = Field(
+        default="10.0.0.0/8", description="addresses of the tenant PostgreSQL (egress allowed to)"
+    )
+    init_deadline_seconds: int = Field(
+        default=1800, ge=60, le=86400, description="longest a database initialisation Job runs"
+    )

@@ -1,0 +1,110 @@
+"""Pure builders of how an instance is reached: Service, Ingress, NetworkPolicy.
+
+The database manager is not exposed: odoo.conf disables it (`list_db = False`, a random
+`admin_passwd`), so `/web/database*` answers nothing useful through the Ingress either.
+"""
+
+from k8s.settings import TenantSettings
+from k8s.spec import InstanceSpec
+from k8s.workload import Manifest
+
+
+def build_service(spec: InstanceSpec, namespace: str) -> Manifest:
+    """ClusterIP Service: 8069 for HTTP, 8072 for the websocket (gevent) worker."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": spec.names.base,
+            "namespace": namespace,
+            "labels": spec.labels("server"),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": spec.selector(),
+            "ports": [
+                {"name": "http", "port": 8069, "targetPort": "http", "protocol": "TCP"},
+                {"name": "websocket", "port": 8072, "targetPort": "websocket", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def host_of(spec: InstanceSpec, tenants: TenantSettings) -> str:
+    """The public host name of an instance."""
+    return f"{spec.subdomain}.{tenants.base_domain}"
+
+
+def build_ingress(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
+    """`/websocket` to 8072, everything else to 8069, on `<subdomain>.<base domain>`."""
+    host = host_of(spec, tenants)
+
+    def path(prefix: str, port: str) -> Manifest:
+        return {
+            "path": prefix,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": spec.names.base, "port": {"name": port}}},
+        }
+
+    ingress_spec: Manifest = {
+        "ingressClassName": tenants.ingress_class,
+        "rules": [
+            {
+                "host": host,
+                "http": {"paths": [path("/websocket", "websocket"), path("/", "http")]},
+            }
+        ],
+    }
+    if tenants.tls_secret is not None:
+        ingress_spec["tls"] = [{"hosts": [host], "secretName": tenants.tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": spec.names.base,
+            "namespace": namespace,
+            "labels": spec.labels("server"),
+        },
+        "spec": ingress_spec,
+    }
+
+
+def build_network_policy(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
+    """Deny by default; in from the ingress and this service; out to DNS and PostgreSQL."""
+
+    def from_namespace(name: str) -> Manifest:
+        return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+    odoo_ports = [{"protocol": "TCP", "port": 8069}, {"protocol": "TCP", "port": 8072}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": spec.names.base,
+            "namespace": namespace,
+            "labels": spec.labels("network"),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": spec.selector()},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        from_namespace(tenants.ingress_namespace),
+                        from_namespace(tenants.consumer_namespace),
+                    ],
+                    "ports": odoo_ports,
+                }
+            ],
+            "egress": [
+                {
+                    "to": [from_namespace("kube-system")],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+                {
+                    "to": [{"ipBlock": {"cidr": tenants.database_cidr}}],
+                    "ports": [{"protocol": "TCP", "port": tenants.database_port}],
+                },
+            ],
+        },
+    }

@@ -1,0 +1,227 @@
+"""Pure builders of an instance's workload: Secret, volume, initialisation Job, Deployment.
+
+Typed inputs in, manifest dicts out, no I/O: tested by value, applied by k8s/apply.
+"""
+
+from typing import Any
+
+from k8s.odoo_conf import render_odoo_conf
+from k8s.settings import OdooImage, TenantSettings
+from k8s.spec import InstanceSpec, TenantCredentials
+from messages.errors import PermanentError
+
+Manifest = dict[str, Any]
+CONFIG_PATH = "/etc/odoo/odoo.conf"
+DATA_PATH = "/var/lib/odoo"
+
+
+def image_of(spec: InstanceSpec, tenants: TenantSettings) -> tuple[str, OdooImage]:
+    """The official image of the instance's version, from the configured registry."""
+    image = tenants.images.get(spec.odoo_version)
+    if image is None:
+        allowed = ", ".join(sorted(tenants.images))
+        raise PermanentError(
+            "image_not_allowed",
+            f"no image is configured for Odoo {spec.odoo_version} (configured: {allowed})",
+        )
+    return f"{tenants.image_registry}/odoo:{spec.odoo_version}", image
+
+
+def build_secret(
+    spec: InstanceSpec, credentials: TenantCredentials, tenants: TenantSettings, namespace: str
+) -> Manifest:
+    """The credentials and odoo.conf: the only place the passwords exist."""
+    names = spec.names
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": names.secret,
+            "namespace": namespace,
+            "labels": spec.labels("credentials"),
+        },
+        "type": "Opaque",
+        "stringData": {
+            "database-user": names.role,
+            "database-password": credentials.database_password,
+            "admin-password": credentials.admin_password,
+            "admin-passwd": credentials.master_password,
+            "odoo.conf": render_odoo_conf(spec, credentials, tenants),
+        },
+    }
+
+
+def build_volume(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
+    """The filestore and sessions volume (ReadWriteOnce, so the Deployment recreates)."""
+    claim: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{spec.storage_gib}Gi"}},
+    }
+    if tenants.storage_class is not None:
+        claim["storageClassName"] = tenants.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": spec.names.volume,
+            "namespace": namespace,
+            "labels": spec.labels("data"),
+        },
+        "spec": claim,
+    }
+
+
+def _pod_security(image: OdooImage) -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": image.uid,
+        "runAsGroup": image.gid,
+        "fsGroup": image.gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+_CONTAINER_SECURITY: Manifest = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _volumes(spec: InstanceSpec) -> list[Manifest]:
+    names = spec.names
+    return [
+        {
+            "name": "config",
+            "secret": {
+                "secretName": names.secret,
+                "items": [{"key": "odoo.conf", "path": "odoo.conf"}],
+                "defaultMode": 0o440,
+            },
+        },
+        {"name": "data", "persistentVolumeClaim": {"claimName": names.volume}},
+    ]
+
+
+_MOUNTS: list[Manifest] = [
+    {"name": "config", "mountPath": CONFIG_PATH, "subPath": "odoo.conf", "readOnly": True},
+    {"name": "data", "mountPath": DATA_PATH},
+]
+
+
+def _resources(spec: InstanceSpec) -> Manifest:
+    memory = f"{spec.memory_mib}Mi"
+    return {
+        "requests": {"cpu": f"{spec.cpu_millicores}m", "memory": memory},
+        "limits": {"cpu": f"{spec.cpu_millicores}m", "memory": memory},
+    }
+
+
+def _pod_basics(spec: InstanceSpec, image: OdooImage) -> Manifest:
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,  # no other Service's address leaks into the environment
+        "securityContext": _pod_security(image),
+        "volumes": _volumes(spec),
+    }
+
+
+def build_init_job(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
+    """Creates the database: `odoo -i base,<modules> --stop-after-init`, demo data on request."""
+    image_ref, image = image_of(spec, tenants)
+    modules = ",".join(["base", *[m for m in spec.modules if m != "base"]])
+    command = ["odoo", "-c", CONFIG_PATH, "-d", spec.names.database, "-i", modules]
+    if not spec.demo_data:
+        command.append("--without-demo=all")
+    if spec.language:
+        command.append(f"--load-language={spec.language}")
+    command.append("--stop-after-init")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": spec.names.init_job,
+            "namespace": namespace,
+            "labels": spec.labels("database-init"),
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": tenants.init_deadline_seconds,
+            "template": {
+                "metadata": {"labels": spec.labels("database-init")},
+                "spec": {
+                    **_pod_basics(spec, image),
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "init",
+                            "image": image_ref,
+                            "command": command,
+                            "resources": _resources(spec),
+                            "securityContext": _CONTAINER_SECURITY,
+                            "volumeMounts": _MOUNTS,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def build_deployment(
+    spec: InstanceSpec, tenants: TenantSettings, namespace: str, replicas: int = 1
+) -> Manifest:
+    """Odoo itself: one pod (the volume is ReadWriteOnce), probed on /web/health."""
+    image_ref, image = image_of(spec, tenants)
+    health = {"path": "/web/health", "port": "http"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": spec.names.base,
+            "namespace": namespace,
+            "labels": spec.labels("server"),
+        },
+        "spec": {
+            "replicas": replicas,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": spec.selector()},
+            "template": {
+                "metadata": {"labels": spec.labels("server")},
+                "spec": {
+                    **_pod_basics(spec, image),
+                    "containers": [
+                        {
+                            "name": "odoo",
+                            "image": image_ref,
+                            "args": ["-c", CONFIG_PATH],
+                            "env": [{"name": "ODOO_RC", "value": CONFIG_PATH}],
+                            "ports": [
+                                {"name": "http", "containerPort": 8069},
+                                {"name": "websocket", "containerPort": 8072},
+                            ],
+                            "startupProbe": {
+                                "httpGet": health,
+                                "periodSeconds": 10,
+                                "failureThreshold": 30,
+                            },
+                            "readinessProbe": {
+                                "httpGet": health,
+                                "periodSeconds": 10,
+                                "timeoutSeconds": 5,
+                                "failureThreshold": 3,
+                            },
+                            # TCP, not HTTP: a busy Odoo must not be killed for a slow answer.
+                            "livenessProbe": {
+                                "tcpSocket": {"port": "http"},
+                                "periodSeconds": 30,
+                                "failureThreshold": 6,
+                            },
+                            "resources": _resources(spec),
+                            "securityContext": _CONTAINER_SECURITY,
+                            "volumeMounts": _MOUNTS,
+                        }
+                    ],
+                },
+            },
+        },
+    }

@@ -1,0 +1,67 @@
+"""Every built manifest is a valid object for the real API server (server-side dry run)."""
+
+from typing import Any
+
+import pytest
+from kubernetes import client, utils
+
+from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.settings import TenantSettings
+from k8s.spec import InstanceSpec, TenantCredentials
+from k8s.workload import build_deployment, build_init_job, build_secret, build_volume
+
+pytestmark = pytest.mark.k8s
+
+SPEC = InstanceSpec(
+    instance_id="0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f",
+    customer_id="cus_4711",
+    subdomain="acme",
+    odoo_version="18.0",
+    cpu_millicores=1000,
+    memory_mib=2048,
+    storage_gib=20,
+    language="en_US",
+    modules=("sale",),
+)
+TENANTS = TenantSettings(tls_secret="wildcard", storage_class="standard")
+
+
+def _manifests(namespace: str) -> list[dict[str, Any]]:
+    credentials = TenantCredentials("a" * 32, "b" * 32, "c" * 32)
+    return [
+        build_secret(SPEC, credentials, TENANTS, namespace),
+        build_volume(SPEC, TENANTS, namespace),
+        build_init_job(SPEC, TENANTS, namespace),
+        build_deployment(SPEC, TENANTS, namespace),
+        build_service(SPEC, namespace),
+        build_ingress(SPEC, TENANTS, namespace),
+        build_network_policy(SPEC, TENANTS, namespace),
+    ]
+
+
+def test_the_api_server_accepts_every_manifest(k8s_api: client.ApiClient, namespace: str) -> None:
+    accepted = []
+    for manifest in _manifests(namespace):
+        created = utils.create_from_dict(k8s_api, manifest, namespace=namespace, dry_run="All")
+        accepted.append((manifest["kind"], created[0].metadata.name))
+    assert [kind for kind, _ in accepted] == [
+        "Secret",
+        "PersistentVolumeClaim",
+        "Job",
+        "Deployment",
+        "Service",
+        "Ingress",
+        "NetworkPolicy",
+    ]
+    # A dry run stores nothing.
+    assert client.AppsV1Api(k8s_api).list_namespaced_deployment(namespace).items == []
+
+
+def test_the_api_server_refuses_a_broken_manifest(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    broken = build_deployment(SPEC, TENANTS, namespace)
+    broken["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "something-else"}
+    with pytest.raises(utils.FailToCreateError) as raised:
+        utils.create_from_dict(k8s_api, broken, namespace=namespace, dry_run="All")
+    assert raised.value.api_exceptions[0].status == 422

@@ -1,0 +1,189 @@
+"""The manifest builders, by value: what each object says, for the cases that differ."""
+
+import re
+
+import pytest
+
+from k8s.exposure import build_ingress, build_network_policy, build_service, host_of
+from k8s.names import InstanceNames
+from k8s.odoo_conf import render_odoo_conf, sizing
+from k8s.settings import TenantSettings
+from k8s.spec import InstanceSpec, TenantCredentials
+from k8s.workload import build_deployment, build_init_job, build_secret, build_volume
+from messages.errors import PermanentError
+
+INSTANCE = "0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f"
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+TENANTS = TenantSettings(base_domain="odoo.example.net", storage_class="fast", tls_secret="wild")
+CREDENTIALS = TenantCredentials("db-secret-value", "admin-secret-value", "master-secret-value")
+
+
+def _spec(**changes: object) -> InstanceSpec:
+    values: dict[str, object] = {
+        "instance_id": INSTANCE,
+        "customer_id": "cus_4711",
+        "subdomain": "acme",
+        "odoo_version": "17.0",
+        "cpu_millicores": 1000,
+        "memory_mib": 2048,
+        "storage_gib": 20,
+    }
+    values.update(changes)
+    return InstanceSpec(**values)  # type: ignore[arg-type]
+
+
+def test_names_are_stable_valid_and_distinct() -> None:
+    names = InstanceNames(INSTANCE)
+    kube = [names.base, names.secret, names.volume, names.init_job]
+    assert all(DNS_1123_LABEL.match(name) and len(name) <= 63 for name in kube)
+    assert len(set(kube)) == len(kube)
+    assert names.base == "odoo-0b8f3c1e7c2d4d5e9f102a3b4c5d6e7f"
+    assert names.database == names.role == "odoo_0b8f3c1e7c2d4d5e9f102a3b4c5d6e7f"
+    assert InstanceNames(INSTANCE) == names
+    assert names.internal_url("t") == f"http://{names.base}.t.svc.cluster.local:8069"
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "workers"),
+    [(250, 512, 2), (1000, 2048, 3), (2000, 4096, 5), (4000, 2048, 5), (16000, 65536, 33)],
+)
+def test_workers_follow_cpu_and_memory(cpu: int, memory: int, workers: int) -> None:
+    size = sizing(_spec(cpu_millicores=cpu, memory_mib=memory))
+    assert size.workers == workers
+    assert size.limit_memory_soft < size.limit_memory_hard
+    assert size.limit_memory_hard * size.workers <= max(memory, 768) * 1024 * 1024
+
+
+def test_odoo_conf_is_hardened_and_names_its_database() -> None:
+    text = render_odoo_conf(_spec(), CREDENTIALS, TENANTS)
+    options = dict(line.split(" = ", 1) for line in text.splitlines()[1:])
+    assert text.startswith("[options]\n")
+    assert options["list_db"] == "False"
+    assert options["proxy_mode"] == "True"
+    assert options["db_name"] == InstanceNames(INSTANCE).database
+    assert options["dbfilter"] == f"^{InstanceNames(INSTANCE).database}$"
+    assert options["db_password"] == "db-secret-value"
+    assert options["admin_passwd"] == "master-secret-value"
+    assert options["workers"] == "3"
+    assert "None" not in text
+
+
+def test_secret_holds_every_credential_and_the_conf() -> None:
+    secret = build_secret(_spec(), CREDENTIALS, TENANTS, "tenants")
+    assert secret["metadata"]["name"].endswith("-credentials")
+    assert set(secret["stringData"]) == {
+        "database-user",
+        "database-password",
+        "admin-password",
+        "admin-passwd",
+        "odoo.conf",
+    }
+    assert "secret-value" not in repr(CREDENTIALS)
+
+
+def test_volume_size_and_class_come_from_plan_and_settings() -> None:
+    claim = build_volume(_spec(storage_gib=40), TENANTS, "tenants")["spec"]
+    assert claim["resources"]["requests"]["storage"] == "40Gi"
+    assert claim["storageClassName"] == "fast"
+    assert claim["accessModes"] == ["ReadWriteOnce"]
+    default = build_volume(_spec(), TenantSettings(), "tenants")["spec"]
+    assert "storageClassName" not in default
+
+
+@pytest.mark.parametrize(("version", "uid"), [("16.0", 101), ("17.0", 101), ("18.0", 100)])
+def test_deployment_is_hardened_and_sized(version: str, uid: int) -> None:
+    deployment = build_deployment(_spec(odoo_version=version), TENANTS, "tenants", replicas=0)
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert spec["replicas"] == 0
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert container["image"] == f"docker.io/library/odoo:{version}"
+    assert pod["securityContext"]["runAsUser"] == uid
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["fsGroup"] == 101
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["limits"] == {"cpu": "1000m", "memory": "2048Mi"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/web/health"
+    assert container["startupProbe"]["failureThreshold"] == 30
+    assert container["readinessProbe"]["timeoutSeconds"] == 5
+    assert container["livenessProbe"] == {
+        "tcpSocket": {"port": "http"},
+        "periodSeconds": 30,
+        "failureThreshold": 6,
+    }
+    probed = [
+        container[p].get("httpGet", container[p].get("tcpSocket"))["port"]
+        for p in ("startupProbe", "readinessProbe", "livenessProbe")
+    ]
+    assert set(probed) == {"http"}  # never the gevent port 8072
+
+
+def test_init_job_installs_base_modules_and_language() -> None:
+    plain = build_init_job(_spec(), TENANTS, "tenants")
+    command = plain["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-1] == "--stop-after-init"
+    assert "-i" in command
+    assert command[command.index("-i") + 1] == "base"
+    assert "--without-demo=all" in command
+    rich = build_init_job(
+        _spec(demo_data=True, language="fr_BE", modules=("sale", "base", "crm")), TENANTS, "t"
+    )
+    command = rich["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("-i") + 1] == "base,sale,crm"
+    assert "--without-demo=all" not in command
+    assert "--load-language=fr_BE" in command
+    assert rich["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_an_unconfigured_version_has_no_image() -> None:
+    with pytest.raises(PermanentError) as raised:
+        build_deployment(_spec(odoo_version="15.0"), TENANTS, "tenants")
+    assert raised.value.code == "image_not_allowed"
+
+
+def test_service_ingress_and_network_policy() -> None:
+    spec = _spec()
+    service = build_service(spec, "tenants")
+    assert {p["port"] for p in service["spec"]["ports"]} == {8069, 8072}
+    assert service["spec"]["selector"] == spec.selector()
+
+    ingress = build_ingress(spec, TENANTS, "tenants")["spec"]
+    assert host_of(spec, TENANTS) == "acme.odoo.example.net"
+    (rule,) = ingress["rules"]
+    routes = {p["path"]: p["backend"]["service"]["port"]["name"] for p in rule["http"]["paths"]}
+    assert routes == {"/websocket": "websocket", "/": "http"}
+    assert ingress["tls"] == [{"hosts": ["acme.odoo.example.net"], "secretName": "wild"}]
+    assert "tls" not in build_ingress(spec, TenantSettings(), "t")["spec"]
+
+    policy = build_network_policy(spec, TENANTS, "tenants")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    sources = [s["namespaceSelector"]["matchLabels"] for s in policy["ingress"][0]["from"]]
+    assert [s["kubernetes.io/metadata.name"] for s in sources] == [
+        "ingress-nginx",
+        "instance-service",
+    ]
+    egress_ports = [p["port"] for rule in policy["egress"] for p in rule["ports"]]
+    assert egress_ports == [53, 53, 5432]
+
+
+def test_every_object_carries_instance_and_customer_labels() -> None:
+    spec = _spec()
+    objects = [
+        build_secret(spec, CREDENTIALS, TENANTS, "t"),
+        build_volume(spec, TENANTS, "t"),
+        build_init_job(spec, TENANTS, "t"),
+        build_deployment(spec, TENANTS, "t"),
+        build_service(spec, "t"),
+        build_ingress(spec, TENANTS, "t"),
+        build_network_policy(spec, TENANTS, "t"),
+    ]
+    for manifest in objects:
+        labels = manifest["metadata"]["labels"]
+        assert labels["odoo.saas/instance-id"] == INSTANCE
+        assert labels["odoo.saas/customer-id"] == "cus_4711"
+        assert labels["app.kubernetes.io/managed-by"] == "instance-service"
+        assert manifest["metadata"]["namespace"] == "t"
