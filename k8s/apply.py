@@ -1,0 +1,204 @@
+"""The one module family that talks to the Kubernetes API: apply, scale, restart, delete, wait.
+
+Objects are applied with server-side apply under one field manager (re-applying the same
+manifest changes nothing); replicas change through the `/scale` subresource; a restart is a new
+pod-template annotation; waiting is list + watch from the list's resourceVersion (a 410 relists),
+never a sleep loop. Every failure goes through the one table in k8s/errors.py. Requests are
+counted per (verb, kind) for benchmarks.
+"""
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import urllib3.exceptions
+from kubernetes import client, watch
+from kubernetes.client import ApiException
+
+from k8s.errors import Target, classify
+from k8s.workload import Manifest
+
+FIELD_MANAGER = "instance-service"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """How the typed client reaches one kind: its API group class and method suffix."""
+
+    api: type
+    suffix: str
+
+
+RESOURCES = {
+    "Secret": Resource(client.CoreV1Api, "namespaced_secret"),
+    "PersistentVolumeClaim": Resource(client.CoreV1Api, "namespaced_persistent_volume_claim"),
+    "Service": Resource(client.CoreV1Api, "namespaced_service"),
+    "Pod": Resource(client.CoreV1Api, "namespaced_pod"),
+    "Job": Resource(client.BatchV1Api, "namespaced_job"),
+    "Deployment": Resource(client.AppsV1Api, "namespaced_deployment"),
+    "Ingress": Resource(client.NetworkingV1Api, "namespaced_ingress"),
+    "NetworkPolicy": Resource(client.NetworkingV1Api, "namespaced_network_policy"),
+}
+
+
+class WaitTimeoutError(Exception):
+    """The awaited state did not come before the deadline; `last` is what was seen last."""
+
+    def __init__(self, message: str, last: Any) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+class Kubernetes:
+    """Typed, counted, error-mapped access to the objects of the tenants."""
+
+    def __init__(self, api: client.ApiClient, request_timeout: float = 10.0) -> None:
+        self.api = api
+        self.timeout = request_timeout
+        self.requests: Counter[tuple[str, str]] = Counter()
+
+    def _method(self, verb: str, kind: str) -> Callable[..., Any]:
+        resource = RESOURCES[kind]
+        return cast(
+            Callable[..., Any], getattr(resource.api(self.api), f"{verb}_{resource.suffix}")
+        )
+
+    def _call(
+        self,
+        verb: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        *args: Any,
+        absent_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        self.requests[(verb, kind)] += 1
+        target = Target(verb, kind, name, namespace)
+        try:
+            return self._method(verb, kind)(*args, _request_timeout=self.timeout, **kwargs)
+        except (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
+            outcome = classify(e, target, deleting=absent_ok or verb == "delete")
+            if outcome is None:
+                return None  # 404 where absence is an answer
+            raise outcome from e
+
+    def apply(self, manifest: Manifest) -> Any:
+        """Server-side apply: create or update to exactly this manifest's fields."""
+        meta = manifest["metadata"]
+        return self._call(
+            "patch",
+            manifest["kind"],
+            meta["name"],
+            meta["namespace"],
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+        )
+
+    def get(self, kind: str, name: str, namespace: str) -> Any | None:
+        """The object, or None when it does not exist."""
+        return self._call("read", kind, name, namespace, name, namespace, absent_ok=True)
+
+    def scale(self, name: str, namespace: str, replicas: int) -> None:
+        """Set a Deployment's replicas through its scale subresource."""
+        self.requests[("patch", "Deployment/scale")] += 1
+        target = Target("scale", "Deployment", name, namespace)
+        try:
+            client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
+                name, namespace, {"spec": {"replicas": replicas}}, _request_timeout=self.timeout
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, ConnectionError) as e:
+            outcome = classify(e, target)
+            if outcome is not None:
+                raise outcome from e
+
+    def restart(self, name: str, namespace: str, at: datetime | None = None) -> None:
+        """Replace a Deployment's pods by changing their template (as `kubectl rollout restart`)."""
+        stamp = (at or datetime.now(UTC)).isoformat()
+        patch = {
+            "spec": {"template": {"metadata": {"annotations": {"odoo.saas/restarted-at": stamp}}}}
+        }
+        self._call("patch", "Deployment", name, namespace, name, namespace, patch)
+
+    def delete(self, kind: str, name: str, namespace: str) -> None:
+        """Delete with its dependants (background propagation); an absent object is fine."""
+        self._call(
+            "delete", kind, name, namespace, name, namespace, propagation_policy="Background"
+        )
+
+    def wait_gone(self, kind: str, name: str, namespace: str, deadline_seconds: float) -> None:
+        """Return once the object no longer exists (watching for its deletion)."""
+        end = datetime.now(UTC).timestamp() + deadline_seconds
+        while (remaining := end - datetime.now(UTC).timestamp()) > 0:
+            listed = self._call(
+                "list", kind, name, namespace, namespace, field_selector=f"metadata.name={name}"
+            )
+            if not listed.items:
+                return
+            self.requests[("watch", kind)] += 1
+            for event in watch.Watch().stream(
+                self._method("list", kind),
+                namespace,
+                field_selector=f"metadata.name={name}",
+                resource_version=listed.metadata.resource_version,
+                timeout_seconds=max(1, int(remaining)),
+            ):
+                if event["type"] == "DELETED":
+                    return
+        raise WaitTimeoutError(
+            f"{kind} {namespace}/{name} still exists after {deadline_seconds:g} s", None
+        )
+
+    def wait_for(
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        condition: Callable[[Any], bool],
+        deadline_seconds: float,
+    ) -> Any:
+        """Return the object once `condition` holds; list, then watch from that list."""
+        end = datetime.now(UTC).timestamp() + deadline_seconds
+        selector = f"metadata.name={name}"
+        last: Any = None
+        while True:
+            listed = self._call("list", kind, name, namespace, namespace, field_selector=selector)
+            for item in listed.items:
+                last = item
+                if condition(item):
+                    return item
+            version = listed.metadata.resource_version
+            try:
+                while (remaining := end - datetime.now(UTC).timestamp()) > 0:
+                    self.requests[("watch", kind)] += 1
+                    stream = watch.Watch().stream(
+                        self._method("list", kind),
+                        namespace,
+                        field_selector=selector,
+                        resource_version=version,
+                        allow_watch_bookmarks=True,
+                        timeout_seconds=max(1, int(remaining)),
+                    )
+                    for event in stream:
+                        raw = event.get("raw_object") or {}
+                        version = raw.get("metadata", {}).get("resourceVersion") or version
+                        if event["type"] in ("ADDED", "MODIFIED"):  # not BOOKMARK or DELETED
+                            last = event["object"]
+                            if condition(last):
+                                return last
+                raise WaitTimeoutError(
+                    f"{kind} {namespace}/{name} did not reach the expected state in "
+                    f"{deadline_seconds:g} s",
+                    last,
+                )
+            except ApiException as error:
+                if error.status != 410:  # Gone: our version was compacted away; list again
+                    outcome = classify(error, Target("watch", kind, name, namespace))
+                    raise (outcome or error) from error

@@ -1,0 +1,107 @@
+"""Applying, scaling, restarting, deleting and waiting against the real control plane + kwok."""
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from k8s.apply import Kubernetes, WaitTimeoutError
+from k8s.exposure import build_service
+from k8s.settings import TenantSettings
+from k8s.spec import InstanceSpec, TenantCredentials
+from k8s.workload import build_deployment, build_secret
+
+pytestmark = pytest.mark.k8s
+
+SPEC = InstanceSpec(
+    instance_id="0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f",
+    customer_id="cus_4711",
+    subdomain="acme",
+    odoo_version="17.0",
+    cpu_millicores=500,
+    memory_mib=1024,
+    storage_gib=5,
+)
+TENANTS = TenantSettings()
+
+
+def _available(replicas: int) -> Any:
+    def check(deployment: client.V1Deployment) -> bool:
+        status, meta = deployment.status, deployment.metadata
+        if status is None or meta is None:
+            return False
+        return (
+            status.observed_generation == meta.generation
+            and (status.ready_replicas or 0) == replicas
+            and (status.replicas or 0) == replicas
+        )
+
+    return check
+
+
+def _deployment(namespace: str) -> dict[str, Any]:
+    """The tenant Deployment without its data volume: the local cluster has no volume
+    provisioner, and the scheduler will not place a pod whose claim cannot bind."""
+    deployment = build_deployment(SPEC, TENANTS, namespace)
+    pod = deployment["spec"]["template"]["spec"]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "data"]
+    (container,) = pod["containers"]
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "data"]
+    return deployment
+
+
+def test_apply_is_idempotent_and_counted(k8s_api: client.ApiClient, namespace: str) -> None:
+    kube = Kubernetes(k8s_api)
+    secret = build_secret(SPEC, TenantCredentials("a" * 32, "b" * 32, "c" * 32), TENANTS, namespace)
+    first = kube.apply(secret)
+    second = kube.apply(secret)
+    assert first.metadata.resource_version == second.metadata.resource_version
+    assert kube.requests[("patch", "Secret")] == 2
+    assert kube.get("Secret", "no-such-secret", namespace) is None
+
+
+def test_deployment_becomes_available_scales_restarts_and_goes(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    kube = Kubernetes(k8s_api)
+    kube.apply(_deployment(namespace))
+    kube.apply(build_service(SPEC, namespace))
+    name = SPEC.names.base
+    kube.wait_for("Deployment", name, namespace, _available(1), deadline_seconds=60)
+
+    selector = ",".join(f"{k}={v}" for k, v in SPEC.selector().items())
+    core = client.CoreV1Api(k8s_api)
+    (before,) = core.list_namespaced_pod(namespace, label_selector=selector).items
+
+    kube.restart(name, namespace)
+    kube.wait_for("Deployment", name, namespace, _available(1), deadline_seconds=60)
+    uids = [
+        p.metadata.uid
+        for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+        if p.metadata is not None and p.metadata.deletion_timestamp is None
+    ]
+    assert before.metadata is not None
+    assert uids
+    assert before.metadata.uid not in uids  # a new pod replaced the old one
+
+    kube.scale(name, namespace, 0)
+    scaled = kube.wait_for("Deployment", name, namespace, _available(0), deadline_seconds=60)
+    assert scaled.spec.replicas == 0
+
+    kube.delete("Deployment", name, namespace)
+    kube.wait_gone("Deployment", name, namespace, deadline_seconds=60)
+    assert kube.get("Deployment", name, namespace) is None
+    kube.delete("Deployment", name, namespace)  # already gone: fine
+
+
+def test_waiting_past_the_deadline_says_what_it_saw(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    kube = Kubernetes(k8s_api)
+    kube.apply(_deployment(namespace))
+    with pytest.raises(WaitTimeoutError) as raised:
+        kube.wait_for(
+            "Deployment", SPEC.names.base, namespace, lambda _d: False, deadline_seconds=2
+        )
+    assert raised.value.last is not None
+    assert "did not reach the expected state in 2 s" in str(raised.value)
