@@ -2,15 +2,17 @@
 
 import json
 import sys
-from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import yaml
 
 from instance_service import __version__
-from messages.amqp import AmqpProperties
-from messages.errors import MessageRejected
-from messages.parsing import parse_command
+from instance_service.documents import (
+    DocumentUnreadableError,
+    complain,
+    parse_or_report,
+    read_document,
+)
 from messages.schema import asyncapi_document, message_schema, message_types
 from messages.settings import ContractSettings
 
@@ -44,14 +46,12 @@ def run_schema(settings: ContractSettings, message_type: str | None, out: TextIO
 def run_validate(settings: ContractSettings, source: str, stdin: BinaryIO, out: TextIO) -> int:
     """Parse one command document; print its summary (exit 0) or the rejection (exit 1)."""
     try:
-        body = stdin.read() if source == "-" else Path(source).read_bytes()
-    except OSError as error:
-        print(f"instance-service validate: cannot read {source}: {error.strerror}", file=sys.stderr)
+        body = read_document(source, stdin)
+    except DocumentUnreadableError as error:
+        complain("validate", error)
         return EXIT_USAGE
-    try:
-        command = parse_command(body, AmqpProperties(), settings)
-    except MessageRejected as rejection:
-        out.write(json.dumps(rejection.as_error(), indent=2) + "\n")
+    command = parse_or_report(body, settings, out)
+    if command is None:
         return EXIT_REJECTED
     summary = {
         "type": command.type,

@@ -7,14 +7,17 @@ be read; 69 RabbitMQ is unreachable or refused the command; 75 no answer within 
 
 import json
 import sys
-from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from consumers.publisher import BrokerUnavailableError, PublishError, publish_command
 from consumers.settings import AmqpSettings
+from instance_service.documents import (
+    DocumentUnreadableError,
+    complain,
+    parse_or_report,
+    read_document,
+)
 from messages.amqp import AmqpProperties, OutgoingMessage
-from messages.errors import MessageRejected
-from messages.parsing import parse_command
 from messages.serialization import COMMANDS_EXCHANGE
 from messages.settings import ContractSettings
 
@@ -32,14 +35,12 @@ def run_publish(
 ) -> int:
     """Validate, publish, and maybe wait; see the module docstring for the exit status."""
     try:
-        body = stdin.read() if source == "-" else Path(source).read_bytes()
-    except OSError as error:
-        print(f"instance-service publish: cannot read {source}: {error.strerror}", file=sys.stderr)
+        body = read_document(source, stdin)
+    except DocumentUnreadableError as error:
+        complain("publish", error)
         return EXIT_USAGE
-    try:
-        command = parse_command(body, AmqpProperties(), contract)
-    except MessageRejected as rejection:
-        out.write(json.dumps(rejection.as_error(), indent=2) + "\n")
+    command = parse_or_report(body, contract, out)
+    if command is None:
         return EXIT_REFUSED
     headers = {k: v for k in ("traceparent", "tracestate") if (v := getattr(command, k))}
     message = OutgoingMessage(
@@ -55,7 +56,7 @@ def run_publish(
     try:
         published = publish_command(amqp, message, wait_seconds=wait_seconds, progress=progress)
     except (BrokerUnavailableError, PublishError) as error:
-        print(f"instance-service publish: {error}", file=sys.stderr)
+        complain("publish", error)
         return EXIT_UNAVAILABLE
     if wait_seconds is None:
         print(f"published {command.id} ({command.type})", file=sys.stderr)
