@@ -4,6 +4,7 @@ kube-scheduler, and kwok faking one node so pods get scheduled, run and become R
 import base64
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from devstack import processes
@@ -11,6 +12,7 @@ from devstack.component import Health
 from devstack.httpcheck import get
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
 from devstack.pki import ensure_pki
+from devstack.provisioner import STORAGE_CLASS, storage_class
 
 SERVICE_CIDR = "10.96.0.0/16"
 # Pod and node IPs are data only: nothing here routes to them, and nothing connects to them.
@@ -21,7 +23,14 @@ NODE_NAME = "devstack-node-0"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 TENANT_NAMESPACE = "odoo-tenants"
 # Start order; stopped in reverse.
-PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+PROCESSES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "volume-provisioner",
+)
 
 
 def build_binaries() -> Path:
@@ -151,6 +160,13 @@ class ControlPlane:
                 f"--secure-port={ports.scheduler}",
                 "--profiling=false",
             ],
+            "volume-provisioner": [
+                sys.executable,
+                "-m",
+                "devstack.provisioner",
+                kubeconfig,
+                str(self.layout.data / "volumes"),
+            ],
             "kwok": [
                 str(bin_dir / "kwok"),
                 f"--kubeconfig={kubeconfig}",
@@ -170,6 +186,7 @@ class ControlPlane:
             "kube-controller-manager": (ports.controller_manager,),
             "kube-scheduler": (ports.scheduler,),
             "kwok": (ports.kwok,),
+            "volume-provisioner": (),
         }[name]
 
     # -- health --------------------------------------------------------------------------
@@ -192,6 +209,13 @@ class ControlPlane:
             url = f"https://{LOOPBACK}:{port}/healthz"
             status, body = get(url, verify=False)
             return status == 200, url if status == 200 else f"{url}: {status} {body[-300:]}"
+        if name == "volume-provisioner":
+            url = (
+                f"https://{LOOPBACK}:{ports.apiserver}"
+                f"/apis/storage.k8s.io/v1/storageclasses/{STORAGE_CLASS}"
+            )
+            status, _body = get(url, ca_file=pki / "ca.crt", client_cert=admin)
+            return status == 200, f"StorageClass {STORAGE_CLASS} (default), hostPath volumes"
         if name == "kwok":
             # The Node in etcd may still say Ready from before a restart: ask kwok itself too.
             url = f"http://{LOOPBACK}:{ports.kwok}/healthz"
@@ -241,10 +265,13 @@ class ControlPlane:
         for name in PROCESSES:
             if name == "kwok":
                 self._register_node()
+            if name == "volume-provisioner":
+                self.kubectl("apply", "-f", "-", stdin=json.dumps(storage_class()))
             if processes.pid_of(self.layout, name) is None:
                 for port in self._ports(name):
                     processes.ensure_port_free(port, name)
-                processes.start(self.layout, name, commands[name], cwd=self.layout.home)
+                cwd = REPO_ROOT if name == "volume-provisioner" else self.layout.home
+                processes.start(self.layout, name, commands[name], cwd=cwd)
             if not processes.wait_until(lambda n=name: self._probe(n)[0], 120):  # type: ignore[misc]
                 raise processes.StackError(
                     f"{name} did not become healthy: {self._probe(name)[1]}\n"

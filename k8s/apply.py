@@ -44,6 +44,24 @@ RESOURCES = {
 }
 
 
+def rolled_out(replicas: int) -> Callable[[Any], bool]:
+    """A Deployment's current template runs `replicas` ready pods (as `kubectl rollout status`)."""
+
+    def check(deployment: Any) -> bool:
+        status, meta = deployment.status, deployment.metadata
+        if status is None or meta is None or status.observed_generation != meta.generation:
+            return False
+        counts = (
+            status.replicas or 0,
+            status.updated_replicas or 0,
+            status.ready_replicas or 0,
+            status.available_replicas or 0,
+        )
+        return counts == (replicas,) * 4
+
+    return check
+
+
 class WaitTimeoutError(Exception):
     """The awaited state did not come before the deadline; `last` is what was seen last."""
 

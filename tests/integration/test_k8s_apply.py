@@ -5,11 +5,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from k8s.apply import Kubernetes, WaitTimeoutError
+from k8s.apply import Kubernetes, WaitTimeoutError, rolled_out
 from k8s.exposure import build_service
 from k8s.settings import TenantSettings
 from k8s.spec import InstanceSpec, TenantCredentials
-from k8s.workload import build_deployment, build_secret
+from k8s.workload import build_deployment, build_secret, build_volume
 
 pytestmark = pytest.mark.k8s
 
@@ -25,29 +25,9 @@ SPEC = InstanceSpec(
 TENANTS = TenantSettings()
 
 
-def _available(replicas: int) -> Any:
-    def check(deployment: client.V1Deployment) -> bool:
-        status, meta = deployment.status, deployment.metadata
-        if status is None or meta is None:
-            return False
-        return (
-            status.observed_generation == meta.generation
-            and (status.ready_replicas or 0) == replicas
-            and (status.replicas or 0) == replicas
-        )
-
-    return check
-
-
 def _deployment(namespace: str) -> dict[str, Any]:
-    """The tenant Deployment without its data volume: the local cluster has no volume
-    provisioner, and the scheduler will not place a pod whose claim cannot bind."""
-    deployment = build_deployment(SPEC, TENANTS, namespace)
-    pod = deployment["spec"]["template"]["spec"]
-    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "data"]
-    (container,) = pod["containers"]
-    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "data"]
-    return deployment
+    # Its Secret does not exist here; kwok runs no container, so nothing reads it.
+    return build_deployment(SPEC, TENANTS, namespace)
 
 
 def test_apply_is_idempotent_and_counted(k8s_api: client.ApiClient, namespace: str) -> None:
@@ -64,17 +44,18 @@ def test_deployment_becomes_available_scales_restarts_and_goes(
     k8s_api: client.ApiClient, namespace: str
 ) -> None:
     kube = Kubernetes(k8s_api)
+    kube.apply(build_volume(SPEC, TENANTS, namespace))  # devstack's provisioner binds it
     kube.apply(_deployment(namespace))
     kube.apply(build_service(SPEC, namespace))
     name = SPEC.names.base
-    kube.wait_for("Deployment", name, namespace, _available(1), deadline_seconds=60)
+    kube.wait_for("Deployment", name, namespace, rolled_out(1), deadline_seconds=60)
 
     selector = ",".join(f"{k}={v}" for k, v in SPEC.selector().items())
     core = client.CoreV1Api(k8s_api)
     (before,) = core.list_namespaced_pod(namespace, label_selector=selector).items
 
     kube.restart(name, namespace)
-    kube.wait_for("Deployment", name, namespace, _available(1), deadline_seconds=60)
+    kube.wait_for("Deployment", name, namespace, rolled_out(1), deadline_seconds=60)
     uids = [
         p.metadata.uid
         for p in core.list_namespaced_pod(namespace, label_selector=selector).items
@@ -85,7 +66,7 @@ def test_deployment_becomes_available_scales_restarts_and_goes(
     assert before.metadata.uid not in uids  # a new pod replaced the old one
 
     kube.scale(name, namespace, 0)
-    scaled = kube.wait_for("Deployment", name, namespace, _available(0), deadline_seconds=60)
+    scaled = kube.wait_for("Deployment", name, namespace, rolled_out(0), deadline_seconds=60)
     assert scaled.spec.replicas == 0
 
     kube.delete("Deployment", name, namespace)
