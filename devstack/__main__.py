@@ -75,6 +75,10 @@ def env(layout: Layout) -> int:
         "KUBECONFIG": found.kubeconfig,
         "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": found.kubeconfig,
         "INSTANCE_SERVICE_AMQP__URL": found.amqp_url,
+        # The local cluster runs no containers: health checks follow EndpointSlices to the
+        # stand-in that plays the Odoo pods.
+        "INSTANCE_SERVICE_KUBERNETES__HEALTH_RESOLVER": "endpointslice",
+        "INSTANCE_SERVICE_KUBERNETES__STANDIN_PORT": str(layout.ports.odoo_standin),
         "DEVSTACK_DATABASE_URL": found.database_url,
         "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
     }

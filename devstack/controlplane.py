@@ -30,6 +30,7 @@ PROCESSES = (
     "kube-scheduler",
     "kwok",
     "volume-provisioner",
+    "odoo-standin",
 )
 
 
@@ -167,6 +168,13 @@ class ControlPlane:
                 kubeconfig,
                 str(self.layout.data / "volumes"),
             ],
+            "odoo-standin": [
+                sys.executable,
+                "-m",
+                "devstack.standin",
+                kubeconfig,
+                str(ports.odoo_standin),
+            ],
             "kwok": [
                 str(bin_dir / "kwok"),
                 f"--kubeconfig={kubeconfig}",
@@ -187,6 +195,7 @@ class ControlPlane:
             "kube-scheduler": (ports.scheduler,),
             "kwok": (ports.kwok,),
             "volume-provisioner": (),
+            "odoo-standin": (ports.odoo_standin,),
         }[name]
 
     # -- health --------------------------------------------------------------------------
@@ -209,6 +218,14 @@ class ControlPlane:
             url = f"https://{LOOPBACK}:{port}/healthz"
             status, body = get(url, verify=False)
             return status == 200, url if status == 200 else f"{url}: {status} {body[-300:]}"
+        if name == "odoo-standin":
+            url = f"http://{LOOPBACK}:{ports.odoo_standin}/web/health"
+            status, _body = get(url)  # no pod named: 400 means it is up and answering
+            return status == 400, f"{url} plays the Ready pods of managed Deployments"
+        if name == "odoo-standin":
+            url = f"http://{LOOPBACK}:{ports.odoo_standin}/web/health"
+            status, _body = get(url)  # no pod named: 400 means it is up and answering
+            return status == 400, f"{url} plays the Ready pods of managed Deployments"
         if name == "volume-provisioner":
             url = (
                 f"https://{LOOPBACK}:{ports.apiserver}"
@@ -270,7 +287,8 @@ class ControlPlane:
             if processes.pid_of(self.layout, name) is None:
                 for port in self._ports(name):
                     processes.ensure_port_free(port, name)
-                cwd = REPO_ROOT if name == "volume-provisioner" else self.layout.home
+                in_repo = name in ("volume-provisioner", "odoo-standin")  # python -m devstack.*
+                cwd = REPO_ROOT if in_repo else self.layout.home
                 processes.start(self.layout, name, commands[name], cwd=cwd)
             if not processes.wait_until(lambda n=name: self._probe(n)[0], 120):  # type: ignore[misc]
                 raise processes.StackError(

@@ -24,6 +24,7 @@ class Ports:
     controller_manager: int = 10257
     scheduler: int = 10259
     kwok: int = 10247
+    odoo_standin: int = 18069
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Settings of the Kubernetes side, one group of the service's settings."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +18,16 @@ class KubernetesSettings(BaseModel):
     context: str | None = Field(default=None, description="kubeconfig context to use")
     namespace: str = Field(default="odoo-tenants", description="namespace of tenant objects")
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    health_resolver: Literal["system", "endpointslice"] = Field(
+        default="system",
+        description="how health checks find an instance: the system resolver (in a cluster), "
+        "or Service -> EndpointSlice -> pod, answered by the local stack's Odoo stand-in",
+    )
+    standin_host: str = Field(default="127.0.0.1", description="the stand-in's address")
+    standin_port: int = Field(default=18069, ge=1, le=65535, description="the stand-in's port")
+    health_deadline_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="how long an instance may take to pass"
+    )
 
 
 class OdooImage(BaseModel):

@@ -1,0 +1,113 @@
+"""The health check follows Service -> EndpointSlice -> Ready pod, answered by the stand-in."""
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from devstack.layout import default_layout
+from k8s.apply import Kubernetes, rolled_out
+from k8s.exposure import build_service
+from k8s.health import EndpointSliceResolver, check_health
+from k8s.settings import TenantSettings
+from k8s.spec import InstanceSpec
+from k8s.workload import build_deployment, build_volume
+from tests.integration.kube_wait import watch_until
+
+pytestmark = pytest.mark.k8s
+
+SPEC = InstanceSpec(
+    instance_id="5d0c9a7e-1f2b-4c3d-8e9f-a0b1c2d3e4f5",
+    customer_id="cus_1",
+    subdomain="health",
+    odoo_version="17.0",
+    cpu_millicores=500,
+    memory_mib=1024,
+    storage_gib=1,
+)
+TENANTS = TenantSettings()
+
+
+def _serving(k8s_api: client.ApiClient, namespace: str, pod_labels: dict[str, str]) -> Kubernetes:
+    kube = Kubernetes(k8s_api)
+    deployment: dict[str, Any] = build_deployment(SPEC, TENANTS, namespace)
+    deployment["spec"]["template"]["metadata"]["labels"].update(pod_labels)
+    kube.apply(build_volume(SPEC, TENANTS, namespace))
+    kube.apply(deployment)
+    kube.apply(build_service(SPEC, namespace))
+    kube.wait_for("Deployment", SPEC.names.base, namespace, rolled_out(1), deadline_seconds=60)
+    return kube
+
+
+def _resolver(k8s_api: client.ApiClient) -> EndpointSliceResolver:
+    return EndpointSliceResolver(k8s_api, "127.0.0.1", default_layout().ports.odoo_standin)
+
+
+def _until_no_ready_endpoint(k8s_api: client.ApiClient, namespace: str) -> None:
+    """Wait (watching) until the EndpointSlice controller has caught up with a change."""
+
+    def none_ready(endpoint_slice: client.V1EndpointSlice) -> bool:
+        serves_8069 = any(p.port == 8069 for p in endpoint_slice.ports or [])
+        ready = [e for e in endpoint_slice.endpoints or [] if e.conditions and e.conditions.ready]
+        return not (serves_8069 and ready)
+
+    watch_until(
+        client.DiscoveryV1Api(k8s_api).list_namespaced_endpoint_slice,
+        namespace,
+        none_ready,
+        label_selector=f"kubernetes.io/service-name={SPEC.names.base}",
+    )
+
+
+def _check(k8s_api: client.ApiClient, namespace: str, deadline: float = 20) -> Any:
+    url = SPEC.names.internal_url(namespace)
+    return check_health(url, _resolver(k8s_api), request_timeout=2, deadline_seconds=deadline)
+
+
+def test_a_ready_instance_passes(k8s_api: client.ApiClient, namespace: str) -> None:
+    _serving(k8s_api, namespace, {})
+    result = _check(k8s_api, namespace)
+    assert result.healthy, result.detail
+
+
+def test_a_service_that_selects_nothing_fails(k8s_api: client.ApiClient, namespace: str) -> None:
+    kube = _serving(k8s_api, namespace, {})
+    service = build_service(SPEC, namespace)
+    service["spec"]["selector"] = {**SPEC.selector(), "app.kubernetes.io/instance": "someone-else"}
+    kube.apply(service)
+    _until_no_ready_endpoint(k8s_api, namespace)
+    result = _check(k8s_api, namespace, deadline=3)
+    assert not result.healthy
+    assert "has no ready endpoint" in result.detail
+
+
+def test_a_service_on_the_wrong_port_fails(k8s_api: client.ApiClient, namespace: str) -> None:
+    kube = _serving(k8s_api, namespace, {})
+    service = build_service(SPEC, namespace)
+    service["spec"]["ports"][0]["targetPort"] = 9069  # the pod listens on 8069
+    kube.apply(service)
+    watch_until(  # the controller has moved the endpoints to the wrong port
+        client.DiscoveryV1Api(k8s_api).list_namespaced_endpoint_slice,
+        namespace,
+        lambda s: any(p.name == "http" and p.port == 9069 for p in s.ports or []),
+        label_selector=f"kubernetes.io/service-name={SPEC.names.base}",
+    )
+    result = _check(k8s_api, namespace, deadline=3)
+    assert not result.healthy
+    assert "answered 502" in result.detail
+
+
+def test_an_odoo_that_answers_500_fails(k8s_api: client.ApiClient, namespace: str) -> None:
+    _serving(k8s_api, namespace, {"devstack.local/health": "fail"})
+    result = _check(k8s_api, namespace, deadline=3)
+    assert not result.healthy
+    assert "answered 500" in result.detail
+
+
+def test_a_stopped_instance_fails(k8s_api: client.ApiClient, namespace: str) -> None:
+    kube = _serving(k8s_api, namespace, {})
+    kube.scale(SPEC.names.base, namespace, 0)
+    kube.wait_for("Deployment", SPEC.names.base, namespace, rolled_out(0), deadline_seconds=60)
+    _until_no_ready_endpoint(k8s_api, namespace)
+    result = _check(k8s_api, namespace, deadline=3)
+    assert not result.healthy
