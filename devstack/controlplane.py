@@ -222,10 +222,6 @@ class ControlPlane:
             url = f"http://{LOOPBACK}:{ports.odoo_standin}/web/health"
             status, _body = get(url)  # no pod named: 400 means it is up and answering
             return status == 400, f"{url} plays the Ready pods of managed Deployments"
-        if name == "odoo-standin":
-            url = f"http://{LOOPBACK}:{ports.odoo_standin}/web/health"
-            status, _body = get(url)  # no pod named: 400 means it is up and answering
-            return status == 400, f"{url} plays the Ready pods of managed Deployments"
         if name == "volume-provisioner":
             url = (
                 f"https://{LOOPBACK}:{ports.apiserver}"

@@ -178,7 +178,11 @@ class Postgres:
             self.psql(
                 f'CREATE DATABASE "{POSTGRES_SERVICE_DATABASE}" OWNER "{POSTGRES_SERVICE_ROLE}"'
             )
-        self.psql(f'REVOKE CONNECT ON DATABASE "{POSTGRES_SERVICE_DATABASE}" FROM PUBLIC')
+        # Tenant roles may connect to their own database only: not the service's, and not the
+        # maintenance databases every role could reach by default.
+        for database in (POSTGRES_SERVICE_DATABASE, "postgres", "template1"):
+            self.psql(f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC')
+        self.psql(f'GRANT CONNECT ON DATABASE "postgres" TO "{POSTGRES_ADMIN_ROLE}"')
 
     def _ensure_role(self, role: str, password: str, options: str) -> None:
         found = self.psql(

@@ -18,6 +18,7 @@ def build_service(spec: InstanceSpec, namespace: str) -> Manifest:
             "name": spec.names.base,
             "namespace": namespace,
             "labels": spec.labels("server"),
+            "annotations": spec.annotations(),
         },
         "spec": {
             "type": "ClusterIP",
@@ -64,6 +65,7 @@ def build_ingress(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -
             "name": spec.names.base,
             "namespace": namespace,
             "labels": spec.labels("server"),
+            "annotations": spec.annotations(),
         },
         "spec": ingress_spec,
     }
@@ -83,6 +85,7 @@ def build_network_policy(spec: InstanceSpec, tenants: TenantSettings, namespace:
             "name": spec.names.base,
             "namespace": namespace,
             "labels": spec.labels("network"),
+            "annotations": spec.annotations(),
         },
         "spec": {
             "podSelector": {"matchLabels": spec.selector()},

@@ -1,8 +1,8 @@
 """odoo.conf for a tenant: hardened, and sized from the plan.
 
 Sizing follows Odoo's rule of thumb: workers = 2 x CPU + 1, about 325 MiB per worker, at least
-two workers (so the gevent port 8072 serves `/websocket`), and the memory limits per worker
-sharing what the plan grants.
+one worker (so the gevent port 8072 serves `/websocket`), and per-worker memory limits that
+share what the plan grants among the workers and the cron worker.
 """
 
 from dataclasses import dataclass
@@ -25,12 +25,15 @@ class Sizing:
 
 
 def sizing(spec: InstanceSpec) -> Sizing:
-    """Workers and per-worker memory limits for a plan."""
+    """Workers and per-worker memory limits that fit the plan's memory.
+
+    Odoo runs the workers, a cron worker and the gevent process; the memory left after the base
+    is shared by the workers and the cron worker, so all of them fit the container's limit.
+    """
     by_cpu = (2 * spec.cpu_millicores) // 1000 + 1
     by_memory = max(1, (spec.memory_mib - BASE_MIB) // WORKER_MIB)
-    workers = max(2, min(by_cpu, by_memory))
-    per_worker = (spec.memory_mib - BASE_MIB) * MIB // workers
-    hard = max(per_worker, 256 * MIB)
+    workers = max(1, min(by_cpu, by_memory))  # one worker already starts the gevent process
+    hard = (spec.memory_mib - BASE_MIB) * MIB // (workers + 1)
     return Sizing(workers=workers, limit_memory_soft=hard * 4 // 5, limit_memory_hard=hard)
 
 

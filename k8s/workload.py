@@ -12,6 +12,17 @@ from messages.errors import PermanentError
 
 Manifest = dict[str, Any]
 CONFIG_PATH = "/etc/odoo/odoo.conf"
+ADMIN_SCRIPT = (
+    "import os\n"
+    "admin = env.ref('base.user_admin')\n"
+    "values = {'password': os.environ['ODOO_ADMIN_PASSWORD']}\n"
+    "email = os.environ.get('ODOO_ADMIN_EMAIL')\n"
+    "if email:\n"
+    "    values.update(login=email, email=email)\n"
+    "admin.write(values)\n"
+    "env.cr.commit()\n"
+)
+"""Run in `odoo shell` after the database exists; the password comes from the Secret."""
 DATA_PATH = "/var/lib/odoo"
 
 
@@ -39,6 +50,7 @@ def build_secret(
             "name": names.secret,
             "namespace": namespace,
             "labels": spec.labels("credentials"),
+            "annotations": spec.annotations(),
         },
         "type": "Opaque",
         "stringData": {
@@ -66,6 +78,7 @@ def build_volume(spec: InstanceSpec, tenants: TenantSettings, namespace: str) ->
             "name": spec.names.volume,
             "namespace": namespace,
             "labels": spec.labels("data"),
+            "annotations": spec.annotations(),
         },
         "spec": claim,
     }
@@ -142,6 +155,7 @@ def build_init_job(spec: InstanceSpec, tenants: TenantSettings, namespace: str) 
             "name": spec.names.init_job,
             "namespace": namespace,
             "labels": spec.labels("database-init"),
+            "annotations": spec.annotations(),
         },
         "spec": {
             "backoffLimit": 2,
@@ -151,11 +165,40 @@ def build_init_job(spec: InstanceSpec, tenants: TenantSettings, namespace: str) 
                 "spec": {
                     **_pod_basics(spec, image),
                     "restartPolicy": "Never",
-                    "containers": [
+                    "initContainers": [
                         {
-                            "name": "init",
+                            "name": "create-database",
                             "image": image_ref,
                             "command": command,
+                            "resources": _resources(spec),
+                            "securityContext": _CONTAINER_SECURITY,
+                            "volumeMounts": _MOUNTS,
+                        }
+                    ],
+                    # Odoo creates its admin user with the password "admin": replace it (and
+                    # the login, when the command named the admin's e-mail) before serving.
+                    "containers": [
+                        {
+                            "name": "set-admin",
+                            "image": image_ref,
+                            "command": [
+                                "sh",
+                                "-c",
+                                f"odoo shell -c {CONFIG_PATH} -d {spec.names.database} "
+                                f"<<'PY'\n{ADMIN_SCRIPT}PY\n",
+                            ],
+                            "env": [
+                                {
+                                    "name": "ODOO_ADMIN_PASSWORD",
+                                    "valueFrom": {
+                                        "secretKeyRef": {
+                                            "name": spec.names.secret,
+                                            "key": "admin-password",
+                                        }
+                                    },
+                                },
+                                {"name": "ODOO_ADMIN_EMAIL", "value": spec.admin_email or ""},
+                            ],
                             "resources": _resources(spec),
                             "securityContext": _CONTAINER_SECURITY,
                             "volumeMounts": _MOUNTS,
@@ -168,7 +211,7 @@ def build_init_job(spec: InstanceSpec, tenants: TenantSettings, namespace: str) 
 
 
 def build_deployment(
-    spec: InstanceSpec, tenants: TenantSettings, namespace: str, replicas: int = 1
+    spec: InstanceSpec, tenants: TenantSettings, namespace: str, *, replicas: int
 ) -> Manifest:
     """Odoo itself: one pod (the volume is ReadWriteOnce), probed on /web/health."""
     image_ref, image = image_of(spec, tenants)
@@ -180,6 +223,7 @@ def build_deployment(
             "name": spec.names.base,
             "namespace": namespace,
             "labels": spec.labels("server"),
+            "annotations": spec.annotations(),
         },
         "spec": {
             "replicas": replicas,
@@ -193,6 +237,9 @@ def build_deployment(
                         {
                             "name": "odoo",
                             "image": image_ref,
+                            # Not the image's entrypoint: it would copy the database password
+                            # from odoo.conf onto the command line, where `ps` shows it.
+                            "command": ["odoo"],
                             "args": ["-c", CONFIG_PATH],
                             "env": [{"name": "ODOO_RC", "value": CONFIG_PATH}],
                             "ports": [

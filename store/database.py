@@ -42,7 +42,7 @@ def create_engine(settings: StoreSettings) -> Engine:
     """Build an engine for the configured URL (SQLite file by default)."""
     url = database_url(settings)
     if url.get_backend_name() == "sqlite":
-        engine = sqlalchemy.create_engine(url)
+        engine = sqlalchemy.create_engine(url, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -50,8 +50,13 @@ def create_engine(settings: StoreSettings) -> Engine:
         raise StoreUnavailableError(
             f"unsupported database {url.get_backend_name()!r}: use sqlite:/// or postgresql://"
         )
+    # hide_parameters: values bound to a statement never appear in an error's text.
     return sqlalchemy.create_engine(
-        url, pool_pre_ping=True, pool_size=settings.pool_size, max_overflow=settings.pool_size
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        hide_parameters=True,
     )
 
 

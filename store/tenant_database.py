@@ -23,9 +23,15 @@ def _quoted(identifier: str) -> str:
     return f'"{identifier}"'
 
 
-def _literal(connection: Connection, value: str) -> str:
-    quoted = connection.execute(text("SELECT quote_literal(:value)"), {"value": value}).scalar_one()
-    return str(quoted)
+def _verifier(connection: Connection, role: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier, computed by libpq here: the password itself never reaches
+    the server, its logs or an error message (as with psql's \\password)."""
+    pgconn = connection.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
+    verifier = pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+    text_ = bytes(verifier).decode("ascii")
+    if "'" in text_:  # a verifier is base64 and punctuation; never a quote
+        raise ValueError("unexpected character in a password verifier")
+    return f"'{text_}'"
 
 
 class TenantDatabases:
@@ -41,15 +47,14 @@ class TenantDatabases:
                 exists = connection.execute(
                     text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
                 ).scalar()
-                secret = _literal(connection, password)
+                secret = _verifier(connection, role, password)
+                # exec_driver_sql: a verifier's ':' must not be read as a bind parameter.
                 if exists:  # only a superuser may restate NOSUPERUSER; the password is ours
-                    connection.execute(text(f"ALTER ROLE {_quoted(role)} PASSWORD {secret}"))
+                    connection.exec_driver_sql(f"ALTER ROLE {_quoted(role)} PASSWORD {secret}")
                 else:
-                    connection.execute(
-                        text(
-                            f"CREATE ROLE {_quoted(role)} LOGIN NOSUPERUSER NOCREATEDB "
-                            f"NOCREATEROLE PASSWORD {secret}"
-                        )
+                    connection.exec_driver_sql(
+                        f"CREATE ROLE {_quoted(role)} LOGIN NOSUPERUSER NOCREATEDB "
+                        f"NOCREATEROLE PASSWORD {secret}"
                     )
                 # PostgreSQL 15: handing a database to a role needs membership in it.
                 connection.execute(text(f"GRANT {_quoted(role)} TO CURRENT_USER"))

@@ -30,7 +30,7 @@ TENANTS = TenantSettings()
 
 def _serving(k8s_api: client.ApiClient, namespace: str, pod_labels: dict[str, str]) -> Kubernetes:
     kube = Kubernetes(k8s_api)
-    deployment: dict[str, Any] = build_deployment(SPEC, TENANTS, namespace)
+    deployment: dict[str, Any] = build_deployment(SPEC, TENANTS, namespace, replicas=1)
     deployment["spec"]["template"]["metadata"]["labels"].update(pod_labels)
     kube.apply(build_volume(SPEC, TENANTS, namespace))
     kube.apply(deployment)
@@ -79,6 +79,7 @@ def test_a_service_that_selects_nothing_fails(k8s_api: client.ApiClient, namespa
     result = _check(k8s_api, namespace, deadline=3)
     assert not result.healthy
     assert "has no ready endpoint" in result.detail
+    assert "has no ready endpoint" in result.detail
 
 
 def test_a_service_on_the_wrong_port_fails(k8s_api: client.ApiClient, namespace: str) -> None:
@@ -111,3 +112,4 @@ def test_a_stopped_instance_fails(k8s_api: client.ApiClient, namespace: str) -> 
     _until_no_ready_endpoint(k8s_api, namespace)
     result = _check(k8s_api, namespace, deadline=3)
     assert not result.healthy
+    assert "has no ready endpoint" in result.detail

@@ -27,7 +27,7 @@ TENANTS = TenantSettings()
 
 def _deployment(namespace: str) -> dict[str, Any]:
     # Its Secret does not exist here; kwok runs no container, so nothing reads it.
-    return build_deployment(SPEC, TENANTS, namespace)
+    return build_deployment(SPEC, TENANTS, namespace, replicas=1)
 
 
 def test_apply_is_idempotent_and_counted(k8s_api: client.ApiClient, namespace: str) -> None:

@@ -32,7 +32,7 @@ def _manifests(namespace: str) -> list[dict[str, Any]]:
         build_secret(SPEC, credentials, TENANTS, namespace),
         build_volume(SPEC, TENANTS, namespace),
         build_init_job(SPEC, TENANTS, namespace),
-        build_deployment(SPEC, TENANTS, namespace),
+        build_deployment(SPEC, TENANTS, namespace, replicas=1),
         build_service(SPEC, namespace),
         build_ingress(SPEC, TENANTS, namespace),
         build_network_policy(SPEC, TENANTS, namespace),
@@ -60,7 +60,7 @@ def test_the_api_server_accepts_every_manifest(k8s_api: client.ApiClient, namesp
 def test_the_api_server_refuses_a_broken_manifest(
     k8s_api: client.ApiClient, namespace: str
 ) -> None:
-    broken = build_deployment(SPEC, TENANTS, namespace)
+    broken = build_deployment(SPEC, TENANTS, namespace, replicas=1)
     broken["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "something-else"}
     with pytest.raises(utils.FailToCreateError) as raised:
         utils.create_from_dict(k8s_api, broken, namespace=namespace, dry_run="All")

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from devstack.credentials import Endpoints
 from store.database import create_engine
 from store.settings import StoreSettings
-from store.tenant_database import TenantDatabases
+from store.tenant_database import TenantDatabases, _verifier
 from tests import stack
 
 pytestmark = pytest.mark.postgres
@@ -54,8 +54,9 @@ def test_ensure_makes_a_role_that_opens_its_database_and_no_other(
             "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
     assert flags == (False, False, False)
-    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
-        psycopg.connect(_url(endpoints, role, password, "instance_service")).close()
+    for other in ("instance_service", "postgres", "template1"):
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(_url(endpoints, role, password, other)).close()
 
 
 def test_ensure_again_finds_what_is_there_and_takes_the_current_password(
@@ -97,3 +98,10 @@ def test_drop_removes_both_and_is_idempotent(
         session.close()
     assert not tenants.exists(role, database)
     tenants.drop(role, database)
+
+
+def test_the_server_gets_a_verifier_not_the_password(tenants: TenantDatabases) -> None:
+    with tenants.admin.connect() as connection:
+        verifier = _verifier(connection, "odoo_x", "hunter2")
+    assert verifier.startswith("'SCRAM-SHA-256$4096:")
+    assert "hunter2" not in verifier

@@ -9,7 +9,13 @@ from k8s.names import InstanceNames
 from k8s.odoo_conf import render_odoo_conf, sizing
 from k8s.settings import TenantSettings
 from k8s.spec import InstanceSpec, TenantCredentials
-from k8s.workload import build_deployment, build_init_job, build_secret, build_volume
+from k8s.workload import (
+    Manifest,
+    build_deployment,
+    build_init_job,
+    build_secret,
+    build_volume,
+)
 from messages.errors import PermanentError
 
 INSTANCE = "0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f"
@@ -45,13 +51,16 @@ def test_names_are_stable_valid_and_distinct() -> None:
 
 @pytest.mark.parametrize(
     ("cpu", "memory", "workers"),
-    [(250, 512, 2), (1000, 2048, 3), (2000, 4096, 5), (4000, 2048, 5), (16000, 65536, 33)],
+    [(250, 512, 1), (1000, 2048, 3), (2000, 4096, 5), (4000, 2048, 5), (16000, 65536, 33)],
 )
-def test_workers_follow_cpu_and_memory(cpu: int, memory: int, workers: int) -> None:
+def test_workers_follow_cpu_and_memory_and_fit_the_limit(
+    cpu: int, memory: int, workers: int
+) -> None:
     size = sizing(_spec(cpu_millicores=cpu, memory_mib=memory))
     assert size.workers == workers
     assert size.limit_memory_soft < size.limit_memory_hard
-    assert size.limit_memory_hard * size.workers <= max(memory, 768) * 1024 * 1024
+    # Workers and the cron worker at their hard limit, plus the base, fit the container.
+    assert size.limit_memory_hard * (size.workers + 1) + 256 * 1024 * 1024 <= memory * 1024 * 1024
 
 
 def test_odoo_conf_is_hardened_and_names_its_database() -> None:
@@ -122,26 +131,72 @@ def test_deployment_is_hardened_and_sized(version: str, uid: int) -> None:
     assert set(probed) == {"http"}  # never the gevent port 8072
 
 
-def test_init_job_installs_base_modules_and_language() -> None:
-    plain = build_init_job(_spec(), TENANTS, "tenants")
-    command = plain["spec"]["template"]["spec"]["containers"][0]["command"]
+def _init_containers(job: Manifest) -> tuple[list[str], Manifest]:
+    pod = job["spec"]["template"]["spec"]
+    (create,) = pod["initContainers"]
+    (admin,) = pod["containers"]
+    return create["command"], admin
+
+
+def test_init_job_installs_base_modules_and_language_then_replaces_the_admin_password() -> None:
+    command, admin = _init_containers(build_init_job(_spec(), TENANTS, "tenants"))
     assert command[-1] == "--stop-after-init"
-    assert "-i" in command
     assert command[command.index("-i") + 1] == "base"
     assert "--without-demo=all" in command
+    script = admin["command"][2]
+    assert "env.ref('base.user_admin')" in script
+    assert "admin-secret-value" not in str(admin)  # from the Secret, never in the manifest
+    (password,) = [e for e in admin["env"] if e["name"] == "ODOO_ADMIN_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"] == {
+        "name": InstanceNames(INSTANCE).secret,
+        "key": "admin-password",
+    }
+
     rich = build_init_job(
-        _spec(demo_data=True, language="fr_BE", modules=("sale", "base", "crm")), TENANTS, "t"
+        _spec(
+            demo_data=True,
+            language="fr_BE",
+            modules=("sale", "base", "crm"),
+            admin_email="it@acme.example",
+        ),
+        TENANTS,
+        "t",
     )
-    command = rich["spec"]["template"]["spec"]["containers"][0]["command"]
+    command, admin = _init_containers(rich)
     assert command[command.index("-i") + 1] == "base,sale,crm"
     assert "--without-demo=all" not in command
     assert "--load-language=fr_BE" in command
+    assert {"name": "ODOO_ADMIN_EMAIL", "value": "it@acme.example"} in admin["env"]
     assert rich["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_server_does_not_run_the_images_entrypoint() -> None:
+    (container,) = build_deployment(_spec(), TENANTS, "t", replicas=1)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["command"] == ["odoo"]  # the entrypoint would put the password in argv
+    assert container["args"] == ["-c", "/etc/odoo/odoo.conf"]
+
+
+def test_the_server_selector_leaves_out_the_init_jobs_pods() -> None:
+    spec = _spec()
+    selector = build_deployment(spec, TENANTS, "t", replicas=1)["spec"]["selector"]["matchLabels"]
+    job_pod_labels = build_init_job(spec, TENANTS, "t")["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= job_pod_labels.items()
+    assert build_service(spec, "t")["spec"]["selector"] == selector
+
+
+@pytest.mark.parametrize("customer", ["_" + "a" * 63, "-x-", "cus_4711"])
+def test_any_valid_customer_id_becomes_a_valid_label(customer: str) -> None:
+    manifest = build_service(_spec(customer_id=customer), "t")
+    label = manifest["metadata"]["labels"]["odoo.saas/customer-id"]
+    assert re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$", label)
+    assert manifest["metadata"]["annotations"]["odoo.saas/customer-id"] == customer
 
 
 def test_an_unconfigured_version_has_no_image() -> None:
     with pytest.raises(PermanentError) as raised:
-        build_deployment(_spec(odoo_version="15.0"), TENANTS, "tenants")
+        build_deployment(_spec(odoo_version="15.0"), TENANTS, "tenants", replicas=1)
     assert raised.value.code == "image_not_allowed"
 
 
@@ -176,7 +231,7 @@ def test_every_object_carries_instance_and_customer_labels() -> None:
         build_secret(spec, CREDENTIALS, TENANTS, "t"),
         build_volume(spec, TENANTS, "t"),
         build_init_job(spec, TENANTS, "t"),
-        build_deployment(spec, TENANTS, "t"),
+        build_deployment(spec, TENANTS, "t", replicas=1),
         build_service(spec, "t"),
         build_ingress(spec, TENANTS, "t"),
         build_network_policy(spec, TENANTS, "t"),
@@ -185,5 +240,6 @@ def test_every_object_carries_instance_and_customer_labels() -> None:
         labels = manifest["metadata"]["labels"]
         assert labels["odoo.saas/instance-id"] == INSTANCE
         assert labels["odoo.saas/customer-id"] == "cus_4711"
+        assert manifest["metadata"]["annotations"]["odoo.saas/customer-id"] == "cus_4711"
         assert labels["app.kubernetes.io/managed-by"] == "instance-service"
         assert manifest["metadata"]["namespace"] == "t"
