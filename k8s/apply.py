@@ -7,6 +7,7 @@ never a sleep loop. Every failure goes through the one table in k8s/errors.py. R
 counted per (verb, kind) for benchmarks.
 """
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ RESOURCES = {
     "Deployment": Resource(client.AppsV1Api, "namespaced_deployment"),
     "Ingress": Resource(client.NetworkingV1Api, "namespaced_ingress"),
     "NetworkPolicy": Resource(client.NetworkingV1Api, "namespaced_network_policy"),
+    "Deployment/scale": Resource(client.AppsV1Api, "namespaced_deployment_scale"),
 }
 
 
@@ -126,16 +128,8 @@ class Kubernetes:
 
     def scale(self, name: str, namespace: str, replicas: int) -> None:
         """Set a Deployment's replicas through its scale subresource."""
-        self.requests[("patch", "Deployment/scale")] += 1
-        target = Target("scale", "Deployment", name, namespace)
-        try:
-            client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
-                name, namespace, {"spec": {"replicas": replicas}}, _request_timeout=self.timeout
-            )
-        except (ApiException, urllib3.exceptions.HTTPError, ConnectionError) as e:
-            outcome = classify(e, target)
-            if outcome is not None:
-                raise outcome from e
+        body = {"spec": {"replicas": replicas}}
+        self._call("patch", "Deployment/scale", name, namespace, name, namespace, body)
 
     def restart(self, name: str, namespace: str, at: datetime | None = None) -> None:
         """Replace a Deployment's pods by changing their template (as `kubectl rollout restart`)."""
@@ -153,26 +147,7 @@ class Kubernetes:
 
     def wait_gone(self, kind: str, name: str, namespace: str, deadline_seconds: float) -> None:
         """Return once the object no longer exists (watching for its deletion)."""
-        end = datetime.now(UTC).timestamp() + deadline_seconds
-        while (remaining := end - datetime.now(UTC).timestamp()) > 0:
-            listed = self._call(
-                "list", kind, name, namespace, namespace, field_selector=f"metadata.name={name}"
-            )
-            if not listed.items:
-                return
-            self.requests[("watch", kind)] += 1
-            for event in watch.Watch().stream(
-                self._method("list", kind),
-                namespace,
-                field_selector=f"metadata.name={name}",
-                resource_version=listed.metadata.resource_version,
-                timeout_seconds=max(1, int(remaining)),
-            ):
-                if event["type"] == "DELETED":
-                    return
-        raise WaitTimeoutError(
-            f"{kind} {namespace}/{name} still exists after {deadline_seconds:g} s", None
-        )
+        self._watch(kind, name, namespace, deadline_seconds, done=lambda _type, _obj: False)
 
     def wait_for(
         self,
@@ -183,40 +158,60 @@ class Kubernetes:
         deadline_seconds: float,
     ) -> Any:
         """Return the object once `condition` holds; list, then watch from that list."""
-        end = datetime.now(UTC).timestamp() + deadline_seconds
+        return self._watch(
+            kind,
+            name,
+            namespace,
+            deadline_seconds,
+            done=lambda kind_, obj: kind_ in ("ADDED", "MODIFIED") and condition(obj),
+            wanted=condition,
+        )
+
+    def _watch(
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        deadline_seconds: float,
+        done: Callable[[str, Any], bool],
+        wanted: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        """List, then watch from the list's version, until `done` or (without `wanted`) the
+        object is gone. A 410 or a broken stream lists again; the deadline bounds it all."""
+        end = time.monotonic() + deadline_seconds
         selector = f"metadata.name={name}"
         last: Any = None
-        while True:
+        while (remaining := end - time.monotonic()) > 0:
             listed = self._call("list", kind, name, namespace, namespace, field_selector=selector)
+            if wanted is None and not listed.items:
+                return None  # gone
             for item in listed.items:
                 last = item
-                if condition(item):
+                if wanted is not None and wanted(item):
                     return item
-            version = listed.metadata.resource_version
+            self.requests[("watch", kind)] += 1
+            stream = watch.Watch().stream(
+                self._method("list", kind),
+                namespace,
+                field_selector=selector,
+                resource_version=listed.metadata.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=max(1, int(remaining)),
+                _request_timeout=remaining + 5,  # a stalled connection cannot outlive the wait
+            )
             try:
-                while (remaining := end - datetime.now(UTC).timestamp()) > 0:
-                    self.requests[("watch", kind)] += 1
-                    stream = watch.Watch().stream(
-                        self._method("list", kind),
-                        namespace,
-                        field_selector=selector,
-                        resource_version=version,
-                        allow_watch_bookmarks=True,
-                        timeout_seconds=max(1, int(remaining)),
-                    )
-                    for event in stream:
-                        raw = event.get("raw_object") or {}
-                        version = raw.get("metadata", {}).get("resourceVersion") or version
-                        if event["type"] in ("ADDED", "MODIFIED"):  # not BOOKMARK or DELETED
-                            last = event["object"]
-                            if condition(last):
-                                return last
-                raise WaitTimeoutError(
-                    f"{kind} {namespace}/{name} did not reach the expected state in "
-                    f"{deadline_seconds:g} s",
-                    last,
-                )
+                for event in stream:
+                    if event["type"] == "DELETED" and wanted is None:
+                        return None
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        last = event["object"]
+                    if done(event["type"], event["object"]):
+                        return event["object"]
             except ApiException as error:
                 if error.status != 410:  # Gone: our version was compacted away; list again
                     outcome = classify(error, Target("watch", kind, name, namespace))
                     raise (outcome or error) from error
+            except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError):
+                continue  # the stream broke (an apiserver restart): list again
+        what = "still exists" if wanted is None else "did not reach the expected state"
+        raise WaitTimeoutError(f"{kind} {namespace}/{name} {what} in {deadline_seconds:g} s", last)
