@@ -1,10 +1,11 @@
 """Plays the Odoo pods of the local cluster, which runs no containers: answers /web/health.
 
-A request names the pod by its IP and port (headers X-Devstack-Pod-IP and -Port, set by the
-EndpointSlice resolver); the stand-in answers 200 {"status": "pass"} for a Ready pod of a
-Deployment managed by instance-service that declares that port, 502 when it does not (in a
-cluster: connection refused), 500 for a pod labelled `devstack.local/health=fail` (failure
-tests), 503 for a pod not Ready, and 404 for any other address. It listens on loopback only.
+A request names the pod (header X-Devstack-Pod: namespace/name, else X-Devstack-Pod-IP) and
+the port (X-Devstack-Pod-Port), as the EndpointSlice resolver sets them. The stand-in answers
+200 {"status": "pass"} for a Ready pod of a Deployment managed by instance-service that declares
+that port, 502 when it does not (in a cluster: connection refused), 500 for a pod labelled
+`devstack.local/health=fail` (failure tests), 503 for a pod not Ready, and 404 for anything else.
+It listens on loopback only.
 
     python -m devstack.standin KUBECONFIG PORT
 """
@@ -19,6 +20,7 @@ from kubernetes import client, config
 
 POD_IP_HEADER = "X-Devstack-Pod-IP"
 POD_PORT_HEADER = "X-Devstack-Pod-Port"
+POD_HEADER = "X-Devstack-Pod"
 FAIL_LABEL = "devstack.local/health"
 
 log = logging.getLogger("devstack.standin")
@@ -55,7 +57,13 @@ def serve(kubeconfig: str, port: int) -> None:
                 return
             ip = self.headers.get(POD_IP_HEADER, "")
             port = int(self.headers.get(POD_PORT_HEADER, "8069"))
-            if ip:
+            named = self.headers.get(POD_HEADER, "")
+            if "/" in named:  # exact: an IP may belong to a deleted pod and a new one at once
+                namespace, name = named.split("/", 1)
+                selector = f"metadata.name={name}"
+                pods = core.list_namespaced_pod(namespace, field_selector=selector).items
+                status, body = verdict(pods, port)
+            elif ip:
                 selector = f"status.podIP={ip}"
                 pods = core.list_pod_for_all_namespaces(field_selector=selector).items
                 status, body = verdict(pods, port)

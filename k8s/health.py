@@ -21,6 +21,7 @@ from k8s.settings import KubernetesSettings
 
 POD_IP_HEADER = "X-Devstack-Pod-IP"
 POD_PORT_HEADER = "X-Devstack-Pod-Port"
+POD_HEADER = "X-Devstack-Pod"  # namespace/name: pod IPs of deleted pods are handed out again
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class EndpointSliceResolver:
                         POD_IP_HEADER: endpoint.addresses[0],
                         POD_PORT_HEADER: str(pod_ports[0]),
                     }
+                    ref = endpoint.target_ref
+                    if ref is not None and ref.kind == "Pod":
+                        headers[POD_HEADER] = f"{ref.namespace or namespace}/{ref.name}"
                     return Route(*self.standin, headers)
         return None
 

@@ -1,9 +1,10 @@
 """The health check follows Service -> EndpointSlice -> Ready pod, answered by the stand-in."""
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from devstack.layout import default_layout
 from k8s.apply import Kubernetes, rolled_out
@@ -36,6 +37,13 @@ def _serving(k8s_api: client.ApiClient, namespace: str, pod_labels: dict[str, st
     kube.apply(deployment)
     kube.apply(build_service(SPEC, namespace))
     kube.wait_for("Deployment", SPEC.names.base, namespace, rolled_out(1), deadline_seconds=60)
+    # The EndpointSlice controller follows the rollout a moment later: wait for it (watching).
+    watch_until(
+        client.DiscoveryV1Api(k8s_api).list_namespaced_endpoint_slice,
+        namespace,
+        lambda s: any(e.conditions and e.conditions.ready for e in s.endpoints or []),
+        label_selector=f"kubernetes.io/service-name={SPEC.names.base}",
+    )
     return kube
 
 
@@ -57,6 +65,29 @@ def _until_no_ready_endpoint(k8s_api: client.ApiClient, namespace: str) -> None:
         none_ready,
         label_selector=f"kubernetes.io/service-name={SPEC.names.base}",
     )
+
+
+def _until_all_slices(
+    k8s_api: client.ApiClient, namespace: str, condition: Callable[[list[Any]], bool]
+) -> None:
+    """Watch the Service's EndpointSlices until the whole set satisfies `condition`."""
+    discovery = client.DiscoveryV1Api(k8s_api)
+    selector = f"kubernetes.io/service-name={SPEC.names.base}"
+    current: dict[str, Any] = {}
+    for event in watch.Watch().stream(
+        discovery.list_namespaced_endpoint_slice,
+        namespace,
+        label_selector=selector,
+        timeout_seconds=60,
+    ):
+        name = event["object"].metadata.name
+        if event["type"] == "DELETED":
+            current.pop(name, None)
+        else:
+            current[name] = event["object"]
+        if condition(list(current.values())):
+            return
+    raise TimeoutError(f"EndpointSlices never settled: {list(current)}")
 
 
 def _check(k8s_api: client.ApiClient, namespace: str, deadline: float = 20) -> Any:
@@ -87,11 +118,14 @@ def test_a_service_on_the_wrong_port_fails(k8s_api: client.ApiClient, namespace:
     service = build_service(SPEC, namespace)
     service["spec"]["ports"][0]["targetPort"] = 9069  # the pod listens on 8069
     kube.apply(service)
-    watch_until(  # the controller has moved the endpoints to the wrong port
-        client.DiscoveryV1Api(k8s_api).list_namespaced_endpoint_slice,
+    # The controller may replace the slice: wait until every slice leads "http" to 9069.
+    _until_all_slices(
+        k8s_api,
         namespace,
-        lambda s: any(p.name == "http" and p.port == 9069 for p in s.ports or []),
-        label_selector=f"kubernetes.io/service-name={SPEC.names.base}",
+        lambda slices: (
+            bool(slices)
+            and all(p.port == 9069 for s in slices for p in s.ports or [] if p.name == "http")
+        ),
     )
     result = _check(k8s_api, namespace, deadline=3)
     assert not result.healthy
