@@ -153,12 +153,18 @@ class ControlPlane:
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--cluster-name=devstack",
+                # Tests create and delete namespaces quickly; at the default client limits
+                # (20 requests/s) the EndpointSlice controller falls behind and backs off.
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
                 "--profiling=false",
             ],
             "kube-scheduler": [
                 str(bin_dir / "kube-scheduler"),
                 *component_auth,
                 f"--secure-port={ports.scheduler}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
                 "--profiling=false",
             ],
             "volume-provisioner": [

@@ -1,5 +1,6 @@
 """The health check follows Service -> EndpointSlice -> Ready pod, answered by the stand-in."""
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from tests.integration.kube_wait import watch_until
 pytestmark = pytest.mark.k8s
 
 SPEC = InstanceSpec(
-    instance_id="5d0c9a7e-1f2b-4c3d-8e9f-a0b1c2d3e4f5",
+    instance_id=str(uuid.uuid4()),  # fresh names each run: no controller state carries over
     customer_id="cus_1",
     subdomain="health",
     odoo_version="17.0",
