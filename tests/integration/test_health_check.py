@@ -12,20 +12,15 @@ from k8s.apply import Kubernetes, rolled_out
 from k8s.exposure import build_service
 from k8s.health import EndpointSliceResolver, check_health
 from k8s.settings import TenantSettings
-from k8s.spec import InstanceSpec
 from k8s.workload import build_deployment, build_volume
 from tests.integration.kube_wait import watch_until
+from tests.tenant_specs import tenant_spec
 
 pytestmark = pytest.mark.k8s
 
-SPEC = InstanceSpec(
-    instance_id=str(uuid.uuid4()),  # fresh names each run: no controller state carries over
-    customer_id="cus_1",
-    subdomain="health",
-    odoo_version="17.0",
-    cpu_millicores=500,
-    memory_mib=1024,
-    storage_gib=1,
+# Fresh names each run: no controller state carries over.
+SPEC = tenant_spec(
+    instance_id=str(uuid.uuid4()), subdomain="health", cpu_millicores=500, memory_mib=1024
 )
 TENANTS = TenantSettings()
 

@@ -8,20 +8,13 @@ from kubernetes import client
 from k8s.apply import Kubernetes, WaitTimeoutError, rolled_out
 from k8s.exposure import build_service
 from k8s.settings import TenantSettings
-from k8s.spec import InstanceSpec, TenantCredentials
+from k8s.spec import TenantCredentials
 from k8s.workload import build_deployment, build_secret, build_volume
+from tests.tenant_specs import tenant_spec
 
 pytestmark = pytest.mark.k8s
 
-SPEC = InstanceSpec(
-    instance_id="0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f",
-    customer_id="cus_4711",
-    subdomain="acme",
-    odoo_version="17.0",
-    cpu_millicores=500,
-    memory_mib=1024,
-    storage_gib=5,
-)
+SPEC = tenant_spec(cpu_millicores=500, memory_mib=1024, storage_gib=5)
 TENANTS = TenantSettings()
 
 

@@ -7,22 +7,13 @@ from kubernetes import client, utils
 
 from k8s.exposure import build_ingress, build_network_policy, build_service
 from k8s.settings import TenantSettings
-from k8s.spec import InstanceSpec, TenantCredentials
+from k8s.spec import TenantCredentials
 from k8s.workload import build_deployment, build_init_job, build_secret, build_volume
+from tests.tenant_specs import tenant_spec
 
 pytestmark = pytest.mark.k8s
 
-SPEC = InstanceSpec(
-    instance_id="0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f",
-    customer_id="cus_4711",
-    subdomain="acme",
-    odoo_version="18.0",
-    cpu_millicores=1000,
-    memory_mib=2048,
-    storage_gib=20,
-    language="en_US",
-    modules=("sale",),
-)
+SPEC = tenant_spec(odoo_version="18.0", language="en_US", modules=("sale",))
 TENANTS = TenantSettings(tls_secret="wildcard", storage_class="standard")
 
 

@@ -8,7 +8,7 @@ from k8s.exposure import build_ingress, build_network_policy, build_service, hos
 from k8s.names import InstanceNames
 from k8s.odoo_conf import render_odoo_conf, sizing
 from k8s.settings import TenantSettings
-from k8s.spec import InstanceSpec, TenantCredentials
+from k8s.spec import TenantCredentials
 from k8s.workload import (
     Manifest,
     build_deployment,
@@ -17,25 +17,14 @@ from k8s.workload import (
     build_volume,
 )
 from messages.errors import PermanentError
+from tests.tenant_specs import INSTANCE, tenant_spec
 
-INSTANCE = "0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f"
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TENANTS = TenantSettings(base_domain="odoo.example.net", storage_class="fast", tls_secret="wild")
 CREDENTIALS = TenantCredentials("db-secret-value", "admin-secret-value", "master-secret-value")
 
 
-def _spec(**changes: object) -> InstanceSpec:
-    values: dict[str, object] = {
-        "instance_id": INSTANCE,
-        "customer_id": "cus_4711",
-        "subdomain": "acme",
-        "odoo_version": "17.0",
-        "cpu_millicores": 1000,
-        "memory_mib": 2048,
-        "storage_gib": 20,
-    }
-    values.update(changes)
-    return InstanceSpec(**values)  # type: ignore[arg-type]
+_spec = tenant_spec
 
 
 def test_names_are_stable_valid_and_distinct() -> None:
