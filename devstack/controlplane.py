@@ -157,6 +157,8 @@ class ControlPlane:
                 # (20 requests/s) the EndpointSlice controller falls behind and backs off.
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
+                # Every EndpointSlice sync is logged: a stale slice is then diagnosable.
+                "--vmodule=endpointslice_controller=4",
                 "--profiling=false",
             ],
             "kube-scheduler": [
