@@ -10,6 +10,7 @@ from pathlib import Path
 from devstack import processes
 from devstack.component import Health
 from devstack.httpcheck import get
+from devstack.kwok_stages import kwok_config
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
 from devstack.pki import ensure_pki
 from devstack.provisioner import STORAGE_CLASS, storage_class
@@ -278,9 +279,12 @@ class ControlPlane:
         """Start each process in order, waiting for it to be healthy, then add the fake node."""
         ensure_pki(self.pki)
         self._write_kubeconfig()
-        (self.layout.home / "kwok.yaml").write_text(
-            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
-        )
+        kwok_file = self.layout.home / "kwok.yaml"
+        config = kwok_config()
+        if not kwok_file.exists() or kwok_file.read_text() != config:
+            kwok_file.write_text(config)
+            if processes.pid_of(self.layout, "kwok") is not None:  # started with other stages
+                processes.stop(self.layout, "kwok")
         (self.layout.data / "etcd").mkdir(parents=True, exist_ok=True)
         commands = self._commands()
         for name in PROCESSES:

@@ -6,6 +6,7 @@ import pytest
 from kubernetes import client
 
 from devstack.controlplane import NODE_NAME
+from devstack.kwok_stages import NEVER_READY_LABEL, NEVER_READY_VALUE
 from tests.integration.kube_wait import watch_until
 
 pytestmark = pytest.mark.k8s
@@ -71,8 +72,8 @@ def test_deployment_pod_becomes_ready_and_its_service_gets_an_endpoint_slice(
 ) -> None:
     core, apps = client.CoreV1Api(k8s_api), client.AppsV1Api(k8s_api)
     discovery = client.DiscoveryV1Api(k8s_api)
+    core.create_namespaced_service(namespace, _service())  # first: see test_health_check
     apps.create_namespaced_deployment(namespace, _deployment())
-    core.create_namespaced_service(namespace, _service())
 
     pod: client.V1Pod = watch_until(
         core.list_namespaced_pod,
@@ -126,3 +127,27 @@ def test_job_reaches_complete(k8s_api: client.ApiClient, namespace: str) -> None
     assert job.status is not None
     assert job.status.succeeded == 1
     assert not job.status.failed
+
+
+def test_a_pod_labelled_never_ready_runs_but_is_not_ready(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(k8s_api)
+    labels = {**LABELS, NEVER_READY_LABEL: NEVER_READY_VALUE}
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="never", labels=labels),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="web", image=IMAGE)]),
+    )
+    core.create_namespaced_pod(namespace, pod)
+
+    started: client.V1Pod = watch_until(
+        core.list_namespaced_pod,
+        namespace,
+        lambda p: p.status is not None and p.status.phase == "Running" and bool(p.status.pod_ip),
+        field_selector="metadata.name=never",
+    )
+    assert started.status is not None
+    ready = [c for c in started.status.conditions or [] if c.type == "Ready"]
+    assert [c.status for c in ready] == ["False"]
+    assert started.status.container_statuses is not None
+    assert started.status.container_statuses[0].ready is False
