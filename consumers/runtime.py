@@ -197,6 +197,11 @@ class ConsumerRuntime:
         while session.in_flight and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.2)
             self.health.beat()
+            if all(future.done() for future in session.in_flight.values()):
+                # Finished work has queued its settling: run it. What is left ended without a
+                # decision (a worker killed mid-handler) and is handed back below.
+                connection.process_data_events(time_limit=0)
+                break
         handed_back = len(session.in_flight)
         for delivery_tag in list(session.in_flight):
             # Not finished in time: the broker gets it back for whoever takes it next.

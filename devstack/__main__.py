@@ -79,6 +79,10 @@ def env(layout: Layout) -> int:
         # stand-in that plays the Odoo pods.
         "INSTANCE_SERVICE_KUBERNETES__HEALTH_RESOLVER": "endpointslice",
         "INSTANCE_SERVICE_KUBERNETES__STANDIN_PORT": str(layout.ports.odoo_standin),
+        # Tenant roles and databases are made through the admin role, on the stack's server.
+        "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL": found.postgres_admin_url,
+        "INSTANCE_SERVICE_TENANTS__DATABASE_HOST": "127.0.0.1",
+        "INSTANCE_SERVICE_TENANTS__DATABASE_PORT": str(layout.ports.postgres),
         "DEVSTACK_DATABASE_URL": found.database_url,
         "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
     }

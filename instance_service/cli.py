@@ -5,7 +5,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health, serve_health
@@ -15,7 +15,12 @@ from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
 from instance_service.publish_command import run_publish
 from instance_service.settings import ContractOnlySettings, Settings
-from instance_service.wiring import build_runtime
+from instance_service.wiring import (
+    MissingSettingError,
+    build_handlers,
+    build_platform,
+    build_runtime,
+)
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
@@ -93,7 +98,8 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
                 "revision": current_revision(engine),
             },
         )
-        cluster = describe_cluster(api_client(settings.kubernetes), settings.kubernetes)
+        api = api_client(settings.kubernetes)
+        cluster = describe_cluster(api, settings.kubernetes)
         log.info(
             "kubernetes ready",
             extra={
@@ -103,7 +109,16 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
                 "namespace_exists": cluster.namespace_exists,
             },
         )
+        platform = build_platform(settings, api)
+        platform.databases.ping()
+        log.info(
+            "tenant postgresql ready",
+            extra={"tenant_admin": redact_url(_secret(settings.store.tenant_admin_url))},
+        )
         connection = open_connection(settings.amqp)
+    except MissingSettingError as error:
+        log.error("not configured: %s", error)
+        return EXIT_CONFIG
     except (StoreUnavailableError, ClusterUnavailableError, BrokerUnavailableError) as error:
         log.error("not ready: %s", error)
         return EXIT_UNAVAILABLE
@@ -120,7 +135,7 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         else None
     )
     try:
-        runtime = build_runtime(settings, engine, handlers={}, health=health)
+        runtime = build_runtime(settings, engine, build_handlers(platform), health=health)
         signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
     except TopologyError as error:
         log.error("cannot consume: %s", error)
@@ -130,6 +145,10 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
             server.shutdown()
     log.info("consumer stopped", extra={"signal": signal_name})
     return EXIT_OK
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,19 +1,26 @@
 """Builds the consumer from settings: the composition root's one place for who gets what."""
 
 import logging
+from functools import partial
 
 from consumers.health import Health
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
+from handlers.catalog import lifecycle_handlers
+from handlers.platform import Platform
 from handlers.registry import HandlerRegistry
 from handlers.results import Handler
 from handlers.unimplemented import not_implemented
 from instance_service.settings import Settings
+from k8s.apply import Kubernetes
+from k8s.cluster import KubernetesApi
+from k8s.health import resolver_for
 from messages.commands import COMMAND_MODELS
 from store.database import StateEngine
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
+from store.tenant_database import TenantDatabases
 
 log = logging.getLogger("instance_service")
 
@@ -30,6 +37,33 @@ def build_registry(handlers: dict[str, Handler]) -> HandlerRegistry:
         log.warning("commands without a handler fail as not_implemented", extra={"types": missing})
     registry.require(COMMAND_MODELS)
     return registry
+
+
+class MissingSettingError(Exception):
+    """A setting the consumer cannot run without is unset."""
+
+
+def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
+    """The cluster, tenant databases and health checks the lifecycle handlers act on."""
+    admin_url = settings.store.tenant_admin_url
+    if admin_url is None:
+        raise MissingSettingError(
+            "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL is not set: provision and delete create "
+            "and drop tenant databases through that PostgreSQL role "
+            "(`python -m devstack env` prints the local stack's)"
+        )
+    return Platform(
+        cluster=partial(Kubernetes, api, settings.kubernetes.request_timeout_seconds),
+        databases=TenantDatabases.connect(admin_url.get_secret_value()),
+        resolver=resolver_for(settings.kubernetes, api),
+        kubernetes=settings.kubernetes,
+        tenants=settings.tenants,
+    )
+
+
+def build_handlers(platform: Platform) -> dict[str, Handler]:
+    """Every handler this version has."""
+    return lifecycle_handlers(platform)
 
 
 def build_runtime(

@@ -126,10 +126,21 @@ class Kubernetes:
         """The object, or None when it does not exist."""
         return self._call("read", kind, name, namespace, name, namespace, absent_ok=True)
 
-    def scale(self, name: str, namespace: str, replicas: int) -> None:
-        """Set a Deployment's replicas through its scale subresource."""
+    def list_labelled(self, kind: str, namespace: str, label_selector: str) -> list[Any]:
+        """Objects of a kind whose labels match."""
+        listed = self._call(
+            "list", kind, label_selector, namespace, namespace, label_selector=label_selector
+        )
+        return list(listed.items)
+
+    def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
+        """Set a Deployment's replicas through its scale subresource; False if it is absent
+        (only with `absent_ok`: otherwise absence is a permanent failure)."""
         body = {"spec": {"replicas": replicas}}
-        self._call("patch", "Deployment/scale", name, namespace, name, namespace, body)
+        answer = self._call(
+            "patch", "Deployment/scale", name, namespace, name, namespace, body, absent_ok=absent_ok
+        )
+        return answer is not None
 
     def restart(self, name: str, namespace: str, at: datetime | None = None) -> None:
         """Replace a Deployment's pods by changing their template (as `kubectl rollout restart`)."""

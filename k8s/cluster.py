@@ -1,12 +1,16 @@
 """Builds the Kubernetes API client from settings and checks that the cluster answers."""
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import urllib3.exceptions
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 from k8s.settings import KubernetesSettings
+
+KubernetesApi: TypeAlias = client.ApiClient
+"""The API client, as layers that may not import the kubernetes package name it."""
 
 
 class ClusterUnavailableError(Exception):

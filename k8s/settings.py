@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class KubernetesSettings(BaseModel):
@@ -27,6 +27,13 @@ class KubernetesSettings(BaseModel):
     standin_port: int = Field(default=18069, ge=1, le=65535, description="the stand-in's port")
     health_deadline_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="how long an instance may take to pass"
+    )
+    ready_deadline_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="how long a started instance's pod may take to become Ready (Odoo's "
+        "startup probe alone allows 300 s) before the command fails",
     )
 
 
@@ -83,3 +90,16 @@ class TenantSettings(BaseModel):
     init_deadline_seconds: int = Field(
         default=1800, ge=60, le=86400, description="longest a database initialisation Job runs"
     )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra labels on every Odoo server pod (cost allocation, policy); "
+        "they cannot replace the service's own app.kubernetes.io/* and odoo.saas/* labels",
+    )
+
+    @field_validator("pod_labels")
+    @classmethod
+    def _not_ours(cls, labels: dict[str, str]) -> dict[str, str]:
+        taken = sorted(k for k in labels if k.startswith(("app.kubernetes.io/", "odoo.saas/")))
+        if taken:
+            raise ValueError(f"these labels belong to the service: {', '.join(taken)}")
+        return labels

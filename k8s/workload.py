@@ -230,7 +230,7 @@ def build_deployment(
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": spec.selector()},
             "template": {
-                "metadata": {"labels": spec.labels("server")},
+                "metadata": {"labels": {**tenants.pod_labels, **spec.labels("server")}},
                 "spec": {
                     **_pod_basics(spec, image),
                     "containers": [

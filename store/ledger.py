@@ -26,7 +26,14 @@ from messages.serialization import serialize_event
 from store.lifecycle import TRANSITIONS, InstanceStatus, Verdict, decide, status_after
 from store.locks import InstanceBusyError, InstanceLocks, locks_for
 from store.models import InboxEntry, Instance, Operation, OutboxEntry, utcnow
-from store.records import Admission, InstanceRecord, InstanceUpdate, Outcome, StoredOutcome
+from store.records import (
+    Admission,
+    InstanceRecord,
+    InstanceUpdate,
+    OperationRecord,
+    Outcome,
+    StoredOutcome,
+)
 
 FLEET_LOCK = "fleet"
 
@@ -57,6 +64,20 @@ class Ledger:
         with self._session() as session:
             row = session.get(Instance, instance_id)
             return InstanceRecord.of(row) if row else None
+
+    def operation(self, operation_id: str) -> OperationRecord:
+        """An operation as stored (handlers resume from its step and result)."""
+        with self._session() as session:
+            row = session.get_one(Operation, operation_id)
+            return OperationRecord(
+                id=row.id,
+                command_id=row.command_id,
+                kind=row.kind,
+                state=row.state,
+                step=row.step,
+                attempts=row.attempts,
+                result=dict(row.result),
+            )
 
     @contextmanager
     def exclusive(self, command: AnyCommand) -> Iterator[None]:

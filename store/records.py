@@ -94,6 +94,19 @@ class Admission:
 
 
 @dataclass(frozen=True)
+class OperationRecord:
+    """A command's operation as stored: the last step it recorded and what it noted so far."""
+
+    id: str
+    command_id: str
+    kind: str
+    state: str
+    step: str
+    attempts: int
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class InstanceUpdate:
     """Changes a handler asks for along with a command's outcome; None leaves a field alone."""
 

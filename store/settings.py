@@ -13,6 +13,11 @@ class StoreSettings(BaseModel):
         default=SecretStr("sqlite:///instance-service.db"),
         description="SQLAlchemy URL: sqlite:///file.db or postgresql://user:pw@host/db",
     )
+    tenant_admin_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the admin role that creates and drops tenant roles and "
+        "databases (postgresql://user:pw@host:port/postgres); provision and delete need it",
+    )
     upgrade_on_start: bool = Field(
         default=True, description="run the schema migrations when the consumer starts"
     )

@@ -7,11 +7,14 @@ earlier (perhaps interrupted) run made and brings it to the same state.
 
 import re
 
+import sqlalchemy
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from messages.errors import RetryableError
+from store.database import StoreUnavailableError
+from telemetry.redaction import redact_url
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -39,6 +42,38 @@ class TenantDatabases:
 
     def __init__(self, admin: Engine) -> None:
         self.admin = admin.execution_options(isolation_level="AUTOCOMMIT")  # CREATE DATABASE
+
+    @classmethod
+    def connect(cls, admin_url: str) -> "TenantDatabases":
+        """From the admin role's URL; StoreUnavailableError if it is not a PostgreSQL URL."""
+        try:
+            url = make_url(admin_url)
+        except ArgumentError as error:
+            raise StoreUnavailableError(
+                f"invalid tenant admin URL {redact_url(admin_url)}"
+            ) from error
+        if url.get_backend_name() != "postgresql":
+            raise StoreUnavailableError(
+                f"the tenant admin URL must be postgresql://..., not {url.get_backend_name()}"
+            )
+        url = url.set(drivername="postgresql+psycopg")
+        # Tenant work is occasional: a small pool, checked before use; values never in errors.
+        engine = sqlalchemy.create_engine(
+            url, pool_size=2, max_overflow=4, pool_pre_ping=True, hide_parameters=True
+        )
+        return cls(engine)
+
+    def ping(self) -> None:
+        """Check that the admin role can connect; StoreUnavailableError if not."""
+        try:
+            with self.admin.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as error:
+            where = self.admin.url.render_as_string(hide_password=True)
+            first = str(error).splitlines()[0]
+            raise StoreUnavailableError(
+                f"cannot reach tenant PostgreSQL {where}: {first}"
+            ) from error
 
     def ensure(self, role: str, database: str, password: str) -> None:
         """Make (or bring back in line) the role, its password, and its database."""

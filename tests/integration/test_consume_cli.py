@@ -31,6 +31,7 @@ def _env(tmp_path: Path, amqp_url: str, health_port: int = 0) -> dict[str, str]:
         "INSTANCE_SERVICE_AMQP__URL": amqp_url,
         "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": found.kubeconfig,
         "INSTANCE_SERVICE_STORE__URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL": found.postgres_admin_url,
         "INSTANCE_SERVICE_CONSUMER__HEALTH_HOST": "127.0.0.1",
         "INSTANCE_SERVICE_CONSUMER__HEALTH_PORT": str(health_port),
     }
@@ -61,11 +62,30 @@ def test_check_reports_every_dependency_ready_without_printing_the_password(
     assert by_message["state store ready"]["dialect"] == "sqlite"
     assert by_message["kubernetes ready"]["server_version"] == "v1.37.2"
     assert by_message["kubernetes ready"]["namespace_exists"] is True
+    assert "***" in str(by_message["tenant postgresql ready"]["tenant_admin"])
     assert "consumer ready" in by_message
     assert (tmp_path / "state.db").exists()
-    password = stack.service_amqp_password()
-    assert password not in result.stderr
-    assert password not in result.stdout
+    admin_password = stack.stack_endpoints().postgres_admin_url.split(":")[2].split("@")[0]
+    for password in (stack.service_amqp_password(), admin_password):
+        assert password not in result.stderr
+        assert password not in result.stdout
+
+
+def test_without_a_tenant_admin_url_it_says_which_setting_is_missing(
+    tmp_path: Path, amqp_url: str
+) -> None:
+    env = _env(tmp_path, amqp_url)
+    del env["INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL"]
+    result = subprocess.run(
+        _command("consume", "--check"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 78, result.stderr
+    assert "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL is not set" in result.stderr
 
 
 def test_serves_with_a_live_broker_connection_until_sigterm(tmp_path: Path, amqp_url: str) -> None:

@@ -1,0 +1,111 @@
+"""start, stop, restart, suspend, unsuspend, terminate, reactivate: replicas, rollouts, health.
+
+    bring up    (start, unsuspend, reactivate)  scale to 1 -> rollout -> health
+    take down   (stop, suspend, terminate)      scale to 0 -> rollout to no pods
+    restart                                     scale to 1 -> new pod template -> rollout -> health
+
+Taking down keeps every object and byte (terminate's "keep every byte" included); only the
+pods go. A Deployment that does not exist is already down; bringing one up fails with a
+message that says how to recover.
+"""
+
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+
+from handlers.platform import Cluster, Platform
+from handlers.progress import Progress
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.specs import spec_of_instance
+from handlers.waiting import health, rollout
+from k8s.spec import InstanceSpec
+from messages.commands import AnyCommand, InstanceCommand
+from messages.errors import PermanentError
+from messages.events import Event, InstanceEventData
+
+
+class ReplicaHandler(ABC):
+    """Common frame: the stored instance's spec, a cluster view, the operation's progress."""
+
+    def __init__(self, platform: Platform, event: type[Event]) -> None:
+        self.platform = platform
+        self.event = event
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Run (or resume) the steps; the success event once they are all done."""
+        if not isinstance(command, InstanceCommand):
+            raise TypeError(f"{command.type} is not about one instance")
+        instance = context.admission.instance
+        if instance is None:
+            raise RuntimeError(f"{command.type} admitted without its instance")
+        spec = spec_of_instance(instance)
+        cluster = self.platform.cluster()
+        progress = Progress(command, context, self.platform.faults, cluster)
+        waiting = self.steps(spec, cluster, progress)
+        if waiting is not None:
+            return waiting
+        progress.finish()
+        return Completed(
+            self.event.caused_by(command, InstanceEventData(instance_id=spec.instance_id))
+        )
+
+    @abstractmethod
+    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
+        """Do the steps not yet done; a Continue to wait longer."""
+
+    def scale_up(self, spec: InstanceSpec, cluster: Cluster, progress: Progress, verb: str) -> None:
+        """One replica (the `scale` step); a missing Deployment is a permanent failure."""
+        if progress.done("scale"):
+            return
+        namespace = self.platform.namespace
+        if not cluster.scale(spec.names.base, namespace, 1, absent_ok=True):
+            raise PermanentError(
+                "missing_deployment",
+                f"Deployment {namespace}/{spec.names.base} does not exist, so there is nothing "
+                f"to {verb}; provision the instance again with the same data, or delete it",
+            )
+        progress.complete("scale")
+
+
+class BringUp(ReplicaHandler):
+    """One ready, healthy pod: start, unsuspend, reactivate."""
+
+    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
+        """Scale to one, wait for it to be Ready, check its health."""
+        self.scale_up(spec, cluster, progress, "start")
+        return rollout("rollout", 1, spec, self.platform, cluster, progress) or health(
+            "health", spec, self.platform, progress
+        )
+
+
+class TakeDown(ReplicaHandler):
+    """No pods, everything else kept: stop, suspend, terminate."""
+
+    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
+        """Scale to zero and wait until no pod is left."""
+        if not progress.done("scale"):
+            exists = cluster.scale(spec.names.base, self.platform.namespace, 0, absent_ok=True)
+            progress.complete("scale", deployment_absent=not exists)
+        if progress.noted.get("deployment_absent"):
+            return None  # nothing runs: already down
+        return rollout("rollout", 0, spec, self.platform, cluster, progress)
+
+
+class Restart(ReplicaHandler):
+    """A new pod for the same template: restart (at one replica, whatever it had)."""
+
+    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
+        """Stamp the pod template once, then wait for the new pod and its health."""
+        self.scale_up(spec, cluster, progress, "restart")  # `error` may have left it at zero
+        if not progress.done("restart"):
+            # Chosen once and noted before the patch: a re-run patches the same stamp, which
+            # changes nothing, so a crash here never restarts the pods twice.
+            stamp = progress.noted.get("restart_stamp")
+            if stamp is None:
+                stamp = datetime.now(UTC).isoformat()
+                progress.note(restart_stamp=stamp)
+            at = datetime.fromisoformat(str(stamp))
+            cluster.restart(spec.names.base, self.platform.namespace, at)
+            progress.complete("restart")
+        return rollout("rollout", 1, spec, self.platform, cluster, progress) or health(
+            "health", spec, self.platform, progress
+        )

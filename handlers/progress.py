@@ -1,0 +1,88 @@
+"""An operation's steps as recorded in the store: what is done, what was noted, what is next.
+
+Every step records itself once its effects are done, so a continuation or a redelivery after a
+crash skips it rather than repeating it. A step interrupted between its effects and its record
+runs again, which is why every step is idempotent by itself (apply, scale to a number, ensure).
+"""
+
+import time
+from typing import Any
+
+from handlers.platform import Cluster, Faults
+from handlers.results import Continue, HandlerContext
+from messages.commands import InstanceCommand
+
+STEPS_KEY = "steps"
+REQUESTS_KEY = "kubernetes_requests"
+CONTINUE_AFTER_SECONDS = 1.0
+"""Pause between a handler that ran out of budget while waiting and its continuation."""
+BUDGET_MARGIN_SECONDS = 3.0
+"""Kept free of the handler budget for recording the outcome after a wait."""
+
+
+class Progress:
+    """The steps of one command's operation."""
+
+    def __init__(
+        self, command: InstanceCommand, context: HandlerContext, faults: Faults, cluster: Cluster
+    ) -> None:
+        if context.operation_id is None:
+            raise RuntimeError(f"{command.type} runs without an operation")
+        self._command_type = command.type
+        self._context = context
+        self._operation_id = context.operation_id
+        self._faults = faults
+        self._cluster = cluster
+        record = context.ledger.operation(self._operation_id)
+        self.noted: dict[str, Any] = dict(record.result)
+        self._steps: list[str] = list(self.noted.get(STEPS_KEY, []))
+        self._requests_before = int(self.noted.get(REQUESTS_KEY, 0))
+
+    def done(self, step: str) -> bool:
+        """Whether `step` has been recorded as done."""
+        return step in self._steps
+
+    def complete(self, step: str, **notes: Any) -> None:
+        """Record `step` as done, with anything worth keeping for later steps."""
+        self._faults.reached(self._command_type, step)
+        self._steps.append(step)
+        self._record(step, **notes)
+
+    def note(self, **notes: Any) -> None:
+        """Keep values for later steps or continuations without finishing a step."""
+        self._record(self._steps[-1] if self._steps else "started", **notes)
+
+    def since(self, step: str) -> float:
+        """When waiting for `step` began (epoch seconds), noted the first time it is asked."""
+        key = f"{step}_since"
+        if key not in self.noted:
+            self.note(**{key: time.time()})
+        return float(self.noted[key])
+
+    def window(self, overall_end: float) -> float:
+        """Seconds this call may wait: to `overall_end` (epoch), within the handler budget."""
+        return min(self._context.remaining() - BUDGET_MARGIN_SECONDS, overall_end - time.time())
+
+    def pause(self, waiting_for: str) -> Continue:
+        """Come back later to go on waiting for `waiting_for`."""
+        return Continue(
+            step=f"waiting: {waiting_for}",
+            after_seconds=CONTINUE_AFTER_SECONDS,
+            result={REQUESTS_KEY: self._requests()},
+        )
+
+    def finish(self) -> None:
+        """Every step is done; the outcome is about to be recorded."""
+        self._faults.reached(self._command_type, "record")
+
+    def _requests(self) -> int:
+        return self._requests_before + sum(self._cluster.requests.values())
+
+    def _record(self, step: str, **notes: Any) -> None:
+        self.noted.update(notes)
+        self._context.ledger.advance(
+            self._operation_id,
+            step,
+            **notes,
+            **{STEPS_KEY: list(self._steps), REQUESTS_KEY: self._requests()},
+        )

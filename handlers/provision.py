@@ -1,0 +1,167 @@
+"""provision: credentials, tenant database, objects, database initialisation, Odoo, health.
+
+    credentials  Secret with generated passwords (read back, never regenerated, on a re-run)
+    database     tenant role and database, with the password from the Secret
+    objects      PVC, Service, NetworkPolicy, Ingress (the Service before any pod: see below)
+    initialise   the init Job, watched until Complete (Failed ends the command)
+    deployment   Odoo with one replica
+    rollout      watched until its pod is Ready (ready deadline)
+    health       /web/health over the Service (health deadline)
+
+A failed provision keeps what it made (the instance is `error`): provisioning it again with the
+same data converges from there, and delete removes everything.
+"""
+
+from typing import Any
+
+from handlers.platform import Cluster, Platform
+from handlers.progress import Progress
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.specs import spec_of_provision
+from handlers.waiting import health, rollout
+from k8s.apply import WaitTimeoutError
+from k8s.conditions import job_failure, job_outcome
+from k8s.credentials import credentials_in, generate_credentials
+from k8s.exposure import build_ingress, build_network_policy, build_service, host_of
+from k8s.spec import InstanceSpec, TenantCredentials
+from k8s.workload import build_deployment, build_init_job, build_secret, build_volume, image_of
+from messages.commands import AnyCommand, ProvisionCommand
+from messages.errors import PermanentError
+from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
+from store.records import InstanceUpdate
+
+JOB_GONE_SECONDS = 30.0
+
+
+class Provision:
+    """The provision handler."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Run (or resume) the provision's steps."""
+        if not isinstance(command, ProvisionCommand):
+            raise TypeError(f"provision cannot handle {command.type}")
+        platform, namespace = self.platform, self.platform.namespace
+        spec = spec_of_provision(command)
+        image_of(spec, platform.tenants)  # no image for the version: fail before any effect
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        if not progress.done("credentials"):
+            existing = cluster.get("Secret", spec.names.secret, namespace)
+            credentials = credentials_in(existing) or generate_credentials()
+            cluster.apply(build_secret(spec, credentials, platform.tenants, namespace))
+            progress.complete("credentials")
+        if not progress.done("database"):
+            credentials = self._credentials(cluster, spec)
+            names = spec.names
+            platform.databases.ensure(names.role, names.database, credentials.database_password)
+            progress.complete("database")
+        if not progress.done("objects"):
+            # The Service goes first: the EndpointSlice controller finds a pod's Services in its
+            # cache when the pod becomes Ready, and may miss one that arrives after the pod.
+            cluster.apply(build_service(spec, namespace))
+            cluster.apply(build_network_policy(spec, platform.tenants, namespace))
+            cluster.apply(build_ingress(spec, platform.tenants, namespace))
+            cluster.apply(build_volume(spec, platform.tenants, namespace))
+            progress.complete("objects")
+        waiting = self._initialise(spec, cluster, progress)
+        if waiting is not None:
+            return waiting
+        if not progress.done("deployment"):
+            cluster.apply(build_deployment(spec, platform.tenants, namespace, replicas=1))
+            progress.complete("deployment")
+        waiting = rollout("rollout", 1, spec, platform, cluster, progress) or health(
+            "health", spec, platform, progress
+        )
+        if waiting is not None:
+            return waiting
+        progress.finish()
+        return self._provisioned(command, spec)
+
+    def _credentials(self, cluster: Cluster, spec: InstanceSpec) -> TenantCredentials:
+        secret = cluster.get("Secret", spec.names.secret, self.platform.namespace)
+        credentials = credentials_in(secret)
+        if credentials is None:
+            raise PermanentError(
+                "credentials_missing",
+                f"Secret {self.platform.namespace}/{spec.names.secret} vanished or lost its "
+                "passwords during the provision; delete the instance and provision it again",
+            )
+        return credentials
+
+    def _initialise(
+        self, spec: InstanceSpec, cluster: Cluster, progress: Progress
+    ) -> Continue | None:
+        """Run the init Job once per operation; an earlier operation's failed Job is replaced."""
+        if progress.done("initialise"):
+            return None
+        namespace, name = self.platform.namespace, spec.names.init_job
+        job = cluster.get("Job", name, namespace)
+        if job is not None and job_outcome(job) == "Failed":
+            if job.metadata.uid == progress.noted.get("init_job_uid"):
+                raise self._init_failed(job, name)
+            # Left by an earlier, failed provision: this one tries again with a new Job.
+            cluster.delete("Job", name, namespace)
+            try:
+                cluster.wait_gone("Job", name, namespace, JOB_GONE_SECONDS)
+            except WaitTimeoutError:
+                return progress.pause("initialise")
+            job = None
+        if job is None:
+            job = cluster.apply(build_init_job(spec, self.platform.tenants, namespace))
+        if progress.noted.get("init_job_uid") != job.metadata.uid:
+            progress.note(init_job_uid=job.metadata.uid)
+        if job_outcome(job) is None:
+            window = progress.window(float("inf"))  # the Job's activeDeadlineSeconds bounds it
+            if window <= 0:
+                return progress.pause("initialise")
+            try:
+                job = cluster.wait_for(
+                    "Job", name, namespace, lambda j: job_outcome(j) is not None, window
+                )
+            except WaitTimeoutError:
+                return progress.pause("initialise")
+        if job_outcome(job) == "Failed":
+            raise self._init_failed(job, name)
+        progress.complete("initialise")
+        return None
+
+    def _init_failed(self, job: Any, name: str) -> PermanentError:
+        namespace = self.platform.namespace
+        return PermanentError(
+            "database_init_failed",
+            f"Job {namespace}/{name} failed ({job_failure(job)}); its logs say why: "
+            f"kubectl logs -n {namespace} job/{name} --all-containers",
+        )
+
+    def _provisioned(self, command: ProvisionCommand, spec: InstanceSpec) -> Completed:
+        namespace, names = self.platform.namespace, spec.names
+        url = f"https://{host_of(spec, self.platform.tenants)}"
+        internal_url = names.internal_url(namespace)
+        data = ProvisionedData(
+            instance_id=spec.instance_id,
+            url=url,
+            internal_url=internal_url,
+            odoo_version=spec.odoo_version,
+            credentials_secret=SecretReference(namespace=namespace, name=names.secret),
+        )
+        kubernetes_names = {
+            "namespace": namespace,
+            "deployment": names.base,
+            "service": names.base,
+            "ingress": names.base,
+            "network_policy": names.base,
+            "secret": names.secret,
+            "volume": names.volume,
+            "init_job": names.init_job,
+            "database": names.database,
+            "role": names.role,
+        }
+        return Completed(
+            ProvisionedEvent.caused_by(command, data),
+            update=InstanceUpdate(
+                url=url, internal_url=internal_url, kubernetes_names=kubernetes_names
+            ),
+        )

@@ -1,0 +1,89 @@
+"""The waits of lifecycle operations: a rollout to N ready pods, and a passing health check.
+
+Both wait within the handler budget (watching, or asking over HTTP) and hand over to a
+continuation when the budget runs out; both end the command with a precise error once their
+own deadline, counted from the first time the operation waited, has passed.
+"""
+
+import time
+
+from handlers.platform import Cluster, Platform
+from handlers.progress import Progress
+from handlers.results import Continue
+from k8s.apply import WaitTimeoutError, rolled_out
+from k8s.conditions import pod_problems
+from k8s.health import check_health
+from k8s.spec import InstanceSpec
+from messages.errors import PermanentError
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+def selector_of(spec: InstanceSpec) -> str:
+    """The label selector of the instance's server pods."""
+    return ",".join(f"{key}={value}" for key, value in spec.selector().items())
+
+
+def rollout(
+    step: str,
+    replicas: int,
+    spec: InstanceSpec,
+    platform: Platform,
+    cluster: Cluster,
+    progress: Progress,
+) -> Continue | None:
+    """Wait until the Deployment runs `replicas` ready pods of its current template."""
+    if progress.done(step):
+        return None
+    deadline = platform.kubernetes.ready_deadline_seconds
+    since = progress.since(step)
+    window = progress.window(since + deadline)
+    name, namespace = spec.names.base, platform.namespace
+    if window > 0:
+        try:
+            cluster.wait_for("Deployment", name, namespace, rolled_out(replicas), window)
+        except WaitTimeoutError:
+            pass
+        else:
+            progress.complete(step)
+            return None
+    if time.time() - since < deadline:
+        return progress.pause(step)
+    pods = cluster.list_labelled("Pod", namespace, selector_of(spec))
+    if replicas == 0:
+        raise PermanentError(
+            "not_stopped",
+            f"Deployment {namespace}/{name} still has pods after {deadline:g} s: "
+            f"{pod_problems(pods)}",
+        )
+    raise PermanentError(
+        "not_ready",
+        f"Deployment {namespace}/{name} did not have {replicas} Ready pod(s) within "
+        f"{deadline:g} s: {pod_problems(pods)}",
+    )
+
+
+def health(
+    step: str, spec: InstanceSpec, platform: Platform, progress: Progress
+) -> Continue | None:
+    """Wait until GET <service>/web/health answers 200 with status pass."""
+    if progress.done(step):
+        return None
+    deadline = platform.kubernetes.health_deadline_seconds
+    since = progress.since(step)
+    window = max(0.0, progress.window(since + deadline))
+    url = spec.names.internal_url(platform.namespace)
+    result = check_health(
+        url,
+        platform.resolver,
+        request_timeout=min(REQUEST_TIMEOUT_SECONDS, max(window, 1.0)),
+        deadline_seconds=window,
+    )
+    if result.healthy:
+        progress.complete(step)
+        return None
+    if time.time() - since < deadline:
+        return progress.pause(step)
+    raise PermanentError(
+        "unhealthy", f"{url}/web/health did not pass within {deadline:g} s: {result.detail}"
+    )

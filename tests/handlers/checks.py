@@ -1,0 +1,86 @@
+"""What the lifecycle tests look at: the instance's objects, pods, health and tenant database."""
+
+import base64
+from typing import Any
+
+import psycopg
+from kubernetes import client
+
+from devstack.layout import default_layout
+from handlers.waiting import selector_of
+from k8s.health import check_health
+from tests.handlers.harness import Lifecycle
+from tests.tenant_specs import tenant_spec
+
+
+def names_of(instance_id: str) -> Any:
+    """The instance's object names."""
+    return tenant_spec(instance_id=instance_id).names
+
+
+def found(driver: Lifecycle, kind: str, name: str) -> Any:
+    """An object of the namespace that must exist."""
+    obj = driver.platform.cluster().get(kind, name, driver.namespace)
+    assert obj is not None, f"{kind} {name} does not exist"
+    return obj
+
+
+def deployment(driver: Lifecycle, instance_id: str) -> Any:
+    """The instance's Deployment (it must exist)."""
+    return found(driver, "Deployment", names_of(instance_id).base)
+
+
+def pods(driver: Lifecycle, instance_id: str) -> list[Any]:
+    """The instance's server pods that are not being deleted."""
+    spec = tenant_spec(instance_id=instance_id)
+    found = driver.platform.cluster().list_labelled("Pod", driver.namespace, selector_of(spec))
+    return [p for p in found if p.metadata.deletion_timestamp is None]
+
+
+def serving(driver: Lifecycle, instance_id: str) -> bool:
+    """Whether /web/health passes over the Service right now."""
+    url = names_of(instance_id).internal_url(driver.namespace)
+    return check_health(
+        url, driver.platform.resolver, request_timeout=2, deadline_seconds=0
+    ).healthy
+
+
+def exists(driver: Lifecycle, kind: str, name: str) -> bool:
+    """Whether an object of the namespace exists."""
+    return driver.platform.cluster().get(kind, name, driver.namespace) is not None
+
+
+def tenant_password(driver: Lifecycle, instance_id: str) -> str:
+    """The database password from the instance's Secret."""
+    secret = driver.platform.cluster().get("Secret", names_of(instance_id).secret, driver.namespace)
+    assert secret is not None
+    return base64.b64decode(secret.data["database-password"]).decode()
+
+
+def connect_as_tenant(driver: Lifecycle, instance_id: str, database: str) -> None:
+    """Connect as the tenant's role to `database` (raises if refused)."""
+    names = names_of(instance_id)
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=default_layout().ports.postgres,
+        dbname=database,
+        user=names.role,
+        password=tenant_password(driver, instance_id),
+        connect_timeout=5,
+    ) as connection:
+        assert connection.execute("SELECT current_user").fetchone() == (names.role,)
+
+
+def tenant_database_exists(driver: Lifecycle, instance_id: str) -> bool:
+    """Whether the tenant's database and role are there."""
+    names = names_of(instance_id)
+    return driver.databases.exists(names.role, names.database)
+
+
+def replica_sets(driver: Lifecycle, instance_id: str) -> list[Any]:
+    """The ReplicaSets of the instance's Deployment (one per pod template it ran)."""
+    spec = tenant_spec(instance_id=instance_id)
+    apps = client.AppsV1Api(driver.api)
+    return list(
+        apps.list_namespaced_replica_set(driver.namespace, label_selector=selector_of(spec)).items
+    )

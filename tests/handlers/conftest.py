@@ -1,0 +1,28 @@
+"""Lifecycle tests: the real broker, the real control plane, the real tenant PostgreSQL."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
+
+from store.database import create_engine
+from store.migrate import upgrade
+from store.settings import StoreSettings
+from tests import stack
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """The service's own state on SQLite (the default; both stores are proven in tests/store)."""
+    engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 'state.db'}")))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def admin_url() -> str:
+    """The tenant admin role's URL."""
+    return stack.require("postgres").postgres_admin_url

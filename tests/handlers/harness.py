@@ -1,0 +1,235 @@
+"""The lifecycle handlers on the real stack: a consumer that can be killed mid-step, commands
+sent over the bus, and the terminal event of each command read back from the bus and the store.
+
+Nothing here is a fake of Kubernetes, RabbitMQ or PostgreSQL. The one injected part is our own
+port `handlers.platform.Faults`: `CrashAt` stops a handler dead after a step's effects and before
+its record, as a killed process would; the consumer is then stopped (the broker gets the
+unacknowledged message back) and a new one takes the redelivery.
+"""
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from consumers.runtime import ConsumerRuntime
+from consumers.settings import ConsumerSettings
+from devstack.layout import default_layout
+from handlers.catalog import lifecycle_handlers
+from handlers.platform import Platform
+from k8s.apply import Kubernetes
+from k8s.health import EndpointSliceResolver
+from k8s.settings import KubernetesSettings, TenantSettings
+from messages.publishing import build_command
+from store.ledger import Ledger
+from store.models import InboxEntry, OutboxEntry
+from store.records import InstanceRecord
+from store.tenant_database import TenantDatabases
+from tests.consumers.harness import Observer, publish, running_consumer
+
+CONSUMER = ConsumerSettings(
+    health_port=0,
+    retry_delays_seconds=(0.5, 1.0, 2.0),
+    retry_jitter=0.0,
+    relay_interval_seconds=0.1,
+    shutdown_grace_seconds=20,
+    handler_budget_seconds=30,
+)
+
+
+class Killed(BaseException):
+    """Raised by CrashAt: not an Exception, so nothing in the consumer handles it."""
+
+
+@dataclass
+class CrashAt:
+    """Kill the handler of `command_type` once, when it reaches `step`."""
+
+    command_type: str | None = None
+    step: str | None = None
+    fired: threading.Event = field(default_factory=threading.Event)
+    reached_steps: list[tuple[str, str]] = field(default_factory=list)
+
+    def arm(self, command_type: str, step: str | None) -> None:
+        """Crash the next `command_type` at `step` (None: no crash)."""
+        self.command_type, self.step = command_type, step
+        self.fired.clear()
+
+    def reached(self, command_type: str, step: str) -> None:
+        """Record the step; die here if armed for it."""
+        self.reached_steps.append((command_type, step))
+        if (command_type, step) == (self.command_type, self.step) and not self.fired.is_set():
+            self.fired.set()
+            raise Killed(f"killed at {command_type} {step}")
+
+
+def tenant_settings(**changes: Any) -> TenantSettings:
+    """Tenants whose database host is the stack's PostgreSQL."""
+    values: dict[str, Any] = {
+        "base_domain": "odoo.test",
+        "database_host": "127.0.0.1",
+        "database_port": default_layout().ports.postgres,
+    }
+    values.update(changes)
+    return TenantSettings(**values)
+
+
+@dataclass
+class Lifecycle:
+    """One namespace's instances, driven through the bus by a consumer with real handlers."""
+
+    amqp_url: str
+    engine: Engine
+    api: client.ApiClient
+    namespace: str
+    admin_url: str
+    kubernetes: KubernetesSettings
+    tenants: TenantSettings
+    faults: CrashAt = field(default_factory=CrashAt)
+    observer: Observer | None = None
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _consumer: AbstractContextManager[ConsumerRuntime] | None = None
+
+    def __post_init__(self) -> None:
+        self.databases = TenantDatabases.connect(self.admin_url)
+        self.platform = Platform(
+            cluster=lambda: Kubernetes(self.api),
+            databases=self.databases,
+            resolver=EndpointSliceResolver(
+                self.api, "127.0.0.1", default_layout().ports.odoo_standin
+            ),
+            kubernetes=self.kubernetes,
+            tenants=self.tenants,
+            faults=self.faults,
+        )
+        self.ledger = Ledger(self.engine)
+        self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
+
+    # -- the consumer ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """A consumer with the lifecycle handlers."""
+        assert self._consumer is None
+        self._consumer = running_consumer(
+            self.amqp_url, self.engine, lifecycle_handlers(self.platform), CONSUMER
+        )
+        self._consumer.__enter__()
+
+    def stop(self) -> None:
+        """Stop the consumer: anything it holds unacknowledged goes back to the broker."""
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            consumer.__exit__(None, None, None)
+
+    def close(self) -> None:
+        """Stop the consumer and release connections."""
+        self.stop()
+        self.databases.admin.dispose()
+
+    # -- commands ----------------------------------------------------------------------
+
+    def send(self, command_type: str, data: dict[str, Any]) -> str:
+        """Publish a command; return its id."""
+        message = build_command(command_type, data, source="/tests")
+        publish(
+            self.amqp_url,
+            [(message.properties.message_id or "", message.body)],
+            message.routing_key,
+        )
+        return message.properties.message_id or ""
+
+    def run(
+        self, command_type: str, data: dict[str, Any], crash_at: str | None = None
+    ) -> dict[str, Any]:
+        """Send a command (killing its handler once at `crash_at`) and return its terminal event."""
+        self.faults.arm(command_type, crash_at)
+        command_id = self.send(command_type, data)
+        if crash_at is not None:
+            assert self.faults.fired.wait(120), f"{command_type} never reached {crash_at}"
+            self.stop()  # the kill: nothing more happens for this delivery in this consumer
+            self.start()
+        return self.terminal(command_id)
+
+    def terminal(self, command_id: str, timeout: float = 180) -> dict[str, Any]:
+        """The one terminal event of a command, as published; checks the store agrees."""
+        assert self.observer is not None
+        bodies = self.observer.wait_for(
+            lambda seen: any(b.get("causationid") == command_id for b in seen), timeout
+        )
+        events = [b for b in bodies if b.get("causationid") == command_id]
+        assert len({e["id"] for e in events}) == 1, f"more than one terminal event: {events}"
+        stored = self.recorded_events(command_id)
+        assert [e["id"] for e in stored] == [events[0]["id"]], stored
+        with Session(self.engine) as session:
+            inbox = session.get_one(InboxEntry, command_id)
+            assert inbox.terminal_event_id == events[0]["id"]
+        return events[0]
+
+    def recorded_events(self, command_id: str) -> list[dict[str, Any]]:
+        """Every event the store ever recorded for a command."""
+        with Session(self.engine) as session:
+            bodies = session.scalars(select(OutboxEntry.body)).all()
+        return [
+            event
+            for event in (json.loads(body) for body in bodies)
+            if event.get("causationid") == command_id
+        ]
+
+    def instance(self, instance_id: str) -> InstanceRecord:
+        """The instance as stored."""
+        record = self.ledger.instance(instance_id)
+        assert record is not None
+        return record
+
+
+def provision_data(instance_id: str, subdomain: str) -> dict[str, Any]:
+    """A small valid provision."""
+    return {
+        "instance_id": instance_id,
+        "customer_id": "cus_4711",
+        "subdomain": subdomain,
+        "odoo_version": "17.0",
+        "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
+        "admin_email": "owner@acme.example",
+    }
+
+
+def new_instance() -> tuple[str, str]:
+    """A fresh instance id and a subdomain no other test uses."""
+    instance_id = str(uuid.uuid4())
+    return instance_id, f"t{instance_id[:8]}"
+
+
+@contextmanager
+def lifecycle(
+    amqp_url: str,
+    engine: Engine,
+    api: client.ApiClient,
+    namespace: str,
+    admin_url: str,
+    tenants: TenantSettings | None = None,
+    **kubernetes: Any,
+) -> Iterator[Lifecycle]:
+    """A started Lifecycle; stopped and closed at the end."""
+    settings = KubernetesSettings(
+        namespace=namespace,
+        health_resolver="endpointslice",
+        standin_port=default_layout().ports.odoo_standin,
+        **{"health_deadline_seconds": 20.0, "ready_deadline_seconds": 60.0, **kubernetes},
+    )
+    driver = Lifecycle(
+        amqp_url, engine, api, namespace, admin_url, settings, tenants or tenant_settings()
+    )
+    driver.start()
+    try:
+        yield driver
+    finally:
+        driver.close()

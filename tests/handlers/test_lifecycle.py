@@ -1,0 +1,273 @@
+"""Acceptance of the lifecycle handlers, end to end through the bus on the real stack.
+
+Every command goes to RabbitMQ, a consumer with the real handlers carries it out against the
+local control plane (kwok plays the pods, the stand-in answers /web/health over the Service's
+EndpointSlices) and the tenant PostgreSQL, and its terminal event comes back over the bus.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from kubernetes import client
+from sqlalchemy.engine import Engine
+
+from devstack.kwok_stages import NEVER_READY_LABEL, NEVER_READY_VALUE
+from store.lifecycle import InstanceStatus
+from tests.handlers.checks import (
+    connect_as_tenant,
+    deployment,
+    exists,
+    found,
+    names_of,
+    pods,
+    replica_sets,
+    serving,
+    tenant_database_exists,
+)
+from tests.handlers.harness import (
+    Lifecycle,
+    lifecycle,
+    new_instance,
+    provision_data,
+    tenant_settings,
+)
+
+pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
+
+T = "odoo.instance."
+STEPS = {
+    "provision": [
+        "credentials",
+        "database",
+        "objects",
+        "initialise",
+        "deployment",
+        "rollout",
+        "health",
+        "record",
+    ],
+    "stop": ["scale", "rollout", "record"],
+    "start": ["scale", "rollout", "health", "record"],
+    "restart": ["scale", "restart", "rollout", "health", "record"],
+    "suspend": ["scale", "rollout", "record"],
+    "unsuspend": ["scale", "rollout", "health", "record"],
+    "terminate": ["scale", "rollout", "record"],
+    "reactivate": ["scale", "rollout", "health", "record"],
+    "delete": ["workload", "exposure", "volume", "database", "credentials", "record"],
+}
+"""Each handler's steps, in order: where the fault-injection test kills it."""
+
+
+@pytest.fixture
+def driver(
+    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
+) -> Iterator[Lifecycle]:
+    with lifecycle(amqp_url, engine, k8s_api, namespace, admin_url) as running:
+        yield running
+
+
+def _type(event: dict[str, Any]) -> str:
+    return str(event["type"]).removeprefix(T).removesuffix(".v1")
+
+
+def _run(driver: Lifecycle, verb: str, data: dict[str, Any], crash: int | None) -> dict[str, Any]:
+    steps = STEPS[verb]
+    crash = crash if crash is not None and crash < len(steps) else None
+    seen = len(driver.faults.reached_steps)
+    event = driver.run(f"{T}{verb}.v1", data, crash_at=None if crash is None else steps[crash])
+    reached = [step for _, step in driver.faults.reached_steps[seen:]]
+    # Resumed, not repeated: only the step the kill interrupted runs a second time.
+    expected = steps if crash is None else steps[: crash + 1] + steps[crash:]
+    assert reached == expected, f"{verb}: {reached}"
+    return event
+
+
+def _provisioned_objects_are_right(driver: Lifecycle, instance_id: str, subdomain: str) -> None:
+    names = names_of(instance_id)
+    server = deployment(driver, instance_id)
+    assert server.spec.replicas == 1
+    assert server.spec.strategy.type == "Recreate"
+    container = server.spec.template.spec.containers[0]
+    assert container.image == "docker.io/library/odoo:17.0"
+    assert container.resources.limits == {"cpu": "500m", "memory": "1Gi"}
+    volume = found(driver, "PersistentVolumeClaim", names.volume)
+    assert volume.spec.resources.requests["storage"] == "5Gi"
+    service = found(driver, "Service", names.base)
+    assert {p.port for p in service.spec.ports} == {8069, 8072}
+    ingress = found(driver, "Ingress", names.base)
+    assert ingress.spec.rules[0].host == f"{subdomain}.odoo.test"
+    assert exists(driver, "NetworkPolicy", names.base)
+    secret = found(driver, "Secret", names.secret)
+    assert set(secret.data) >= {"database-password", "admin-password", "odoo.conf"}
+    job = found(driver, "Job", names.init_job)
+    assert job.status.succeeded == 1
+    # The tenant's role reaches its own database and no other.
+    connect_as_tenant(driver, instance_id, names.database)
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        connect_as_tenant(driver, instance_id, "postgres")
+
+
+def _whole_life(driver: Lifecycle, crash: int | None) -> None:
+    """Every lifecycle command once, each killed at its `crash`-th step (None: never)."""
+    instance_id, subdomain = new_instance()
+    ident = {"instance_id": instance_id}
+
+    event = _run(driver, "provision", provision_data(instance_id, subdomain), crash)
+    assert _type(event) == "provisioned", event
+    assert event["data"]["url"] == f"https://{subdomain}.odoo.test"
+    names = names_of(instance_id)
+    assert event["data"]["internal_url"] == (
+        f"http://{names.base}.{driver.namespace}.svc.cluster.local:8069"
+    )
+    assert event["data"]["credentials_secret"] == {
+        "namespace": driver.namespace,
+        "name": names.secret,
+    }
+    assert "password" not in str(event).lower()
+    _provisioned_objects_are_right(driver, instance_id, subdomain)
+    assert serving(driver, instance_id)
+    assert driver.instance(instance_id).status == InstanceStatus.RUNNING
+    first_pod = pods(driver, instance_id)[0].metadata.uid
+
+    assert _type(_run(driver, "stop", ident, crash)) == "stopped"
+    assert deployment(driver, instance_id).spec.replicas == 0
+    assert pods(driver, instance_id) == []
+    assert not serving(driver, instance_id)
+
+    assert _type(_run(driver, "start", ident, crash)) == "started"
+    assert serving(driver, instance_id)
+
+    before = {p.metadata.uid for p in pods(driver, instance_id)} | {first_pod}
+    assert _type(_run(driver, "restart", ident, crash)) == "restarted"
+    after = pods(driver, instance_id)
+    assert len(after) == 1
+    assert after[0].metadata.uid not in before
+    # One restart, however often it was killed: the first template and exactly one more.
+    assert len(replica_sets(driver, instance_id)) == 2
+    assert serving(driver, instance_id)
+
+    assert _type(_run(driver, "suspend", {**ident, "reason": "payment_failed"}, crash)) == (
+        "suspended"
+    )
+    assert not serving(driver, instance_id)
+    refused = driver.run(f"{T}start.v1", ident)
+    assert _type(refused) == "command.rejected"
+    assert refused["data"]["error"]["code"] == "not_allowed_in_state"
+    assert _type(_run(driver, "unsuspend", ident, crash)) == "unsuspended"
+    assert serving(driver, instance_id)
+
+    terminate = {**ident, "reason": "subscription_cancelled"}
+    assert _type(_run(driver, "terminate", terminate, crash)) == "terminated"
+    assert not serving(driver, instance_id)
+    for kind, name in (
+        ("PersistentVolumeClaim", names.volume),
+        ("Secret", names.secret),
+        ("Deployment", names.base),
+        ("Service", names.base),
+        ("Ingress", names.base),
+    ):
+        assert exists(driver, kind, name), f"terminate removed {kind} {name}"
+    assert tenant_database_exists(driver, instance_id)
+    assert driver.instance(instance_id).status == InstanceStatus.TERMINATED
+
+    assert _type(_run(driver, "reactivate", ident, crash)) == "reactivated"
+    assert serving(driver, instance_id)
+    assert len(replica_sets(driver, instance_id)) == 2  # the same template came back
+
+    delete = {**ident, "final_backup": False}
+    assert _type(_run(driver, "delete", delete, crash)) == "deleted"
+    for kind, name in (
+        ("Deployment", names.base),
+        ("Service", names.base),
+        ("Ingress", names.base),
+        ("NetworkPolicy", names.base),
+        ("Job", names.init_job),
+        ("PersistentVolumeClaim", names.volume),
+        ("Secret", names.secret),
+    ):
+        assert not exists(driver, kind, name), f"{kind} {name} survived the delete"
+    assert not tenant_database_exists(driver, instance_id)
+    assert driver.instance(instance_id).status == InstanceStatus.DELETED
+
+
+def test_an_instance_through_its_whole_life(driver: Lifecycle) -> None:
+    _whole_life(driver, crash=None)
+    reached: dict[str, list[str]] = {}
+    for command_type, step in driver.faults.reached_steps:
+        reached.setdefault(_type({"type": command_type}), []).append(step)
+    # The fault-injection test below kills each handler at exactly these steps.
+    assert reached == STEPS
+
+
+@pytest.mark.parametrize("crash", range(max(len(steps) for steps in STEPS.values())))
+def test_killed_at_any_step_a_redelivery_converges(driver: Lifecycle, crash: int) -> None:
+    _whole_life(driver, crash=crash)
+
+
+def test_delete_keep_data_keeps_volume_database_and_credentials(driver: Lifecycle) -> None:
+    instance_id, subdomain = new_instance()
+    names = names_of(instance_id)
+    assert _type(driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))) == (
+        "provisioned"
+    )
+    delete = {"instance_id": instance_id, "final_backup": False, "keep_data": True}
+    assert _type(driver.run(f"{T}delete.v1", delete)) == "deleted"
+    assert not exists(driver, "Deployment", names.base)
+    assert exists(driver, "PersistentVolumeClaim", names.volume)
+    assert exists(driver, "Secret", names.secret)
+    connect_as_tenant(driver, instance_id, names.database)
+    driver.databases.drop(names.role, names.database)
+
+
+def test_delete_with_a_final_backup_fails_without_touching_anything(driver: Lifecycle) -> None:
+    instance_id, subdomain = new_instance()
+    driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
+    failed = driver.run(f"{T}delete.v1", {"instance_id": instance_id})
+    assert _type(failed) == "command.failed"
+    assert failed["data"]["error"]["code"] == "final_backup_unavailable"
+    assert failed["data"]["rolled_back"] is True
+    assert driver.instance(instance_id).status == InstanceStatus.RUNNING
+    assert serving(driver, instance_id)
+
+
+def test_a_pod_that_never_becomes_ready_fails_the_provision(
+    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
+) -> None:
+    never = tenant_settings(pod_labels={NEVER_READY_LABEL: NEVER_READY_VALUE})
+    with lifecycle(
+        amqp_url, engine, k8s_api, namespace, admin_url, never, ready_deadline_seconds=5.0
+    ) as driver:
+        instance_id, subdomain = new_instance()
+        failed = driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
+        assert _type(failed) == "command.failed"
+        error = failed["data"]["error"]
+        assert error["code"] == "not_ready"
+        assert "did not have 1 Ready pod(s) within 5 s" in error["message"]
+        assert "Ready=False: ContainersNotReady" in error["message"]
+        record = driver.instance(instance_id)
+        assert record.status == InstanceStatus.ERROR
+        assert record.last_error is not None
+        assert "Ready pod(s)" in record.last_error
+
+
+def test_a_wrong_service_selector_fails_the_health_check(
+    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
+) -> None:
+    with lifecycle(
+        amqp_url, engine, k8s_api, namespace, admin_url, health_deadline_seconds=3.0
+    ) as driver:
+        instance_id, subdomain = new_instance()
+        driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
+        names = names_of(instance_id)
+        client.CoreV1Api(k8s_api).patch_namespaced_service(
+            names.base,
+            namespace,
+            {"spec": {"selector": {"app.kubernetes.io/instance": "someone-else"}}},
+        )
+        failed = driver.run(f"{T}restart.v1", {"instance_id": instance_id})
+        assert _type(failed) == "command.failed"
+        assert failed["data"]["error"]["code"] == "unhealthy"
+        assert "has no ready endpoint" in failed["data"]["error"]["message"]
+        assert driver.instance(instance_id).status == InstanceStatus.ERROR
