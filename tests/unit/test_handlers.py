@@ -1,0 +1,376 @@
+"""The lifecycle handlers' decisions, with fakes of our own ports (cluster, tenant databases).
+
+The real cluster, broker and databases are in tests/handlers; here each failure path and each
+resumption is pinned down quickly and exactly. The store is a real SQLite file.
+"""
+
+import base64
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from handlers.catalog import lifecycle_handlers
+from handlers.platform import Platform
+from handlers.results import Completed, Continue, HandlerContext
+from k8s.apply import WaitTimeoutError
+from k8s.health import Route
+from k8s.names import InstanceNames
+from k8s.settings import KubernetesSettings, OdooImage, TenantSettings
+from messages.commands import AnyCommand, InstanceCommand
+from messages.errors import PermanentError
+from messages.events import InstanceEventData, StartedEvent
+from messages.parsing import parse_command
+from messages.publishing import build_command
+from messages.settings import ContractSettings
+from store.database import create_engine
+from store.ledger import Ledger
+from store.migrate import upgrade
+from store.records import Outcome
+from store.settings import StoreSettings
+
+INSTANCE = "6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b"
+T = "odoo.instance."
+
+
+@dataclass
+class FakeCluster:
+    """Our Cluster port in memory: objects by (kind, name); waits answer from `ready`."""
+
+    objects: dict[tuple[str, str], Any] = field(default_factory=dict)
+    ready: Callable[[str, str], bool] = lambda kind, name: True
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def apply(self, manifest: dict[str, Any]) -> Any:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        self.calls.append(("apply", kind, name))
+        self.requests[("patch", kind)] += 1
+        status = SimpleNamespace(
+            conditions=[SimpleNamespace(type="Complete", status="True")] if kind == "Job" else []
+        )
+        # As the API server does: stringData comes back base64-encoded in data.
+        data = {
+            key: base64.b64encode(value.encode()).decode()
+            for key, value in manifest.get("stringData", {}).items()
+        }
+        obj = SimpleNamespace(
+            metadata=SimpleNamespace(uid=f"uid-{kind}"),
+            status=status,
+            data=data,
+            manifest=manifest,
+        )
+        self.objects[(kind, name)] = obj
+        return obj
+
+    def get(self, kind: str, name: str, namespace: str) -> Any | None:
+        self.calls.append(("get", kind, name))
+        return self.objects.get((kind, name))
+
+    def list_labelled(self, kind: str, namespace: str, label_selector: str) -> list[Any]:
+        return []
+
+    def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
+        self.calls.append(("scale", name, str(replicas)))
+        return ("Deployment", name) in self.objects
+
+    def restart(self, name: str, namespace: str, at: Any = None) -> None:
+        self.calls.append(("restart", name, str(at)))
+
+    def delete(self, kind: str, name: str, namespace: str) -> None:
+        self.calls.append(("delete", kind, name))
+        self.objects.pop((kind, name), None)
+
+    def wait_for(
+        self, kind: str, name: str, namespace: str, condition: Any, deadline_seconds: float
+    ) -> Any:
+        self.calls.append(("wait_for", kind, name))
+        if not self.ready(kind, name):
+            raise WaitTimeoutError("not yet", None)
+        return self.objects.get((kind, name))
+
+    def wait_gone(self, kind: str, name: str, namespace: str, deadline_seconds: float) -> None:
+        self.calls.append(("wait_gone", kind, name))
+
+
+@dataclass
+class FakeDatabases:
+    """Our TenantDatabasePort in memory."""
+
+    ensured: list[tuple[str, str, str]] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+
+    def ensure(self, role: str, database: str, password: str) -> None:
+        self.ensured.append((role, database, password))
+
+    def drop(self, role: str, database: str) -> None:
+        self.dropped.append((role, database))
+
+    def ping(self) -> None:
+        return None
+
+
+class NowhereResolver:
+    """Routes nowhere: a health check never passes (these tests stop before it would)."""
+
+    def route(self, host: str, port: int) -> Route | None:
+        return None
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 's.db'}")))
+    upgrade(engine)
+    yield Ledger(engine)
+    engine.dispose()
+
+
+def _platform(cluster: FakeCluster, databases: FakeDatabases, **changes: Any) -> Platform:
+    tenants = changes.pop("tenants", TenantSettings())
+    return Platform(
+        cluster=lambda: cluster,
+        databases=databases,
+        resolver=NowhereResolver(),
+        kubernetes=KubernetesSettings(namespace="tenants", **changes),
+        tenants=tenants,
+    )
+
+
+def _command(command_type: str, **data: Any) -> AnyCommand:
+    message = build_command(f"{T}{command_type}.v1", {"instance_id": INSTANCE, **data}, source="/t")
+    return parse_command(message.body, message.properties, ContractSettings())
+
+
+PROVISION = {
+    "customer_id": "cus_1",
+    "subdomain": "acme",
+    "odoo_version": "17.0",
+    "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
+    "admin_email": "owner@acme.example",
+}
+
+
+def _context(ledger: Ledger, command: AnyCommand, budget: float = 3.6) -> HandlerContext:
+    """Admit and begin the command, as the consumer does; a short budget keeps waits short."""
+    admission = ledger.admit(command)
+    operation_id = ledger.begin(command, admission)
+    return HandlerContext(ledger, admission, operation_id, time.monotonic() + budget)
+
+
+def _again(context: HandlerContext, budget: float = 3.6) -> HandlerContext:
+    """The same operation, as a continuation or redelivery sees it."""
+    return HandlerContext(
+        context.ledger, context.admission, context.operation_id, time.monotonic() + budget
+    )
+
+
+def _existing_instance(ledger: Ledger) -> None:
+    """An instance that exists and runs, as after a successful provision."""
+    command = _command("provision", **PROVISION)
+    _context(ledger, command)
+    ledger.record(command, Outcome.SUCCEEDED, _event(command))
+
+
+def _run(platform: Platform, command: AnyCommand, context: HandlerContext) -> Any:
+    return lifecycle_handlers(platform)[command.type](command, context)
+
+
+def _failed_job(uid: str) -> Any:
+    condition = SimpleNamespace(type="Failed", status="True", reason="BackoffLimitExceeded")
+    condition.message = "Job has reached the specified backoff limit"
+    return SimpleNamespace(
+        metadata=SimpleNamespace(uid=uid), status=SimpleNamespace(conditions=[condition])
+    )
+
+
+def test_provision_without_an_image_for_its_version_fails_before_any_effect(
+    ledger: Ledger,
+) -> None:
+    cluster, databases = FakeCluster(), FakeDatabases()
+    only_18 = TenantSettings(images={"18.0": OdooImage(uid=100, gid=101)})
+    command = _command("provision", **PROVISION)
+    with pytest.raises(PermanentError) as failure:
+        _run(_platform(cluster, databases, tenants=only_18), command, _context(ledger, command))
+    assert failure.value.code == "image_not_allowed"
+    assert "no image is configured for Odoo 17.0 (configured: 18.0)" in str(failure.value)
+    assert cluster.calls == []
+    assert databases.ensured == []
+
+
+def test_provision_keeps_the_passwords_an_earlier_run_wrote(ledger: Ledger) -> None:
+    cluster, databases = FakeCluster(), FakeDatabases()
+    names = InstanceNames(INSTANCE)
+    written = {
+        key: base64.b64encode(value.encode()).decode()
+        for key, value in {
+            "database-password": "db-secret-from-before",
+            "admin-password": "admin-from-before",
+            "admin-passwd": "master-from-before",
+        }.items()
+    }
+    cluster.objects[("Secret", names.secret)] = SimpleNamespace(data=written)
+    command = _command("provision", **PROVISION)
+    result = _run(_platform(cluster, databases), command, _context(ledger, command))
+    assert isinstance(result, Continue)  # health cannot pass here: it waits
+    assert databases.ensured == [(names.role, names.database, "db-secret-from-before")]
+    applied = cluster.objects[("Secret", names.secret)].manifest["stringData"]
+    assert applied["database-password"] == "db-secret-from-before"
+    assert applied["admin-password"] == "admin-from-before"
+
+
+def test_a_resumed_provision_does_not_repeat_recorded_steps(ledger: Ledger) -> None:
+    rolled_out = False
+    cluster = FakeCluster(ready=lambda kind, name: kind != "Deployment" or rolled_out)
+    databases = FakeDatabases()
+    platform = _platform(cluster, databases)
+    command = _command("provision", **PROVISION)
+    context = _context(ledger, command)
+    first = _run(platform, command, context)
+    assert isinstance(first, Continue)
+    assert first.step == "waiting: rollout"
+    applied = [call for call in cluster.calls if call[0] == "apply"]
+    assert [kind for _, kind, _ in applied] == [
+        "Secret",
+        "Service",
+        "NetworkPolicy",
+        "Ingress",
+        "PersistentVolumeClaim",
+        "Job",
+        "Deployment",
+    ]
+    cluster.calls.clear()
+    rolled_out = True
+    second = _run(platform, command, _again(context))
+    assert isinstance(second, Continue)
+    assert second.step == "waiting: health"
+    assert [call[0] for call in cluster.calls] == ["wait_for"]
+    assert len(databases.ensured) == 1
+    assert ledger.operation(str(context.operation_id)).result["steps"] == [
+        "credentials",
+        "database",
+        "objects",
+        "initialise",
+        "deployment",
+        "rollout",
+    ]
+
+
+def test_a_rollout_past_the_ready_deadline_fails_and_says_why(ledger: Ledger) -> None:
+    cluster = FakeCluster(ready=lambda kind, name: kind != "Deployment")
+    platform = _platform(cluster, FakeDatabases(), ready_deadline_seconds=120)
+    command = _command("provision", **PROVISION)
+    context = _context(ledger, command)
+    assert isinstance(_run(platform, command, context), Continue)
+    operation_id = str(context.operation_id)
+    # The wait began long ago, as after many continuations.
+    ledger.advance(operation_id, "waiting: rollout", rollout_since=time.time() - 121)
+    with pytest.raises(PermanentError) as failure:
+        _run(platform, command, _again(context))
+    assert failure.value.code == "not_ready"
+    assert "did not have 1 Ready pod(s) within 120 s: no pod exists" in str(failure.value)
+
+
+def test_an_init_job_that_fails_in_this_operation_fails_the_provision(ledger: Ledger) -> None:
+    cluster = FakeCluster()
+    names = InstanceNames(INSTANCE)
+    original_apply = cluster.apply
+
+    def apply(manifest: dict[str, Any]) -> Any:
+        obj = original_apply(manifest)
+        if manifest["kind"] == "Job":
+            obj = _failed_job("uid-Job")
+            cluster.objects[("Job", names.init_job)] = obj
+        return obj
+
+    cluster.apply = apply  # type: ignore[method-assign]
+    command = _command("provision", **PROVISION)
+    with pytest.raises(PermanentError) as failure:
+        _run(_platform(cluster, FakeDatabases()), command, _context(ledger, command))
+    assert failure.value.code == "database_init_failed"
+    message = str(failure.value)
+    assert "BackoffLimitExceeded" in message
+    assert f"kubectl logs -n tenants job/{names.init_job} --all-containers" in message
+
+
+def test_an_init_job_left_failed_by_an_earlier_provision_is_replaced(ledger: Ledger) -> None:
+    cluster = FakeCluster()
+    names = InstanceNames(INSTANCE)
+    cluster.objects[("Job", names.init_job)] = _failed_job("uid-of-an-earlier-run")
+    command = _command("provision", **PROVISION)
+    _run(_platform(cluster, FakeDatabases()), command, _context(ledger, command))
+    job_calls = [call for call in cluster.calls if call[1:] == ("Job", names.init_job)]
+    assert [call[0] for call in job_calls] == ["get", "delete", "wait_gone", "apply"]
+
+
+def test_start_without_a_deployment_fails_and_says_how_to_recover(ledger: Ledger) -> None:
+    _existing_instance(ledger)
+    command = _command("stop")
+    ledger.record(command, Outcome.SUCCEEDED, _event(command))
+    start = _command("start")
+    with pytest.raises(PermanentError) as failure:
+        _run(_platform(FakeCluster(), FakeDatabases()), start, _context(ledger, start))
+    assert failure.value.code == "missing_deployment"
+    assert "provision the instance again with the same data, or delete it" in str(failure.value)
+
+
+def test_stop_without_a_deployment_is_already_done(ledger: Ledger) -> None:
+    _existing_instance(ledger)
+    cluster = FakeCluster()
+    stop = _command("stop")
+    result = _run(_platform(cluster, FakeDatabases()), stop, _context(ledger, stop))
+    assert isinstance(result, Completed)
+    assert result.event.type == "odoo.instance.stopped.v1"
+    assert [call[0] for call in cluster.calls] == ["scale"]
+
+
+def test_a_restart_patches_one_stamp_however_often_it_runs(ledger: Ledger) -> None:
+    _existing_instance(ledger)
+    names = InstanceNames(INSTANCE)
+    cluster = FakeCluster(ready=lambda kind, name: False)
+    cluster.objects[("Deployment", names.base)] = SimpleNamespace()
+    platform = _platform(cluster, FakeDatabases())
+    restart = _command("restart")
+    context = _context(ledger, restart)
+    assert isinstance(_run(platform, restart, context), Continue)
+    # A crash between the patch and its record: the step runs again, with the same stamp.
+    operation_id = str(context.operation_id)
+    steps = ledger.operation(operation_id).result["steps"]
+    ledger.advance(operation_id, "scale", steps=[s for s in steps if s != "restart"])
+    _run(platform, restart, _again(context))
+    stamps = {call[2] for call in cluster.calls if call[0] == "restart"}
+    assert len([call for call in cluster.calls if call[0] == "restart"]) == 2
+    assert len(stamps) == 1
+
+
+def test_delete_with_a_final_backup_touches_nothing(ledger: Ledger) -> None:
+    _existing_instance(ledger)
+    cluster, databases = FakeCluster(), FakeDatabases()
+    delete = _command("delete")
+    with pytest.raises(PermanentError) as failure:
+        _run(_platform(cluster, databases), delete, _context(ledger, delete))
+    assert failure.value.code == "final_backup_unavailable"
+    assert failure.value.rolled_back is True
+    assert cluster.calls == []
+    assert databases.dropped == []
+
+
+def test_delete_keep_data_keeps_the_volume_the_database_and_the_secret(ledger: Ledger) -> None:
+    _existing_instance(ledger)
+    cluster, databases = FakeCluster(), FakeDatabases()
+    delete = _command("delete", final_backup=False, keep_data=True)
+    result = _run(_platform(cluster, databases), delete, _context(ledger, delete))
+    assert isinstance(result, Completed)
+    deleted = {call[1] for call in cluster.calls if call[0] == "delete"}
+    assert deleted == {"Deployment", "Ingress", "Service", "NetworkPolicy", "Job"}
+    assert databases.dropped == []
+
+
+def _event(command: AnyCommand) -> Any:
+    assert isinstance(command, InstanceCommand)
+    return StartedEvent.caused_by(command, InstanceEventData(instance_id=command.subject))
