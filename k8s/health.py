@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import urllib3.exceptions
 from kubernetes import client
 
 from k8s.errors import Target, classify
 from k8s.settings import KubernetesSettings
+from messages.errors import PermanentError, RetryableError
 
 POD_IP_HEADER = "X-Devstack-Pod-IP"
 POD_PORT_HEADER = "X-Devstack-Pod-Port"
@@ -119,7 +121,11 @@ def check_health(
 
 
 def _ask(host: str, port: int, resolver: Resolver, timeout: float) -> HealthResult:
-    route = resolver.route(host, port)
+    """One attempt; a failure to resolve or to talk HTTP is a failed attempt, not an error."""
+    try:
+        route = resolver.route(host, port)
+    except (RetryableError, PermanentError, urllib3.exceptions.HTTPError, OSError) as error:
+        return HealthResult(False, f"cannot resolve {host}:{port}: {error}")
     if route is None:
         return HealthResult(False, f"{host}:{port} has no ready endpoint")
     connection = http.client.HTTPConnection(route.host, route.port, timeout=timeout)
@@ -127,8 +133,8 @@ def _ask(host: str, port: int, resolver: Resolver, timeout: float) -> HealthResu
         connection.request("GET", "/web/health", headers={"Host": host, **route.headers})
         response = connection.getresponse()
         body = response.read(4096)
-    except OSError as error:
-        return HealthResult(False, f"{host}:{port}: {error}")
+    except (OSError, http.client.HTTPException) as error:
+        return HealthResult(False, f"{host}:{port}: {type(error).__name__}: {error}")
     finally:
         connection.close()
     if response.status != 200:
