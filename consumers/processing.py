@@ -143,7 +143,12 @@ class Processor:
 
     def _run(self, command: AnyCommand, delivery: Delivery, counters: dict[str, int]) -> Decision:
         """Admit, run the handler and record its outcome; called holding the instance."""
-        ids = {"command_id": command.id, "command_type": command.type}
+        ids = {
+            "command_id": command.id,
+            "command_type": command.type,
+            "instance_id": command.subject if isinstance(command, InstanceCommand) else None,
+        }
+        started = time.monotonic()
         deliveries = delivery.counter(DELIVERY_COUNT_HEADER)
         if deliveries >= self.settings.delivery_limit - 1:
             # The broker would dead-letter the next delivery without an answer: answer now.
@@ -178,10 +183,18 @@ class Processor:
                     update=result.update,
                     more_events=result.more_events,
                 )
+                log.info(
+                    "command completed",
+                    extra={**ids, "event": result.event.type, "seconds": _since(started)},
+                )
                 return Ack("completed")
             if operation_id is None:
                 raise RuntimeError(f"{command.type} asked to continue without an operation")
             self.ledger.advance(operation_id, result.step, **result.result)
+            log.info(
+                "command continues later",
+                extra={**ids, "step": result.step, "seconds": _since(started)},
+            )
             headers: dict[str, int | float] = {RETRIES_HEADER: 0, UNEXPECTED_HEADER: 0}
             if result.after_seconds > self.settings.retry_delays_seconds[-1]:
                 headers[NOT_BEFORE_HEADER] = time.time() + result.after_seconds
@@ -225,6 +238,17 @@ class Processor:
             error=ErrorInfo(code=failure.code, message=str(failure)),
             rolled_back=failure.rolled_back,
         )
+        log.warning(
+            "command failed",
+            extra={
+                "command_id": command.id,
+                "command_type": command.type,
+                "instance_id": instance_id,
+                "code": failure.code,
+                "reason": str(failure),
+                "rolled_back": failure.rolled_back,
+            },
+        )
         # Rolled back: the instance is as it was; otherwise the ledger marks it `error`.
         status = prior.status if failure.rolled_back and prior is not None else None
         self.ledger.record(
@@ -234,6 +258,10 @@ class Processor:
             update=InstanceUpdate(status=status, last_error=str(failure)),
         )
         return DeadLetter(f"failed:{failure.code}", str(failure))
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
 
 
 def _answered(stored: StoredOutcome) -> Decision:

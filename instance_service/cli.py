@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("file", metavar="FILE", help="path of the JSON document, or - for stdin")
     publish.add_argument(
+        "--fresh",
+        action="store_true",
+        help="give the document a new id and the current time first (for kept documents, "
+        "e.g. docs/examples/*.json)",
+    )
+    publish.add_argument(
         "--wait",
         type=float,
         metavar="SECONDS",
@@ -177,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             arguments.wait,
             sys.stdin.buffer,
             sys.stdout,
+            fresh=arguments.fresh,
         )
     configure_logging(settings.log)
     return run_consume(settings, check_only=arguments.check)

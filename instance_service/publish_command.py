@@ -7,6 +7,8 @@ be read; 69 RabbitMQ is unreachable or refused the command; 75 no answer within 
 
 import json
 import sys
+import uuid
+from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
 
 from consumers.publisher import BrokerUnavailableError, PublishError, publish_command
@@ -25,6 +27,21 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NO_ANSWER = 0, 1, 2, 6
 FAILURE_TYPES = ("odoo.instance.command.failed.v1", "odoo.instance.command.rejected.v1")
 
 
+def refreshed(body: bytes) -> bytes:
+    """The document as a new command: a new `id` and `time` now (for documents kept in files,
+    such as docs/examples/, which would otherwise be answered from the inbox or be stale).
+    A body that is not a JSON object is returned as it is, for validation to refuse."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(document, dict):
+        return body
+    document["id"] = str(uuid.uuid4())
+    document["time"] = datetime.now(UTC).isoformat()
+    return json.dumps(document).encode()
+
+
 def run_publish(
     amqp: AmqpSettings,
     contract: ContractSettings,
@@ -32,6 +49,8 @@ def run_publish(
     wait_seconds: float | None,
     stdin: BinaryIO,
     out: TextIO,
+    *,
+    fresh: bool = False,
 ) -> int:
     """Validate, publish, and maybe wait; see the module docstring for the exit status."""
     try:
@@ -39,6 +58,8 @@ def run_publish(
     except DocumentUnreadableError as error:
         complain("publish", error)
         return EXIT_USAGE
+    if fresh:
+        body = refreshed(body)
     command = parse_or_report(body, contract, out)
     if command is None:
         return EXIT_REFUSED

@@ -5,12 +5,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from instance_service.cli import main
+from instance_service.publish_command import refreshed
+from messages.amqp import AmqpProperties
 from messages.examples import command_example
+from messages.parsing import parse_command
+from messages.settings import ContractSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,3 +117,21 @@ def test_schema_and_validate_ignore_unrelated_bad_settings(tmp_path: Path) -> No
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_example_document_in_the_docs_is_a_valid_command() -> None:
+    examples = sorted(Path(__file__).parents[2].joinpath("docs", "examples").glob("*.json"))
+    assert len(examples) == 9
+    for example in examples:
+        parse_command(example.read_bytes(), AmqpProperties(), ContractSettings())
+
+
+def test_publish_fresh_gives_a_kept_document_a_new_id_and_time() -> None:
+    kept = Path(__file__).parents[2].joinpath("docs", "examples", "stop.json").read_bytes()
+    first, second = json.loads(refreshed(kept)), json.loads(refreshed(kept))
+    assert first["id"] != second["id"]
+    assert first["id"] != json.loads(kept)["id"]
+    assert datetime.fromisoformat(first["time"]) > datetime.fromisoformat(json.loads(kept)["time"])
+    assert first["data"] == json.loads(kept)["data"]
+    assert refreshed(b"[1]") == b"[1]"
+    assert refreshed(b"not json") == b"not json"
