@@ -16,6 +16,7 @@ COPY k8s ./k8s
 COPY consumers ./consumers
 COPY store ./store
 COPY telemetry ./telemetry
+COPY jobs ./jobs
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim-bookworm

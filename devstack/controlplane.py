@@ -10,6 +10,7 @@ from pathlib import Path
 from devstack import processes
 from devstack.component import Health
 from devstack.httpcheck import get
+from devstack.jobrunner import READY_FILE as JOB_RUNNER_READY
 from devstack.kwok_stages import kwok_config
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
 from devstack.pki import ensure_pki
@@ -32,6 +33,7 @@ PROCESSES = (
     "kwok",
     "volume-provisioner",
     "odoo-standin",
+    "job-runner",
 )
 
 
@@ -184,6 +186,14 @@ class ControlPlane:
                 kubeconfig,
                 str(ports.odoo_standin),
             ],
+            "job-runner": [
+                sys.executable,
+                "-m",
+                "devstack.jobrunner",
+                kubeconfig,
+                str(self.layout.data / "jobs"),
+                str(self.layout.logs / "jobs"),
+            ],
             "kwok": [
                 str(bin_dir / "kwok"),
                 f"--kubeconfig={kubeconfig}",
@@ -205,6 +215,7 @@ class ControlPlane:
             "kwok": (ports.kwok,),
             "volume-provisioner": (),
             "odoo-standin": (ports.odoo_standin,),
+            "job-runner": (),
         }[name]
 
     # -- health --------------------------------------------------------------------------
@@ -231,6 +242,12 @@ class ControlPlane:
             url = f"http://{LOOPBACK}:{ports.odoo_standin}/web/health"
             status, _body = get(url)  # no pod named: 400 means it is up and answering
             return status == 400, f"{url} plays the Ready pods of managed Deployments"
+        if name == "job-runner":
+            ready = (self.layout.data / "jobs" / JOB_RUNNER_READY).exists()
+            return ready, "runs the pods of instance-service's own Jobs on this host"
+        if name == "job-runner":
+            ready = (self.layout.data / "jobs" / JOB_RUNNER_READY).exists()
+            return ready, "runs the pods of instance-service's own Jobs on this host"
         if name == "volume-provisioner":
             url = (
                 f"https://{LOOPBACK}:{ports.apiserver}"
@@ -295,8 +312,11 @@ class ControlPlane:
             if processes.pid_of(self.layout, name) is None:
                 for port in self._ports(name):
                     processes.ensure_port_free(port, name)
-                in_repo = name in ("volume-provisioner", "odoo-standin")  # python -m devstack.*
+                # python -m devstack.*
+                in_repo = name in ("volume-provisioner", "odoo-standin", "job-runner")
                 cwd = REPO_ROOT if in_repo else self.layout.home
+                if name == "job-runner":  # written anew once it lists pods
+                    (self.layout.data / "jobs" / JOB_RUNNER_READY).unlink(missing_ok=True)
                 processes.start(self.layout, name, commands[name], cwd=cwd)
             if not processes.wait_until(lambda n=name: self._probe(n)[0], 120):  # type: ignore[misc]
                 raise processes.StackError(

@@ -1,13 +1,17 @@
 """The pod lifecycle kwok plays on the fake node: ready, never ready (on request), complete, gone.
 
-kwok replaces its built-in pod stages as soon as it is given any, so all four are written here.
+kwok replaces its built-in pod stages as soon as it is given any, so all are written here.
 Their selectors exclude one another, so kwok never has to pick between two at random:
 
 - a new pod becomes Running and Ready with an IP, unless it carries `devstack.local/ready=never`;
 - a pod with that label becomes Running with an IP but never Ready (failure tests: a rollout
   that cannot finish);
-- a Job's running pod succeeds;
+- a Job's running pod succeeds, or fails if it carries `devstack.local/job=fail` (failure tests
+  of update Jobs);
 - a pod marked for deletion loses its finalizers and is deleted.
+
+Pods of the service's own Jobs (`app.kubernetes.io/name=instance-service`) are left to
+devstack.jobrunner, which runs them for real; only their deletion is kwok's.
 """
 
 import json
@@ -15,11 +19,17 @@ from typing import Any
 
 NEVER_READY_LABEL = "devstack.local/ready"
 NEVER_READY_VALUE = "never"
+JOB_FAILS_LABEL = "devstack.local/job"
+JOB_FAILS_VALUE = "fail"
+SERVICE_NAME = "instance-service"
+"""`app.kubernetes.io/name` of the service's own Job pods, which devstack.jobrunner runs."""
 
 _POD = {"apiGroup": "v1", "kind": "Pod"}
 _ALIVE = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
 _NO_IP = {"key": ".status.podIP", "operator": "DoesNotExist"}
 _NEVER_READY_KEY = f'.metadata.labels["{NEVER_READY_LABEL}"]'
+_JOB_FAILS_KEY = f'.metadata.labels["{JOB_FAILS_LABEL}"]'
+_NAME_KEY = '.metadata.labels["app.kubernetes.io/name"]'
 
 _STARTED = """{{ $now := Now }}
 hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
@@ -73,31 +83,33 @@ def _running(ready: bool) -> str:
     return _STARTED + conditions + containers
 
 
-_COMPLETED = """{{ $now := Now }}
-phase: Succeeded
+def _finished(succeeded: bool) -> str:
+    phase, reason, code = ("Succeeded", "Completed", 0) if succeeded else ("Failed", "Error", 1)
+    return f"""{{{{ $now := Now }}}}
+phase: {phase}
 conditions:
 - type: Ready
   status: "False"
-  reason: PodCompleted
-  lastTransitionTime: {{ $now | Quote }}
+  reason: {"PodCompleted" if succeeded else "PodFailed"}
+  lastTransitionTime: {{{{ $now | Quote }}}}
 - type: ContainersReady
   status: "False"
-  reason: PodCompleted
-  lastTransitionTime: {{ $now | Quote }}
+  reason: {"PodCompleted" if succeeded else "PodFailed"}
+  lastTransitionTime: {{{{ $now | Quote }}}}
 containerStatuses:
-{{ range .spec.containers }}
-- name: {{ .name | Quote }}
-  image: {{ .image | Quote }}
+{{{{ range .spec.containers }}}}
+- name: {{{{ .name | Quote }}}}
+  image: {{{{ .image | Quote }}}}
   ready: false
   started: false
   restartCount: 0
   state:
     terminated:
-      exitCode: 0
-      reason: Completed
-      startedAt: {{ $now | Quote }}
-      finishedAt: {{ $now | Quote }}
-{{ end }}
+      exitCode: {code}
+      reason: {reason}
+      startedAt: {{{{ $now | Quote }}}}
+      finishedAt: {{{{ $now | Quote }}}}
+{{{{ end }}}}
 """
 
 
@@ -115,28 +127,35 @@ def _stage(name: str, expressions: list[dict[str, Any]], next_: dict[str, Any]) 
 
 
 def stages() -> list[dict[str, Any]]:
-    """The four pod stages, in the order kwok is given them."""
+    """The pod stages, in the order kwok is given them."""
     never = {"key": _NEVER_READY_KEY, "operator": "In", "values": [NEVER_READY_VALUE]}
     not_never = {"key": _NEVER_READY_KEY, "operator": "NotIn", "values": [NEVER_READY_VALUE]}
+    # The service's own Job pods are run by devstack.jobrunner, not played by kwok.
+    not_ours = {"key": _NAME_KEY, "operator": "NotIn", "values": [SERVICE_NAME]}
+    job_pod = {"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]}
+    running = {"key": ".status.phase", "operator": "In", "values": ["Running"]}
+    fails = {"key": _JOB_FAILS_KEY, "operator": "In", "values": [JOB_FAILS_VALUE]}
+    not_fails = {"key": _JOB_FAILS_KEY, "operator": "NotIn", "values": [JOB_FAILS_VALUE]}
     return [
         _stage(
             "devstack-pod-ready",
-            [_ALIVE, _NO_IP, not_never],
+            [_ALIVE, _NO_IP, not_never, not_ours],
             {"statusTemplate": _running(ready=True)},
         ),
         _stage(
             "devstack-pod-never-ready",
-            [_ALIVE, _NO_IP, never],
+            [_ALIVE, _NO_IP, never, not_ours],
             {"statusTemplate": _running(ready=False)},
         ),
         _stage(
             "devstack-pod-complete",
-            [
-                _ALIVE,
-                {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-                {"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]},
-            ],
-            {"statusTemplate": _COMPLETED},
+            [_ALIVE, running, job_pod, not_ours, not_fails],
+            {"statusTemplate": _finished(succeeded=True)},
+        ),
+        _stage(
+            "devstack-job-pod-fails",
+            [_ALIVE, running, job_pod, not_ours, fails],
+            {"statusTemplate": _finished(succeeded=False)},
         ),
         _stage(
             "devstack-pod-delete",

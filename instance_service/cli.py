@@ -4,6 +4,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
@@ -21,6 +22,7 @@ from instance_service.wiring import (
     build_platform,
     build_runtime,
 )
+from jobs.commands import DEFAULT_TERMINATION_LOG, run_backup, run_restore
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
@@ -80,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait up to SECONDS for the command's result event and print it",
     )
+    job = commands.add_parser(
+        "job", help="the work of a backup or restore Job (run by Kubernetes in this image)"
+    )
+    kinds = job.add_subparsers(dest="job", required=True, metavar="JOB")
+    backup = kinds.add_parser("backup", help="dump the tenant database and its filestore")
+    restore = kinds.add_parser("restore", help="check a backup's checksum, then restore it")
+    for sub in (backup, restore):
+        sub.add_argument("--database", required=True, help="tenant database (libpq PG* env)")
+        sub.add_argument("--filestore", required=True, type=Path, help="the tenant's filestore")
+        sub.add_argument("--archive", required=True, type=Path, help="the backup archive")
+        sub.add_argument(
+            "--termination-log",
+            type=Path,
+            default=DEFAULT_TERMINATION_LOG,
+            help="where the JSON report goes (the container's terminationMessagePath)",
+        )
+    restore.add_argument("--sha256", required=True, help="the checksum the backup recorded")
     database = commands.add_parser("db", help="the state store's schema")
     database.add_argument(
         "action",
@@ -153,6 +172,21 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
     return EXIT_OK
 
 
+def run_job(arguments: argparse.Namespace) -> int:
+    """`job backup|restore`: needs no settings, only its arguments and libpq's PG* variables."""
+    if arguments.job == "backup":
+        return run_backup(
+            arguments.database, arguments.filestore, arguments.archive, arguments.termination_log
+        )
+    return run_restore(
+        arguments.archive,
+        arguments.sha256,
+        arguments.database,
+        arguments.filestore,
+        arguments.termination_log,
+    )
+
+
 def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
@@ -163,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "version":
         print(f"instance-service {__version__}")
         return EXIT_OK
+    if arguments.command == "job":
+        return run_job(arguments)
     try:
         if arguments.command in ("schema", "validate"):
             contract = ContractOnlySettings().contract

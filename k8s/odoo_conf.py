@@ -5,6 +5,7 @@ one worker (so the gevent port 8072 serves `/websocket`), and per-worker memory 
 share what the plan grants among the workers and the cron worker.
 """
 
+import hashlib
 from dataclasses import dataclass
 
 from k8s.settings import TenantSettings
@@ -63,3 +64,12 @@ def render_odoo_conf(
         "gevent_port = 8072",
     ]
     return "\n".join(lines) + "\n"
+
+
+def config_fingerprint(spec: InstanceSpec, tenants: TenantSettings) -> str:
+    """A digest of odoo.conf without its secrets: it changes exactly when the rendered file's
+    other lines change. The Deployment's pod template carries it, so a changed conf (mounted
+    with subPath, which never refreshes) rolls the pod."""
+    placeholder = TenantCredentials("-", "-", "-")
+    rendered = render_odoo_conf(spec, placeholder, tenants)
+    return hashlib.sha256(rendered.encode()).hexdigest()[:16]

@@ -90,9 +90,27 @@ class TenantSettings(BaseModel):
     init_deadline_seconds: int = Field(
         default=1800, ge=60, le=86400, description="longest a database initialisation Job runs"
     )
+    service_image: str = Field(
+        default="ghcr.io/odoo-saas/instance-service:0.1.0",
+        description="this service's image: backup and restore Jobs run `instance-service job` "
+        "in it (pin a digest in production)",
+    )
+    backup_claim: str = Field(
+        default="instance-service-backups",
+        description="PersistentVolumeClaim (in the tenant namespace) that holds backups",
+    )
+    backup_storage_gib: int = Field(default=100, ge=1, le=65536, description="its size")
+    backup_access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        default="ReadWriteMany",
+        description="its access mode: backup Jobs of instances on different nodes need RWX",
+    )
+    backup_deadline_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="longest a backup or restore Job runs"
+    )
     pod_labels: dict[str, str] = Field(
         default_factory=dict,
-        description="extra labels on every Odoo server pod (cost allocation, policy); "
+        description="extra labels on every tenant pod: server, init, update, backup, restore "
+        "(cost allocation, policy); "
         "they cannot replace the service's own app.kubernetes.io/* and odoo.saas/* labels",
     )
 

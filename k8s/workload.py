@@ -5,7 +5,7 @@ Typed inputs in, manifest dicts out, no I/O: tested by value, applied by k8s/app
 
 from typing import Any
 
-from k8s.odoo_conf import render_odoo_conf
+from k8s.odoo_conf import config_fingerprint, render_odoo_conf
 from k8s.settings import OdooImage, TenantSettings
 from k8s.spec import InstanceSpec, TenantCredentials
 from messages.errors import PermanentError
@@ -24,6 +24,7 @@ ADMIN_SCRIPT = (
 )
 """Run in `odoo shell` after the database exists; the password comes from the Secret."""
 DATA_PATH = "/var/lib/odoo"
+CONFIG_ANNOTATION = "odoo.saas/config"
 
 
 def image_of(spec: InstanceSpec, tenants: TenantSettings) -> tuple[str, OdooImage]:
@@ -161,7 +162,7 @@ def build_init_job(spec: InstanceSpec, tenants: TenantSettings, namespace: str) 
             "backoffLimit": 2,
             "activeDeadlineSeconds": tenants.init_deadline_seconds,
             "template": {
-                "metadata": {"labels": spec.labels("database-init")},
+                "metadata": {"labels": {**tenants.pod_labels, **spec.labels("database-init")}},
                 "spec": {
                     **_pod_basics(spec, image),
                     "restartPolicy": "Never",
@@ -230,7 +231,12 @@ def build_deployment(
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": spec.selector()},
             "template": {
-                "metadata": {"labels": {**tenants.pod_labels, **spec.labels("server")}},
+                "metadata": {
+                    "labels": {**tenants.pod_labels, **spec.labels("server")},
+                    # odoo.conf is mounted with subPath, which never refreshes: a changed conf
+                    # changes this, and the pod is replaced.
+                    "annotations": {CONFIG_ANNOTATION: config_fingerprint(spec, tenants)},
+                },
                 "spec": {
                     **_pod_basics(spec, image),
                     "containers": [
@@ -263,6 +269,47 @@ def build_deployment(
                                 "periodSeconds": 30,
                                 "failureThreshold": 6,
                             },
+                            "resources": _resources(spec),
+                            "securityContext": _CONTAINER_SECURITY,
+                            "volumeMounts": _MOUNTS,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def build_update_job(
+    spec: InstanceSpec, tenants: TenantSettings, namespace: str, name: str
+) -> Manifest:
+    """Updates every module to the instance's (new) version: `odoo -u all --stop-after-init`."""
+    image_ref, image = image_of(spec, tenants)
+    command = ["odoo", "-c", CONFIG_PATH, "-d", spec.names.database, "-u", "all"]
+    command.append("--stop-after-init")
+    labels = spec.labels("database-update")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": spec.annotations(),
+        },
+        "spec": {
+            "backoffLimit": 0,  # a failed update is rolled back, not tried again blindly
+            "activeDeadlineSeconds": tenants.init_deadline_seconds,
+            "template": {
+                "metadata": {"labels": {**tenants.pod_labels, **labels}},
+                "spec": {
+                    **_pod_basics(spec, image),
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "update",
+                            "image": image_ref,
+                            "command": command,
                             "resources": _resources(spec),
                             "securityContext": _CONTAINER_SECURITY,
                             "volumeMounts": _MOUNTS,

@@ -19,15 +19,16 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand
+from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand, ResizeCommand
 from messages.errors import FieldProblem, MessageRejected, RejectionCode
 from messages.events import Event
 from messages.serialization import serialize_event
 from store.lifecycle import TRANSITIONS, InstanceStatus, Verdict, decide, status_after
 from store.locks import InstanceBusyError, InstanceLocks, locks_for
-from store.models import InboxEntry, Instance, Operation, OutboxEntry, utcnow
+from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry, utcnow
 from store.records import (
     Admission,
+    BackupRecord,
     InstanceRecord,
     InstanceUpdate,
     OperationRecord,
@@ -79,6 +80,39 @@ class Ledger:
                 result=dict(row.result),
             )
 
+    def add_backup(self, backup: BackupRecord) -> None:
+        """Record a completed backup (a second call with the same id changes nothing)."""
+        with self._session() as session, session.begin():
+            if session.get(Backup, backup.id) is not None:
+                return
+            session.add(
+                Backup(
+                    id=backup.id,
+                    instance_id=backup.instance_id,
+                    label=backup.label,
+                    location=backup.location,
+                    size_bytes=backup.size_bytes,
+                    sha256=backup.sha256,
+                    status="completed",
+                    completed_at=utcnow(),
+                )
+            )
+
+    def backup(self, backup_id: str) -> BackupRecord | None:
+        """A completed backup, if one has this id."""
+        with self._session() as session:
+            row = session.get(Backup, backup_id)
+            if row is None or row.status != "completed" or row.location is None:
+                return None
+            return BackupRecord(
+                id=row.id,
+                instance_id=row.instance_id,
+                location=row.location,
+                size_bytes=int(row.size_bytes or 0),
+                sha256=str(row.sha256),
+                label=row.label,
+            )
+
     @contextmanager
     def exclusive(self, command: AnyCommand) -> Iterator[None]:
         """Hold the command's instance (or the fleet) against every other replica."""
@@ -99,6 +133,15 @@ class Ledger:
                 return Admission(instance, transition, operation.id)  # resume after redelivery
             if isinstance(command, ProvisionCommand):
                 self._check_provision(session, command, instance)
+            if isinstance(command, ResizeCommand) and instance is not None:
+                asked, has = command.data.plan.storage_gib, instance.storage_gib
+                if asked < has:
+                    raise self._rejection(
+                        command,
+                        RejectionCode.INVALID_DATA,
+                        f"storage cannot shrink: the instance has {has} GiB, the plan asks {asked}",
+                        FieldProblem("data.plan.storage_gib", f"must be at least {has}"),
+                    )
         if instance is not None and command.time < instance.last_command_time:
             raise self._rejection(
                 command,

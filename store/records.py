@@ -107,6 +107,18 @@ class OperationRecord:
 
 
 @dataclass(frozen=True)
+class BackupRecord:
+    """A completed backup: where its archive is and how to check it."""
+
+    id: str
+    instance_id: str
+    location: str
+    size_bytes: int
+    sha256: str
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class InstanceUpdate:
     """Changes a handler asks for along with a command's outcome; None leaves a field alone."""
 

@@ -1,0 +1,265 @@
+"""Runs this service's own Job pods on the host, as a kubelet would, for the local cluster.
+
+kwok plays every other pod (Odoo's, and Odoo's init and update Jobs). Pods labelled
+`app.kubernetes.io/name=instance-service` (the backup and restore Jobs, which run this
+service's image) are picked up here once scheduled to the fake node: the container's command,
+`instance-service job ...`, runs on the host with
+
+- the pod's environment, values and Secret keys resolved;
+- every volume mount mapped to a host directory: a claim to its hostPath volume (what the
+  devstack volume provisioner made), an emptyDir to a fresh directory;
+- the termination message file mapped to a file of its own.
+
+Paths in the command's arguments and environment that lie under a mount are rewritten to the
+host directory (a kubelet bind-mounts instead). When the command exits, the pod's status becomes
+Succeeded or Failed with the container's terminated state and termination message, as a kubelet
+writes it. Anything but `instance-service job ...` is refused (the pod fails with the reason).
+
+    python -m devstack.jobrunner KUBECONFIG WORK_DIR
+"""
+
+import base64
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+log = logging.getLogger("devstack.jobrunner")
+
+SELECTOR = "app.kubernetes.io/name=instance-service"
+READY_FILE = "job-runner.ready"
+MAX_MESSAGE_BYTES = 4096
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one pod's container runs on the host."""
+
+    command: list[str]
+    env: dict[str, str]
+    termination_log: Path
+    log_file: Path
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _executable(name: str) -> str:
+    """`instance-service` is this repository's, next to the running interpreter."""
+    return str(Path(sys.executable).parent / name)
+
+
+def translate(value: str, mounts: dict[str, Path]) -> str:
+    """A container path under a mount, as the host path (longest mount first)."""
+    for mount in sorted(mounts, key=len, reverse=True):
+        if value == mount or value.startswith(mount.rstrip("/") + "/"):
+            return str(mounts[mount]) + value[len(mount.rstrip("/")) :]
+    return value
+
+
+def _secret_value(core: client.CoreV1Api, namespace: str, ref: Any) -> str:
+    secret = core.read_namespaced_secret(ref.name, namespace)
+    return base64.b64decode((secret.data or {})[ref.key]).decode()
+
+
+def _volume_paths(core: client.CoreV1Api, pod: Any, work: Path) -> dict[str, Path]:
+    """Volume name -> host directory."""
+    paths: dict[str, Path] = {}
+    for volume in pod.spec.volumes or []:
+        if volume.persistent_volume_claim is not None:
+            claim: Any = core.read_namespaced_persistent_volume_claim(
+                volume.persistent_volume_claim.claim_name, pod.metadata.namespace
+            )
+            if not claim.spec.volume_name:
+                raise ValueError(f"claim {claim.metadata.name} is not bound yet")
+            bound: Any = core.read_persistent_volume(claim.spec.volume_name)
+            paths[volume.name] = Path(bound.spec.host_path.path)
+        elif volume.empty_dir is not None:
+            paths[volume.name] = work / "volumes" / volume.name
+            paths[volume.name].mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def plan(core: client.CoreV1Api, pod: Any, work: Path, logs: Path) -> Plan:
+    """Resolve a pod's only container into a host command; ValueError if it cannot run here."""
+    containers = pod.spec.containers or []
+    if len(containers) != 1:
+        raise ValueError(f"expected one container, found {len(containers)}")
+    container = containers[0]
+    command = [*(container.command or []), *(container.args or [])]
+    if command[:2] != ["instance-service", "job"]:
+        raise ValueError(f"the devstack job runner runs only `instance-service job ...`: {command}")
+    volumes = _volume_paths(core, pod, work)
+    mounts = {
+        mount.mount_path: volumes[mount.name] / (mount.sub_path or "")
+        for mount in container.volume_mounts or []
+        if mount.name in volumes
+    }
+    termination = work / "termination-log"
+    termination.write_bytes(b"")
+    mounts[container.termination_message_path or DEFAULT_TERMINATION_PATH] = termination
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)}
+    for variable in container.env or []:
+        if variable.value_from is not None and variable.value_from.secret_key_ref is not None:
+            value = _secret_value(core, pod.metadata.namespace, variable.value_from.secret_key_ref)
+            env[variable.name] = value  # a secret value is never rewritten or logged
+        else:
+            env[variable.name] = translate(variable.value or "", mounts)
+    host_command = [_executable(command[0]), *(translate(arg, mounts) for arg in command[1:])]
+    log_file = logs / f"{pod.metadata.namespace}_{pod.metadata.name}.log"
+    return Plan(host_command, env, termination, log_file)
+
+
+def _container_status(container: Any, state: dict[str, Any], ready: bool) -> dict[str, Any]:
+    return {
+        "name": container.name,
+        "image": container.image,
+        "imageID": "",
+        "ready": ready,
+        "restartCount": 0,
+        "started": "running" in state,
+        "state": state,
+    }
+
+
+def _condition(kind: str, status: bool, reason: str | None = None) -> dict[str, Any]:
+    condition = {
+        "type": kind,
+        "status": "True" if status else "False",
+        "lastTransitionTime": _now(),
+    }
+    if reason:
+        condition["reason"] = reason
+    return condition
+
+
+def _patch_status(core: client.CoreV1Api, pod: Any, status: dict[str, Any]) -> None:
+    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+
+
+def run_pod(core: client.CoreV1Api, pod: Any, root: Path, logs: Path) -> None:
+    """Run one pod to its end and write its status."""
+    container = pod.spec.containers[0]
+    started = _now()
+    work = root / pod.metadata.uid
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            job = plan(core, pod, work, logs)
+        except (ValueError, client.ApiException, KeyError) as error:
+            terminated = {
+                "exitCode": 126,
+                "reason": "ContainerCannotRun",
+                "message": str(error)[:MAX_MESSAGE_BYTES],
+                "startedAt": started,
+                "finishedAt": _now(),
+            }
+            _finish(core, pod, container, terminated, succeeded=False)
+            return
+        _patch_status(
+            core,
+            pod,
+            {
+                "phase": "Running",
+                "startTime": started,
+                "conditions": [_condition("Initialized", True), _condition("Ready", True)],
+                "containerStatuses": [
+                    _container_status(container, {"running": {"startedAt": started}}, True)
+                ],
+            },
+        )
+        log.info("running %s/%s", pod.metadata.namespace, pod.metadata.name)
+        with job.log_file.open("wb") as output:
+            result = subprocess.run(
+                job.command, env=job.env, stdout=output, stderr=subprocess.STDOUT, check=False
+            )
+        message = job.termination_log.read_bytes()[:MAX_MESSAGE_BYTES].decode(errors="replace")
+        terminated = {
+            "exitCode": result.returncode,
+            "reason": "Completed" if result.returncode == 0 else "Error",
+            "message": message,
+            "startedAt": started,
+            "finishedAt": _now(),
+        }
+        _finish(core, pod, container, terminated, succeeded=result.returncode == 0)
+        log.info("%s/%s exited %d", pod.metadata.namespace, pod.metadata.name, result.returncode)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _finish(
+    core: client.CoreV1Api, pod: Any, container: Any, terminated: dict[str, Any], succeeded: bool
+) -> None:
+    _patch_status(
+        core,
+        pod,
+        {
+            "phase": "Succeeded" if succeeded else "Failed",
+            "conditions": [
+                _condition("Initialized", True),
+                _condition("Ready", False, "PodCompleted" if succeeded else "PodFailed"),
+            ],
+            "containerStatuses": [_container_status(container, {"terminated": terminated}, False)],
+        },
+    )
+
+
+def _runnable(pod: Any) -> bool:
+    status = pod.status
+    return (
+        pod.metadata.deletion_timestamp is None
+        and bool(pod.spec.node_name)
+        and (status is None or status.phase in (None, "Pending"))
+        and not (status and status.container_statuses)
+    )
+
+
+def run(kubeconfig: str, root: Path, logs: Path) -> None:
+    """Watch this service's pods forever; run each once, in its own thread."""
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    core = client.CoreV1Api(client.ApiClient(configuration))
+    root.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+
+    def consider(pod: Any) -> None:
+        if _runnable(pod) and pod.metadata.uid not in taken:
+            taken.add(pod.metadata.uid)
+            threading.Thread(
+                target=run_pod, args=(core, pod, root, logs), daemon=True, name=pod.metadata.name
+            ).start()
+
+    while True:
+        try:
+            listed: Any = core.list_pod_for_all_namespaces(label_selector=SELECTOR)
+            (root / READY_FILE).touch()
+            for pod in listed.items:
+                consider(pod)
+            for event in watch.Watch().stream(
+                core.list_pod_for_all_namespaces,
+                label_selector=SELECTOR,
+                resource_version=listed.metadata.resource_version,
+                timeout_seconds=30,
+            ):
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    consider(event["object"])
+        except Exception:
+            log.exception("job runner loop failed; starting over")
+            time.sleep(2)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))

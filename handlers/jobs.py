@@ -1,0 +1,145 @@
+"""Running a Job as one step of an operation, and taking a backup as a few of them.
+
+A Job is applied once (a resumed operation finds it by its name), watched until it finishes,
+and its end (success, the report in its termination message, the failure reason) is recorded
+with the step: a redelivery after that never runs the Job again, and reads the end back.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.platform import Cluster, Platform
+from handlers.progress import Progress
+from handlers.results import Continue
+from k8s.apply import WaitTimeoutError
+from k8s.conditions import job_failure, job_outcome
+from k8s.data_jobs import build_backup_job, build_backup_volume, report_of
+from k8s.spec import InstanceSpec
+from k8s.workload import Manifest
+from messages.errors import PermanentError
+from messages.job_reports import JobReport
+from store.ledger import Ledger
+from store.records import BackupRecord
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a Job ended."""
+
+    name: str
+    succeeded: bool
+    report: JobReport | None
+    reason: str
+
+    def failure(self) -> str:
+        """What went wrong, in the report's words when it has some."""
+        if self.report is not None and self.report.error:
+            return f"{self.report.error_code}: {self.report.error}"
+        return self.reason
+
+    def to_note(self) -> dict[str, Any]:
+        """As recorded in the operation."""
+        report = self.report.model_dump(mode="json") if self.report is not None else None
+        return {
+            "name": self.name,
+            "succeeded": self.succeeded,
+            "report": report,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_note(cls, note: dict[str, Any]) -> "JobEnd":
+        """Back from the operation's record."""
+        report = note.get("report")
+        return cls(
+            name=str(note["name"]),
+            succeeded=bool(note["succeeded"]),
+            report=JobReport.model_validate(report) if report is not None else None,
+            reason=str(note.get("reason", "")),
+        )
+
+
+def run_job(
+    step: str, manifest: Manifest, platform: Platform, cluster: Cluster, progress: Progress
+) -> Continue | JobEnd:
+    """Apply the Job unless it exists, wait for its end, record the step with it."""
+    key = f"{step}_job"
+    if progress.done(step):
+        return JobEnd.from_note(progress.noted[key])
+    name, namespace = manifest["metadata"]["name"], platform.namespace
+    job = cluster.get("Job", name, namespace)
+    if job is None:
+        job = cluster.apply(manifest)
+    if job_outcome(job) is None:
+        window = progress.window(float("inf"))  # the Job's activeDeadlineSeconds bounds it
+        if window <= 0:
+            return progress.pause(step)
+        try:
+            job = cluster.wait_for(
+                "Job", name, namespace, lambda j: job_outcome(j) is not None, window
+            )
+        except WaitTimeoutError:
+            return progress.pause(step)
+    succeeded = job_outcome(job) == "Complete"
+    pods = cluster.list_labelled("Pod", namespace, f"batch.kubernetes.io/job-name={name}")
+    end = JobEnd(name, succeeded, report_of(pods), "" if succeeded else job_failure(job))
+    progress.complete(step, **{key: end.to_note()})
+    return end
+
+
+def current_replicas(spec: InstanceSpec, platform: Platform, cluster: Cluster) -> int:
+    """The Deployment's replicas now (0 when it does not exist)."""
+    deployment = cluster.get("Deployment", spec.names.base, platform.namespace)
+    if deployment is None or deployment.spec is None:
+        return 0
+    return int(deployment.spec.replicas or 0)
+
+
+def take_backup(
+    prefix: str,
+    spec: InstanceSpec,
+    backup_id: str,
+    label: str | None,
+    platform: Platform,
+    cluster: Cluster,
+    progress: Progress,
+    ledger: Ledger,
+    *,
+    rolled_back: bool,
+) -> Continue | BackupRecord:
+    """Back the instance up under `backup_id` and record it; steps `<prefix>-...`."""
+    namespace = platform.namespace
+    if not progress.done(f"{prefix}-volume"):
+        cluster.apply(build_backup_volume(platform.tenants, namespace))
+        beside = current_replicas(spec, platform, cluster) > 0
+        progress.complete(f"{prefix}-volume", **{f"{prefix}_beside_server": beside})
+    manifest = build_backup_job(
+        spec,
+        platform.tenants,
+        namespace,
+        backup_id,
+        beside_server=bool(progress.noted.get(f"{prefix}_beside_server")),
+    )
+    end = run_job(f"{prefix}-job", manifest, platform, cluster, progress)
+    if isinstance(end, Continue):
+        return end
+    report = end.report
+    if not end.succeeded or report is None or not report.ok or report.sha256 is None:
+        raise PermanentError(
+            "backup_failed",
+            f"backup Job {namespace}/{end.name} failed ({end.failure()}); no backup was "
+            f"recorded. Its logs: kubectl logs -n {namespace} job/{end.name}",
+            rolled_back=rolled_back,
+        )
+    record = BackupRecord(
+        id=backup_id,
+        instance_id=spec.instance_id,
+        location=str(report.location),
+        size_bytes=int(report.size_bytes or 0),
+        sha256=report.sha256,
+        label=label,
+    )
+    if not progress.done(f"{prefix}-record"):
+        ledger.add_backup(record)
+        progress.complete(f"{prefix}-record")
+    return record

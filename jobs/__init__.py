@@ -1,0 +1,1 @@
+"""The work done inside Kubernetes Jobs: `instance-service job backup|restore`."""

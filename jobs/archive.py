@@ -1,0 +1,174 @@
+"""Backup and restore of one tenant: its database (pg_dump custom format) and its filestore.
+
+A backup is one tar archive holding `database.dump` and `filestore/`. It is written under a
+temporary name, flushed to disk, checksummed and only then renamed into place, so a failed or
+interrupted backup never leaves a file that looks complete. A restore checks the archive's
+SHA-256 against the recorded one before it touches anything.
+
+Connection details come from libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD): the
+password is never on a command line.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1024 * 1024
+DUMP_NAME = "database.dump"
+FILESTORE_NAME = "filestore"
+
+
+class JobError(Exception):
+    """A step of a backup or restore failed; `code` says which kind of failure."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A finished backup archive."""
+
+    path: Path
+    size_bytes: int
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _run(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise JobError(f"{what}_failed", f"{what} exited with {result.returncode}: {detail[-1:]}")
+
+
+def backup(database: str, filestore: Path, archive: Path) -> Archive:
+    """Dump `database` and archive it with `filestore` (absent: an empty one) at `archive`."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".partial")
+    with tempfile.TemporaryDirectory(prefix="backup-", dir=archive.parent) as work:
+        dump = Path(work) / DUMP_NAME
+        _run(["pg_dump", "--format=custom", "--no-owner", f"--file={dump}", database], "pg_dump")
+        with tarfile.open(partial, "w") as tar:
+            tar.add(dump, arcname=DUMP_NAME)
+            if filestore.is_dir():
+                tar.add(filestore, arcname=FILESTORE_NAME)
+            else:
+                empty = Path(work) / FILESTORE_NAME
+                empty.mkdir()
+                tar.add(empty, arcname=FILESTORE_NAME)
+        with partial.open("rb") as file:
+            os.fsync(file.fileno())
+    checksum = sha256_of(partial)
+    partial.replace(archive)
+    return Archive(archive, archive.stat().st_size, checksum)
+
+
+RESET_SCHEMA = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n"
+"""Odoo keeps everything in `public`: emptied first, so nothing made after the backup stays."""
+
+
+def _restore_database(dump: Path, database: str) -> None:
+    """Replace the database's contents with the dump's, in one transaction.
+
+    pg_restore turns the dump into SQL, streamed into psql after the schema reset; psql runs
+    it all as one transaction that stops at the first error, so a failed restore changes
+    nothing.
+    """
+    quiet = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
+    with tempfile.TemporaryFile() as psql_errors, tempfile.TemporaryFile() as script_errors:
+        psql = subprocess.Popen(
+            [
+                "psql",
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+                f"--dbname={database}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=psql_errors,
+            env=quiet,
+        )
+        script = subprocess.Popen(
+            ["pg_restore", "--no-owner", "--no-acl", "--file=-", str(dump)],
+            stdout=subprocess.PIPE,
+            stderr=script_errors,
+        )
+        if psql.stdin is None or script.stdout is None:
+            raise JobError("pg_restore_failed", "could not connect pg_restore to psql")
+        try:
+            psql.stdin.write(RESET_SCHEMA)
+            shutil.copyfileobj(script.stdout, psql.stdin, CHUNK)
+        except BrokenPipeError:
+            pass  # psql stopped at an error: reported below
+        finally:
+            psql.stdin.close()
+            script.stdout.close()
+        converted, applied = script.wait(), psql.wait()
+        if converted != 0:
+            detail = _last_line(script_errors)
+            raise JobError("pg_restore_failed", f"pg_restore exited with {converted}: {detail}")
+        if applied != 0:
+            detail = _last_line(psql_errors)
+            raise JobError("pg_restore_failed", f"psql exited with {applied}: {detail}")
+
+
+def _last_line(file: Any) -> str:
+    file.seek(0)
+    lines = file.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no message"
+
+
+def _check_members(tar: tarfile.TarFile, archive: Path) -> None:
+    """Only plain files and directories under the archive's own two names."""
+    for member in tar.getmembers():
+        name = Path(member.name)
+        top = name.parts[0] if name.parts else ""
+        unsafe = name.is_absolute() or ".." in name.parts or top not in (DUMP_NAME, FILESTORE_NAME)
+        if unsafe or not (member.isfile() or member.isdir()):
+            raise JobError("backup_invalid", f"{archive} holds an unexpected entry {member.name!r}")
+
+
+def restore(archive: Path, expected_sha256: str, database: str, filestore: Path) -> None:
+    """Bring `database` and `filestore` back to the archive, after checking its checksum."""
+    if not archive.is_file():
+        raise JobError("backup_missing", f"no backup archive at {archive}")
+    actual = sha256_of(archive)
+    if actual != expected_sha256:
+        raise JobError(
+            "checksum_mismatch",
+            f"{archive} has SHA-256 {actual}, the backup recorded {expected_sha256}: not restored",
+        )
+    filestore.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="restore-", dir=filestore.parent) as work:
+        with tarfile.open(archive) as tar:
+            _check_members(tar, archive)
+            tar.extractall(work)  # noqa: S202 - every member was checked just above
+        dump = Path(work) / DUMP_NAME
+        if not dump.is_file():
+            raise JobError("backup_invalid", f"{archive} holds no {DUMP_NAME}")
+        _restore_database(dump, database)
+        restored = Path(work) / FILESTORE_NAME
+        old = filestore.with_name(filestore.name + ".before-restore")
+        shutil.rmtree(old, ignore_errors=True)
+        if filestore.exists():
+            filestore.rename(old)
+        restored.rename(filestore)
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""`instance-service job backup|restore`: run one job and report it the Kubernetes way.
+
+The report (messages/job_reports.py) goes to the container's termination message file, where
+the kubelet picks it up for the pod's status; a summary goes to stdout for `kubectl logs`.
+Exit status 0 on success, 1 on a failure the report explains.
+"""
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from jobs.archive import JobError, backup, restore
+from messages.job_reports import JobReport
+
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+
+
+def _report(report: JobReport, termination_log: Path) -> int:
+    try:
+        termination_log.write_bytes(report.encode())
+    except OSError as error:
+        print(f"cannot write the termination message {termination_log}: {error}", file=sys.stderr)
+    print(report.model_dump_json(exclude_none=True))
+    return 0 if report.ok else 1
+
+
+def _failed(kind: Literal["backup", "restore"], error: Exception) -> JobReport:
+    if isinstance(error, JobError):
+        code = error.code
+    elif isinstance(error, OSError):
+        code = "io_error"
+    else:
+        code = "internal_error"
+    message = str(error) or type(error).__name__
+    return JobReport(kind=kind, ok=False, error_code=code, error=message[:2000])
+
+
+def run_backup(database: str, filestore: Path, archive: Path, termination_log: Path) -> int:
+    """Back up one tenant into `archive`."""
+    try:
+        made = backup(database, filestore, archive)
+    except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
+        return _report(_failed("backup", error), termination_log)
+    done = JobReport(
+        kind="backup",
+        ok=True,
+        location=str(made.path),
+        size_bytes=made.size_bytes,
+        sha256=made.sha256,
+    )
+    return _report(done, termination_log)
+
+
+def run_restore(
+    archive: Path, sha256: str, database: str, filestore: Path, termination_log: Path
+) -> int:
+    """Restore one tenant from `archive`, which must have checksum `sha256`."""
+    try:
+        restore(archive, sha256, database, filestore)
+    except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
+        return _report(_failed("restore", error), termination_log)
+    done = JobReport(kind="restore", ok=True, location=str(archive), sha256=sha256)
+    return _report(done, termination_log)

@@ -1,0 +1,199 @@
+"""Pure builders of the Jobs that move an instance's data, and reading what they report.
+
+Backup and restore Jobs run this service's own image (`instance-service job backup|restore`,
+jobs/) as the Odoo image's user, with the tenant's data volume and the backup volume mounted and
+libpq's PG* variables pointing at the tenant database (the password from the instance's
+Secret). Each reports through its container's termination message (messages/job_reports.py).
+"""
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from k8s.settings import TenantSettings
+from k8s.spec import MANAGED_BY, InstanceSpec
+from k8s.workload import _CONTAINER_SECURITY, DATA_PATH, Manifest, _pod_security, image_of
+from messages.job_reports import JobReport
+
+BACKUP_PATH = "/backups"
+SERVICE_NAME = "instance-service"
+"""`app.kubernetes.io/name` of the service's own Job pods (the local stack runs them for real)."""
+
+
+def archive_path(spec: InstanceSpec, backup_id: str) -> str:
+    """Where a backup's archive lives, as the Jobs see the backup volume."""
+    return f"{BACKUP_PATH}/{spec.names.key}/{backup_id}.tar"
+
+
+def job_name(spec: InstanceSpec, kind: str, token: str) -> str:
+    """A Job name of at most 63 characters: `odoo-<hex>-<kind>-<12 characters of token>`."""
+    return f"{spec.names.base}-{kind}-{token.replace('-', '')[:12]}"
+
+
+def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:
+    """The claim that holds every tenant's backups in the namespace."""
+    claim: Manifest = {
+        "accessModes": [tenants.backup_access_mode],
+        "resources": {"requests": {"storage": f"{tenants.backup_storage_gib}Gi"}},
+    }
+    if tenants.storage_class is not None:
+        claim["storageClassName"] = tenants.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": tenants.backup_claim,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": SERVICE_NAME,
+                "app.kubernetes.io/component": "backups",
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+            },
+        },
+        "spec": claim,
+    }
+
+
+def _data_job(
+    spec: InstanceSpec,
+    tenants: TenantSettings,
+    namespace: str,
+    *,
+    kind: str,
+    name: str,
+    arguments: list[str],
+    beside_server: bool,
+) -> Manifest:
+    _, image = image_of(spec, tenants)  # the Odoo image's user owns the filestore
+    names = spec.names
+    labels = {**spec.labels(kind), "app.kubernetes.io/name": SERVICE_NAME}
+    pod: Manifest = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(image),
+        "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": names.volume}},
+            {"name": "backups", "persistentVolumeClaim": {"claimName": tenants.backup_claim}},
+        ],
+        "containers": [
+            {
+                "name": kind,
+                "image": tenants.service_image,
+                "command": ["instance-service", "job", kind],
+                "args": [
+                    "--database",
+                    names.database,
+                    "--filestore",
+                    f"{DATA_PATH}/filestore/{names.database}",
+                    *arguments,
+                ],
+                "env": [
+                    {"name": "PGHOST", "value": tenants.database_host},
+                    {"name": "PGPORT", "value": str(tenants.database_port)},
+                    {"name": "PGUSER", "value": names.role},
+                    {"name": "PGDATABASE", "value": names.database},
+                    {
+                        "name": "PGPASSWORD",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": names.secret, "key": "database-password"}
+                        },
+                    },
+                ],
+                "terminationMessagePolicy": "File",
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"cpu": "1", "memory": "1Gi"},
+                },
+                "securityContext": _CONTAINER_SECURITY,
+                "volumeMounts": [
+                    {"name": "data", "mountPath": DATA_PATH, "readOnly": kind == "backup"},
+                    {"name": "backups", "mountPath": BACKUP_PATH},
+                ],
+            }
+        ],
+    }
+    if beside_server:
+        # The data volume is ReadWriteOnce: a Job reading it while Odoo runs must share its node.
+        pod["affinity"] = {
+            "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": spec.selector()},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": spec.annotations(),
+        },
+        "spec": {
+            "backoffLimit": 0,  # the handler decides what a failure means
+            "activeDeadlineSeconds": tenants.backup_deadline_seconds,
+            "template": {
+                "metadata": {"labels": {**tenants.pod_labels, **labels}},
+                "spec": pod,
+            },
+        },
+    }
+
+
+def build_backup_job(
+    spec: InstanceSpec,
+    tenants: TenantSettings,
+    namespace: str,
+    backup_id: str,
+    *,
+    beside_server: bool,
+) -> Manifest:
+    """Dumps the database and archives the filestore to the backup volume."""
+    return _data_job(
+        spec,
+        tenants,
+        namespace,
+        kind="backup",
+        name=job_name(spec, "backup", backup_id),
+        arguments=["--archive", archive_path(spec, backup_id)],
+        beside_server=beside_server,
+    )
+
+
+def build_restore_job(
+    spec: InstanceSpec,
+    tenants: TenantSettings,
+    namespace: str,
+    *,
+    name: str,
+    location: str,
+    sha256: str,
+) -> Manifest:
+    """Checks an archive's checksum, then restores database and filestore (Odoo is stopped)."""
+    return _data_job(
+        spec,
+        tenants,
+        namespace,
+        kind="restore",
+        name=name,
+        arguments=["--archive", location, "--sha256", sha256],
+        beside_server=False,
+    )
+
+
+def report_of(pods: list[Any]) -> JobReport | None:
+    """The report in the termination message of a Job's (last) pod, if it left a valid one."""
+    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp or 0, reverse=True):
+        for status in getattr(pod.status, "container_statuses", None) or []:
+            terminated = status.state.terminated if status.state else None
+            if terminated is not None and terminated.message:
+                try:
+                    return JobReport.model_validate_json(terminated.message)
+                except ValidationError:
+                    return None
+    return None

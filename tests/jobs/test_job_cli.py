@@ -1,0 +1,162 @@
+"""`instance-service job backup|restore` against the real PostgreSQL, as a Job would run it.
+
+The command runs as a subprocess with only libpq's PG* variables for the tenant's role, a local
+directory standing in for the backup volume, and a file standing in for the termination log.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from devstack.layout import default_layout
+from store.tenant_database import TenantDatabases
+from tests import stack
+
+pytestmark = pytest.mark.postgres
+
+
+class Tenant:
+    """A tenant role and database with a table of known rows, and a filestore of known files."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.name = f"odoo_{uuid.uuid4().hex}"
+        self.password = secrets.token_urlsafe(32)
+        self.filestore = tmp_path / "data" / "filestore" / self.name
+        self.backups = tmp_path / "backups"
+        self.report = tmp_path / "termination-log"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(default_layout().ports.postgres),
+            "PGUSER": self.name,
+            "PGPASSWORD": self.password,
+        }
+
+    def sql(self, statement: str) -> list[Any]:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=default_layout().ports.postgres,
+            dbname=self.name,
+            user=self.name,
+            password=self.password,
+            autocommit=True,
+        ) as connection:
+            cursor = connection.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+
+    def files(self) -> dict[str, bytes]:
+        return {
+            str(path.relative_to(self.filestore)): path.read_bytes()
+            for path in sorted(self.filestore.rglob("*"))
+            if path.is_file()
+        }
+
+    def job(self, *args: str) -> tuple[int, dict[str, Any]]:
+        self.report.unlink(missing_ok=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "instance_service",
+                "job",
+                *args,
+                "--database",
+                self.name,
+                "--filestore",
+                str(self.filestore),
+                "--termination-log",
+                str(self.report),
+            ],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert self.password not in result.stdout + result.stderr
+        assert self.report.exists(), f"no report; stderr: {result.stderr[-2000:]}"
+        return result.returncode, json.loads(self.report.read_text())
+
+
+@pytest.fixture
+def tenant(tmp_path: Path) -> Iterator[Tenant]:
+    databases = TenantDatabases.connect(stack.require("postgres").postgres_admin_url)
+    made = Tenant(tmp_path)
+    databases.ensure(made.name, made.name, made.password)
+    made.sql("CREATE TABLE partner (id int PRIMARY KEY, name text)")
+    made.sql("INSERT INTO partner VALUES (1, 'Azure Interior'), (2, 'Deco Addict')")
+    (made.filestore / "3f").mkdir(parents=True)
+    (made.filestore / "3f" / "3f786850e387550fdab836ed7e6dc881de23001b").write_bytes(b"logo")
+    (made.filestore / "checklist").mkdir()
+    (made.filestore / "checklist" / "a1").write_bytes(b"\x00" * 1000)
+    yield made
+    databases.drop(made.name, made.name)
+    databases.admin.dispose()
+
+
+def test_backup_then_restore_brings_back_rows_and_files(tenant: Tenant) -> None:
+    archive = tenant.backups / "one.tar"
+    rows, files = tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files()
+
+    status, report = tenant.job("backup", "--archive", str(archive))
+    assert status == 0, report
+    assert report["kind"] == "backup"
+    assert report["ok"] is True
+    assert report["size_bytes"] == archive.stat().st_size
+    assert report["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert not list(tenant.backups.glob("*.partial"))
+
+    tenant.sql("UPDATE partner SET name = 'changed' WHERE id = 1")
+    tenant.sql("INSERT INTO partner VALUES (3, 'added after the backup')")
+    tenant.sql("CREATE TABLE later (x int)")
+    (tenant.filestore / "3f" / "3f786850e387550fdab836ed7e6dc881de23001b").write_bytes(b"new")
+    (tenant.filestore / "added-later").write_bytes(b"x")
+
+    status, restored = tenant.job(
+        "restore", "--archive", str(archive), "--sha256", report["sha256"]
+    )
+    assert status == 0, restored
+    assert restored["ok"] is True
+    assert tenant.sql("SELECT * FROM partner ORDER BY id") == rows
+    assert tenant.sql("SELECT to_regclass('later')") == [(None,)]
+    assert tenant.files() == files
+
+
+def test_a_checksum_mismatch_refuses_to_restore(tenant: Tenant) -> None:
+    archive = tenant.backups / "one.tar"
+    status, report = tenant.job("backup", "--archive", str(archive))
+    assert status == 0
+    tenant.sql("UPDATE partner SET name = 'changed' WHERE id = 1")
+    with archive.open("ab") as file:
+        file.write(b"tampered")
+
+    status, refused = tenant.job("restore", "--archive", str(archive), "--sha256", report["sha256"])
+    assert status == 1
+    assert refused["ok"] is False
+    assert refused["error_code"] == "checksum_mismatch"
+    assert "not restored" in refused["error"]
+    assert tenant.sql("SELECT name FROM partner WHERE id = 1") == [("changed",)]
+
+
+def test_a_failed_dump_leaves_no_archive(tenant: Tenant) -> None:
+    archive = tenant.backups / "two.tar"
+    tenant.password = "wrong"  # pg_dump cannot log in
+    status, report = tenant.job("backup", "--archive", str(archive))
+    assert status == 1
+    assert report["ok"] is False
+    assert report["error_code"] == "pg_dump_failed"
+    assert "password authentication failed" in report["error"]
+    assert not archive.exists()
+    assert list(tenant.backups.iterdir()) == []
