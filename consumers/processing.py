@@ -250,7 +250,9 @@ class Processor:
             },
         )
         # Rolled back: the instance is as it was; otherwise the ledger marks it `error`.
-        status = prior.status if failure.rolled_back and prior is not None else None
+        status = None
+        if failure.rolled_back:
+            status = self.ledger.status_before(command.id) or (prior.status if prior else None)
         self.ledger.record(
             command,
             Outcome.FAILED,

@@ -1,10 +1,13 @@
-"""Which handler carries out which command type: the lifecycle handlers of one Platform."""
+"""Which handler carries out which command type: the instance handlers of one Platform."""
 
+from handlers.backups import Backup, Restore
 from handlers.delete import Delete
 from handlers.lifecycle import BringUp, Restart, TakeDown
 from handlers.platform import Platform
 from handlers.provision import Provision
+from handlers.resize import Resize
 from handlers.results import Handler
+from handlers.upgrade import Upgrade
 from messages.events import (
     ReactivatedEvent,
     RestartedEvent,
@@ -17,7 +20,7 @@ from messages.events import (
 
 
 def lifecycle_handlers(platform: Platform) -> dict[str, Handler]:
-    """Command type -> handler, for every lifecycle command of the contract."""
+    """Command type -> handler, for every instance command of the contract."""
     return {
         "odoo.instance.provision.v1": Provision(platform),
         "odoo.instance.start.v1": BringUp(platform, StartedEvent),
@@ -28,4 +31,8 @@ def lifecycle_handlers(platform: Platform) -> dict[str, Handler]:
         "odoo.instance.terminate.v1": TakeDown(platform, TerminatedEvent),
         "odoo.instance.restart.v1": Restart(platform, RestartedEvent),
         "odoo.instance.delete.v1": Delete(platform),
+        "odoo.instance.resize.v1": Resize(platform),
+        "odoo.instance.upgrade.v1": Upgrade(platform),
+        "odoo.instance.backup.v1": Backup(platform),
+        "odoo.instance.restore.v1": Restore(platform),
     }

@@ -13,7 +13,7 @@ from handlers.progress import Progress
 from handlers.results import Continue
 from k8s.apply import WaitTimeoutError
 from k8s.conditions import job_failure, job_outcome
-from k8s.data_jobs import build_backup_job, build_backup_volume, report_of
+from k8s.data_jobs import archive_path, build_backup_job, build_backup_volume, report_of
 from k8s.spec import InstanceSpec
 from k8s.workload import Manifest
 from messages.errors import PermanentError
@@ -134,7 +134,7 @@ def take_backup(
     record = BackupRecord(
         id=backup_id,
         instance_id=spec.instance_id,
-        location=str(report.location),
+        location=archive_path(spec, backup_id),  # as every Job sees the backup volume
         size_bytes=int(report.size_bytes or 0),
         sha256=report.sha256,
         label=label,

@@ -16,6 +16,7 @@ from k8s.workload import _CONTAINER_SECURITY, DATA_PATH, Manifest, _pod_security
 from messages.job_reports import JobReport
 
 BACKUP_PATH = "/backups"
+TERMINATION_LOG = "/dev/termination-log"
 SERVICE_NAME = "instance-service"
 """`app.kubernetes.io/name` of the service's own Job pods (the local stack runs them for real)."""
 
@@ -86,6 +87,8 @@ def _data_job(
                     names.database,
                     "--filestore",
                     f"{DATA_PATH}/filestore/{names.database}",
+                    "--termination-log",
+                    TERMINATION_LOG,
                     *arguments,
                 ],
                 "env": [
@@ -100,6 +103,7 @@ def _data_job(
                         },
                     },
                 ],
+                "terminationMessagePath": TERMINATION_LOG,
                 "terminationMessagePolicy": "File",
                 "resources": {
                     "requests": {"cpu": "100m", "memory": "256Mi"},

@@ -80,6 +80,18 @@ class Ledger:
                 result=dict(row.result),
             )
 
+    def status_before(self, command_id: str) -> InstanceStatus | None:
+        """The status the instance had when the command's operation began (None: no operation).
+
+        A command that fails having changed nothing goes back to it; the instance's current
+        row shows the working status instead once the operation was resumed.
+        """
+        with self._session() as session:
+            before = session.scalar(
+                select(Operation.status_before).where(Operation.command_id == command_id)
+            )
+        return InstanceStatus(before) if before else None
+
     def add_backup(self, backup: BackupRecord) -> None:
         """Record a completed backup (a second call with the same id changes nothing)."""
         with self._session() as session, session.begin():

@@ -1,6 +1,7 @@
 """What the lifecycle tests look at: the instance's objects, pods, health and tenant database."""
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -9,11 +10,12 @@ from kubernetes import client
 from devstack.layout import default_layout
 from handlers.waiting import selector_of
 from k8s.health import check_health
+from k8s.names import InstanceNames
 from tests.handlers.harness import Lifecycle
 from tests.tenant_specs import tenant_spec
 
 
-def names_of(instance_id: str) -> Any:
+def names_of(instance_id: str) -> InstanceNames:
     """The instance's object names."""
     return tenant_spec(instance_id=instance_id).names
 
@@ -84,3 +86,45 @@ def replica_sets(driver: Lifecycle, instance_id: str) -> list[Any]:
     return list(
         apps.list_namespaced_replica_set(driver.namespace, label_selector=selector_of(spec)).items
     )
+
+
+def host_path(driver: Lifecycle, claim: str) -> Path:
+    """The host directory behind a claim (the devstack provisioner's hostPath volume)."""
+    core = client.CoreV1Api(driver.api)
+    bound = core.read_namespaced_persistent_volume_claim(claim, driver.namespace)
+    assert bound.spec is not None
+    assert bound.spec.volume_name
+    volume = core.read_persistent_volume(bound.spec.volume_name)
+    assert volume.spec is not None
+    assert volume.spec.host_path is not None
+    return Path(str(volume.spec.host_path.path))
+
+
+def filestore(driver: Lifecycle, instance_id: str) -> Path:
+    """The instance's filestore on the host."""
+    names = names_of(instance_id)
+    return host_path(driver, names.volume) / "filestore" / names.database
+
+
+def tenant_sql(driver: Lifecycle, instance_id: str, statement: str) -> list[Any]:
+    """Run SQL in the tenant's database as the tenant."""
+    names = names_of(instance_id)
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=default_layout().ports.postgres,
+        dbname=names.database,
+        user=names.role,
+        password=tenant_password(driver, instance_id),
+        autocommit=True,
+    ) as connection:
+        cursor = connection.execute(statement.encode())
+        return cursor.fetchall() if cursor.description else []
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file under a directory, by relative path."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }

@@ -10,7 +10,7 @@ unacknowledged message back) and a new one takes the redelivery.
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,8 @@ class CrashAt:
     step: str | None = None
     fired: threading.Event = field(default_factory=threading.Event)
     reached_steps: list[tuple[str, str]] = field(default_factory=list)
+    actions: dict[tuple[str, str], Callable[[], None]] = field(default_factory=dict)
+    """Run once when a step is reached, before it is recorded (e.g. to change data)."""
 
     def arm(self, command_type: str, step: str | None) -> None:
         """Crash the next `command_type` at `step` (None: no crash)."""
@@ -66,6 +68,9 @@ class CrashAt:
     def reached(self, command_type: str, step: str) -> None:
         """Record the step; die here if armed for it."""
         self.reached_steps.append((command_type, step))
+        action = self.actions.pop((command_type, step), None)
+        if action is not None:
+            action()
         if (command_type, step) == (self.command_type, self.step) and not self.fired.is_set():
             self.fired.set()
             raise Killed(f"killed at {command_type} {step}")
@@ -100,6 +105,18 @@ class Lifecycle:
 
     def __post_init__(self) -> None:
         self.databases = TenantDatabases.connect(self.admin_url)
+        self._build()
+        self.ledger = Ledger(self.engine)
+        self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
+
+    def reconfigure(self, tenants: TenantSettings) -> None:
+        """A new consumer whose handlers build tenants with these settings."""
+        self.stop()
+        self.tenants = tenants
+        self._build()
+        self.start()
+
+    def _build(self) -> None:
         self.platform = Platform(
             cluster=lambda: Kubernetes(self.api),
             databases=self.databases,
@@ -110,8 +127,6 @@ class Lifecycle:
             tenants=self.tenants,
             faults=self.faults,
         )
-        self.ledger = Ledger(self.engine)
-        self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
 
     # -- the consumer ------------------------------------------------------------------
 

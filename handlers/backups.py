@@ -1,0 +1,177 @@
+"""backup and restore: the service's own Jobs move the data; the store records good backups.
+
+    backup   check (the id is new), backup-volume, backup-job, backup-record
+    restore  safety-* (a backup first, when the instance runs), stop, stopped, restore-job,
+             start, started, health (when it ran before)
+
+A backup runs beside the serving instance: pg_dump reads one consistent snapshot of the
+database, and Odoo's filestore only ever gains files named by their content, so a copy taken
+while Odoo runs holds every file the dump refers to (files added after the dump began are
+extra, never missing). A restore stops the instance first: its database is replaced in one
+transaction and its filestore swapped while nothing writes to them. A restore whose archive
+fails its checksum changes nothing and starts the instance again.
+"""
+
+import uuid
+
+from handlers.jobs import current_replicas, run_job, take_backup
+from handlers.platform import Platform
+from handlers.progress import Progress
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.specs import spec_of_instance
+from handlers.waiting import health, rollout
+from k8s.data_jobs import build_restore_job, job_name
+from messages.commands import AnyCommand, BackupCommand, RestoreCommand
+from messages.errors import PermanentError
+from messages.events import BackedUpData, BackedUpEvent, RestoredData, RestoredEvent
+from store.ledger import Ledger
+from store.records import BackupRecord
+
+UNTOUCHED = frozenset({"checksum_mismatch", "backup_missing", "backup_invalid"})
+"""Restore failures found before anything was changed."""
+
+
+class Backup:
+    """The backup handler."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Run the backup Job and record the backup it made."""
+        if not isinstance(command, BackupCommand):
+            raise TypeError(f"backup cannot handle {command.type}")
+        instance = context.admission.instance
+        if instance is None:
+            raise RuntimeError("backup admitted without its instance")
+        spec = spec_of_instance(instance)
+        cluster = self.platform.cluster()
+        progress = Progress(command, context, self.platform.faults, cluster)
+        backup_id = command.data.backup_id
+        if not progress.done("check"):
+            if context.ledger.backup(backup_id) is not None:
+                raise PermanentError(
+                    "backup_exists",
+                    f"a backup with id {backup_id} exists already; choose a new id",
+                    rolled_back=True,
+                )
+            progress.complete("check")
+        made = take_backup(
+            "backup",
+            spec,
+            backup_id,
+            command.data.label,
+            self.platform,
+            cluster,
+            progress,
+            context.ledger,
+            rolled_back=True,  # a failed backup leaves the instance as it was
+        )
+        if isinstance(made, Continue):
+            return made
+        progress.finish()
+        data = BackedUpData(
+            instance_id=spec.instance_id,
+            backup_id=backup_id,
+            size_bytes=made.size_bytes,
+            sha256=made.sha256,
+        )
+        return Completed(BackedUpEvent.caused_by(command, data))
+
+
+def safety_backup_id(operation_id: str, purpose: str) -> str:
+    """The id of a backup an operation takes for itself: the same on every re-run."""
+    return str(uuid.uuid5(uuid.UUID(operation_id), purpose))
+
+
+def known_backup(ledger: Ledger, backup_id: str, instance_id: str) -> BackupRecord:
+    """A recorded backup of this instance, or a permanent failure that touched nothing."""
+    backup = ledger.backup(backup_id)
+    if backup is None or backup.instance_id != instance_id:
+        raise PermanentError(
+            "unknown_backup",
+            f"no completed backup {backup_id} of instance {instance_id} is recorded",
+            rolled_back=True,
+        )
+    return backup
+
+
+class Restore:
+    """The restore handler."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Safety backup, stop, restore, start again."""
+        if not isinstance(command, RestoreCommand):
+            raise TypeError(f"restore cannot handle {command.type}")
+        instance = context.admission.instance
+        if instance is None or context.operation_id is None:
+            raise RuntimeError("restore admitted without its instance")
+        platform, namespace = self.platform, self.platform.namespace
+        spec = spec_of_instance(instance)
+        backup = known_backup(context.ledger, command.data.backup_id, spec.instance_id)
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        if "replicas_before" not in progress.noted:
+            progress.note(replicas_before=current_replicas(spec, platform, cluster))
+        replicas = int(progress.noted["replicas_before"])
+        if replicas > 0:
+            safety = take_backup(
+                "safety",
+                spec,
+                safety_backup_id(context.operation_id, "safety"),
+                f"before restoring {backup.id}",
+                platform,
+                cluster,
+                progress,
+                context.ledger,
+                rolled_back=True,
+            )
+            if isinstance(safety, Continue):
+                return safety
+        if not progress.done("stop"):
+            cluster.scale(spec.names.base, namespace, 0, absent_ok=True)
+            progress.complete("stop")
+        waiting = rollout("stopped", 0, spec, platform, cluster, progress)
+        if waiting is not None:
+            return waiting
+        manifest = build_restore_job(
+            spec,
+            platform.tenants,
+            namespace,
+            name=job_name(spec, "restore", context.operation_id),
+            location=backup.location,
+            sha256=backup.sha256,
+        )
+        end = run_job("restore-job", manifest, platform, cluster, progress)
+        if isinstance(end, Continue):
+            return end
+        if not end.succeeded or end.report is None or not end.report.ok:
+            untouched = end.report is not None and end.report.error_code in UNTOUCHED
+            if untouched and replicas > 0:
+                cluster.scale(spec.names.base, namespace, replicas, absent_ok=True)
+            raise PermanentError(
+                "restore_failed",
+                f"restore Job {namespace}/{end.name} failed ({end.failure()}); "
+                + (
+                    "nothing was changed and the instance was started again"
+                    if untouched
+                    else f"the instance is stopped; its logs: kubectl logs -n {namespace} "
+                    f"job/{end.name}"
+                ),
+                rolled_back=untouched,
+            )
+        if replicas > 0:
+            if not progress.done("start"):
+                cluster.scale(spec.names.base, namespace, replicas, absent_ok=True)
+                progress.complete("start")
+            waiting = rollout("started", replicas, spec, platform, cluster, progress) or health(
+                "health", spec, platform, progress
+            )
+            if waiting is not None:
+                return waiting
+        progress.finish()
+        data = RestoredData(instance_id=spec.instance_id, backup_id=backup.id)
+        return Completed(RestoredEvent.caused_by(command, data))

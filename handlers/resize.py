@@ -1,0 +1,90 @@
+"""resize: the plan's CPU and memory on the Deployment, odoo.conf's workers and memory limits
+in the Secret, and a bigger volume when storage grows (the ledger refuses a shrink).
+
+    config      Secret with odoo.conf re-rendered for the plan (the passwords read back)
+    volume      PVC request raised, when storage grows
+    deployment  resources and the odoo.conf fingerprint on the pod template: a new pod
+    rollout     (when the instance runs) its new pod Ready
+    health      (when the instance runs) /web/health passes
+
+A stopped or suspended instance is resized in place and stays down.
+"""
+
+from dataclasses import replace
+
+from handlers.jobs import current_replicas
+from handlers.platform import Platform
+from handlers.progress import Progress
+from handlers.results import Completed, HandlerContext, HandlerResult
+from handlers.specs import spec_of_instance
+from handlers.waiting import health, rollout
+from k8s.credentials import credentials_in
+from k8s.workload import build_deployment, build_secret, build_volume
+from messages.commands import AnyCommand, PlanSpec, ResizeCommand
+from messages.errors import PermanentError
+from messages.events import ResizedData, ResizedEvent
+from store.records import InstanceUpdate
+
+
+class Resize:
+    """The resize handler."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Apply the new plan and, if the instance runs, wait for its new pod."""
+        if not isinstance(command, ResizeCommand):
+            raise TypeError(f"resize cannot handle {command.type}")
+        instance = context.admission.instance
+        if instance is None:
+            raise RuntimeError("resize admitted without its instance")
+        platform, namespace = self.platform, self.platform.namespace
+        before = spec_of_instance(instance)
+        plan = command.data.plan
+        spec = replace(
+            before,
+            cpu_millicores=plan.cpu_millicores,
+            memory_mib=plan.memory_mib,
+            storage_gib=plan.storage_gib,
+        )
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        if not progress.done("config"):
+            secret = cluster.get("Secret", spec.names.secret, namespace)
+            credentials = credentials_in(secret)
+            if credentials is None:
+                raise PermanentError(
+                    "credentials_missing",
+                    f"Secret {namespace}/{spec.names.secret} is missing or lost its passwords; "
+                    "the instance cannot be resized (provision it again, or delete it)",
+                    rolled_back=True,
+                )
+            cluster.apply(build_secret(spec, credentials, platform.tenants, namespace))
+            replicas = current_replicas(spec, platform, cluster)
+            progress.complete("config", replicas=replicas)
+        replicas = int(progress.noted.get("replicas", 0))
+        if not progress.done("volume"):
+            if spec.storage_gib > before.storage_gib:
+                cluster.apply(build_volume(spec, platform.tenants, namespace))
+            progress.complete("volume")
+        if not progress.done("deployment"):
+            deployment = build_deployment(spec, platform.tenants, namespace, replicas=replicas)
+            cluster.apply(deployment)
+            progress.complete("deployment")
+        if replicas > 0:
+            waiting = rollout("rollout", replicas, spec, platform, cluster, progress) or health(
+                "health", spec, platform, progress
+            )
+            if waiting is not None:
+                return waiting
+        progress.finish()
+        data = ResizedData(instance_id=spec.instance_id, plan=PlanSpec(**plan.model_dump()))
+        return Completed(
+            ResizedEvent.caused_by(command, data),
+            update=InstanceUpdate(
+                cpu_millicores=plan.cpu_millicores,
+                memory_mib=plan.memory_mib,
+                storage_gib=plan.storage_gib,
+            ),
+        )

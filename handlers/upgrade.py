@@ -1,0 +1,229 @@
+"""upgrade: to a newer Odoo, with a backup first and an automatic way back.
+
+    pre-upgrade-*   a backup of the instance as it is (recorded like any other)
+    stop, stopped   no pod uses the database during the update
+    update-job      `odoo -u all --stop-after-init` in the new version's image
+    deployment      the new image, at the replicas the instance had
+    rollout, health (when it ran before) the new version serves
+
+If the update Job fails, or the new version never becomes Ready or healthy, the upgrade rolls
+back: the old image at zero replicas, the pre-upgrade backup restored, the old version started
+and checked; then the command fails with `rolled_back: true` and the instance is as it was.
+Only if the way back fails too does the instance end in `error`.
+"""
+
+from dataclasses import replace
+
+from handlers.backups import known_backup, safety_backup_id
+from handlers.jobs import current_replicas, run_job, take_backup
+from handlers.platform import Cluster, Platform
+from handlers.progress import Progress
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.specs import spec_of_instance
+from handlers.waiting import health, rollout
+from k8s.data_jobs import build_restore_job, job_name
+from k8s.spec import InstanceSpec
+from k8s.workload import build_deployment, build_update_job, image_of
+from messages.commands import AnyCommand, UpgradeCommand
+from messages.errors import PermanentError
+from messages.events import UpgradedData, UpgradedEvent
+from store.ledger import Ledger
+from store.records import InstanceUpdate
+
+CAUSE = "rollback_cause"
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """ "17.0" -> (17, 0), for comparing Odoo versions."""
+    return tuple(int(part) for part in version.split("."))
+
+
+class Upgrade:
+    """The upgrade handler."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Back up, update, switch images; roll back on failure."""
+        if not isinstance(command, UpgradeCommand):
+            raise TypeError(f"upgrade cannot handle {command.type}")
+        instance = context.admission.instance
+        if instance is None or context.operation_id is None:
+            raise RuntimeError("upgrade admitted without its instance")
+        platform = self.platform
+        old = spec_of_instance(instance)
+        new = replace(old, odoo_version=command.data.odoo_version)
+        self._check(old, new)
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        if "replicas_before" not in progress.noted:
+            progress.note(replicas_before=current_replicas(old, platform, cluster))
+        replicas = int(progress.noted["replicas_before"])
+        backup_id = safety_backup_id(context.operation_id, "pre-upgrade")
+        made = take_backup(
+            "pre-upgrade",
+            old,
+            backup_id,
+            f"before the upgrade to {new.odoo_version}",
+            platform,
+            cluster,
+            progress,
+            context.ledger,
+            rolled_back=True,
+        )
+        if isinstance(made, Continue):
+            return made
+        if CAUSE not in progress.noted:
+            try:
+                waiting = self._forward(old, new, replicas, cluster, progress, context)
+            except PermanentError as failure:
+                progress.note(**{CAUSE: f"{failure.code}: {failure}"})
+            else:
+                if waiting is not None:
+                    return waiting
+        if CAUSE in progress.noted:
+            waiting = self._back(old, new, replicas, backup_id, cluster, progress, context)
+            if waiting is not None:
+                return waiting
+            raise PermanentError(
+                "upgrade_failed",
+                f"the upgrade to Odoo {new.odoo_version} failed ({progress.noted[CAUSE]}); "
+                f"rolled back to Odoo {old.odoo_version} with the data of backup {backup_id}",
+                rolled_back=True,
+            )
+        progress.finish()
+        data = UpgradedData(
+            instance_id=old.instance_id,
+            from_version=old.odoo_version,
+            to_version=new.odoo_version,
+        )
+        return Completed(
+            UpgradedEvent.caused_by(command, data),
+            update=InstanceUpdate(odoo_version=new.odoo_version),
+        )
+
+    def _check(self, old: InstanceSpec, new: InstanceSpec) -> None:
+        if version_key(new.odoo_version) <= version_key(old.odoo_version):
+            raise PermanentError(
+                "upgrade_not_allowed",
+                f"Odoo {new.odoo_version} is not newer than the instance's {old.odoo_version}",
+                rolled_back=True,
+            )
+        try:
+            image_of(new, self.platform.tenants)
+        except PermanentError as error:
+            raise PermanentError(error.code, str(error), rolled_back=True) from error
+
+    def _down(
+        self, prefix: str, spec: InstanceSpec, cluster: Cluster, progress: Progress
+    ) -> Continue | None:
+        if not progress.done(f"{prefix}stop"):
+            cluster.scale(spec.names.base, self.platform.namespace, 0, absent_ok=True)
+            progress.complete(f"{prefix}stop")
+        return rollout(f"{prefix}stopped", 0, spec, self.platform, cluster, progress)
+
+    def _up(
+        self,
+        prefix: str,
+        spec: InstanceSpec,
+        replicas: int,
+        cluster: Cluster,
+        progress: Progress,
+    ) -> Continue | None:
+        if not progress.done(f"{prefix}deployment"):
+            manifest = build_deployment(
+                spec, self.platform.tenants, self.platform.namespace, replicas=replicas
+            )
+            cluster.apply(manifest)
+            progress.complete(f"{prefix}deployment")
+        if replicas == 0:
+            return None
+        return rollout(f"{prefix}rollout", replicas, spec, self.platform, cluster, progress) or (
+            health(f"{prefix}health", spec, self.platform, progress)
+        )
+
+    def _forward(
+        self,
+        old: InstanceSpec,
+        new: InstanceSpec,
+        replicas: int,
+        cluster: Cluster,
+        progress: Progress,
+        context: HandlerContext,
+    ) -> Continue | None:
+        waiting = self._down("", old, cluster, progress)
+        if waiting is not None:
+            return waiting
+        name = job_name(new, "update", str(context.operation_id))
+        manifest = build_update_job(new, self.platform.tenants, self.platform.namespace, name)
+        end = run_job("update-job", manifest, self.platform, cluster, progress)
+        if isinstance(end, Continue):
+            return end
+        if not end.succeeded:
+            raise PermanentError(
+                "update_failed",
+                f"update Job {self.platform.namespace}/{end.name} failed ({end.failure()})",
+            )
+        return self._up("", new, replicas, cluster, progress)
+
+    def _back(
+        self,
+        old: InstanceSpec,
+        new: InstanceSpec,
+        replicas: int,
+        backup_id: str,
+        cluster: Cluster,
+        progress: Progress,
+        context: HandlerContext,
+    ) -> Continue | None:
+        """The old image, the pre-upgrade data, the old version serving again."""
+        try:
+            waiting = self._down("rollback-", new, cluster, progress)
+            if waiting is not None:
+                return waiting
+            if not progress.done("rollback-image"):
+                manifest = build_deployment(
+                    old, self.platform.tenants, self.platform.namespace, replicas=0
+                )
+                cluster.apply(manifest)
+                progress.complete("rollback-image")
+            waiting = self._restore(old, backup_id, cluster, progress, context.ledger, context)
+            if waiting is not None:
+                return waiting
+            return self._up("rollback-", old, replicas, cluster, progress)
+        except PermanentError as failure:
+            raise PermanentError(
+                "rollback_failed",
+                f"the upgrade to Odoo {new.odoo_version} failed ({progress.noted[CAUSE]}) and "
+                f"so did the way back ({failure.code}: {failure}); backup {backup_id} holds "
+                "the data from before the upgrade",
+            ) from failure
+
+    def _restore(
+        self,
+        spec: InstanceSpec,
+        backup_id: str,
+        cluster: Cluster,
+        progress: Progress,
+        ledger: Ledger,
+        context: HandlerContext,
+    ) -> Continue | None:
+        backup = known_backup(ledger, backup_id, spec.instance_id)
+        manifest = build_restore_job(
+            spec,
+            self.platform.tenants,
+            self.platform.namespace,
+            name=job_name(spec, "rollback", str(context.operation_id)),
+            location=backup.location,
+            sha256=backup.sha256,
+        )
+        end = run_job("rollback-restore", manifest, self.platform, cluster, progress)
+        if isinstance(end, Continue):
+            return end
+        if not end.succeeded or end.report is None or not end.report.ok:
+            raise PermanentError(
+                "restore_failed",
+                f"restore Job {self.platform.namespace}/{end.name} failed ({end.failure()})",
+            )
+        return None
