@@ -1,19 +1,24 @@
 """delete: the instance's objects, then (unless keep_data) its volume, database and Secret.
 
-    workload     Deployment deleted, watched until gone
-    exposure     Ingress, Service, NetworkPolicy and the init Job deleted
-    volume       PVC deleted, watched until gone          (not with keep_data)
+    final-*      (unless final_backup is false) a backup, recorded; kept after the delete
+    workload     Deployment deleted; workload-gone: watched until gone
+    exposure     Ingress, Service, NetworkPolicy and every Job of the instance deleted
+    volume       PVC deleted; volume-gone: watched until gone   (not with keep_data)
     database     tenant database and role dropped          (not with keep_data)
     credentials  Secret deleted                            (not with keep_data)
 
 With keep_data the Secret stays too: the kept database is useless without its password.
-The final backup the contract asks for by default needs backups (issue 7/10); until then a
-delete with final_backup=true fails before touching anything, so nothing is lost.
+The final backup stays on the backup volume and in the `backups` table (label "final backup
+before delete"); if it fails, nothing is deleted.
 """
 
-from handlers.platform import Platform
+import time
+
+from handlers.backups import safety_backup_id
+from handlers.jobs import take_backup
+from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
-from handlers.results import Completed, HandlerContext, HandlerResult
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import spec_of_instance
 from k8s.apply import WaitTimeoutError
 from messages.commands import AnyCommand, DeleteCommand
@@ -27,6 +32,34 @@ class Delete:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
+    def _gone(
+        self, step: str, kind: str, name: str, progress: Progress, cluster: Cluster
+    ) -> Continue | None:
+        """Wait (watching) until the object is gone, within the ready deadline."""
+        if progress.done(step):
+            return None
+        namespace = self.platform.namespace
+        deadline = self.platform.kubernetes.ready_deadline_seconds
+        since = progress.since(step)
+        window = progress.window(since + deadline)
+        if window > 0:
+            try:
+                cluster.wait_gone(kind, name, namespace, window)
+            except WaitTimeoutError:
+                pass
+            else:
+                progress.complete(step)
+                return None
+        if time.time() - since < deadline:
+            return progress.pause(step)
+        left = cluster.get(kind, name, namespace)
+        finalizers = ", ".join(getattr(left.metadata, "finalizers", None) or []) if left else ""
+        raise PermanentError(
+            "not_deleted",
+            f"{kind} {namespace}/{name} still exists {deadline:g} s after its deletion "
+            f"(finalizers: {finalizers or 'none'}); a pod that still uses it keeps it",
+        )
+
     def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
         """Remove what the instance has, in an order that never strands a running pod."""
         if not isinstance(command, DeleteCommand):
@@ -34,44 +67,53 @@ class Delete:
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError("delete admitted without its instance")
-        if command.data.final_backup:
-            raise PermanentError(
-                "final_backup_unavailable",
-                "this service version cannot take the final backup yet; nothing was deleted. "
-                "Send the delete with final_backup=false to delete without one",
-                rolled_back=True,
-            )
         spec, platform = spec_of_instance(instance), self.platform
         names, namespace = spec.names, platform.namespace
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)
+        if command.data.final_backup and context.operation_id is not None:
+            final = take_backup(
+                "final",
+                spec,
+                safety_backup_id(context.operation_id, "final"),
+                "final backup before delete",
+                platform,
+                cluster,
+                progress,
+                context.ledger,
+                rolled_back=True,  # nothing is deleted before the backup is good
+            )
+            if isinstance(final, Continue):
+                return final
         if not progress.done("workload"):
             cluster.delete("Deployment", names.base, namespace)
-            try:
-                cluster.wait_gone("Deployment", names.base, namespace, progress.window(1e18))
-            except WaitTimeoutError:
-                return progress.pause("workload")
             progress.complete("workload")
+        waiting = self._gone("workload-gone", "Deployment", names.base, progress, cluster)
+        if waiting is not None:
+            return waiting
         if not progress.done("exposure"):
             for kind, name in (
                 ("Ingress", names.base),
                 ("Service", names.base),
                 ("NetworkPolicy", names.base),
-                ("Job", names.init_job),
             ):
                 cluster.delete(kind, name, namespace)
+            # Every Job of the instance (init, update, backup, restore): their pods would keep
+            # the data volume from going.
+            ours = f"app.kubernetes.io/instance={names.base}"
+            for job in cluster.list_labelled("Job", namespace, ours):
+                cluster.delete("Job", job.metadata.name, namespace)
             progress.complete("exposure")
         if not command.data.keep_data:
             if not progress.done("volume"):
                 cluster.delete("PersistentVolumeClaim", names.volume, namespace)
-                try:
-                    # Its pods must be gone first (the PVC protection finalizer waits for them).
-                    cluster.wait_gone(
-                        "PersistentVolumeClaim", names.volume, namespace, progress.window(1e18)
-                    )
-                except WaitTimeoutError:
-                    return progress.pause("volume")
                 progress.complete("volume")
+            # The PVC protection finalizer holds the claim until no pod uses it.
+            waiting = self._gone(
+                "volume-gone", "PersistentVolumeClaim", names.volume, progress, cluster
+            )
+            if waiting is not None:
+                return waiting
             if not progress.done("database"):
                 platform.databases.drop(names.role, names.database)
                 progress.complete("database")

@@ -17,6 +17,7 @@ from messages.job_reports import JobReport
 
 BACKUP_PATH = "/backups"
 TERMINATION_LOG = "/dev/termination-log"
+FINISHED_JOB_TTL_SECONDS = 86400
 SERVICE_NAME = "instance-service"
 """`app.kubernetes.io/name` of the service's own Job pods (the local stack runs them for real)."""
 
@@ -141,6 +142,8 @@ def _data_job(
         "spec": {
             "backoffLimit": 0,  # the handler decides what a failure means
             "activeDeadlineSeconds": tenants.backup_deadline_seconds,
+            # Read by the handler as soon as it ends; kept a day for `kubectl logs`.
+            "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
             "template": {
                 "metadata": {"labels": {**tenants.pod_labels, **labels}},
                 "spec": pod,

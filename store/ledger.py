@@ -110,6 +110,17 @@ class Ledger:
                 )
             )
 
+    def backups(self, instance_id: str) -> list[BackupRecord]:
+        """An instance's completed backups, oldest first."""
+        with self._session() as session:
+            ids = session.scalars(
+                select(Backup.id)
+                .where(Backup.instance_id == instance_id, Backup.status == "completed")
+                .order_by(Backup.completed_at)
+            ).all()
+        found = [self.backup(backup_id) for backup_id in ids]
+        return [backup for backup in found if backup is not None]
+
     def backup(self, backup_id: str) -> BackupRecord | None:
         """A completed backup, if one has this id."""
         with self._session() as session:

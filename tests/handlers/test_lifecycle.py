@@ -20,6 +20,7 @@ from tests.handlers.checks import (
     deployment,
     exists,
     found,
+    host_path,
     names_of,
     pods,
     replica_sets,
@@ -55,7 +56,16 @@ STEPS = {
     "unsuspend": ["scale", "rollout", "health", "record"],
     "terminate": ["scale", "rollout", "record"],
     "reactivate": ["scale", "rollout", "health", "record"],
-    "delete": ["workload", "exposure", "volume", "database", "credentials", "record"],
+    "delete": [
+        "workload",
+        "workload-gone",
+        "exposure",
+        "volume",
+        "volume-gone",
+        "database",
+        "credentials",
+        "record",
+    ],
 }
 """Each handler's steps, in order: where the fault-injection test kills it."""
 
@@ -221,15 +231,21 @@ def test_delete_keep_data_keeps_volume_database_and_credentials(driver: Lifecycl
     driver.databases.drop(names.role, names.database)
 
 
-def test_delete_with_a_final_backup_fails_without_touching_anything(driver: Lifecycle) -> None:
+def test_delete_takes_a_final_backup_by_default(driver: Lifecycle) -> None:
     instance_id, subdomain = new_instance()
     driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
-    failed = driver.run(f"{T}delete.v1", {"instance_id": instance_id})
-    assert _type(failed) == "command.failed"
-    assert failed["data"]["error"]["code"] == "final_backup_unavailable"
-    assert failed["data"]["rolled_back"] is True
-    assert driver.instance(instance_id).status == InstanceStatus.RUNNING
-    assert serving(driver, instance_id)
+    deleted = driver.run(f"{T}delete.v1", {"instance_id": instance_id})
+    assert _type(deleted) == "deleted", deleted
+    assert not exists(driver, "Deployment", names_of(instance_id).base)
+    assert not tenant_database_exists(driver, instance_id)
+    finals = [
+        b for b in driver.ledger.backups(instance_id) if b.label == "final backup before delete"
+    ]
+    assert len(finals) == 1
+    archive = host_path(driver, driver.tenants.backup_claim) / finals[0].location.removeprefix(
+        "/backups/"
+    )
+    assert archive.stat().st_size == finals[0].size_bytes
 
 
 def test_a_pod_that_never_becomes_ready_fails_the_provision(

@@ -348,15 +348,15 @@ def test_a_restart_patches_one_stamp_however_often_it_runs(ledger: Ledger) -> No
     assert len(stamps) == 1
 
 
-def test_delete_with_a_final_backup_touches_nothing(ledger: Ledger) -> None:
+def test_a_delete_whose_final_backup_fails_deletes_nothing(ledger: Ledger) -> None:
     _existing_instance(ledger)
-    cluster, databases = FakeCluster(), FakeDatabases()
+    cluster, databases = FakeCluster(), FakeDatabases()  # its Job leaves no report
     delete = _command("delete")
     with pytest.raises(PermanentError) as failure:
         _run(_platform(cluster, databases), delete, _context(ledger, delete))
-    assert failure.value.code == "final_backup_unavailable"
+    assert failure.value.code == "backup_failed"
     assert failure.value.rolled_back is True
-    assert cluster.calls == []
+    assert [call for call in cluster.calls if call[0] == "delete"] == []
     assert databases.dropped == []
 
 
@@ -367,7 +367,7 @@ def test_delete_keep_data_keeps_the_volume_the_database_and_the_secret(ledger: L
     result = _run(_platform(cluster, databases), delete, _context(ledger, delete))
     assert isinstance(result, Completed)
     deleted = {call[1] for call in cluster.calls if call[0] == "delete"}
-    assert deleted == {"Deployment", "Ingress", "Service", "NetworkPolicy", "Job"}
+    assert deleted == {"Deployment", "Ingress", "Service", "NetworkPolicy"}
     assert databases.dropped == []
 
 

@@ -1,0 +1,133 @@
+"""The data Jobs' manifests and reports, by value."""
+
+import json
+import re
+from types import SimpleNamespace
+
+from k8s.data_jobs import (
+    archive_path,
+    build_backup_job,
+    build_backup_volume,
+    build_restore_job,
+    job_name,
+    report_of,
+)
+from k8s.odoo_conf import config_fingerprint
+from k8s.settings import TenantSettings
+from k8s.workload import CONFIG_ANNOTATION, build_deployment, build_update_job
+from messages.job_reports import JobReport
+from tests.tenant_specs import tenant_spec
+
+TENANTS = TenantSettings(service_image="registry.example/instance-service:1.2.3")
+BACKUP_ID = "5d0c9a7e-1f2b-4c3d-8e9f-a0b1c2d3e4f5"
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_a_backup_job_runs_the_service_image_with_the_password_from_the_secret() -> None:
+    spec = tenant_spec()
+    job = build_backup_job(spec, TENANTS, "tenants", BACKUP_ID, beside_server=True)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example/instance-service:1.2.3"
+    assert container["command"] == ["instance-service", "job", "backup"]
+    assert container["args"][-2:] == ["--archive", archive_path(spec, BACKUP_ID)]
+    assert "--termination-log" in container["args"]
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGUSER"]["value"] == spec.names.role
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": spec.names.secret,
+        "key": "database-password",
+    }
+    assert "value" not in env["PGPASSWORD"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/var/lib/odoo"]["readOnly"] is True
+    assert pod["securityContext"]["runAsUser"] == 101  # the Odoo image's user owns the files
+    assert job["spec"]["backoffLimit"] == 0
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "instance-service"
+    assert labels["app.kubernetes.io/component"] == "backup"
+    # Beside the running server: its data volume is ReadWriteOnce.
+    term = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["labelSelector"]["matchLabels"] == spec.selector()
+
+
+def test_a_backup_of_a_stopped_instance_goes_anywhere() -> None:
+    job = build_backup_job(tenant_spec(), TENANTS, "tenants", BACKUP_ID, beside_server=False)
+    assert "affinity" not in job["spec"]["template"]["spec"]
+
+
+def test_a_restore_job_checks_the_recorded_checksum_and_may_write() -> None:
+    spec = tenant_spec()
+    job = build_restore_job(
+        spec, TENANTS, "tenants", name="r", location="/backups/x/y.tar", sha256="ab" * 32
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["instance-service", "job", "restore"]
+    assert container["args"][-4:] == ["--archive", "/backups/x/y.tar", "--sha256", "ab" * 32]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/var/lib/odoo"]["readOnly"] is False
+
+
+def test_job_names_are_valid_and_stable() -> None:
+    spec = tenant_spec()
+    for kind in ("backup", "restore", "update", "rollback"):
+        name = job_name(spec, kind, BACKUP_ID)
+        assert DNS_1123_LABEL.match(name)
+        assert len(name) <= 63
+        assert name == job_name(spec, kind, BACKUP_ID)
+
+
+def test_the_backup_volume_is_shared_by_default() -> None:
+    volume = build_backup_volume(TENANTS, "tenants")
+    assert volume["metadata"]["name"] == "instance-service-backups"
+    assert volume["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert volume["spec"]["resources"]["requests"]["storage"] == "100Gi"
+
+
+def test_an_update_job_updates_every_module_in_the_new_image() -> None:
+    spec = tenant_spec(odoo_version="18.0")
+    job = build_update_job(spec, TENANTS, "tenants", "u")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "docker.io/library/odoo:18.0"
+    assert container["command"] == [
+        "odoo",
+        "-c",
+        "/etc/odoo/odoo.conf",
+        "-d",
+        spec.names.database,
+        "-u",
+        "all",
+        "--stop-after-init",
+    ]
+    assert job["spec"]["backoffLimit"] == 0
+
+
+def test_the_config_fingerprint_follows_the_plan_and_rolls_the_pod() -> None:
+    small, big = tenant_spec(cpu_millicores=1000), tenant_spec(cpu_millicores=4000)
+    assert config_fingerprint(small, TENANTS) != config_fingerprint(big, TENANTS)
+    assert config_fingerprint(small, TENANTS) == config_fingerprint(tenant_spec(), TENANTS)
+    annotations = build_deployment(big, TENANTS, "t", replicas=1)["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations[CONFIG_ANNOTATION] == config_fingerprint(big, TENANTS)
+
+
+def _pod(message: str | None, created: int) -> SimpleNamespace:
+    terminated = SimpleNamespace(message=message)
+    status = SimpleNamespace(state=SimpleNamespace(terminated=terminated))
+    return SimpleNamespace(
+        metadata=SimpleNamespace(creation_timestamp=created),
+        status=SimpleNamespace(container_statuses=[status]),
+    )
+
+
+def test_the_report_is_read_from_the_newest_pod() -> None:
+    old = JobReport(kind="backup", ok=False, error_code="x", error="old").encode().decode()
+    new = JobReport(kind="backup", ok=True, sha256="0" * 64, size_bytes=3).encode().decode()
+    report = report_of([_pod(old, 1), _pod(new, 2)])
+    assert report is not None
+    assert report.ok is True
+    assert report_of([_pod("not json", 1)]) is None
+    assert report_of([_pod(None, 1)]) is None
+    assert json.loads(new)["sha256"] == "0" * 64
