@@ -1,0 +1,43 @@
+"""The devstack job runner's path mapping (what a kubelet's bind mounts do, as rewriting)."""
+
+from pathlib import Path
+
+from devstack.jobrunner import translate
+from devstack.kwok_stages import SERVICE_NAME, stages
+from k8s.data_jobs import SERVICE_NAME as JOB_POD_NAME
+
+MOUNTS = {
+    "/var/lib/odoo": Path("/host/volumes/data-1"),
+    "/backups": Path("/host/volumes/backups-2"),
+    "/dev/termination-log": Path("/host/jobs/uid/termination-log"),
+}
+
+
+def test_paths_under_a_mount_become_host_paths() -> None:
+    assert translate("/backups/abc/id.tar", MOUNTS) == "/host/volumes/backups-2/abc/id.tar"
+    assert translate("/var/lib/odoo/filestore/db", MOUNTS) == "/host/volumes/data-1/filestore/db"
+    assert translate("/dev/termination-log", MOUNTS) == "/host/jobs/uid/termination-log"
+
+
+def test_other_values_are_left_alone() -> None:
+    assert translate("/var/lib/odoo2/x", MOUNTS) == "/var/lib/odoo2/x"
+    assert translate("odoo_0b8f", MOUNTS) == "odoo_0b8f"
+    assert translate("127.0.0.1", MOUNTS) == "127.0.0.1"
+
+
+def test_kwok_leaves_the_service_job_pods_to_the_runner() -> None:
+    assert SERVICE_NAME == JOB_POD_NAME
+    excluded = [
+        stage["metadata"]["name"]
+        for stage in stages()
+        if any(
+            e["operator"] == "NotIn" and e["values"] == [SERVICE_NAME]
+            for e in stage["spec"]["selector"]["matchExpressions"]
+        )
+    ]
+    assert excluded == [
+        "devstack-pod-ready",
+        "devstack-pod-never-ready",
+        "devstack-pod-complete",
+        "devstack-job-pod-fails",
+    ]
