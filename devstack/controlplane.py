@@ -162,6 +162,9 @@ class ControlPlane:
                 "--kube-api-burst=400",
                 # Every EndpointSlice sync is logged: a stale slice is then diagnosable.
                 "--vmodule=endpointslice_controller=4",
+                # A busy 2-core machine can delay kwok's Lease renewal: tolerate it rather than
+                # mark the node NotReady (which marks every pod on it not Ready for good).
+                "--node-monitor-grace-period=2m",
                 "--profiling=false",
             ],
             "kube-scheduler": [
@@ -309,12 +312,17 @@ class ControlPlane:
                 self._register_node()
             if name == "volume-provisioner":
                 self.kubectl("apply", "-f", "-", stdin=json.dumps(storage_class()))
+            # python -m devstack.*: run from this checkout
+            in_repo = name in ("volume-provisioner", "odoo-standin", "job-runner")
+            cwd = REPO_ROOT if in_repo else self.layout.home
+            wanted = processes.launch_argv(commands[name], cwd=cwd)
+            running = processes.pid_of(self.layout, name) is not None
+            if running and processes.started_with(self.layout, name) != wanted:
+                # Other flags, or another checkout's code: `up` converges to this one's.
+                processes.stop(self.layout, name)
             if processes.pid_of(self.layout, name) is None:
                 for port in self._ports(name):
                     processes.ensure_port_free(port, name)
-                # python -m devstack.*
-                in_repo = name in ("volume-provisioner", "odoo-standin", "job-runner")
-                cwd = REPO_ROOT if in_repo else self.layout.home
                 if name == "job-runner":  # written anew once it lists pods
                     (self.layout.data / "jobs" / JOB_RUNNER_READY).unlink(missing_ok=True)
                 processes.start(self.layout, name, commands[name], cwd=cwd)

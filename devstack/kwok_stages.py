@@ -24,6 +24,7 @@ JOB_FAILS_VALUE = "fail"
 SERVICE_NAME = "instance-service"
 """`app.kubernetes.io/name` of the service's own Job pods, which devstack.jobrunner runs."""
 
+NODE_LEASE_SECONDS = 40
 _POD = {"apiGroup": "v1", "kind": "Pod"}
 _ALIVE = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
 _NO_IP = {"key": ".status.podIP", "operator": "DoesNotExist"}
@@ -170,6 +171,9 @@ def kwok_config() -> str:
     options = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokConfiguration",
-        "options": {},
+        # A node Lease renewed every few seconds: without one, kwok's status heartbeat (every
+        # 20-45 s) let the node controller see the node NotReady for seconds each minute and
+        # mark its pods not Ready, which kwok never undoes.
+        "options": {"nodeLeaseDurationSeconds": NODE_LEASE_SECONDS},
     }
     return "\n---\n".join(json.dumps(document) for document in [options, *stages()]) + "\n"

@@ -2,6 +2,7 @@
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -64,6 +65,19 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def launch_argv(
+    argv: Sequence[str], *, user: str | None = None, cwd: Path | None = None
+) -> list[str]:
+    """The command line `start` runs for `argv` (as `user`, in `cwd`)."""
+    if user is not None:
+        # setpriv execs in place (no extra parent), so the pid we keep is the daemon's own.
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
+    command = list(argv)
+    if cwd is not None:
+        command = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *command]
+    return command
+
+
 def start(
     layout: Layout,
     name: str,
@@ -81,12 +95,7 @@ def start(
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run.mkdir(parents=True, exist_ok=True)
     log_path = layout.logs / f"{name}.log"
-    if user is not None:
-        # setpriv execs in place (no extra parent), so the pid we keep is the daemon's own.
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
-    command = list(argv)
-    if cwd is not None:
-        command = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *command]
+    command = launch_argv(argv, user=user, cwd=cwd)
     pid = os.posix_spawnp(
         command[0],
         command,
@@ -99,7 +108,18 @@ def start(
         setsid=True,  # its own session and process group, so `stop` reaches its children too
     )
     (layout.run / f"{name}.pid").write_text(f"{pid} {_start_time(pid)}\n")
+    (layout.run / f"{name}.argv").write_text(json.dumps(command))
     return pid
+
+
+def started_with(layout: Layout, name: str) -> list[str] | None:
+    """The command line a running component was started with (None: unknown)."""
+    path = layout.run / f"{name}.argv"
+    try:
+        argv = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return [str(arg) for arg in argv] if isinstance(argv, list) else None
 
 
 def _base_env() -> dict[str, str]:

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
@@ -11,6 +12,7 @@ from store.database import create_engine
 from store.migrate import upgrade
 from store.settings import StoreSettings
 from tests import stack
+from tests.handlers.harness import Lifecycle, lifecycle
 
 
 @pytest.fixture
@@ -26,3 +28,12 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 def admin_url() -> str:
     """The tenant admin role's URL."""
     return stack.require("postgres").postgres_admin_url
+
+
+@pytest.fixture
+def driver(
+    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
+) -> Iterator[Lifecycle]:
+    """A consumer with the real handlers on this test's namespace, vhost and state."""
+    with lifecycle(amqp_url, engine, k8s_api, namespace, admin_url) as running:
+        yield running

@@ -248,3 +248,31 @@ def lifecycle(
         yield driver
     finally:
         driver.close()
+
+
+COMMAND_PREFIX = "odoo.instance."
+
+
+def event_kind(event: dict[str, Any]) -> str:
+    """`odoo.instance.provisioned.v1` -> `provisioned`."""
+    return str(event["type"]).removeprefix(COMMAND_PREFIX).removesuffix(".v1")
+
+
+def run_steps(
+    driver: Lifecycle,
+    verb: str,
+    data: dict[str, Any],
+    steps: list[str],
+    crash: int | None = None,
+) -> dict[str, Any]:
+    """Run `verb`, killed once at its `crash`-th step (if it has one); return its terminal
+    event, having checked that it went through exactly `steps`, resumed not repeated: only the
+    interrupted step runs a second time."""
+    crash = crash if crash is not None and crash < len(steps) else None
+    seen = len(driver.faults.reached_steps)
+    crash_at = None if crash is None else steps[crash]
+    event = driver.run(f"{COMMAND_PREFIX}{verb}.v1", data, crash_at=crash_at)
+    reached = [step for _, step in driver.faults.reached_steps[seen:]]
+    expected = steps if crash is None else steps[: crash + 1] + steps[crash:]
+    assert reached == expected, f"{verb}: {reached}"
+    return event

@@ -7,13 +7,10 @@ their pods carry `devstack.local/job=fail`.
 """
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
-from sqlalchemy.engine import Engine
 
 from devstack.kwok_stages import JOB_FAILS_LABEL, JOB_FAILS_VALUE
 from k8s.settings import TenantSettings
@@ -30,9 +27,10 @@ from tests.handlers.checks import (
 )
 from tests.handlers.harness import (
     Lifecycle,
-    lifecycle,
+    event_kind,
     new_instance,
     provision_data,
+    run_steps,
     tenant_settings,
 )
 
@@ -85,18 +83,6 @@ ROLLBACK = [
 """The steps of an upgrade whose update Job fails: it ends failed, so there is no `record`."""
 
 
-@pytest.fixture
-def driver(
-    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
-) -> Iterator[Lifecycle]:
-    with lifecycle(amqp_url, engine, k8s_api, namespace, admin_url) as running:
-        yield running
-
-
-def _type(event: dict[str, Any]) -> str:
-    return str(event["type"]).removeprefix(T).removesuffix(".v1")
-
-
 def _run(
     driver: Lifecycle,
     verb: str,
@@ -104,20 +90,13 @@ def _run(
     crash: int | None = None,
     steps: list[str] | None = None,
 ) -> dict[str, Any]:
-    steps = steps or STEPS[verb]
-    crash = crash if crash is not None and crash < len(steps) else None
-    seen = len(driver.faults.reached_steps)
-    event = driver.run(f"{T}{verb}.v1", data, crash_at=None if crash is None else steps[crash])
-    reached = [step for _, step in driver.faults.reached_steps[seen:]]
-    expected = steps if crash is None else steps[: crash + 1] + steps[crash:]
-    assert reached == expected, f"{verb}: {reached}"
-    return event
+    return run_steps(driver, verb, data, steps or STEPS[verb], crash)
 
 
 def _provisioned(driver: Lifecycle) -> str:
     instance_id, subdomain = new_instance()
     event = driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
-    assert _type(event) == "provisioned", event
+    assert event_kind(event) == "provisioned", event
     tenant_sql(driver, instance_id, "CREATE TABLE partner (id int PRIMARY KEY, name text)")
     tenant_sql(driver, instance_id, "INSERT INTO partner VALUES (1, 'Azure'), (2, 'Deco')")
     store = filestore(driver, instance_id)
@@ -153,7 +132,7 @@ def _data_life(driver: Lifecycle, crash: int | None) -> None:
     names = names_of(instance_id)
 
     plan = {"cpu_millicores": 1000, "memory_mib": 2048, "storage_gib": 8}
-    assert _type(_run(driver, "resize", {**ident, "plan": plan}, crash)) == "resized"
+    assert event_kind(_run(driver, "resize", {**ident, "plan": plan}, crash)) == "resized"
     container = deployment(driver, instance_id).spec.template.spec.containers[0]
     assert container.resources.limits == {"cpu": "1", "memory": "2Gi"}
     volume = found(driver, "PersistentVolumeClaim", names.volume)
@@ -165,7 +144,7 @@ def _data_life(driver: Lifecycle, crash: int | None) -> None:
     before = _data(driver, instance_id)
     backup_id = "5d0c9a7e-1f2b-4c3d-8e9f-" + instance_id[-12:]
     backed_up = _run(driver, "backup", {**ident, "backup_id": backup_id, "label": "nightly"}, crash)
-    assert _type(backed_up) == "backed_up", backed_up
+    assert event_kind(backed_up) == "backed_up", backed_up
     stored = driver.ledger.backup(backup_id)
     assert stored is not None
     archive = _archive(driver, stored.location)
@@ -175,13 +154,15 @@ def _data_life(driver: Lifecycle, crash: int | None) -> None:
 
     _change_data(driver, instance_id)
     assert _data(driver, instance_id) != before
-    assert _type(_run(driver, "restore", {**ident, "backup_id": backup_id}, crash)) == "restored"
+    assert (
+        event_kind(_run(driver, "restore", {**ident, "backup_id": backup_id}, crash)) == "restored"
+    )
     assert _data(driver, instance_id) == before
     assert serving(driver, instance_id)
     assert driver.instance(instance_id).status == InstanceStatus.RUNNING
 
     upgraded = _run(driver, "upgrade", {**ident, "odoo_version": "18.0"}, crash)
-    assert _type(upgraded) == "upgraded", upgraded
+    assert event_kind(upgraded) == "upgraded", upgraded
     assert upgraded["data"] == {
         "instance_id": instance_id,
         "from_version": "17.0",
@@ -207,7 +188,7 @@ def test_storage_cannot_shrink(driver: Lifecycle) -> None:
     instance_id = _provisioned(driver)
     plan = {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 4}
     refused = driver.run(f"{T}resize.v1", {"instance_id": instance_id, "plan": plan})
-    assert _type(refused) == "command.rejected"
+    assert event_kind(refused) == "command.rejected"
     assert refused["data"]["error"]["code"] == "invalid_data"
     assert refused["data"]["error"]["details"] == [
         {"field": "data.plan.storage_gib", "message": "must be at least 5"}
@@ -226,7 +207,7 @@ def test_a_backup_that_fails_its_checksum_is_not_restored(driver: Lifecycle) -> 
     changed = _data(driver, instance_id)
 
     failed = driver.run(f"{T}restore.v1", {"instance_id": instance_id, "backup_id": backup_id})
-    assert _type(failed) == "command.failed"
+    assert event_kind(failed) == "command.failed"
     assert failed["data"]["error"]["code"] == "restore_failed"
     assert "checksum_mismatch" in failed["data"]["error"]["message"]
     assert failed["data"]["rolled_back"] is True
@@ -253,7 +234,7 @@ def _failing_update(driver: Lifecycle, crash: int | None) -> None:
     failed = _run(
         driver, "upgrade", {"instance_id": instance_id, "odoo_version": "18.0"}, crash, ROLLBACK
     )
-    assert _type(failed) == "command.failed", failed
+    assert event_kind(failed) == "command.failed", failed
     error = failed["data"]["error"]
     assert error["code"] == "upgrade_failed"
     assert "update_failed" in error["message"]

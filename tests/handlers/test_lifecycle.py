@@ -5,7 +5,6 @@ local control plane (kwok plays the pods, the stand-in answers /web/health over 
 EndpointSlices) and the tenant PostgreSQL, and its terminal event comes back over the bus.
 """
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -29,9 +28,11 @@ from tests.handlers.checks import (
 )
 from tests.handlers.harness import (
     Lifecycle,
+    event_kind,
     lifecycle,
     new_instance,
     provision_data,
+    run_steps,
     tenant_settings,
 )
 
@@ -70,28 +71,8 @@ STEPS = {
 """Each handler's steps, in order: where the fault-injection test kills it."""
 
 
-@pytest.fixture
-def driver(
-    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
-) -> Iterator[Lifecycle]:
-    with lifecycle(amqp_url, engine, k8s_api, namespace, admin_url) as running:
-        yield running
-
-
-def _type(event: dict[str, Any]) -> str:
-    return str(event["type"]).removeprefix(T).removesuffix(".v1")
-
-
 def _run(driver: Lifecycle, verb: str, data: dict[str, Any], crash: int | None) -> dict[str, Any]:
-    steps = STEPS[verb]
-    crash = crash if crash is not None and crash < len(steps) else None
-    seen = len(driver.faults.reached_steps)
-    event = driver.run(f"{T}{verb}.v1", data, crash_at=None if crash is None else steps[crash])
-    reached = [step for _, step in driver.faults.reached_steps[seen:]]
-    # Resumed, not repeated: only the step the kill interrupted runs a second time.
-    expected = steps if crash is None else steps[: crash + 1] + steps[crash:]
-    assert reached == expected, f"{verb}: {reached}"
-    return event
+    return run_steps(driver, verb, data, STEPS[verb], crash)
 
 
 def _provisioned_objects_are_right(driver: Lifecycle, instance_id: str, subdomain: str) -> None:
@@ -125,7 +106,7 @@ def _whole_life(driver: Lifecycle, crash: int | None) -> None:
     ident = {"instance_id": instance_id}
 
     event = _run(driver, "provision", provision_data(instance_id, subdomain), crash)
-    assert _type(event) == "provisioned", event
+    assert event_kind(event) == "provisioned", event
     assert event["data"]["url"] == f"https://{subdomain}.odoo.test"
     names = names_of(instance_id)
     assert event["data"]["internal_url"] == (
@@ -141,16 +122,16 @@ def _whole_life(driver: Lifecycle, crash: int | None) -> None:
     assert driver.instance(instance_id).status == InstanceStatus.RUNNING
     first_pod = pods(driver, instance_id)[0].metadata.uid
 
-    assert _type(_run(driver, "stop", ident, crash)) == "stopped"
+    assert event_kind(_run(driver, "stop", ident, crash)) == "stopped"
     assert deployment(driver, instance_id).spec.replicas == 0
     assert pods(driver, instance_id) == []
     assert not serving(driver, instance_id)
 
-    assert _type(_run(driver, "start", ident, crash)) == "started"
+    assert event_kind(_run(driver, "start", ident, crash)) == "started"
     assert serving(driver, instance_id)
 
     before = {p.metadata.uid for p in pods(driver, instance_id)} | {first_pod}
-    assert _type(_run(driver, "restart", ident, crash)) == "restarted"
+    assert event_kind(_run(driver, "restart", ident, crash)) == "restarted"
     after = pods(driver, instance_id)
     assert len(after) == 1
     assert after[0].metadata.uid not in before
@@ -158,18 +139,18 @@ def _whole_life(driver: Lifecycle, crash: int | None) -> None:
     assert len(replica_sets(driver, instance_id)) == 2
     assert serving(driver, instance_id)
 
-    assert _type(_run(driver, "suspend", {**ident, "reason": "payment_failed"}, crash)) == (
+    assert event_kind(_run(driver, "suspend", {**ident, "reason": "payment_failed"}, crash)) == (
         "suspended"
     )
     assert not serving(driver, instance_id)
     refused = driver.run(f"{T}start.v1", ident)
-    assert _type(refused) == "command.rejected"
+    assert event_kind(refused) == "command.rejected"
     assert refused["data"]["error"]["code"] == "not_allowed_in_state"
-    assert _type(_run(driver, "unsuspend", ident, crash)) == "unsuspended"
+    assert event_kind(_run(driver, "unsuspend", ident, crash)) == "unsuspended"
     assert serving(driver, instance_id)
 
     terminate = {**ident, "reason": "subscription_cancelled"}
-    assert _type(_run(driver, "terminate", terminate, crash)) == "terminated"
+    assert event_kind(_run(driver, "terminate", terminate, crash)) == "terminated"
     assert not serving(driver, instance_id)
     for kind, name in (
         ("PersistentVolumeClaim", names.volume),
@@ -182,12 +163,12 @@ def _whole_life(driver: Lifecycle, crash: int | None) -> None:
     assert tenant_database_exists(driver, instance_id)
     assert driver.instance(instance_id).status == InstanceStatus.TERMINATED
 
-    assert _type(_run(driver, "reactivate", ident, crash)) == "reactivated"
+    assert event_kind(_run(driver, "reactivate", ident, crash)) == "reactivated"
     assert serving(driver, instance_id)
     assert len(replica_sets(driver, instance_id)) == 2  # the same template came back
 
     delete = {**ident, "final_backup": False}
-    assert _type(_run(driver, "delete", delete, crash)) == "deleted"
+    assert event_kind(_run(driver, "delete", delete, crash)) == "deleted"
     for kind, name in (
         ("Deployment", names.base),
         ("Service", names.base),
@@ -206,7 +187,7 @@ def test_an_instance_through_its_whole_life(driver: Lifecycle) -> None:
     _whole_life(driver, crash=None)
     reached: dict[str, list[str]] = {}
     for command_type, step in driver.faults.reached_steps:
-        reached.setdefault(_type({"type": command_type}), []).append(step)
+        reached.setdefault(event_kind({"type": command_type}), []).append(step)
     # The fault-injection test below kills each handler at exactly these steps.
     assert reached == STEPS
 
@@ -219,11 +200,11 @@ def test_killed_at_any_step_a_redelivery_converges(driver: Lifecycle, crash: int
 def test_delete_keep_data_keeps_volume_database_and_credentials(driver: Lifecycle) -> None:
     instance_id, subdomain = new_instance()
     names = names_of(instance_id)
-    assert _type(driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))) == (
+    assert event_kind(driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))) == (
         "provisioned"
     )
     delete = {"instance_id": instance_id, "final_backup": False, "keep_data": True}
-    assert _type(driver.run(f"{T}delete.v1", delete)) == "deleted"
+    assert event_kind(driver.run(f"{T}delete.v1", delete)) == "deleted"
     assert not exists(driver, "Deployment", names.base)
     assert exists(driver, "PersistentVolumeClaim", names.volume)
     assert exists(driver, "Secret", names.secret)
@@ -235,7 +216,7 @@ def test_delete_takes_a_final_backup_by_default(driver: Lifecycle) -> None:
     instance_id, subdomain = new_instance()
     driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
     deleted = driver.run(f"{T}delete.v1", {"instance_id": instance_id})
-    assert _type(deleted) == "deleted", deleted
+    assert event_kind(deleted) == "deleted", deleted
     assert not exists(driver, "Deployment", names_of(instance_id).base)
     assert not tenant_database_exists(driver, instance_id)
     finals = [
@@ -257,7 +238,7 @@ def test_a_pod_that_never_becomes_ready_fails_the_provision(
     ) as driver:
         instance_id, subdomain = new_instance()
         failed = driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
-        assert _type(failed) == "command.failed"
+        assert event_kind(failed) == "command.failed"
         error = failed["data"]["error"]
         assert error["code"] == "not_ready"
         assert "did not have 1 Ready pod(s) within 5 s" in error["message"]
@@ -283,7 +264,7 @@ def test_a_wrong_service_selector_fails_the_health_check(
             {"spec": {"selector": {"app.kubernetes.io/instance": "someone-else"}}},
         )
         failed = driver.run(f"{T}restart.v1", {"instance_id": instance_id})
-        assert _type(failed) == "command.failed"
+        assert event_kind(failed) == "command.failed"
         assert failed["data"]["error"]["code"] == "unhealthy"
         assert "has no ready endpoint" in failed["data"]["error"]["message"]
         assert driver.instance(instance_id).status == InstanceStatus.ERROR
