@@ -19,6 +19,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
 from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
 from handlers.results import Completed, HandlerContext
@@ -31,8 +34,10 @@ from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.locks import InstanceBusyError
 from store.records import InstanceRecord, InstanceUpdate, Outcome, StoredOutcome
+from telemetry.tracing import extracted
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("instance_service.consumer")
 
 RETRIES_HEADER = "x-instance-service-retries"
 UNEXPECTED_HEADER = "x-instance-service-unexpected-failures"
@@ -75,6 +80,9 @@ class Delivery:
 
     body: bytes
     properties: AmqpProperties
+    queue: str = ""
+    exchange: str = ""
+    routing_key: str = ""
 
     def counter(self, header: str) -> int:
         """A counter from the headers (0 when absent or unreadable)."""
@@ -112,6 +120,30 @@ class Processor:
         return base * (1 + self.rng.uniform(-spread, spread))
 
     def process(self, delivery: Delivery) -> Decision:
+        """Decide about one delivery, in a CONSUMER span continuing the sender's trace."""
+        attributes: dict[str, str | int] = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": delivery.exchange or "instance.commands",
+            "messaging.rabbitmq.destination.routing_key": delivery.routing_key,
+            "messaging.message.id": delivery.properties.message_id or "",
+            "messaging.message.body.size": len(delivery.body),
+        }
+        if delivery.queue:
+            attributes["messaging.consumer.group.name"] = delivery.queue
+        with tracer.start_as_current_span(
+            f"{delivery.queue or 'instance.commands'} process",
+            context=extracted(delivery.properties.headers, delivery.body),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            decision = self._process(delivery)
+            span.set_attribute("instance_service.decision", type(decision).__name__.lower())
+            if isinstance(decision, DeadLetter):
+                span.set_status(StatusCode.ERROR, decision.code)
+            return decision
+
+    def _process(self, delivery: Delivery) -> Decision:
         """Decide about one delivery; every path records what the contract asks for first."""
         counters = {
             header: delivery.counter(header)
@@ -174,7 +206,19 @@ class Processor:
                 operation_id=operation_id,
                 deadline=time.monotonic() + self.settings.handler_budget_seconds,
             )
-            result = handler(command, context)
+            with tracer.start_as_current_span(
+                f"handle {command.type}",
+                attributes={
+                    f"instance_service.{key}": value
+                    for key, value in ids.items()
+                    if value is not None
+                },
+            ) as span:
+                try:
+                    result = handler(command, context)
+                except (RetryableError, PermanentError) as problem:
+                    span.set_status(StatusCode.ERROR, str(problem)[:200])
+                    raise
             if isinstance(result, Completed):
                 self.ledger.record(
                     command,

@@ -49,8 +49,13 @@ class ConsumingStoppedError(Exception):
     """The broker cancelled a consumer or closed the channel: reconnect."""
 
 
-def _delivery(properties: BasicProperties, body: bytes) -> Delivery:
+def _delivery(
+    properties: BasicProperties, body: bytes, queue: str, method: Basic.Deliver
+) -> Delivery:
     return Delivery(
+        queue=queue,
+        exchange=str(method.exchange or ""),
+        routing_key=str(method.routing_key or ""),
         body=body,
         properties=AmqpProperties(
             content_type=properties.content_type,
@@ -229,7 +234,7 @@ class ConsumerRuntime:
         properties: BasicProperties,
         body: bytes,
     ) -> None:
-        delivery = _delivery(properties, body)
+        delivery = _delivery(properties, body, queue.name, method)
         tag = method.delivery_tag
         session.in_flight[tag] = session.pools[queue.name].submit(
             self._work, session, queue, tag, delivery

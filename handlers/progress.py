@@ -8,9 +8,13 @@ runs again, which is why every step is idempotent by itself (apply, scale to a n
 import time
 from typing import Any
 
+from opentelemetry import trace
+
 from handlers.platform import Cluster, Faults
 from handlers.results import Continue, HandlerContext
 from messages.commands import InstanceCommand
+
+tracer = trace.get_tracer("instance_service.handlers")
 
 STEPS_KEY = "steps"
 REQUESTS_KEY = "kubernetes_requests"
@@ -37,6 +41,7 @@ class Progress:
         self.noted: dict[str, Any] = dict(record.result)
         self._steps: list[str] = list(self.noted.get(STEPS_KEY, []))
         self._requests_before = int(self.noted.get(REQUESTS_KEY, 0))
+        self._mark = time.time_ns()
 
     def done(self, step: str) -> bool:
         """Whether `step` has been recorded as done."""
@@ -47,6 +52,12 @@ class Progress:
         self._faults.reached(self._command_type, step)
         self._steps.append(step)
         self._record(step, **notes)
+        # A span per step, from the end of the one before: a child of the handler's span.
+        now = time.time_ns()
+        span = tracer.start_span(f"step {step}", start_time=self._mark)
+        span.set_attribute("instance_service.step", step)
+        span.end(end_time=now)
+        self._mark = now
 
     def note(self, **notes: Any) -> None:
         """Keep values for later steps or continuations without finishing a step."""

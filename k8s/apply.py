@@ -17,9 +17,13 @@ from typing import Any, cast
 import urllib3.exceptions
 from kubernetes import client, watch
 from kubernetes.client import ApiException
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from k8s.errors import Target, classify
 from k8s.workload import Manifest
+
+tracer = trace.get_tracer("instance_service.kubernetes")
 
 FIELD_MANAGER = "instance-service"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -98,13 +102,25 @@ class Kubernetes:
     ) -> Any:
         self.requests[(verb, kind)] += 1
         target = Target(verb, kind, name, namespace)
-        try:
-            return self._method(verb, kind)(*args, _request_timeout=self.timeout, **kwargs)
-        except (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
-            outcome = classify(e, target, deleting=absent_ok or verb == "delete")
-            if outcome is None:
-                return None  # 404 where absence is an answer
-            raise outcome from e
+        attributes = {"k8s.verb": verb, "k8s.resource": kind, "k8s.namespace.name": namespace}
+        with tracer.start_as_current_span(
+            f"{verb} {kind}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                return self._method(verb, kind)(*args, _request_timeout=self.timeout, **kwargs)
+            except (
+                ApiException,
+                urllib3.exceptions.HTTPError,
+                ConnectionError,
+                TimeoutError,
+            ) as e:
+                if isinstance(e, ApiException):
+                    span.set_attribute("http.response.status_code", int(e.status or 0))
+                outcome = classify(e, target, deleting=absent_ok or verb == "delete")
+                if outcome is None:
+                    return None  # 404 where absence is an answer
+                span.set_status(StatusCode.ERROR, str(outcome)[:200])
+                raise outcome from e
 
     def apply(self, manifest: Manifest) -> Any:
         """Server-side apply: create or update to exactly this manifest's fields."""
@@ -189,6 +205,19 @@ class Kubernetes:
     ) -> Any:
         """List, then watch from the list's version, until `done` or (without `wanted`) the
         object is gone. A 410 or a broken stream lists again; the deadline bounds it all."""
+        attributes = {"k8s.resource": kind, "k8s.namespace.name": namespace, "k8s.name": name}
+        with tracer.start_as_current_span(f"wait {kind}", attributes=attributes):
+            return self._watch_spanned(kind, name, namespace, deadline_seconds, done, wanted)
+
+    def _watch_spanned(
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        deadline_seconds: float,
+        done: Callable[[str, Any], bool],
+        wanted: Callable[[Any], bool] | None,
+    ) -> Any:
         end = time.monotonic() + deadline_seconds
         selector = f"metadata.name={name}"
         last: Any = None

@@ -16,10 +16,14 @@ from urllib.parse import urlsplit
 
 import urllib3.exceptions
 from kubernetes import client
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from k8s.errors import Target, classify
 from k8s.settings import KubernetesSettings
 from messages.errors import PermanentError, RetryableError
+
+tracer = trace.get_tracer("instance_service.health")
 
 POD_IP_HEADER = "X-Devstack-Pod-IP"
 POD_PORT_HEADER = "X-Devstack-Pod-Port"
@@ -113,11 +117,17 @@ def check_health(
     host, port = parts.hostname or "", parts.port or 80
     end = time.monotonic() + deadline_seconds
     last = HealthResult(False, "not asked yet")
-    while True:
-        last = _ask(host, port, resolver, request_timeout)
-        if last.healthy or time.monotonic() >= end:
-            return last
-        time.sleep(min(1.0, max(0.0, end - time.monotonic())))  # between HTTP attempts only
+    with tracer.start_as_current_span("health check", attributes={"url.full": url}) as span:
+        attempts = 0
+        while True:
+            attempts += 1
+            last = _ask(host, port, resolver, request_timeout)
+            if last.healthy or time.monotonic() >= end:
+                span.set_attributes({"instance_service.attempts": attempts})
+                if not last.healthy:
+                    span.set_status(StatusCode.ERROR, last.detail[:200])
+                return last
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))  # between HTTP attempts
 
 
 def _ask(host: str, port: int, resolver: Resolver, timeout: float) -> HealthResult:

@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, Self, get_args
 
+from opentelemetry import propagate
 from pydantic import ConfigDict, Field, model_validator
 
 from messages.commands import InstanceCommand, PlanSpec, ReconcileCommand
@@ -179,6 +180,11 @@ class Event(Envelope):
         event_id: str | None,
         time: datetime | None,
     ) -> Self:
+        if traceparent is None:
+            # The span that produces the event: its subscribers continue this trace.
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            traceparent, tracestate = carrier.get("traceparent"), carrier.get("tracestate")
         return cls.model_validate(
             {
                 "specversion": "1.0",
