@@ -9,6 +9,7 @@ Connection details come from libpq's environment (PGHOST, PGPORT, PGUSER, PGPASS
 password is never on a command line.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -57,6 +58,32 @@ def _run(command: list[str], what: str) -> None:
         raise JobError(f"{what}_failed", f"{what} exited with {result.returncode}: {detail[-1:]}")
 
 
+def _add_filestore(tar: tarfile.TarFile, filestore: Path) -> None:
+    """The filestore's directories and regular files under `filestore/` (absent: empty).
+
+    Odoo only writes regular files there; anything else could not be restored, so it fails
+    the backup now rather than the restore later. A file Odoo removes while the archive is
+    being written (its garbage collection) is skipped: the dump no longer refers to it.
+    """
+    directory = tarfile.TarInfo(FILESTORE_NAME)
+    directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+    tar.addfile(directory)
+    if not filestore.is_dir():
+        return
+    for root, directories, files in os.walk(filestore):
+        base = Path(root)
+        for name in sorted(directories) + sorted(files):
+            path = base / name
+            arcname = f"{FILESTORE_NAME}/{path.relative_to(filestore)}"
+            if path.is_symlink():
+                raise JobError("filestore_invalid", f"{path} is a symbolic link")
+            try:
+                tar.add(path, arcname=arcname, recursive=False)
+            except FileNotFoundError:
+                continue
+        directories.sort()
+
+
 def backup(database: str, filestore: Path, archive: Path) -> Archive:
     """Dump `database` and archive it with `filestore` (absent: an empty one) at `archive`."""
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -66,12 +93,7 @@ def backup(database: str, filestore: Path, archive: Path) -> Archive:
         _run(["pg_dump", "--format=custom", "--no-owner", f"--file={dump}", database], "pg_dump")
         with tarfile.open(partial, "w") as tar:
             tar.add(dump, arcname=DUMP_NAME)
-            if filestore.is_dir():
-                tar.add(filestore, arcname=FILESTORE_NAME)
-            else:
-                empty = Path(work) / FILESTORE_NAME
-                empty.mkdir()
-                tar.add(empty, arcname=FILESTORE_NAME)
+            _add_filestore(tar, filestore)
         with partial.open("rb") as file:
             os.fsync(file.fileno())
     checksum = sha256_of(partial)
@@ -86,21 +108,16 @@ RESET_SCHEMA = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n"
 def _restore_database(dump: Path, database: str) -> None:
     """Replace the database's contents with the dump's, in one transaction.
 
-    pg_restore turns the dump into SQL, streamed into psql after the schema reset; psql runs
-    it all as one transaction that stops at the first error, so a failed restore changes
-    nothing.
+    pg_restore turns the dump into SQL, streamed into psql between our own BEGIN and COMMIT
+    (psql's --single-transaction does not apply to standard input). psql stops at the first
+    error (ON_ERROR_STOP); COMMIT is sent only once pg_restore has finished cleanly, so a
+    failure anywhere ends the session with the transaction open, and PostgreSQL rolls it
+    back: a failed restore changes nothing.
     """
     quiet = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
     with tempfile.TemporaryFile() as psql_errors, tempfile.TemporaryFile() as script_errors:
         psql = subprocess.Popen(
-            [
-                "psql",
-                "--no-psqlrc",
-                "--quiet",
-                "--single-transaction",
-                "--set=ON_ERROR_STOP=1",
-                f"--dbname={database}",
-            ],
+            ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={database}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=psql_errors,
@@ -114,20 +131,24 @@ def _restore_database(dump: Path, database: str) -> None:
         if psql.stdin is None or script.stdout is None:
             raise JobError("pg_restore_failed", "could not connect pg_restore to psql")
         try:
-            psql.stdin.write(RESET_SCHEMA)
+            psql.stdin.write(b"BEGIN;\n" + RESET_SCHEMA)
             shutil.copyfileobj(script.stdout, psql.stdin, CHUNK)
+            converted = script.wait()
+            if converted == 0:
+                psql.stdin.write(b"COMMIT;\n")
         except BrokenPipeError:
-            pass  # psql stopped at an error: reported below
+            converted = script.wait()  # psql stopped at an error: reported below
         finally:
-            psql.stdin.close()
             script.stdout.close()
-        converted, applied = script.wait(), psql.wait()
-        if converted != 0:
-            detail = _last_line(script_errors)
-            raise JobError("pg_restore_failed", f"pg_restore exited with {converted}: {detail}")
+            with contextlib.suppress(BrokenPipeError):
+                psql.stdin.close()
+        applied = psql.wait()
         if applied != 0:
             detail = _last_line(psql_errors)
             raise JobError("pg_restore_failed", f"psql exited with {applied}: {detail}")
+        if converted != 0:
+            detail = _last_line(script_errors)
+            raise JobError("pg_restore_failed", f"pg_restore exited with {converted}: {detail}")
 
 
 def _last_line(file: Any) -> str:

@@ -5,11 +5,13 @@ directory standing in for the backup volume, and a file standing in for the term
 """
 
 import hashlib
+import io
 import json
 import os
 import secrets
 import subprocess
 import sys
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +162,56 @@ def test_a_failed_dump_leaves_no_archive(tenant: Tenant) -> None:
     assert "password authentication failed" in report["error"]
     assert not archive.exists()
     assert list(tenant.backups.iterdir()) == []
+
+
+def test_a_restore_that_fails_part_way_changes_nothing(tenant: Tenant, tmp_path: Path) -> None:
+    # Enough rows that the dump's data, not its table of contents, is what gets cut off.
+    tenant.sql(
+        "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g"
+    )
+    good = tenant.backups / "good.tar"
+    status, _ = tenant.job("backup", "--archive", str(good))
+    assert status == 0
+    _change(tenant)
+    changed = (tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files())
+    # An archive whose dump breaks off half-way, with a matching checksum: pg_restore fails
+    # after psql has already run part of the script.
+    broken = tenant.backups / "broken.tar"
+    with tarfile.open(good) as source, tarfile.open(broken, "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isfile() else None
+            if member.name == "database.dump" and data is not None:
+                content = data.read()
+                member.size = len(content) * 2 // 3
+                cut = content[: member.size]
+                target.addfile(member, io.BytesIO(cut))
+            else:
+                target.addfile(member, data)
+    checksum = hashlib.sha256(broken.read_bytes()).hexdigest()
+    cut_dump = tmp_path / "cut.dump"
+    cut_dump.write_bytes(cut)
+    partial = subprocess.run(
+        ["pg_restore", "--file=-", str(cut_dump)], capture_output=True, check=False
+    )
+    assert partial.returncode != 0
+    assert b"CREATE TABLE" in partial.stdout  # SQL went to psql before the failure
+
+    status, report = tenant.job("restore", "--archive", str(broken), "--sha256", checksum)
+    assert status == 1
+    assert report["error_code"] == "pg_restore_failed"
+    assert (tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files()) == changed
+    assert tenant.sql("SELECT to_regclass('later')") == [("later",)]
+
+
+def _change(tenant: Tenant) -> None:
+    tenant.sql("UPDATE partner SET name = 'changed' WHERE id = 1")
+    tenant.sql("CREATE TABLE later (x int)")
+    (tenant.filestore / "added-later").write_bytes(b"x")
+
+
+def test_a_filestore_with_a_symbolic_link_is_refused_at_backup(tenant: Tenant) -> None:
+    (tenant.filestore / "link").symlink_to(tenant.filestore / "checklist")
+    status, report = tenant.job("backup", "--archive", str(tenant.backups / "x.tar"))
+    assert status == 1
+    assert report["error_code"] == "filestore_invalid"
+    assert not (tenant.backups / "x.tar").exists()
