@@ -149,7 +149,25 @@ def _patch_status(core: client.CoreV1Api, pod: Any, status: dict[str, Any]) -> N
 
 
 def run_pod(core: client.CoreV1Api, pod: Any, root: Path, logs: Path) -> None:
-    """Run one pod to its end and write its status."""
+    """Run one pod to its end and write its status; whatever breaks fails the pod."""
+    try:
+        _run_pod(core, pod, root, logs)
+    except Exception as error:
+        log.exception("running %s/%s failed", pod.metadata.namespace, pod.metadata.name)
+        terminated = {
+            "exitCode": 128,
+            "reason": "Error",
+            "message": f"devstack job runner: {error!r}"[:MAX_MESSAGE_BYTES],
+            "startedAt": _now(),
+            "finishedAt": _now(),
+        }
+        try:
+            _finish(core, pod, pod.spec.containers[0], terminated, succeeded=False)
+        except Exception:
+            log.exception("could not fail %s", pod.metadata.name)
+
+
+def _run_pod(core: client.CoreV1Api, pod: Any, root: Path, logs: Path) -> None:
     container = pod.spec.containers[0]
     started = _now()
     work = root / pod.metadata.uid
@@ -157,7 +175,7 @@ def run_pod(core: client.CoreV1Api, pod: Any, root: Path, logs: Path) -> None:
     try:
         try:
             job = plan(core, pod, work, logs)
-        except (ValueError, client.ApiException, KeyError) as error:
+        except (ValueError, client.ApiException, KeyError, AttributeError) as error:
             terminated = {
                 "exitCode": 126,
                 "reason": "ContainerCannotRun",

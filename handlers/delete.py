@@ -41,18 +41,20 @@ class Delete:
         namespace = self.platform.namespace
         deadline = self.platform.kubernetes.ready_deadline_seconds
         since = progress.since(step)
-        window = progress.window(since + deadline)
-        if window > 0:
-            try:
-                cluster.wait_gone(kind, name, namespace, window)
-            except WaitTimeoutError:
-                pass
-            else:
-                progress.complete(step)
-                return None
+        window = max(progress.window(since + deadline), 1.0)  # late: one last look
+        try:
+            cluster.wait_gone(kind, name, namespace, window)
+        except WaitTimeoutError:
+            pass
+        else:
+            progress.complete(step)
+            return None
         if time.time() - since < deadline:
             return progress.pause(step)
         left = cluster.get(kind, name, namespace)
+        if left is None:
+            progress.complete(step)
+            return None
         finalizers = ", ".join(getattr(left.metadata, "finalizers", None) or []) if left else ""
         raise PermanentError(
             "not_deleted",

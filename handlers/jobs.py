@@ -11,6 +11,7 @@ from typing import Any
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Continue
+from handlers.waiting import selector_of
 from k8s.apply import WaitTimeoutError
 from k8s.conditions import job_failure, job_outcome
 from k8s.data_jobs import archive_path, build_backup_job, build_backup_volume, report_of
@@ -20,6 +21,15 @@ from messages.errors import PermanentError
 from messages.job_reports import JobReport
 from store.ledger import Ledger
 from store.records import BackupRecord
+
+OWNER_ANNOTATION = "odoo.saas/operation"
+"""The operation a Job belongs to: a resumed operation takes over only its own Jobs."""
+
+
+def _owner(job: Any) -> str | None:
+    annotations = getattr(job.metadata, "annotations", None) or {}
+    owner = annotations.get(OWNER_ANNOTATION)
+    return str(owner) if owner is not None else None
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,20 @@ def run_job(
     if progress.done(step):
         return JobEnd.from_note(progress.noted[key])
     name, namespace = manifest["metadata"]["name"], platform.namespace
+    owner = progress.operation_id
+    manifest["metadata"].setdefault("annotations", {})[OWNER_ANNOTATION] = owner
     job = cluster.get("Job", name, namespace)
+    if job is not None and _owner(job) != owner:
+        # Left by another operation (a failed attempt with the same id): not ours to read.
+        cluster.delete("Job", name, namespace)
+        window = progress.window(float("inf"))
+        if window <= 0:
+            return progress.pause(step)
+        try:
+            cluster.wait_gone("Job", name, namespace, window)
+        except WaitTimeoutError:
+            return progress.pause(step)
+        job = None
     if job is None:
         job = cluster.apply(manifest)
     if job_outcome(job) is None:
@@ -108,10 +131,25 @@ def take_backup(
     rolled_back: bool,
 ) -> Continue | BackupRecord:
     """Back the instance up under `backup_id` and record it; steps `<prefix>-...`."""
-    namespace = platform.namespace
+    namespace, names = platform.namespace, spec.names
     if not progress.done(f"{prefix}-volume"):
+        missing = [
+            f"{kind} {namespace}/{name}"
+            for kind, name in (("PersistentVolumeClaim", names.volume), ("Secret", names.secret))
+            if cluster.get(kind, name, namespace) is None
+        ]
+        if missing:  # its Job could never start: say so now, not after its deadline
+            raise PermanentError(
+                "backup_impossible",
+                f"nothing to back up: {' and '.join(missing)} do not exist (an instance whose "
+                "provision failed early has no data; a delete can skip the final backup with "
+                "final_backup=false)",
+                rolled_back=rolled_back,
+            )
         cluster.apply(build_backup_volume(platform.tenants, namespace))
-        beside = current_replicas(spec, platform, cluster) > 0
+        # Beside a server pod that is on a node: the data volume is ReadWriteOnce.
+        pods = cluster.list_labelled("Pod", namespace, selector_of(spec))
+        beside = any(getattr(pod.spec, "node_name", None) for pod in pods)
         progress.complete(f"{prefix}-volume", **{f"{prefix}_beside_server": beside})
     manifest = build_backup_job(
         spec,

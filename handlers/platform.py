@@ -51,6 +51,11 @@ class Cluster(Protocol):
     def wait_gone(self, kind: str, name: str, namespace: str, deadline_seconds: float) -> None:
         """Return once the object no longer exists; WaitTimeoutError otherwise."""
 
+    def wait_none(
+        self, kind: str, namespace: str, label_selector: str, deadline_seconds: float
+    ) -> None:
+        """Return once nothing matches the labels; WaitTimeoutError otherwise."""
+
 
 class TenantDatabasePort(Protocol):
     """Tenant roles and databases (store.tenant_database.TenantDatabases is the real one)."""

@@ -43,6 +43,11 @@ class Progress:
         self._requests_before = int(self.noted.get(REQUESTS_KEY, 0))
         self._mark = time.time_ns()
 
+    @property
+    def operation_id(self) -> str:
+        """The operation these steps belong to."""
+        return self._operation_id
+
     def done(self, step: str) -> bool:
         """Whether `step` has been recorded as done."""
         return step in self._steps

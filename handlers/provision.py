@@ -104,8 +104,9 @@ class Provision:
                 raise self._init_failed(job, name)
             # Left by an earlier, failed provision: this one tries again with a new Job.
             cluster.delete("Job", name, namespace)
+            window = min(JOB_GONE_SECONDS, progress.window(float("inf")))
             try:
-                cluster.wait_gone("Job", name, namespace, JOB_GONE_SECONDS)
+                cluster.wait_gone("Job", name, namespace, max(window, 1.0))
             except WaitTimeoutError:
                 return progress.pause("initialise")
             job = None

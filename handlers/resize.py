@@ -1,8 +1,8 @@
 """resize: the plan's CPU and memory on the Deployment, odoo.conf's workers and memory limits
 in the Secret, and a bigger volume when storage grows (the ledger refuses a shrink).
 
+    volume      PVC request raised, when storage grows (first: a refusal changes nothing else)
     config      Secret with odoo.conf re-rendered for the plan (the passwords read back)
-    volume      PVC request raised, when storage grows
     deployment  resources and the odoo.conf fingerprint on the pod template: a new pod
     rollout     (when the instance runs) its new pod Ready
     health      (when the instance runs) /web/health passes
@@ -50,6 +50,10 @@ class Resize:
         )
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)
+        if not progress.done("volume"):
+            if spec.storage_gib > before.storage_gib:
+                cluster.apply(build_volume(spec, platform.tenants, namespace))
+            progress.complete("volume")
         if not progress.done("config"):
             secret = cluster.get("Secret", spec.names.secret, namespace)
             credentials = credentials_in(secret)
@@ -64,10 +68,6 @@ class Resize:
             replicas = current_replicas(spec, platform, cluster)
             progress.complete("config", replicas=replicas)
         replicas = int(progress.noted.get("replicas", 0))
-        if not progress.done("volume"):
-            if spec.storage_gib > before.storage_gib:
-                cluster.apply(build_volume(spec, platform.tenants, namespace))
-            progress.complete("volume")
         if not progress.done("deployment"):
             deployment = build_deployment(spec, platform.tenants, namespace, replicas=replicas)
             cluster.apply(deployment)

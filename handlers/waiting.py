@@ -37,16 +37,21 @@ def rollout(
         return None
     deadline = platform.kubernetes.ready_deadline_seconds
     since = progress.since(step)
-    window = progress.window(since + deadline)
     name, namespace = spec.names.base, platform.namespace
-    if window > 0:
-        try:
-            cluster.wait_for("Deployment", name, namespace, rolled_out(replicas), window)
-        except WaitTimeoutError:
-            pass
-        else:
-            progress.complete(step)
-            return None
+    # Past the deadline (a continuation came late): still one last look, however short.
+    window = max(progress.window(since + deadline), 1.0)
+    try:
+        cluster.wait_for("Deployment", name, namespace, rolled_out(replicas), window)
+        if replicas == 0:
+            # The status counts zero while pods are still terminating: wait for them to go,
+            # so nothing writes to the data when a restore or an upgrade follows.
+            left = max(progress.window(since + deadline), 1.0)
+            cluster.wait_none("Pod", namespace, selector_of(spec), left)
+    except WaitTimeoutError:
+        pass
+    else:
+        progress.complete(step)
+        return None
     if time.time() - since < deadline:
         return progress.pause(step)
     pods = cluster.list_labelled("Pod", namespace, selector_of(spec))

@@ -176,6 +176,56 @@ class Kubernetes:
         """Return once the object no longer exists (watching for its deletion)."""
         self._watch(kind, name, namespace, deadline_seconds, done=lambda _type, _obj: False)
 
+    def wait_none(
+        self, kind: str, namespace: str, label_selector: str, deadline_seconds: float
+    ) -> None:
+        """Return once no object matches the labels (pods of a scaled-down Deployment stay
+        until they have terminated, after its status already counts zero)."""
+        end = time.monotonic() + deadline_seconds
+        attributes = {"k8s.resource": kind, "k8s.namespace.name": namespace}
+        with tracer.start_as_current_span(f"wait no {kind}", attributes=attributes):
+            while (remaining := end - time.monotonic()) > 0:
+                listed = self._call(
+                    "list",
+                    kind,
+                    label_selector,
+                    namespace,
+                    namespace,
+                    label_selector=label_selector,
+                )
+                left = {item.metadata.name for item in listed.items}
+                if not left:
+                    return
+                self.requests[("watch", kind)] += 1
+                stream = watch.Watch().stream(
+                    self._method("list", kind),
+                    namespace,
+                    label_selector=label_selector,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=max(1, int(remaining)),
+                    _request_timeout=remaining + 5,
+                )
+                try:
+                    for event in stream:
+                        name = event["object"].metadata.name
+                        if event["type"] == "DELETED":
+                            left.discard(name)
+                        elif event["type"] == "ADDED":
+                            left.add(name)
+                        if not left:
+                            return
+                except ApiException as error:
+                    if error.status != 410:
+                        target = Target("watch", kind, label_selector, namespace)
+                        raise (classify(error, target) or error) from error
+                except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError):
+                    continue
+        raise WaitTimeoutError(
+            f"{kind}s matching {label_selector} in {namespace} still exist after "
+            f"{deadline_seconds:g} s",
+            None,
+        )
+
     def wait_for(
         self,
         kind: str,

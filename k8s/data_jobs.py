@@ -6,6 +6,7 @@ libpq's PG* variables pointing at the tenant database (the password from the ins
 Secret). Each reports through its container's termination message (messages/job_reports.py).
 """
 
+import hashlib
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,8 +29,12 @@ def archive_path(spec: InstanceSpec, backup_id: str) -> str:
 
 
 def job_name(spec: InstanceSpec, kind: str, token: str) -> str:
-    """A Job name of at most 63 characters: `odoo-<hex>-<kind>-<12 characters of token>`."""
-    return f"{spec.names.base}-{kind}-{token.replace('-', '')[:12]}"
+    """A Job name of at most 63 characters: `odoo-<hex>-<kind>-<12 hex of the token's hash>`.
+
+    Hashed, not cut: ids sharing a prefix (time-ordered UUIDs) still get distinct Jobs.
+    """
+    digest = hashlib.sha256(token.encode()).hexdigest()[:12]
+    return f"{spec.names.base}-{kind}-{digest}"
 
 
 def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand, ResizeCommand
-from messages.errors import FieldProblem, MessageRejected, RejectionCode
+from messages.errors import FieldProblem, MessageRejected, PermanentError, RejectionCode
 from messages.events import Event
 from messages.serialization import serialize_event
 from store.lifecycle import TRANSITIONS, InstanceStatus, Verdict, decide, status_after
@@ -95,7 +95,14 @@ class Ledger:
     def add_backup(self, backup: BackupRecord) -> None:
         """Record a completed backup (a second call with the same id changes nothing)."""
         with self._session() as session, session.begin():
-            if session.get(Backup, backup.id) is not None:
+            existing = session.get(Backup, backup.id)
+            if existing is not None:
+                if (existing.instance_id, existing.sha256) != (backup.instance_id, backup.sha256):
+                    raise PermanentError(
+                        "backup_exists",
+                        f"backup id {backup.id} is taken by another backup; nothing recorded",
+                        rolled_back=True,
+                    )
                 return
             session.add(
                 Backup(

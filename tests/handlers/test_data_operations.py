@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
 
 T = "odoo.instance."
 STEPS = {
-    "resize": ["config", "volume", "deployment", "rollout", "health", "record"],
+    "resize": ["volume", "config", "deployment", "rollout", "health", "record"],
     "backup": ["check", "backup-volume", "backup-job", "backup-record", "record"],
     "restore": [
         "safety-volume",

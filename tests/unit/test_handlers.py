@@ -98,6 +98,11 @@ class FakeCluster:
     def wait_gone(self, kind: str, name: str, namespace: str, deadline_seconds: float) -> None:
         self.calls.append(("wait_gone", kind, name))
 
+    def wait_none(
+        self, kind: str, namespace: str, label_selector: str, deadline_seconds: float
+    ) -> None:
+        self.calls.append(("wait_none", kind, label_selector))
+
 
 @dataclass
 class FakeDatabases:
@@ -348,9 +353,25 @@ def test_a_restart_patches_one_stamp_however_often_it_runs(ledger: Ledger) -> No
     assert len(stamps) == 1
 
 
+def test_a_delete_of_an_instance_without_data_cannot_take_its_final_backup(
+    ledger: Ledger,
+) -> None:
+    _existing_instance(ledger)
+    cluster, databases = FakeCluster(), FakeDatabases()  # no volume, no Secret
+    delete = _command("delete")
+    with pytest.raises(PermanentError) as failure:
+        _run(_platform(cluster, databases), delete, _context(ledger, delete))
+    assert failure.value.code == "backup_impossible"
+    assert "final_backup=false" in str(failure.value)
+    assert [call for call in cluster.calls if call[0] in ("apply", "delete")] == []
+
+
 def test_a_delete_whose_final_backup_fails_deletes_nothing(ledger: Ledger) -> None:
     _existing_instance(ledger)
     cluster, databases = FakeCluster(), FakeDatabases()  # its Job leaves no report
+    names = InstanceNames(INSTANCE)
+    cluster.objects[("PersistentVolumeClaim", names.volume)] = SimpleNamespace()
+    cluster.objects[("Secret", names.secret)] = SimpleNamespace()
     delete = _command("delete")
     with pytest.raises(PermanentError) as failure:
         _run(_platform(cluster, databases), delete, _context(ledger, delete))
