@@ -84,13 +84,23 @@ def safety_backup_id(operation_id: str, purpose: str) -> str:
     return str(uuid.uuid5(uuid.UUID(operation_id), purpose))
 
 
-def known_backup(ledger: Ledger, backup_id: str, instance_id: str) -> BackupRecord:
-    """A recorded backup of this instance, or a permanent failure that touched nothing."""
+def known_backup(
+    ledger: Ledger, backup_id: str, instance_id: str, odoo_version: str
+) -> BackupRecord:
+    """A recorded backup of this instance and of the Odoo version it runs, or a permanent
+    failure that touched nothing."""
     backup = ledger.backup(backup_id)
     if backup is None or backup.instance_id != instance_id:
         raise PermanentError(
             "unknown_backup",
             f"no completed backup {backup_id} of instance {instance_id} is recorded",
+            rolled_back=True,
+        )
+    if backup.odoo_version is not None and backup.odoo_version != odoo_version:
+        raise PermanentError(
+            "backup_version_mismatch",
+            f"backup {backup_id} holds the data of Odoo {backup.odoo_version}; the instance "
+            f"runs Odoo {odoo_version}, which cannot open it. Nothing was restored",
             rolled_back=True,
         )
     return backup
@@ -111,7 +121,9 @@ class Restore:
             raise RuntimeError("restore admitted without its instance")
         platform, namespace = self.platform, self.platform.namespace
         spec = spec_of_instance(instance)
-        backup = known_backup(context.ledger, command.data.backup_id, spec.instance_id)
+        backup = known_backup(
+            context.ledger, command.data.backup_id, spec.instance_id, spec.odoo_version
+        )
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)
         if "replicas_before" not in progress.noted:

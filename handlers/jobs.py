@@ -176,6 +176,7 @@ def take_backup(
         size_bytes=int(report.size_bytes or 0),
         sha256=report.sha256,
         label=label,
+        odoo_version=spec.odoo_version,
     )
     if not progress.done(f"{prefix}-record"):
         ledger.add_backup(record)

@@ -209,7 +209,7 @@ class Upgrade:
         ledger: Ledger,
         context: HandlerContext,
     ) -> Continue | None:
-        backup = known_backup(ledger, backup_id, spec.instance_id)
+        backup = known_backup(ledger, backup_id, spec.instance_id, spec.odoo_version)
         manifest = build_restore_job(
             spec,
             self.platform.tenants,

@@ -112,6 +112,7 @@ class Ledger:
                     location=backup.location,
                     size_bytes=backup.size_bytes,
                     sha256=backup.sha256,
+                    odoo_version=backup.odoo_version,
                     status="completed",
                     completed_at=utcnow(),
                 )
@@ -141,6 +142,7 @@ class Ledger:
                 size_bytes=int(row.size_bytes or 0),
                 sha256=str(row.sha256),
                 label=row.label,
+                odoo_version=row.odoo_version,
             )
 
     @contextmanager

@@ -165,6 +165,7 @@ class Backup(Base):
     location: Mapped[str | None] = mapped_column(String(1024))
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
+    odoo_version: Mapped[str | None] = mapped_column(String(16))  # of the data it holds
     status: Mapped[str] = mapped_column(String(16))  # pending | completed | failed
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]

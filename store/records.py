@@ -116,6 +116,8 @@ class BackupRecord:
     size_bytes: int
     sha256: str
     label: str | None = None
+    odoo_version: str | None = None
+    """The Odoo version whose database the backup holds (None: recorded before it was kept)."""
 
 
 @dataclass(frozen=True)

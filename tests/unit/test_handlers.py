@@ -32,7 +32,7 @@ from messages.settings import ContractSettings
 from store.database import create_engine
 from store.ledger import Ledger
 from store.migrate import upgrade
-from store.records import Outcome
+from store.records import BackupRecord, Outcome
 from store.settings import StoreSettings
 
 INSTANCE = "6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b"
@@ -395,3 +395,24 @@ def test_delete_keep_data_keeps_the_volume_the_database_and_the_secret(ledger: L
 def _event(command: AnyCommand) -> Any:
     assert isinstance(command, InstanceCommand)
     return StartedEvent.caused_by(command, InstanceEventData(instance_id=command.subject))
+
+
+def test_a_backup_of_another_odoo_version_is_not_restored(ledger: Ledger) -> None:
+    _existing_instance(ledger)  # runs Odoo 17.0
+    old = BackupRecord(
+        id="5d0c9a7e-1f2b-4c3d-8e9f-a0b1c2d3e4f5",
+        instance_id=INSTANCE,
+        location="/backups/x/y.tar",
+        size_bytes=10,
+        sha256="0" * 64,
+        odoo_version="16.0",
+    )
+    ledger.add_backup(old)
+    cluster = FakeCluster()
+    restore = _command("restore", backup_id=old.id)
+    with pytest.raises(PermanentError) as failure:
+        _run(_platform(cluster, FakeDatabases()), restore, _context(ledger, restore))
+    assert failure.value.code == "backup_version_mismatch"
+    assert failure.value.rolled_back is True
+    assert "holds the data of Odoo 16.0; the instance runs Odoo 17.0" in str(failure.value)
+    assert cluster.calls == []
