@@ -12,15 +12,13 @@ The final backup stays on the backup volume and in the `backups` table (label "f
 before delete"); if it fails, nothing is deleted.
 """
 
-import time
-
 from handlers.backups import safety_backup_id
 from handlers.jobs import take_backup
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import spec_of_instance
-from k8s.apply import WaitTimeoutError
+from handlers.waiting import watch_step
 from messages.commands import AnyCommand, DeleteCommand
 from messages.errors import PermanentError
 from messages.events import DeletedEvent, InstanceEventData
@@ -36,31 +34,22 @@ class Delete:
         self, step: str, kind: str, name: str, progress: Progress, cluster: Cluster
     ) -> Continue | None:
         """Wait (watching) until the object is gone, within the ready deadline."""
-        if progress.done(step):
-            return None
         namespace = self.platform.namespace
         deadline = self.platform.kubernetes.ready_deadline_seconds
-        since = progress.since(step)
-        window = max(progress.window(since + deadline), 1.0)  # late: one last look
-        try:
+
+        def wait(window: float, _until: float) -> None:
             cluster.wait_gone(kind, name, namespace, window)
-        except WaitTimeoutError:
-            pass
-        else:
-            progress.complete(step)
-            return None
-        if time.time() - since < deadline:
-            return progress.pause(step)
-        left = cluster.get(kind, name, namespace)
-        if left is None:
-            progress.complete(step)
-            return None
-        finalizers = ", ".join(getattr(left.metadata, "finalizers", None) or []) if left else ""
-        raise PermanentError(
-            "not_deleted",
-            f"{kind} {namespace}/{name} still exists {deadline:g} s after its deletion "
-            f"(finalizers: {finalizers or 'none'}); a pod that still uses it keeps it",
-        )
+
+        def expired() -> PermanentError:
+            left = cluster.get(kind, name, namespace)
+            finalizers = ", ".join(getattr(left.metadata, "finalizers", None) or []) if left else ""
+            return PermanentError(
+                "not_deleted",
+                f"{kind} {namespace}/{name} still exists {deadline:g} s after its deletion "
+                f"(finalizers: {finalizers or 'none'}); a pod that still uses it keeps it",
+            )
+
+        return watch_step(step, deadline, progress, wait, expired)
 
     def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
         """Remove what the instance has, in an order that never strands a running pod."""

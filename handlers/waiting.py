@@ -6,6 +6,7 @@ own deadline, counted from the first time the operation waited, has passed.
 """
 
 import time
+from collections.abc import Callable
 
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
@@ -33,39 +34,62 @@ def rollout(
     progress: Progress,
 ) -> Continue | None:
     """Wait until the Deployment runs `replicas` ready pods of its current template."""
-    if progress.done(step):
-        return None
-    deadline = platform.kubernetes.ready_deadline_seconds
-    since = progress.since(step)
     name, namespace = spec.names.base, platform.namespace
-    # Past the deadline (a continuation came late): still one last look, however short.
-    window = max(progress.window(since + deadline), 1.0)
-    try:
+    deadline = platform.kubernetes.ready_deadline_seconds
+
+    def wait(window: float, until: float) -> None:
         cluster.wait_for("Deployment", name, namespace, rolled_out(replicas), window)
         if replicas == 0:
             # The status counts zero while pods are still terminating: wait for them to go,
             # so nothing writes to the data when a restore or an upgrade follows.
-            left = max(progress.window(since + deadline), 1.0)
+            left = max(progress.window(until), 1.0)
             cluster.wait_none("Pod", namespace, selector_of(spec), left)
+
+    def expired() -> PermanentError:
+        pods = cluster.list_labelled("Pod", namespace, selector_of(spec))
+        if replicas == 0:
+            return PermanentError(
+                "not_stopped",
+                f"Deployment {namespace}/{name} still has pods after {deadline:g} s: "
+                f"{pod_problems(pods)}",
+            )
+        return PermanentError(
+            "not_ready",
+            f"Deployment {namespace}/{name} did not have {replicas} Ready pod(s) within "
+            f"{deadline:g} s: {pod_problems(pods)}",
+        )
+
+    return watch_step(step, deadline, progress, wait, expired)
+
+
+def watch_step(
+    step: str,
+    deadline: float,
+    progress: Progress,
+    wait: Callable[[float, float], None],
+    expired: Callable[[], PermanentError],
+) -> Continue | None:
+    """A step that waits, by watching, for at most `deadline` seconds from its first try.
+
+    `wait(window, until)` watches for up to `window` seconds (raising WaitTimeoutError);
+    `until` is the epoch time the deadline ends. Within the handler budget it waits, then
+    hands over to a continuation; once the deadline has passed (a continuation may come late)
+    it still takes one last look before failing with `expired()`.
+    """
+    if progress.done(step):
+        return None
+    since = progress.since(step)
+    until = since + deadline
+    try:
+        wait(max(progress.window(until), 1.0), until)
     except WaitTimeoutError:
         pass
     else:
         progress.complete(step)
         return None
-    if time.time() - since < deadline:
+    if time.time() < until:
         return progress.pause(step)
-    pods = cluster.list_labelled("Pod", namespace, selector_of(spec))
-    if replicas == 0:
-        raise PermanentError(
-            "not_stopped",
-            f"Deployment {namespace}/{name} still has pods after {deadline:g} s: "
-            f"{pod_problems(pods)}",
-        )
-    raise PermanentError(
-        "not_ready",
-        f"Deployment {namespace}/{name} did not have {replicas} Ready pod(s) within "
-        f"{deadline:g} s: {pod_problems(pods)}",
-    )
+    raise expired()
 
 
 def health(
