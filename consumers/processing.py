@@ -17,14 +17,14 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
-from handlers.results import Completed, HandlerContext
+from handlers.results import Completed, Handler, HandlerContext, HandlerResult
 from messages.amqp import AmqpProperties
 from messages.commands import AnyCommand, InstanceCommand
 from messages.errors import MessageRejected, PermanentError, RetryableError
@@ -34,6 +34,8 @@ from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.locks import InstanceBusyError
 from store.records import InstanceRecord, InstanceUpdate, Outcome, StoredOutcome
+from telemetry.logs import command_scope
+from telemetry.metrics import METRICS, UNREADABLE
 from telemetry.tracing import extracted
 
 log = logging.getLogger(__name__)
@@ -56,11 +58,16 @@ class Ack:
 
 @dataclass(frozen=True)
 class Retry:
-    """Deliver again after `delay` seconds, with these header values set."""
+    """Deliver again after `delay` seconds, with these header values set.
+
+    `cause` is one of busy, retryable, unexpected, continue, not_due, processing (for metrics).
+    """
 
     delay: float
     reason: str
     headers: dict[str, int | float]
+    cause: str = "retryable"
+    command_type: str = UNREADABLE
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class DeadLetter:
 
     code: str
     reason: str
+    command_type: str = UNREADABLE
 
 
 Decision = Ack | Retry | DeadLetter
@@ -137,13 +145,16 @@ class Processor:
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         ) as span:
-            decision = self._process(delivery)
+            seen = _Seen()
+            decision = self._process(delivery, seen)
             span.set_attribute("instance_service.decision", type(decision).__name__.lower())
             if isinstance(decision, DeadLetter):
                 span.set_status(StatusCode.ERROR, decision.code)
+            if isinstance(decision, Retry | DeadLetter):
+                decision = replace(decision, command_type=seen.command_type)
             return decision
 
-    def _process(self, delivery: Delivery) -> Decision:
+    def _process(self, delivery: Delivery, seen: "_Seen") -> Decision:
         """Decide about one delivery; every path records what the contract asks for first."""
         counters = {
             header: delivery.counter(header)
@@ -151,12 +162,25 @@ class Processor:
         }
         wait = delivery.not_before() - time.time()
         if wait > 0.5:  # a long delay travels in hops through the longest delay queue
-            return Retry(wait, "not due yet", {NOT_BEFORE_HEADER: delivery.not_before()})
+            return Retry(wait, "not due yet", {NOT_BEFORE_HEADER: delivery.not_before()}, "not_due")
         try:
             command = parse_command(delivery.body, delivery.properties, self.contract)
         except MessageRejected as rejection:
+            seen.command_type = rejection.command_type or UNREADABLE
+            METRICS.received(seen.command_type)
             self.ledger.record_rejection(rejection, CommandRejectedEvent.for_rejection(rejection))
+            METRICS.completed(seen.command_type, "rejected", str(rejection.code))
             return DeadLetter(str(rejection.code), rejection.message)
+        seen.command_type = command.type
+        METRICS.received(command.type)
+        instance_id = command.subject if isinstance(command, InstanceCommand) else None
+        with command_scope(command.id, command.type, instance_id):
+            return self._process_command(command, delivery, counters)
+
+    def _process_command(
+        self, command: AnyCommand, delivery: Delivery, counters: dict[str, int]
+    ) -> Decision:
+        """Answer from the inbox, or run the command holding its instance."""
         stored = self.ledger.outcome_of(command.id)
         if stored is not None:
             return _answered(stored)
@@ -171,7 +195,9 @@ class Processor:
             # Lock contention passes in a moment; an operation in progress may take minutes:
             # back off along the schedule, but never past its third step.
             busy_count = counters[BUSY_HEADER]
-            return Retry(self.delay(min(busy_count, 2)), str(busy), {BUSY_HEADER: busy_count + 1})
+            return Retry(
+                self.delay(min(busy_count, 2)), str(busy), {BUSY_HEADER: busy_count + 1}, "busy"
+            )
 
     def _run(self, command: AnyCommand, delivery: Delivery, counters: dict[str, int]) -> Decision:
         """Admit, run the handler and record its outcome; called holding the instance."""
@@ -196,6 +222,7 @@ class Processor:
                 rejection, subject=subject, correlationid=command.correlationid or command.id
             )
             self.ledger.record(command, Outcome.REJECTED, event)
+            METRICS.completed(command.type, "rejected", str(rejection.code))
             return DeadLetter(str(rejection.code), rejection.message)
         try:
             operation_id = self.ledger.begin(command, admission)
@@ -214,11 +241,7 @@ class Processor:
                     if value is not None
                 },
             ) as span:
-                try:
-                    result = handler(command, context)
-                except (RetryableError, PermanentError) as problem:
-                    span.set_status(StatusCode.ERROR, str(problem)[:200])
-                    raise
+                result = self._call(handler, command, context, span)
             if isinstance(result, Completed):
                 self.ledger.record(
                     command,
@@ -227,6 +250,7 @@ class Processor:
                     update=result.update,
                     more_events=result.more_events,
                 )
+                METRICS.completed(command.type, "succeeded")
                 log.info(
                     "command completed",
                     extra={**ids, "event": result.event.type, "seconds": _since(started)},
@@ -242,7 +266,7 @@ class Processor:
             headers: dict[str, int | float] = {RETRIES_HEADER: 0, UNEXPECTED_HEADER: 0}
             if result.after_seconds > self.settings.retry_delays_seconds[-1]:
                 headers[NOT_BEFORE_HEADER] = time.time() + result.after_seconds
-            return Retry(result.after_seconds, f"continue at {result.step}", headers)
+            return Retry(result.after_seconds, f"continue at {result.step}", headers, "continue")
         except RetryableError as error:
             retries = counters[RETRIES_HEADER] + 1
             if retries > self.settings.max_retries:
@@ -259,11 +283,36 @@ class Processor:
             if unexpected < self.settings.max_unexpected_failures:
                 log.warning("unexpected failure; will retry", exc_info=True, extra=ids)
                 return Retry(
-                    self.delay(unexpected - 1), repr(error), {UNEXPECTED_HEADER: unexpected}
+                    self.delay(unexpected - 1),
+                    repr(error),
+                    {UNEXPECTED_HEADER: unexpected},
+                    "unexpected",
                 )
             log.exception("unexpected failure, final", extra=ids)
             final = PermanentError("unexpected_error", f"{type(error).__name__}: {error}")
             return self._fail(command, final, prior=admission.instance)
+
+    @staticmethod
+    def _call(
+        handler: Handler, command: AnyCommand, context: HandlerContext, span: Span
+    ) -> HandlerResult:
+        """Run the handler, timing it by what it came to."""
+        started = time.monotonic()
+        result = "unexpected"
+        try:
+            answer = handler(command, context)
+            result = "completed" if isinstance(answer, Completed) else "continue"
+            return answer
+        except RetryableError as problem:
+            result = "retry"
+            span.set_status(StatusCode.ERROR, str(problem)[:200])
+            raise
+        except PermanentError as problem:
+            result = "failed"
+            span.set_status(StatusCode.ERROR, str(problem)[:200])
+            raise
+        finally:
+            METRICS.handled(command.type, result, time.monotonic() - started)
 
     def ledger_instance(self, command: AnyCommand) -> InstanceRecord | None:
         """The command's instance as stored, if any."""
@@ -303,7 +352,15 @@ class Processor:
             CommandFailedEvent.caused_by(command, data),
             update=InstanceUpdate(status=status, last_error=str(failure)),
         )
+        METRICS.completed(command.type, "failed", failure.code)
         return DeadLetter(f"failed:{failure.code}", str(failure))
+
+
+@dataclass
+class _Seen:
+    """What `process` learns of a delivery while deciding: its command type, once read."""
+
+    command_type: str = UNREADABLE
 
 
 def _since(started: float) -> float:

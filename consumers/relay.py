@@ -3,19 +3,29 @@
 Events are published `mandatory`; an event no queue is bound to comes back as unroutable. The
 broker has then seen it and nobody subscribes: it is logged and marked published, so a missing
 subscriber cannot stall the outbox.
+
+Each publish is a PRODUCER span in the trace of the work that recorded the event (its stored
+`traceparent`), and the confirm is measured twice: from the event's recording (publish
+latency) and, for an event about an instance that had just become Ready, from that moment.
 """
 
 import logging
+from datetime import UTC, datetime
 
 import pika.exceptions
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import BasicProperties
 
 from messages.envelope import CLOUDEVENTS_CONTENT_TYPE
 from store.database import StoreUnavailableError
-from store.outbox import OutboxRelayStore
+from store.outbox import OutboxRelayStore, PendingEvent
+from telemetry.metrics import METRICS
+from telemetry.tracing import extracted
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("instance_service.relay")
 
 
 class OutboxRelay:
@@ -37,30 +47,20 @@ class OutboxRelay:
             log.warning("outbox not published this turn", extra={"error": str(error)})
             return 0
 
+    def backlog(self) -> int | None:
+        """How many events wait to be published (None: the database does not answer)."""
+        try:
+            return self.store.backlog()
+        except StoreUnavailableError:
+            return None
+
     def _publish(self, channel: BlockingChannel, until_empty: bool) -> int:
         published = 0
         while batch := self.store.claim(self.batch):
             done: list[str] = []
             try:
                 for pending in batch:
-                    try:
-                        channel.basic_publish(
-                            pending.exchange,
-                            pending.routing_key,
-                            pending.body,
-                            BasicProperties(
-                                content_type=CLOUDEVENTS_CONTENT_TYPE,
-                                delivery_mode=2,
-                                message_id=pending.event_id,
-                                headers=pending.headers,
-                            ),
-                            mandatory=True,
-                        )
-                    except pika.exceptions.UnroutableError:
-                        log.warning(
-                            "event not routed to any queue",
-                            extra={"event_id": pending.event_id, "type": pending.routing_key},
-                        )
+                    _publish_one(channel, pending)
                     done.append(pending.event_id)
             finally:
                 self.store.mark_published(done)
@@ -69,3 +69,44 @@ class OutboxRelay:
             if not until_empty:
                 break
         return published
+
+
+def _publish_one(channel: BlockingChannel, pending: PendingEvent) -> None:
+    """Publish one event and wait for its confirm, in a PRODUCER span; measure how long it took."""
+    with tracer.start_as_current_span(
+        f"{pending.exchange} publish",
+        context=extracted(pending.headers, b""),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": pending.exchange,
+            "messaging.rabbitmq.destination.routing_key": pending.routing_key,
+            "messaging.message.id": pending.event_id,
+            "messaging.message.body.size": len(pending.body),
+        },
+    ):
+        try:
+            channel.basic_publish(
+                pending.exchange,
+                pending.routing_key,
+                pending.body,
+                BasicProperties(
+                    content_type=CLOUDEVENTS_CONTENT_TYPE,
+                    delivery_mode=2,
+                    message_id=pending.event_id,
+                    headers=pending.headers,
+                ),
+                mandatory=True,
+            )
+        except pika.exceptions.UnroutableError:
+            log.warning(
+                "event not routed to any queue",
+                extra={"event_id": pending.event_id, "type": pending.routing_key},
+            )
+    now = datetime.now(UTC)
+    METRICS.published(
+        pending.routing_key,
+        (now - pending.created_at).total_seconds(),
+        (now - pending.ready_at).total_seconds() if pending.ready_at is not None else None,
+    )

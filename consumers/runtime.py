@@ -32,6 +32,7 @@ from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import WorkQueue, declare, work_queues
 from messages.amqp import AmqpProperties
+from telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class ConsumerRuntime:
     def serve(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Connect, consume, reconnect after losses, until `stopping` is set."""
         delay = 0.5
+        METRICS.watch_outbox(self.relay.backlog)
         while not self.stopping.is_set():
             self.health.beat()  # waiting for the broker is not being stuck
             started = time.monotonic()
@@ -246,7 +248,9 @@ class ConsumerRuntime:
             decision: Decision = self.processor.process(delivery)
         except Exception as error:
             log.exception("processing failed; the delivery will be retried")
-            decision = Retry(self.processor.delay(0), f"processing failed: {error!r}", {})
+            decision = Retry(
+                self.processor.delay(0), f"processing failed: {error!r}", {}, "processing"
+            )
         took = time.monotonic() - started
         if took > self.settings.handler_budget_seconds:
             # The message sat unacknowledged past the budget: the handler should have returned
@@ -309,6 +313,8 @@ class ConsumerRuntime:
             ),
             mandatory=True,
         )
+        if decision.cause != "not_due":  # a hop of a long delay, not a new attempt
+            METRICS.retried(decision.command_type, decision.cause)
         log.info(
             "retry scheduled",
             extra={
@@ -336,6 +342,7 @@ class ConsumerRuntime:
             ),
             mandatory=True,
         )
+        METRICS.dead_lettered(decision.command_type, decision.code)
         log.warning(
             "dead-lettered",
             extra={

@@ -16,6 +16,7 @@ from k8s.conditions import pod_problems
 from k8s.health import check_health
 from k8s.spec import InstanceSpec
 from messages.errors import PermanentError
+from store.records import READY_AT_KEY
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 
@@ -59,7 +60,11 @@ def rollout(
             f"{deadline:g} s: {pod_problems(pods)}",
         )
 
-    return watch_step(step, deadline, progress, wait, expired)
+    def ready() -> dict[str, float]:
+        # When the pods were seen Ready: the Ready-to-event latency is measured from here.
+        return {READY_AT_KEY: time.time()} if replicas > 0 else {}
+
+    return watch_step(step, deadline, progress, wait, expired, ready)
 
 
 def watch_step(
@@ -68,13 +73,15 @@ def watch_step(
     progress: Progress,
     wait: Callable[[float, float], None],
     expired: Callable[[], PermanentError],
+    notes: Callable[[], dict[str, float]] = dict,
 ) -> Continue | None:
     """A step that waits, by watching, for at most `deadline` seconds from its first try.
 
     `wait(window, until)` watches for up to `window` seconds (raising WaitTimeoutError);
     `until` is the epoch time the deadline ends. Within the handler budget it waits, then
     hands over to a continuation; once the deadline has passed (a continuation may come late)
-    it still takes one last look before failing with `expired()`.
+    it still takes one last look before failing with `expired()`. `notes()` is recorded with
+    the step when it completes.
     """
     if progress.done(step):
         return None
@@ -85,7 +92,7 @@ def watch_step(
     except WaitTimeoutError:
         pass
     else:
-        progress.complete(step)
+        progress.complete(step, **notes())
         return None
     if time.time() < until:
         return progress.pause(step)

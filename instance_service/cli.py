@@ -28,6 +28,7 @@ from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
 from telemetry.logs import configure_logging
 from telemetry.redaction import redact_url
+from telemetry.metrics import configure_metrics
 from telemetry.tracing import configure_tracing
 
 log = logging.getLogger("instance_service")
@@ -224,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     configure_logging(settings.log)
     configure_tracing(__version__)
+    configure_metrics(__version__)
     return run_consume(settings, check_only=arguments.check)
 
 

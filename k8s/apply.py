@@ -4,12 +4,14 @@ Objects are applied with server-side apply under one field manager (re-applying 
 manifest changes nothing); replicas change through the `/scale` subresource; a restart is a new
 pod-template annotation; waiting is list + watch from the list's resourceVersion (a 410 relists),
 never a sleep loop. Every failure goes through the one table in k8s/errors.py. Requests are
-counted per (verb, kind) for benchmarks.
+counted per (verb, kind) for benchmarks, and each one is a CLIENT span and a count in the
+`instance_service.kubernetes.requests` metric with its HTTP status code.
 """
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -22,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from k8s.errors import Target, classify
 from k8s.workload import Manifest
+from telemetry.metrics import METRICS
 
 tracer = trace.get_tracer("instance_service.kubernetes")
 
@@ -90,6 +93,26 @@ class Kubernetes:
             Callable[..., Any], getattr(resource.api(self.api), f"{verb}_{resource.suffix}")
         )
 
+    def _method_with_status(self, verb: str, kind: str) -> Callable[..., Any]:
+        """The variant answering (object, HTTP status code, headers)."""
+        resource = RESOURCES[kind]
+        method = f"{verb}_{resource.suffix}_with_http_info"
+        return cast(Callable[..., Any], getattr(resource.api(self.api), method))
+
+    @contextmanager
+    def _watching(self, kind: str) -> Iterator[None]:
+        """Count one watch request: 200 once its stream ended or was left, else its error."""
+        self.requests[("watch", kind)] += 1
+        try:
+            yield
+        except ApiException as error:
+            METRICS.kubernetes_request("watch", kind, error.status or None)
+            raise
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
+            METRICS.kubernetes_request("watch", kind, None, type(error).__name__)
+            raise
+        METRICS.kubernetes_request("watch", kind, 200)
+
     def _call(
         self,
         verb: str,
@@ -107,20 +130,28 @@ class Kubernetes:
             f"{verb} {kind}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             try:
-                return self._method(verb, kind)(*args, _request_timeout=self.timeout, **kwargs)
+                data, status, _headers = self._method_with_status(verb, kind)(
+                    *args, _request_timeout=self.timeout, **kwargs
+                )
             except (
                 ApiException,
                 urllib3.exceptions.HTTPError,
                 ConnectionError,
                 TimeoutError,
             ) as e:
-                if isinstance(e, ApiException):
-                    span.set_attribute("http.response.status_code", int(e.status or 0))
+                if isinstance(e, ApiException) and e.status:
+                    span.set_attribute("http.response.status_code", int(e.status))
+                    METRICS.kubernetes_request(verb, kind, int(e.status))
+                else:
+                    METRICS.kubernetes_request(verb, kind, None, type(e).__name__)
                 outcome = classify(e, target, deleting=absent_ok or verb == "delete")
                 if outcome is None:
                     return None  # 404 where absence is an answer
                 span.set_status(StatusCode.ERROR, str(outcome)[:200])
                 raise outcome from e
+            span.set_attribute("http.response.status_code", int(status))
+            METRICS.kubernetes_request(verb, kind, int(status))
+            return data
 
     def apply(self, manifest: Manifest) -> Any:
         """Server-side apply: create or update to exactly this manifest's fields."""
@@ -196,7 +227,6 @@ class Kubernetes:
                 left = {item.metadata.name for item in listed.items}
                 if not left:
                     return
-                self.requests[("watch", kind)] += 1
                 stream = watch.Watch().stream(
                     self._method("list", kind),
                     namespace,
@@ -206,14 +236,15 @@ class Kubernetes:
                     _request_timeout=remaining + 5,
                 )
                 try:
-                    for event in stream:
-                        name = event["object"].metadata.name
-                        if event["type"] == "DELETED":
-                            left.discard(name)
-                        elif event["type"] == "ADDED":
-                            left.add(name)
-                        if not left:
-                            return
+                    with self._watching(kind):
+                        for event in stream:
+                            name = event["object"].metadata.name
+                            if event["type"] == "DELETED":
+                                left.discard(name)
+                            elif event["type"] == "ADDED":
+                                left.add(name)
+                            if not left:
+                                return
                 except ApiException as error:
                     if error.status != 410:
                         target = Target("watch", kind, label_selector, namespace)
@@ -279,7 +310,6 @@ class Kubernetes:
                 last = item
                 if wanted is not None and wanted(item):
                     return item
-            self.requests[("watch", kind)] += 1
             stream = watch.Watch().stream(
                 self._method("list", kind),
                 namespace,
@@ -290,13 +320,14 @@ class Kubernetes:
                 _request_timeout=remaining + 5,  # a stalled connection cannot outlive the wait
             )
             try:
-                for event in stream:
-                    if event["type"] == "DELETED" and wanted is None:
-                        return None
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        last = event["object"]
-                    if done(event["type"], event["object"]):
-                        return event["object"]
+                with self._watching(kind):
+                    for event in stream:
+                        if event["type"] == "DELETED" and wanted is None:
+                            return None
+                        if event["type"] in ("ADDED", "MODIFIED"):
+                            last = event["object"]
+                        if done(event["type"], event["object"]):
+                            return event["object"]
             except ApiException as error:
                 if error.status != 410:  # Gone: our version was compacted away; list again
                     outcome = classify(error, Target("watch", kind, name, namespace))

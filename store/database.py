@@ -7,16 +7,23 @@ explicit locks where order matters.
 """
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeAlias
 
 import sqlalchemy
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.orm import Session
 
 from store.settings import StoreSettings
 from telemetry.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+tracer = trace.get_tracer("instance_service.store")
 
 StateEngine: TypeAlias = Engine
 """The store's engine, as layers that may not import SQLAlchemy name it."""
@@ -58,6 +65,26 @@ def create_engine(settings: StoreSettings) -> Engine:
         max_overflow=settings.pool_size,
         hide_parameters=True,
     )
+
+
+@contextmanager
+def traced_session(engine: Engine, name: str, *, write: bool = False) -> Iterator[Session]:
+    """A session for one unit of work (one transaction when `write`) in a CLIENT span
+    `db <name>`, so a trace shows each read and each commit of the service's own state.
+
+    Only work inside a trace gets a span: the relay's idle polling would otherwise start a new
+    trace every turn.
+    """
+    attributes = {"db.system.name": engine.dialect.name, "db.operation.name": name}
+    traced = trace.get_current_span().is_recording()
+    with (
+        tracer.start_as_current_span(f"db {name}", kind=SpanKind.CLIENT, attributes=attributes)
+        if traced
+        else nullcontext(),
+        Session(engine, expire_on_commit=False) as session,
+        session.begin() if write else nullcontext(),
+    ):
+        yield session
 
 
 def _sqlite_connect(connection: sqlite3.Connection, _record: Any) -> None:

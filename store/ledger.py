@@ -13,7 +13,8 @@ The order of work for a command (driven by the consumer, issue 4/10):
 
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -23,10 +24,12 @@ from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand, Res
 from messages.errors import FieldProblem, MessageRejected, PermanentError, RejectionCode
 from messages.events import Event
 from messages.serialization import serialize_event
+from store.database import traced_session
 from store.lifecycle import TRANSITIONS, InstanceStatus, Verdict, decide, status_after
 from store.locks import InstanceBusyError, InstanceLocks, locks_for
 from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry, utcnow
 from store.records import (
+    READY_AT_KEY,
     Admission,
     BackupRecord,
     InstanceRecord,
@@ -51,24 +54,25 @@ class Ledger:
         self.engine = engine
         self.locks = locks if locks is not None else locks_for(engine)
 
-    def _session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+    def _unit(self, name: str, *, write: bool = False) -> AbstractContextManager[Session]:
+        """A session for one unit of work (a transaction when `write`), traced as `db <name>`."""
+        return traced_session(self.engine, name, write=write)
 
     def outcome_of(self, command_id: str) -> StoredOutcome | None:
         """The recorded outcome of a command id, if it has one."""
-        with self._session() as session:
+        with self._unit("outcome_of") as session:
             entry = session.get(InboxEntry, command_id)
             return StoredOutcome.of(entry) if entry else None
 
     def instance(self, instance_id: str) -> InstanceRecord | None:
         """An instance as stored."""
-        with self._session() as session:
+        with self._unit("instance") as session:
             row = session.get(Instance, instance_id)
             return InstanceRecord.of(row) if row else None
 
     def operation(self, operation_id: str) -> OperationRecord:
         """An operation as stored (handlers resume from its step and result)."""
-        with self._session() as session:
+        with self._unit("operation") as session:
             row = session.get_one(Operation, operation_id)
             return OperationRecord(
                 id=row.id,
@@ -86,7 +90,7 @@ class Ledger:
         A command that fails having changed nothing goes back to it; the instance's current
         row shows the working status instead once the operation was resumed.
         """
-        with self._session() as session:
+        with self._unit("status_before") as session:
             before = session.scalar(
                 select(Operation.status_before).where(Operation.command_id == command_id)
             )
@@ -94,7 +98,7 @@ class Ledger:
 
     def add_backup(self, backup: BackupRecord) -> None:
         """Record a completed backup (a second call with the same id changes nothing)."""
-        with self._session() as session, session.begin():
+        with self._unit("add_backup", write=True) as session:
             existing = session.get(Backup, backup.id)
             if existing is not None:
                 if (existing.instance_id, existing.sha256) != (backup.instance_id, backup.sha256):
@@ -120,7 +124,7 @@ class Ledger:
 
     def backups(self, instance_id: str) -> list[BackupRecord]:
         """An instance's completed backups, oldest first."""
-        with self._session() as session:
+        with self._unit("backups") as session:
             ids = session.scalars(
                 select(Backup.id)
                 .where(Backup.instance_id == instance_id, Backup.status == "completed")
@@ -131,7 +135,7 @@ class Ledger:
 
     def backup(self, backup_id: str) -> BackupRecord | None:
         """A completed backup, if one has this id."""
-        with self._session() as session:
+        with self._unit("backup") as session:
             row = session.get(Backup, backup_id)
             if row is None or row.status != "completed" or row.location is None:
                 return None
@@ -157,7 +161,7 @@ class Ledger:
         if not isinstance(command, InstanceCommand):
             return Admission(instance=None, transition=None)
         transition = TRANSITIONS[command.type]
-        with self._session() as session:
+        with self._unit("admit") as session:
             operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
             row = session.get(Instance, command.subject)
             instance = InstanceRecord.of(row) if row else None
@@ -239,7 +243,7 @@ class Ledger:
         if not isinstance(command, InstanceCommand) or admission.transition is None:
             return None
         operation_id = str(uuid.uuid4())
-        with self._session() as session, session.begin():
+        with self._unit("begin", write=True) as session:
             row = session.get(Instance, command.subject)
             before = InstanceStatus(row.status) if row else None
             if row is None:
@@ -268,7 +272,7 @@ class Ledger:
 
     def advance(self, operation_id: str, step: str, **result: object) -> None:
         """Record that an operation reached `step`, with any results so far."""
-        with self._session() as session, session.begin():
+        with self._unit("advance", write=True) as session:
             operation = session.get_one(Operation, operation_id)
             operation.step = step
             operation.attempts += 1
@@ -288,7 +292,7 @@ class Ledger:
         A command id already recorded returns its stored outcome and changes nothing.
         """
         subject = command.subject if isinstance(command, InstanceCommand) else None
-        with self._session() as session, session.begin():
+        with self._unit("record", write=True) as session:
             existing = session.get(InboxEntry, command.id)
             if existing is not None:
                 return StoredOutcome.of(existing)
@@ -302,7 +306,8 @@ class Ledger:
                 terminal_event_id=terminal.id,
             )
             session.add(entry)
-            enqueue(session, [terminal, *more_events])
+            ready_at = _ready_at(session, command) if outcome is Outcome.SUCCEEDED else None
+            enqueue(session, [terminal, *more_events], ready_at=ready_at)
         return StoredOutcome.of(entry)
 
     def record_rejection(
@@ -316,7 +321,7 @@ class Ledger:
         """
         if rejection.command_id is None:
             return None
-        with self._session() as session, session.begin():
+        with self._unit("record_rejection", write=True) as session:
             existing = session.get(InboxEntry, rejection.command_id)
             if existing is not None:
                 return StoredOutcome.of(existing)
@@ -392,9 +397,10 @@ def _new_instance(command: ProvisionCommand) -> Instance:
     )
 
 
-def enqueue(session: Session, events: Sequence[Event]) -> None:
-    """Add events to the outbox in the caller's transaction."""
-    for event in events:
+def enqueue(session: Session, events: Sequence[Event], ready_at: datetime | None = None) -> None:
+    """Add events to the outbox in the caller's transaction; the first is the terminal one,
+    which carries `ready_at` (when its instance became Ready) for the latency metric."""
+    for position, event in enumerate(events):
         message = serialize_event(event)
         session.add(
             OutboxEntry(
@@ -403,5 +409,15 @@ def enqueue(session: Session, events: Sequence[Event]) -> None:
                 routing_key=message.routing_key,
                 body=message.body,
                 headers=dict(message.properties.headers),
+                ready_at=ready_at if position == 0 else None,
             )
         )
+
+
+def _ready_at(session: Session, command: AnyCommand) -> datetime | None:
+    """When the command's operation last saw its instance Ready, if it waited for that."""
+    operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
+    if operation is None:
+        return None
+    seen = operation.result.get(READY_AT_KEY)
+    return datetime.fromtimestamp(seen, UTC) if isinstance(seen, int | float) else None

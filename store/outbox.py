@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from store.database import StoreUnavailableError
+from store.database import StoreUnavailableError, traced_session
 from store.models import OutboxEntry, utcnow
 
 
@@ -33,13 +33,15 @@ class PendingEvent:
     routing_key: str
     body: bytes
     headers: dict[str, Any]
+    created_at: datetime
+    ready_at: datetime | None = None
 
 
 @contextmanager
-def _transaction(engine: Engine) -> Iterator[Session]:
+def _transaction(engine: Engine, name: str) -> Iterator[Session]:
     """One transaction; a database failure surfaces as StoreUnavailableError."""
     try:
-        with Session(engine) as session, session.begin():
+        with traced_session(engine, f"outbox {name}", write=True) as session:
             yield session
     except SQLAlchemyError as error:
         reason = str(error).splitlines()[0]
@@ -65,7 +67,7 @@ class OutboxRelayStore:
             .order_by(OutboxEntry.seq)
             .limit(limit)
         )
-        with _transaction(self.engine) as session:
+        with _transaction(self.engine, "claim") as session:
             session.execute(
                 update(OutboxEntry)
                 # Both conditions again outside the subquery: PostgreSQL re-checks only these
@@ -82,7 +84,16 @@ class OutboxRelayStore:
                 select(OutboxEntry).where(OutboxEntry.claimed_by == token).order_by(OutboxEntry.seq)
             ).all()
             return [
-                PendingEvent(r.seq, r.event_id, r.exchange, r.routing_key, r.body, dict(r.headers))
+                PendingEvent(
+                    seq=r.seq,
+                    event_id=r.event_id,
+                    exchange=r.exchange,
+                    routing_key=r.routing_key,
+                    body=r.body,
+                    headers=dict(r.headers),
+                    created_at=r.created_at,
+                    ready_at=r.ready_at,
+                )
                 for r in rows
             ]
 
@@ -90,7 +101,7 @@ class OutboxRelayStore:
         """Record that the broker confirmed these events."""
         if not event_ids:
             return
-        with _transaction(self.engine) as session:
+        with _transaction(self.engine, "mark_published") as session:
             session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.event_id.in_(event_ids))
@@ -102,7 +113,7 @@ class OutboxRelayStore:
         """Give claims back (e.g. the broker was unreachable) so they are tried again at once."""
         if not event_ids:
             return
-        with _transaction(self.engine) as session:
+        with _transaction(self.engine, "release") as session:
             session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.event_id.in_(event_ids), OutboxEntry.published_at.is_(None))
@@ -112,7 +123,7 @@ class OutboxRelayStore:
 
     def backlog(self) -> int:
         """How many events wait to be published."""
-        with _transaction(self.engine) as session:
+        with _transaction(self.engine, "backlog") as session:
             count = session.scalar(
                 select(func.count())
                 .select_from(OutboxEntry)

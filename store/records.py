@@ -8,6 +8,10 @@ from typing import Any
 from store.lifecycle import InstanceStatus, Transition
 from store.models import InboxEntry, Instance
 
+READY_AT_KEY = "ready_at"
+"""Key of an operation's result: when (epoch seconds) its instance was last seen Ready; the
+terminal event of a successful command carries it to the outbox for the Ready-to-event metric."""
+
 
 class Outcome(StrEnum):
     """How a command ended."""

@@ -1,12 +1,38 @@
-"""Structured logs: one JSON object per line on stderr, so collectors need no parsing rules."""
+"""Structured logs: one JSON object per line on stderr, so collectors need no parsing rules.
+
+Each line carries the trace and span ids of the span current where it was logged, and the
+command id, type and instance id of the command being worked on (`command_scope`), so a line
+leads to its trace and a trace to its lines without every call site repeating them.
+"""
 
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 from telemetry.settings import LogSettings
+
+_COMMAND: ContextVar[dict[str, str]] = ContextVar("instance_service_command", default={})  # noqa: B039 - never mutated
+
+
+@contextmanager
+def command_scope(command_id: str, command_type: str, instance_id: str | None) -> Iterator[None]:
+    """Name the command (and its instance) on every line logged in this block, in this thread."""
+    scope = {"command_id": command_id, "command_type": command_type}
+    if instance_id is not None:
+        scope["instance_id"] = instance_id
+    token = _COMMAND.set(scope)
+    try:
+        yield
+    finally:
+        _COMMAND.reset(token)
+
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is kept.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -23,6 +49,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
+        entry.update(_COMMAND.get())
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES:
                 entry[key] = value

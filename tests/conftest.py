@@ -7,10 +7,17 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from kubernetes import client, config
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from psycopg import sql
 
 from devstack.credentials import RABBITMQ_SERVICE_USER
+from instance_service import __version__
+from telemetry.metrics import configure_metrics
+from telemetry.tracing import configure_tracing
 from tests import stack
+from tests.telemetry_capture import Telemetry
 
 SERVICE_MARKERS = ("rabbitmq", "postgres", "k8s")
 
@@ -42,6 +49,17 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def telemetry() -> Telemetry:
+    """The process's tracer and meter providers, into memory (set once: they are global)."""
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    if configure_tracing(__version__, processors=(SimpleSpanProcessor(exporter),)) is None:
+        pytest.fail("tracing is disabled (OTEL_SDK_DISABLED)")
+    if configure_metrics(__version__, readers=(reader,)) is None:
+        pytest.fail("metrics are disabled (OTEL_SDK_DISABLED)")
+    return Telemetry(exporter, reader)
 
 
 def _unique(prefix: str, separator: str = "-") -> str:

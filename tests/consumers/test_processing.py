@@ -49,7 +49,9 @@ def test_the_last_delivery_before_the_broker_limit_is_answered_failed(engine: En
     processor = _processor(engine, fake, delivery_limit=5)
     _, body = provision_body(1)
     decision = processor.process(_delivery(body, **{DELIVERY_COUNT_HEADER: 4}))
-    assert decision == DeadLetter("failed:delivery_limit", "delivered 5 times without an outcome")
+    assert decision == DeadLetter(
+        "failed:delivery_limit", "delivered 5 times without an outcome", PROVISION
+    )
     assert fake.calls == {}
     stored = processor.ledger.outcome_of("provision-1")
     assert stored is not None
@@ -78,6 +80,7 @@ def test_a_message_not_due_yet_travels_on_without_touching_the_store(engine: Eng
     assert isinstance(decision, Retry)
     assert decision.delay > 3500
     assert decision.headers == {NOT_BEFORE_HEADER: due}
+    assert (decision.cause, decision.command_type) == ("not_due", "(unreadable)")
 
 
 def test_a_refused_command_delivered_again_goes_to_the_dead_letters_again(
@@ -88,7 +91,9 @@ def test_a_refused_command_delivered_again_goes_to_the_dead_letters_again(
     body = json.dumps(stop).encode()
     assert isinstance(processor.process(_delivery(body)), DeadLetter)
     again = processor.process(_delivery(body))
-    assert again == DeadLetter("answered:rejected", "already answered; see its terminal event")
+    assert again == DeadLetter(
+        "answered:rejected", "already answered; see its terminal event", "odoo.instance.stop.v1"
+    )
 
 
 def test_a_success_delivered_again_is_acknowledged(engine: Engine) -> None:

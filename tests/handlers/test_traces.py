@@ -1,28 +1,31 @@
 """One trace from the publisher's span, through the consumer and every Kubernetes call, to the
 result event: the real stack, spans collected by an in-memory exporter."""
 
+import time
+from collections.abc import Callable
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from instance_service import __version__
-from telemetry.tracing import configure_tracing
 from tests.handlers.harness import Lifecycle, new_instance, provision_data
+from tests.telemetry_capture import Telemetry
 
 pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
 
-EXPORTER = InMemorySpanExporter()
 
-
-@pytest.fixture(scope="session")
-def spans() -> InMemorySpanExporter:
-    """The process's tracer provider, exporting to memory (set once: it is global)."""
-    if configure_tracing(__version__, processors=(SimpleSpanProcessor(EXPORTER),)) is None:
-        pytest.fail("tracing is disabled (OTEL_SDK_DISABLED)")
-    return EXPORTER
+def _trace_until(
+    telemetry: Telemetry, trace_id: int, seen: Callable[[ReadableSpan], bool]
+) -> list[ReadableSpan]:
+    """The spans of a trace, once one satisfying `seen` has ended (the relay ends its span
+    just after the broker's confirm, so the event may be observed a moment before)."""
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [s for s in telemetry.spans.get_finished_spans() if s.context.trace_id == trace_id]
+        if any(seen(s) for s in spans) or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.05)
 
 
 def _children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
@@ -30,7 +33,7 @@ def _children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableS
 
 
 def test_a_provision_is_one_trace_from_publisher_to_result_event(
-    spans: InMemorySpanExporter, driver: Lifecycle
+    telemetry: Telemetry, driver: Lifecycle
 ) -> None:
     tracer = trace.get_tracer("billing-service (test)")
     instance_id, subdomain = new_instance()
@@ -45,7 +48,7 @@ def test_a_provision_is_one_trace_from_publisher_to_result_event(
     event_trace = int(event["traceparent"].split("-")[1], 16)
     assert event_trace == trace_id
 
-    mine = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+    mine = _trace_until(telemetry, trace_id, lambda s: s.kind is SpanKind.PRODUCER)
     consumer = [s for s in mine if s.kind is SpanKind.CONSUMER]
     assert len(consumer) == 1
     assert consumer[0].parent is not None
@@ -61,7 +64,34 @@ def test_a_provision_is_one_trace_from_publisher_to_result_event(
     names = {s.name for s in below}
     assert {"patch Secret", "patch Deployment", "wait Deployment", "health check"} <= names
     assert {"step credentials", "step database", "step health"} <= names
-    calls = [s for s in below if s.kind is SpanKind.CLIENT]
+    calls = [
+        s for s in below if s.kind is SpanKind.CLIENT and "k8s.resource" in (s.attributes or {})
+    ]
     assert all((s.attributes or {})["k8s.namespace.name"] == driver.namespace for s in calls)
     # The event's traceparent names the span that produced it: the handler's.
     assert int(event["traceparent"].split("-")[2], 16) == handler[0].context.span_id
+
+    # The service's own state: each unit of work a CLIENT span inside the trace.
+    database = {s.name for s in mine if s.name.startswith("db ")}
+    assert {"db outcome_of", "db admit", "db begin", "db advance", "db record"} <= database
+    record = next(s for s in mine if s.name == "db record")
+    assert record.parent is not None
+    assert record.parent.span_id == consumer[0].context.span_id
+    assert (record.attributes or {})["db.system.name"] == "sqlite"
+
+    # The relay's publish continues the trace from the event's traceparent.
+    producer = [s for s in mine if s.kind is SpanKind.PRODUCER and s is not None]
+    published = [
+        s for s in producer if (s.attributes or {}).get("messaging.message.id") == event["id"]
+    ]
+    assert len(published) == 1
+    assert published[0].name == "instance.events publish"
+    assert published[0].parent is not None
+    assert published[0].parent.span_id == handler[0].context.span_id
+    assert (published[0].attributes or {})["messaging.rabbitmq.destination.routing_key"] == (
+        "odoo.instance.provisioned.v1"
+    )
+
+    # Kubernetes calls carry their HTTP status.
+    patched = next(s for s in calls if s.name == "patch Deployment")
+    assert (patched.attributes or {})["http.response.status_code"] in (200, 201)
