@@ -26,7 +26,7 @@ from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
 from handlers.results import Completed, Handler, HandlerContext, HandlerResult
 from messages.amqp import AmqpProperties
-from messages.commands import AnyCommand, InstanceCommand
+from messages.commands import COMMAND_MODELS, AnyCommand, InstanceCommand
 from messages.errors import MessageRejected, PermanentError, RetryableError
 from messages.events import CommandFailedData, CommandFailedEvent, CommandRejectedEvent, ErrorInfo
 from messages.parsing import parse_command
@@ -166,7 +166,9 @@ class Processor:
         try:
             command = parse_command(delivery.body, delivery.properties, self.contract)
         except MessageRejected as rejection:
-            seen.command_type = rejection.command_type or UNREADABLE
+            # Only our own types name a metric series: anything a sender writes would not.
+            named = rejection.command_type or UNREADABLE
+            seen.command_type = named if named in COMMAND_MODELS else UNREADABLE
             METRICS.received(seen.command_type)
             self.ledger.record_rejection(rejection, CommandRejectedEvent.for_rejection(rejection))
             METRICS.completed(seen.command_type, "rejected", str(rejection.code))

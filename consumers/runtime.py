@@ -120,8 +120,14 @@ class ConsumerRuntime:
 
     def serve(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Connect, consume, reconnect after losses, until `stopping` is set."""
-        delay = 0.5
         METRICS.watch_outbox(self.relay.backlog)
+        try:
+            self._serve(on_ready)
+        finally:
+            METRICS.unwatch_outbox(self.relay.backlog)
+
+    def _serve(self, on_ready: Callable[[], None]) -> None:
+        delay = 0.5
         while not self.stopping.is_set():
             self.health.beat()  # waiting for the broker is not being stuck
             started = time.monotonic()

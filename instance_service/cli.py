@@ -27,8 +27,8 @@ from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
 from telemetry.logs import configure_logging
-from telemetry.redaction import redact_url
 from telemetry.metrics import configure_metrics
+from telemetry.redaction import redact_url
 from telemetry.tracing import configure_tracing
 
 log = logging.getLogger("instance_service")

@@ -155,6 +155,12 @@ class ServiceMetrics:
         with self._lock:
             self._backlog_source = backlog
 
+    def unwatch_outbox(self, backlog: Callable[[], int | None]) -> None:
+        """Stop reporting from this source, unless another has taken its place."""
+        with self._lock:
+            if self._backlog_source == backlog:
+                self._backlog_source = None
+
     def _observe_backlog(self, _options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             source = self._backlog_source

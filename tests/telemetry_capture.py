@@ -5,7 +5,8 @@ OpenTelemetry's global providers can be set once per process, so one session fix
 and reader. Metrics are cumulative over the session: tests compare two snapshots.
 """
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics.export import (
@@ -41,6 +42,16 @@ class Telemetry:
                         elif isinstance(point, NumberDataPoint):
                             points[key] = float(point.value)
         return points
+
+    def wait(self, ready: Callable[[Snapshot], bool], timeout: float = 15) -> Snapshot:
+        """The first snapshot for which `ready` holds (work settles a moment after its event
+        is seen: the dead-lettering of a poison message, the outbox's publish mark)."""
+        deadline = time.monotonic() + timeout
+        while not ready(snapshot := self.snapshot()):
+            if time.monotonic() > deadline:
+                return snapshot  # the caller's assertions say what is missing
+            time.sleep(0.1)
+        return snapshot
 
 
 def delta(before: Snapshot, after: Snapshot, name: str, **attributes: object) -> float:
