@@ -30,7 +30,7 @@ from consumers.health import Health
 from consumers.processing import DeadLetter, Decision, Delivery, Processor, Retry, headers_for_retry
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
-from consumers.topology import WorkQueue, declare, work_queues
+from consumers.topology import WorkQueue, declare, served_queues
 from messages.amqp import AmqpProperties
 from telemetry.metrics import METRICS
 
@@ -39,11 +39,6 @@ log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 500
 HEALTHY_AFTER_SECONDS = 10.0
 """Consuming this long counts as a good connection: the reconnect backoff starts over."""
-CONFIGURATION_REPLY_CODES = frozenset({403, 406})  # ACCESS_REFUSED, PRECONDITION_FAILED
-
-
-class TopologyError(Exception):
-    """The broker refuses the declared topology (changed arguments, missing rights): fatal."""
 
 
 class ConsumingStoppedError(Exception):
@@ -95,7 +90,7 @@ class ConsumerRuntime:
         self.relay = relay
         self.health = health
         self.stopping = threading.Event()
-        self._queues = {queue.name: queue for queue in work_queues(settings)}
+        self._queues = {queue.name: queue for queue in served_queues(settings)}
         self._rng = random.Random()  # noqa: S311 - jitter
         self.connections = 0
         """How many times the runtime connected (1 unless the broker dropped it)."""
@@ -158,15 +153,7 @@ class ConsumerRuntime:
     def _consume(self, connection: pika.BlockingConnection, on_ready: Callable[[], None]) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
-        try:
-            declare(channel, self.settings)
-        except pika.exceptions.ChannelClosedByBroker as error:
-            if error.reply_code in CONFIGURATION_REPLY_CODES:
-                raise TopologyError(
-                    f"the broker refused the topology: {error.reply_text} (queue arguments "
-                    "cannot change on an existing queue; rename it or delete the old one)"
-                ) from error
-            raise
+        declare(channel, self.settings)
         channel.basic_qos(prefetch_count=self.settings.prefetch)
         pools = {
             name: ThreadPoolExecutor(self.settings.workers, thread_name_prefix=f"handler-{name}")

@@ -1,5 +1,7 @@
 """Settings of the AMQP side, one group of the service's settings."""
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
@@ -31,6 +33,11 @@ class ConsumerSettings(BaseModel):
     long_queue: str = Field(
         default="instance-service.commands.long",
         description="quorum queue of long commands (provision, backup, restore, upgrade, delete)",
+    )
+    queues: Literal["all", "quick", "long"] = Field(
+        default="all",
+        description="which work queues this process consumes (a Deployment per queue lets KEDA "
+        "scale each on its own)",
     )
     dead_letter_queue: str = Field(
         default="instance-service.dead-letter", description="where refused messages rest"

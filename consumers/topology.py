@@ -15,9 +15,11 @@ separately, and a burst of provisions never delays a suspend.
 
 from dataclasses import dataclass
 
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from consumers.settings import ConsumerSettings
+from consumers.connection import open_connection
+from consumers.settings import AmqpSettings, ConsumerSettings
 from messages.commands import COMMAND_MODELS
 from messages.serialization import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 
@@ -32,6 +34,7 @@ LONG_COMMANDS = frozenset(
     }
 )
 QUICK_COMMANDS = frozenset(COMMAND_MODELS) - LONG_COMMANDS
+CONFIGURATION_REPLY_CODES = frozenset({403, 406})  # ACCESS_REFUSED, PRECONDITION_FAILED
 
 
 @dataclass(frozen=True)
@@ -56,14 +59,51 @@ def work_queues(settings: ConsumerSettings) -> tuple[WorkQueue, WorkQueue]:
     )
 
 
+def served_queues(settings: ConsumerSettings) -> tuple[WorkQueue, ...]:
+    """The work queues this process consumes (`settings.queues`); all are declared anyway."""
+    quick, long = work_queues(settings)
+    return {"all": (quick, long), "quick": (quick,), "long": (long,)}[settings.queues]
+
+
 def queue_for(command_type: str, settings: ConsumerSettings) -> WorkQueue:
     """The work queue a command type is routed to."""
     quick, long = work_queues(settings)
     return long if command_type in LONG_COMMANDS else quick
 
 
+class TopologyError(Exception):
+    """The broker refuses the declared topology (changed arguments, missing rights): fatal."""
+
+
+def declare_on_broker(amqp: AmqpSettings, settings: ConsumerSettings) -> None:
+    """Connect, declare everything, disconnect: for an install step that runs before any
+    consumer, so commands published while every consumer is scaled to zero are kept."""
+    connection = open_connection(amqp)
+    try:
+        declare(connection.channel(), settings)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 def declare(channel: BlockingChannel, settings: ConsumerSettings) -> None:
-    """Declare exchanges, queues and bindings; a no-op when they exist as declared."""
+    """Declare exchanges, queues and bindings; a no-op when they exist as declared.
+
+    Raises TopologyError when the broker refuses (an existing queue declared with other
+    arguments, or no configure permission on the vhost).
+    """
+    try:
+        _declare(channel, settings)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code in CONFIGURATION_REPLY_CODES:
+            raise TopologyError(
+                f"the broker refused the topology: {error.reply_text} (queue arguments "
+                "cannot change on an existing queue; rename it or delete the old one)"
+            ) from error
+        raise
+
+
+def _declare(channel: BlockingChannel, settings: ConsumerSettings) -> None:
     for exchange in (COMMANDS_EXCHANGE, EVENTS_EXCHANGE):
         channel.exchange_declare(exchange, "topic", durable=True)
     channel.exchange_declare(settings.dead_letter_exchange, "direct", durable=True)

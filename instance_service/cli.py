@@ -10,7 +10,7 @@ from pydantic import SecretStr, ValidationError
 
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health, serve_health
-from consumers.runtime import TopologyError
+from consumers.topology import TopologyError, declare_on_broker
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait up to SECONDS for the command's result event and print it",
     )
+    commands.add_parser(
+        "declare",
+        help="declare the exchanges and queues on the broker and exit (an install step, so "
+        "commands published before any consumer has run are kept)",
+    )
     job = commands.add_parser(
         "job", help="the work of a backup or restore Job (run by Kubernetes in this image)"
     )
@@ -110,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class MissingPermissionError(Exception):
+    """The Kubernetes credentials do not grant what the handlers need."""
+
+
 def run_consume(settings: Settings, *, check_only: bool) -> int:
     """Connect to every dependency, report readiness, then serve until signalled."""
     try:
@@ -127,13 +136,23 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         )
         api = api_client(settings.kubernetes)
         cluster = describe_cluster(api, settings.kubernetes)
+        namespace = settings.kubernetes.namespace
+        if cluster.missing_permissions and not cluster.rules_incomplete:
+            raise MissingPermissionError(
+                f"the Kubernetes credentials lack, in namespace {namespace}: "
+                f"{'; '.join(cluster.missing_permissions)} (deploy/base/rbac.yaml grants them)"
+            )
+        if cluster.missing_permissions:
+            log.warning(
+                "kubernetes permissions could not all be confirmed",
+                extra={"unconfirmed": list(cluster.missing_permissions)},
+            )
         log.info(
             "kubernetes ready",
             extra={
                 "server": cluster.server,
                 "server_version": cluster.version,
-                "namespace": settings.kubernetes.namespace,
-                "namespace_exists": cluster.namespace_exists,
+                "namespace": namespace,
             },
         )
         platform = build_platform(settings, api)
@@ -143,7 +162,7 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
             extra={"tenant_admin": redact_url(_secret(settings.store.tenant_admin_url))},
         )
         connection = open_connection(settings.amqp)
-    except MissingSettingError as error:
+    except (MissingSettingError, MissingPermissionError) as error:
         log.error("not configured: %s", error)
         return EXIT_CONFIG
     except (StoreUnavailableError, ClusterUnavailableError, BrokerUnavailableError) as error:
@@ -171,6 +190,25 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         if server is not None:
             server.shutdown()
     log.info("consumer stopped", extra={"signal": signal_name})
+    return EXIT_OK
+
+
+def run_declare(settings: Settings) -> int:
+    """`declare`: the broker topology, then exit."""
+    amqp = redact_url(settings.amqp.url.get_secret_value())
+    try:
+        declare_on_broker(settings.amqp, settings.consumer)
+    except BrokerUnavailableError as error:
+        print(f"instance-service: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except TopologyError as error:
+        print(f"instance-service: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    consumer = settings.consumer
+    print(
+        f"declared on {amqp}: instance.commands, instance.events, {consumer.quick_queue}, "
+        f"{consumer.long_queue}, their retry queues, {consumer.dead_letter_queue}"
+    )
     return EXIT_OK
 
 
@@ -223,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout,
             fresh=arguments.fresh,
         )
+    if arguments.command == "declare":
+        return run_declare(settings)
     configure_logging(settings.log)
     configure_tracing(__version__)
     configure_metrics(__version__)

@@ -1,4 +1,5 @@
-"""Builds the Kubernetes API client from settings and checks that the cluster answers."""
+"""Builds the Kubernetes API client from settings and checks that the cluster answers and that
+the credentials hold the permissions the handlers need in the tenant namespace."""
 
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -7,6 +8,7 @@ import urllib3.exceptions
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
+from k8s.permissions import CONSUMER_PERMISSIONS, Permission, Rule, missing
 from k8s.settings import KubernetesSettings
 
 KubernetesApi: TypeAlias = client.ApiClient
@@ -23,7 +25,11 @@ class ClusterInfo:
 
     server: str
     version: str
-    namespace_exists: bool
+    missing_permissions: tuple[str, ...]
+    """Needed in the tenant namespace and not granted (see k8s/permissions.py)."""
+    rules_incomplete: bool
+    """The API server could not list every rule (e.g. a webhook authorizer): `missing` may
+    name permissions that are in fact granted."""
 
 
 def api_client(settings: KubernetesSettings) -> client.ApiClient:
@@ -48,14 +54,22 @@ def api_client(settings: KubernetesSettings) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-def describe_cluster(api: client.ApiClient, settings: KubernetesSettings) -> ClusterInfo:
-    """Ask the API server for its version and whether the tenant namespace exists."""
+def describe_cluster(
+    api: client.ApiClient,
+    settings: KubernetesSettings,
+    needed: tuple[Permission, ...] = CONSUMER_PERMISSIONS,
+) -> ClusterInfo:
+    """Ask the API server for its version and which of the `needed` permissions in the tenant
+    namespace these credentials lack (a SelfSubjectRulesReview: any identity may ask it)."""
     timeout = settings.request_timeout_seconds
     server = str(api.configuration.host)
+    review = client.V1SelfSubjectRulesReview(
+        spec=client.V1SelfSubjectRulesReviewSpec(namespace=settings.namespace)
+    )
     try:
         version = client.VersionApi(api).get_code(_request_timeout=timeout)
-        namespaces = client.CoreV1Api(api).list_namespace(
-            field_selector=f"metadata.name={settings.namespace}", _request_timeout=timeout
+        answer = client.AuthorizationV1Api(api).create_self_subject_rules_review(
+            review, _request_timeout=timeout
         )
     except client.ApiException as error:
         raise ClusterUnavailableError(
@@ -65,6 +79,18 @@ def describe_cluster(api: client.ApiClient, settings: KubernetesSettings) -> Clu
         raise ClusterUnavailableError(
             f"cannot reach the Kubernetes API at {server}: {error}"
         ) from error
+    status = answer.status
+    rules = [
+        Rule(
+            groups=frozenset(rule.api_groups or ()),
+            resources=frozenset(rule.resources or ()),
+            verbs=frozenset(rule.verbs or ()),
+        )
+        for rule in (status.resource_rules if status is not None else None) or ()
+    ]
     return ClusterInfo(
-        server=server, version=str(version.git_version), namespace_exists=bool(namespaces.items)
+        server=server,
+        version=str(version.git_version),
+        missing_permissions=tuple(missing(rules, needed)),
+        rules_incomplete=bool(status is not None and status.incomplete),
     )

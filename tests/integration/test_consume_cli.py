@@ -61,7 +61,8 @@ def test_check_reports_every_dependency_ready_without_printing_the_password(
     by_message = {entry["message"]: entry for entry in entries}
     assert by_message["state store ready"]["dialect"] == "sqlite"
     assert by_message["kubernetes ready"]["server_version"] == "v1.37.2"
-    assert by_message["kubernetes ready"]["namespace_exists"] is True
+    assert by_message["kubernetes ready"]["namespace"] == "odoo-tenants"
+    assert "kubernetes permissions could not all be confirmed" not in by_message
     assert "***" in str(by_message["tenant postgresql ready"]["tenant_admin"])
     assert "consumer ready" in by_message
     assert (tmp_path / "state.db").exists()
