@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack import processes
+from devstack import keda, processes
 from devstack.component import Health
 from devstack.httpcheck import get
 from devstack.jobrunner import READY_FILE as JOB_RUNNER_READY
@@ -332,6 +332,15 @@ class ControlPlane:
                     f"{processes.log_tail(self.layout, name)}"
                 )
         self.kubectl("apply", "-f", "-", stdin=json.dumps(_namespace(TENANT_NAMESPACE)))
+        self._install_keda_crds()
+
+    def _install_keda_crds(self) -> None:
+        """KEDA's CRDs, so deploy/'s ScaledObjects validate against this cluster."""
+        directory = keda.crd_directory()
+        # Server-side: these CRDs are too large for client-side apply's annotation.
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
+        crds = [f"crd/{name}" for name in keda.CRDS]
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
 
     def _register_node(self) -> None:
         self.kubectl("apply", "-f", "-", stdin=json.dumps(_fake_node()))

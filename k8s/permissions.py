@@ -4,9 +4,10 @@
 tests run the handlers with nothing more, and `consume` checks at start-up, with a
 SelfSubjectRulesReview, that its credentials have them, naming what is missing.
 
-Objects are created and changed by server-side apply, which needs `patch` only: no `create`
-and no `update` anywhere. Pods are only ever listed and watched (to explain a failed rollout,
-to wait until a stopped instance's pods are gone, to place a backup Job beside the server).
+Objects are created and changed by server-side apply: a `patch`, which the API server also
+authorizes as `create` when the object does not exist yet; no `update` anywhere. Pods are only
+ever listed and watched (to explain a failed rollout, to wait until a stopped instance's pods
+are gone, to place a backup Job beside the server).
 """
 
 from collections.abc import Iterable
@@ -32,15 +33,15 @@ def _grant(group: str, resource: str, *verbs: str) -> Permission:
 
 
 CONSUMER_PERMISSIONS = (
-    _grant("", "secrets", "get", "patch", "delete"),
-    _grant("", "services", "get", "patch", "delete"),
-    _grant("", "persistentvolumeclaims", "get", "list", "watch", "patch", "delete"),
+    _grant("", "secrets", "get", "create", "patch", "delete"),
+    _grant("", "services", "get", "create", "patch", "delete"),
+    _grant("", "persistentvolumeclaims", "get", "create", "list", "watch", "patch", "delete"),
     _grant("", "pods", "list", "watch"),
-    _grant("apps", "deployments", "get", "list", "watch", "patch", "delete"),
+    _grant("apps", "deployments", "get", "create", "list", "watch", "patch", "delete"),
     _grant("apps", "deployments/scale", "patch"),
-    _grant("batch", "jobs", "get", "list", "watch", "patch", "delete"),
-    _grant("networking.k8s.io", "ingresses", "get", "patch", "delete"),
-    _grant("networking.k8s.io", "networkpolicies", "get", "patch", "delete"),
+    _grant("batch", "jobs", "get", "create", "list", "watch", "patch", "delete"),
+    _grant("networking.k8s.io", "ingresses", "get", "create", "patch", "delete"),
+    _grant("networking.k8s.io", "networkpolicies", "get", "create", "patch", "delete"),
 )
 """What the command handlers do in the tenant namespace."""
 

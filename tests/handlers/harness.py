@@ -99,6 +99,9 @@ class Lifecycle:
     kubernetes: KubernetesSettings
     tenants: TenantSettings
     faults: CrashAt = field(default_factory=CrashAt)
+    service_api: client.ApiClient | None = None
+    """The consumer's own credentials (e.g. deploy/'s ServiceAccount); None: `api`'s. `api`
+    stays the test's view for checks and for the local stack's stand-in of cluster DNS."""
     observer: Observer | None = None
     _stack: ExitStack = field(default_factory=ExitStack)
     _consumer: AbstractContextManager[ConsumerRuntime] | None = None
@@ -118,7 +121,7 @@ class Lifecycle:
 
     def _build(self) -> None:
         self.platform = Platform(
-            cluster=lambda: Kubernetes(self.api),
+            cluster=lambda: Kubernetes(self.service_api or self.api),
             databases=self.databases,
             resolver=EndpointSliceResolver(
                 self.api, "127.0.0.1", default_layout().ports.odoo_standin
@@ -231,6 +234,7 @@ def lifecycle(
     namespace: str,
     admin_url: str,
     tenants: TenantSettings | None = None,
+    service_api: client.ApiClient | None = None,
     **kubernetes: Any,
 ) -> Iterator[Lifecycle]:
     """A started Lifecycle; stopped and closed at the end."""
@@ -241,7 +245,14 @@ def lifecycle(
         **{"health_deadline_seconds": 20.0, "ready_deadline_seconds": 60.0, **kubernetes},
     )
     driver = Lifecycle(
-        amqp_url, engine, api, namespace, admin_url, settings, tenants or tenant_settings()
+        amqp_url,
+        engine,
+        api,
+        namespace,
+        admin_url,
+        settings,
+        tenants or tenant_settings(),
+        service_api=service_api,
     )
     driver.start()
     try:
