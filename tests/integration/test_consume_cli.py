@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from kubernetes import client
 
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from devstack.httpcheck import get
@@ -144,3 +146,75 @@ def test_wrong_broker_password_is_a_clear_error_that_hides_the_password(
     assert len(errors) == 1
     assert "refused the credentials" in str(errors[0]["message"])
     assert wrong not in result.stderr
+
+
+def test_credentials_without_the_needed_permissions_are_refused_at_start_naming_them(
+    tmp_path: Path, amqp_url: str, k8s_api: client.ApiClient, namespace: str
+) -> None:
+    # A ServiceAccount with no Role at all: authenticated, allowed nothing in the namespace.
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="bare"))
+    )
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+    answer = core.create_namespaced_service_account_token("bare", namespace, request)
+    assert answer.status is not None
+    token = answer.status.token
+    assert token
+    kubeconfig = tmp_path / "bare.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": k8s_api.configuration.host,
+                            "certificate-authority": k8s_api.configuration.ssl_ca_cert,
+                        },
+                    }
+                ],
+                "users": [{"name": "bare", "user": {"token": token}}],
+                "contexts": [{"name": "bare", "context": {"cluster": "local", "user": "bare"}}],
+                "current-context": "bare",
+            }
+        )
+    )
+    env = {
+        **_env(tmp_path, amqp_url),
+        "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": str(kubeconfig),
+        "INSTANCE_SERVICE_KUBERNETES__NAMESPACE": namespace,
+    }
+    result = subprocess.run(
+        _command("consume", "--check"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 78, result.stderr
+    assert f"the Kubernetes credentials lack, in namespace {namespace}:" in result.stderr
+    assert "create, delete, get, patch secrets" in result.stderr
+    assert "deploy/base/rbac.yaml" in result.stderr
+    assert token not in result.stderr
+
+
+def test_declare_sets_up_the_broker_once_and_names_a_conflict(amqp_url: str) -> None:
+    env = {**os.environ, "INSTANCE_SERVICE_AMQP__URL": amqp_url}
+    vhost = amqp_url.rsplit("/", 1)[1]
+    for _ in range(2):  # idempotent
+        result = subprocess.run(
+            _command("declare"), env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert "declared on amqp://instance-service:***@" in result.stdout
+    queues = {q["name"]: q for q in stack.management_get(f"queues/{vhost}")}
+    assert queues["instance-service.commands.quick"]["type"] == "quorum"
+    assert queues["instance-service.commands.long"]["type"] == "quorum"
+    assert "instance-service.dead-letter" in queues
+    # The same queue name declared with other arguments: refused, and said so.
+    env["INSTANCE_SERVICE_CONSUMER__DELIVERY_LIMIT"] = "7"
+    result = subprocess.run(
+        _command("declare"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 78
+    assert "the broker refused the topology" in result.stderr
+    assert "x-delivery-limit" in result.stderr
