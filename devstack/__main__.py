@@ -68,10 +68,10 @@ def status(layout: Layout) -> int:
     return 0 if all(h.healthy for h in report) else 1
 
 
-def env(layout: Layout) -> int:
-    """Print shell exports that point the service and tools at the stack."""
+def service_env(layout: Layout) -> dict[str, str]:
+    """The variables that point the service and tools at the stack."""
     found = credentials.endpoints(layout, credentials.load_or_create(layout))
-    exports = {
+    return {
         "KUBECONFIG": found.kubeconfig,
         "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": found.kubeconfig,
         "INSTANCE_SERVICE_AMQP__URL": found.amqp_url,
@@ -86,7 +86,11 @@ def env(layout: Layout) -> int:
         "DEVSTACK_DATABASE_URL": found.database_url,
         "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
     }
-    for key, value in exports.items():
+
+
+def env(layout: Layout) -> int:
+    """Print shell exports that point the service and tools at the stack."""
+    for key, value in service_env(layout).items():
         print(f"export {key}={shlex.quote(value)}")
     print("# state on PostgreSQL instead of SQLite:")
     print('# export INSTANCE_SERVICE_STORE__URL="$DEVSTACK_DATABASE_URL"')

@@ -34,22 +34,31 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 @dataclass(frozen=True)
 class Resource:
-    """How the typed client reaches one kind: its API group class and method suffix."""
+    """How the typed client reaches one kind: its API group class and method suffix.
 
-    api: type
+    The class is named, not imported: the typed API classes take most of a second to import
+    (every method is wrapped in a pydantic validator), a cost a consumer starting from zero
+    should pay only when a command first needs it.
+    """
+
+    api_class: str
     suffix: str
+
+    def api(self, api_client: client.ApiClient) -> Any:
+        """The API group object for this client."""
+        return getattr(client, self.api_class)(api_client)
 
 
 RESOURCES = {
-    "Secret": Resource(client.CoreV1Api, "namespaced_secret"),
-    "PersistentVolumeClaim": Resource(client.CoreV1Api, "namespaced_persistent_volume_claim"),
-    "Service": Resource(client.CoreV1Api, "namespaced_service"),
-    "Pod": Resource(client.CoreV1Api, "namespaced_pod"),
-    "Job": Resource(client.BatchV1Api, "namespaced_job"),
-    "Deployment": Resource(client.AppsV1Api, "namespaced_deployment"),
-    "Ingress": Resource(client.NetworkingV1Api, "namespaced_ingress"),
-    "NetworkPolicy": Resource(client.NetworkingV1Api, "namespaced_network_policy"),
-    "Deployment/scale": Resource(client.AppsV1Api, "namespaced_deployment_scale"),
+    "Secret": Resource("CoreV1Api", "namespaced_secret"),
+    "PersistentVolumeClaim": Resource("CoreV1Api", "namespaced_persistent_volume_claim"),
+    "Service": Resource("CoreV1Api", "namespaced_service"),
+    "Pod": Resource("CoreV1Api", "namespaced_pod"),
+    "Job": Resource("BatchV1Api", "namespaced_job"),
+    "Deployment": Resource("AppsV1Api", "namespaced_deployment"),
+    "Ingress": Resource("NetworkingV1Api", "namespaced_ingress"),
+    "NetworkPolicy": Resource("NetworkingV1Api", "namespaced_network_policy"),
+    "Deployment/scale": Resource("AppsV1Api", "namespaced_deployment_scale"),
 }
 
 

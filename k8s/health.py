@@ -58,8 +58,7 @@ class EndpointSliceResolver:
     """Service -> EndpointSlice -> Ready pod IP and port, delivered to a stand-in on loopback."""
 
     def __init__(self, api: client.ApiClient, standin_host: str, standin_port: int) -> None:
-        self.core = client.CoreV1Api(api)
-        self.discovery = client.DiscoveryV1Api(api)
+        self.api = api  # the typed API classes are made on first use (see k8s.apply.Resource)
         self.standin = (standin_host, standin_port)
 
     def route(self, host: str, port: int) -> Route | None:
@@ -69,8 +68,8 @@ class EndpointSliceResolver:
             return None
         service_name, namespace = parts[0], parts[1]
         try:
-            service = self.core.read_namespaced_service(service_name, namespace)
-            slices = self.discovery.list_namespaced_endpoint_slice(
+            service = client.CoreV1Api(self.api).read_namespaced_service(service_name, namespace)
+            slices = client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice(
                 namespace, label_selector=f"kubernetes.io/service-name={service_name}"
             ).items
         except client.ApiException as error:

@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from store.migrate import current_revision, downgrade, head_revision, upgrade
+from store.migrate import HEAD_REVISION, current_revision, downgrade, head_revision, upgrade
 from store.models import Backup, Instance
 
 TABLES = {"instances", "inbox", "operations", "outbox", "backups", "alembic_version"}
@@ -19,6 +19,20 @@ def test_upgrade_builds_every_table_and_is_idempotent(engine: Engine) -> None:
     assert current_revision(engine) == head_revision()
     upgrade(engine)
     assert current_revision(engine) == head_revision()
+
+
+def test_the_start_up_shortcut_knows_the_newest_revision() -> None:
+    # `upgrade` skips alembic when the database is at HEAD_REVISION: it must be the real head.
+    assert head_revision() == HEAD_REVISION
+
+
+def test_an_older_schema_is_still_upgraded(engine: Engine) -> None:
+    downgrade(engine, "0002")
+    assert current_revision(engine) == "0002"
+    assert "ready_at" not in {c["name"] for c in inspect(engine).get_columns("outbox")}
+    upgrade(engine)
+    assert current_revision(engine) == HEAD_REVISION
+    assert "ready_at" in {c["name"] for c in inspect(engine).get_columns("outbox")}
 
 
 def test_downgrade_to_base_removes_the_schema_and_upgrade_restores_it(engine: Engine) -> None:
