@@ -69,9 +69,13 @@ class EndpointSliceResolver:
         service_name, namespace = parts[0], parts[1]
         try:
             service = client.CoreV1Api(self.api).read_namespaced_service(service_name, namespace)
-            slices = client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice(
-                namespace, label_selector=f"kubernetes.io/service-name={service_name}"
-            ).items
+            slices = (
+                client.DiscoveryV1Api(self.api)
+                .list_namespaced_endpoint_slice(
+                    namespace, label_selector=f"kubernetes.io/service-name={service_name}"
+                )
+                .items
+            )
         except client.ApiException as error:
             if error.status == 404:
                 return None
