@@ -68,14 +68,12 @@ class EndpointSliceResolver:
             return None
         service_name, namespace = parts[0], parts[1]
         try:
-            service = client.CoreV1Api(self.api).read_namespaced_service(service_name, namespace)
-            slices = (
-                client.DiscoveryV1Api(self.api)
-                .list_namespaced_endpoint_slice(
-                    namespace, label_selector=f"kubernetes.io/service-name={service_name}"
-                )
-                .items
-            )
+            core, discovery = client.CoreV1Api(self.api), client.DiscoveryV1Api(self.api)
+            service = core.read_namespaced_service(service_name, namespace)
+            selector = f"kubernetes.io/service-name={service_name}"
+            slices = discovery.list_namespaced_endpoint_slice(
+                namespace, label_selector=selector
+            ).items
         except client.ApiException as error:
             if error.status == 404:
                 return None
