@@ -5,6 +5,7 @@ from handlers.delete import Delete
 from handlers.lifecycle import BringUp, Restart, TakeDown
 from handlers.platform import Platform
 from handlers.provision import Provision
+from handlers.reconcile import Reconcile
 from handlers.resize import Resize
 from handlers.results import Handler
 from handlers.upgrade import Upgrade
@@ -20,7 +21,7 @@ from messages.events import (
 
 
 def lifecycle_handlers(platform: Platform) -> dict[str, Handler]:
-    """Command type -> handler, for every instance command of the contract."""
+    """Command type -> handler, for every command of the contract."""
     return {
         "odoo.instance.provision.v1": Provision(platform),
         "odoo.instance.start.v1": BringUp(platform, StartedEvent),
@@ -35,4 +36,5 @@ def lifecycle_handlers(platform: Platform) -> dict[str, Handler]:
         "odoo.instance.upgrade.v1": Upgrade(platform),
         "odoo.instance.backup.v1": Backup(platform),
         "odoo.instance.restore.v1": Restore(platform),
+        "odoo.fleet.reconcile.v1": Reconcile(platform),
     }

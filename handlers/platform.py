@@ -29,6 +29,9 @@ class Cluster(Protocol):
     def list_labelled(self, kind: str, namespace: str, label_selector: str) -> list[Any]:
         """Objects whose labels match."""
 
+    def documents(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Objects whose labels match, as manifests, in one request."""
+
     def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
         """Set a Deployment's replicas; False when absent (with absent_ok)."""
 

@@ -15,6 +15,7 @@ from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
 from instance_service.publish_command import run_publish
+from instance_service.reconcile_command import run_reconcile
 from instance_service.settings import ContractOnlySettings, Settings
 from instance_service.wiring import (
     MissingSettingError,
@@ -83,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="wait up to SECONDS for the command's result event and print it",
+    )
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare the store with the cluster and repair missing or drifted objects "
+        "(as the odoo.fleet.reconcile.v1 command does)",
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="print the plan and change nothing"
+    )
+    reconcile.add_argument(
+        "--remove-orphans",
+        action="store_true",
+        help="delete orphaned Deployments, Services, Ingresses, NetworkPolicies and Jobs "
+        "(default: INSTANCE_SERVICE_KUBERNETES__REMOVE_ORPHANS); volumes and Secrets are only "
+        "reported",
     )
     commands.add_parser(
         "declare",
@@ -193,6 +209,26 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
     return EXIT_OK
 
 
+def run_reconcile_command(settings: Settings, arguments: argparse.Namespace) -> int:
+    """`reconcile`: build what it needs from settings, then plan and repair."""
+    try:
+        engine = create_engine(settings.store)
+        api = api_client(settings.kubernetes)
+        platform = build_platform(settings, api)
+    except MissingSettingError as error:
+        print(f"instance-service reconcile: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (StoreUnavailableError, ClusterUnavailableError) as error:
+        print(f"instance-service reconcile: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return run_reconcile(
+        engine,
+        platform,
+        dry_run=arguments.dry_run,
+        remove_orphans=arguments.remove_orphans or settings.kubernetes.remove_orphans,
+    )
+
+
 def run_declare(settings: Settings) -> int:
     """`declare`: the broker topology, then exit."""
     amqp = redact_url(settings.amqp.url.get_secret_value())
@@ -263,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if arguments.command == "declare":
         return run_declare(settings)
+    if arguments.command == "reconcile":
+        return run_reconcile_command(settings, arguments)
     configure_logging(settings.log)
     configure_tracing(__version__)
     configure_metrics(__version__)

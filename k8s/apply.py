@@ -189,6 +189,15 @@ class Kubernetes:
         )
         return list(listed.items)
 
+    def documents(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind whose labels match, as manifests (camelCase dicts), in one list
+        request however many there are."""
+        listed = self._call(
+            "list", kind, label_selector, namespace, namespace, label_selector=label_selector
+        )
+        serialize = cast(Callable[[Any], dict[str, Any]], self.api.sanitize_for_serialization)
+        return [serialize(item) for item in listed.items]
+
     def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
         """Set a Deployment's replicas through its scale subresource; False if it is absent
         (only with `absent_ok`: otherwise absence is a permanent failure)."""

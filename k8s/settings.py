@@ -35,6 +35,11 @@ class KubernetesSettings(BaseModel):
         description="how long a started instance's pod may take to become Ready (Odoo's "
         "startup probe alone allows 300 s) before the command fails",
     )
+    remove_orphans: bool = Field(
+        default=False,
+        description="fleet reconciliation deletes orphaned Deployments, Services, Ingresses, "
+        "NetworkPolicies and Jobs (volumes and Secrets are only ever reported)",
+    )
 
 
 class OdooImage(BaseModel):

@@ -70,6 +70,11 @@ class Ledger:
             row = session.get(Instance, instance_id)
             return InstanceRecord.of(row) if row else None
 
+    def instances(self) -> list[InstanceRecord]:
+        """Every instance, deleted ones included, in one query (for reconciliation)."""
+        with self._unit("instances") as session:
+            return [InstanceRecord.of(row) for row in session.scalars(select(Instance))]
+
     def operation(self, operation_id: str) -> OperationRecord:
         """An operation as stored (handlers resume from its step and result)."""
         with self._unit("operation") as session:

@@ -112,10 +112,13 @@ class Lifecycle:
         self.ledger = Ledger(self.engine)
         self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
 
-    def reconfigure(self, tenants: TenantSettings) -> None:
-        """A new consumer whose handlers build tenants with these settings."""
+    def reconfigure(
+        self, tenants: TenantSettings | None = None, kubernetes: KubernetesSettings | None = None
+    ) -> None:
+        """A new consumer whose handlers use these settings (None: keep the current ones)."""
         self.stop()
-        self.tenants = tenants
+        self.tenants = tenants or self.tenants
+        self.kubernetes = kubernetes or self.kubernetes
         self._build()
         self.start()
 

@@ -76,6 +76,9 @@ class FakeCluster:
     def list_labelled(self, kind: str, namespace: str, label_selector: str) -> list[Any]:
         return []
 
+    def documents(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        return [obj.manifest for (found, _name), obj in self.objects.items() if found == kind]
+
     def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
         self.calls.append(("scale", name, str(replicas)))
         return ("Deployment", name) in self.objects
