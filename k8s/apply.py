@@ -8,6 +8,7 @@ counted per (verb, kind) for benchmarks, and each one is a CLIENT span and a cou
 `instance_service.kubernetes.requests` metric with its HTTP status code.
 """
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -130,8 +131,11 @@ class Kubernetes:
         namespace: str,
         *args: Any,
         absent_ok: bool = False,
+        raw: bool = False,
         **kwargs: Any,
     ) -> Any:
+        """One request: counted, traced, its failure classified. `raw`: answer the decoded
+        JSON instead of typed models (a large list is several times faster that way)."""
         self.requests[(verb, kind)] += 1
         target = Target(verb, kind, name, namespace)
         attributes = {"k8s.verb": verb, "k8s.resource": kind, "k8s.namespace.name": namespace}
@@ -139,9 +143,15 @@ class Kubernetes:
             f"{verb} {kind}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             try:
-                data, status, _headers = self._method_with_status(verb, kind)(
-                    *args, _request_timeout=self.timeout, **kwargs
-                )
+                if raw:
+                    response = self._method(verb, kind)(
+                        *args, _request_timeout=self.timeout, _preload_content=False, **kwargs
+                    )
+                    data, status = json.loads(response.data), response.status
+                else:
+                    data, status, _headers = self._method_with_status(verb, kind)(
+                        *args, _request_timeout=self.timeout, **kwargs
+                    )
             except (
                 ApiException,
                 urllib3.exceptions.HTTPError,
@@ -193,10 +203,15 @@ class Kubernetes:
         """Objects of a kind whose labels match, as manifests (camelCase dicts), in one list
         request however many there are."""
         listed = self._call(
-            "list", kind, label_selector, namespace, namespace, label_selector=label_selector
+            "list",
+            kind,
+            label_selector,
+            namespace,
+            namespace,
+            label_selector=label_selector,
+            raw=True,
         )
-        serialize = cast(Callable[[Any], dict[str, Any]], self.api.sanitize_for_serialization)
-        return [serialize(item) for item in listed.items]
+        return list(listed["items"])
 
     def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
         """Set a Deployment's replicas through its scale subresource; False if it is absent

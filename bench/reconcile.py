@@ -1,0 +1,170 @@
+"""Fleet reconciliation at 100, 250 and 1,000 instances on the local stack: API requests and wall
+time, showing that requests do not grow with the fleet (one list per kind) except for repairs.
+Needs the local stack (`python -m devstack up`).
+
+    .venv/bin/python -m bench.reconcile [--sizes 100,250,1000] [--broken 10]
+
+Instances are seeded straight into a SQLite store and a fresh namespace (their Secret, Service,
+NetworkPolicy, Ingress, volume claim and a Deployment at 0 replicas, as the handlers build
+them; the claims name a StorageClass that does not exist, so nothing is provisioned). For each
+size: a reconcile of the fleet in line, then one after deleting the Service of `--broken`
+instances by hand. The namespace is deleted at the end.
+"""
+
+import argparse
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes import client, config
+from pydantic import SecretStr
+from sqlalchemy.orm import Session
+
+from devstack import credentials
+from devstack.layout import default_layout
+from handlers.platform import Platform
+from handlers.reconcile import carry_out, observe, plan
+from handlers.specs import spec_of_instance
+from k8s.apply import Kubernetes
+from k8s.credentials import generate_credentials
+from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.health import SystemResolver
+from k8s.settings import KubernetesSettings, TenantSettings
+from k8s.workload import build_deployment, build_secret, build_volume
+from store.database import create_engine
+from store.ledger import Ledger
+from store.lifecycle import InstanceStatus
+from store.migrate import upgrade
+from store.models import Instance
+from store.records import InstanceRecord
+from store.settings import StoreSettings
+from store.tenant_database import TenantDatabases
+
+SEED_THREADS = 8
+
+
+def _seed(ledger: Ledger, platform: Platform, api: client.ApiClient, count: int) -> None:
+    """`count` more stopped instances, in the store and as objects."""
+    rows = []
+    now = datetime.now(UTC)
+    for _ in range(count):
+        instance_id = str(uuid.uuid4())
+        rows.append(
+            Instance(
+                id=instance_id,
+                customer_id="bench",
+                subdomain=f"b-{instance_id[:18]}",
+                odoo_version="17.0",
+                cpu_millicores=500,
+                memory_mib=1024,
+                storage_gib=5,
+                status=InstanceStatus.STOPPED,
+                spec={},
+                last_command_time=now,
+                last_command_id=f"bench-{instance_id}",
+                kubernetes_names={},
+            )
+        )
+    with Session(ledger.engine, expire_on_commit=False) as session, session.begin():
+        session.add_all(rows)
+    namespace, tenants = platform.namespace, platform.tenants
+
+    def objects(row: Instance) -> None:
+        spec = spec_of_instance(InstanceRecord.of(row))
+        cluster = Kubernetes(api)
+        for manifest in (
+            build_secret(spec, generate_credentials(), tenants, namespace),
+            build_service(spec, namespace),
+            build_network_policy(spec, tenants, namespace),
+            build_ingress(spec, tenants, namespace),
+            build_volume(spec, tenants, namespace),
+            build_deployment(spec, tenants, namespace, replicas=0),
+        ):
+            cluster.apply(manifest)
+
+    with ThreadPoolExecutor(SEED_THREADS) as pool:
+        list(pool.map(objects, rows))
+
+
+def _reconcile(ledger: Ledger, platform: Platform, api: client.ApiClient) -> dict[str, float]:
+    cluster = Kubernetes(api)
+    started = time.perf_counter()
+    found = plan(ledger.instances(), observe(cluster, platform.namespace), platform)
+    planned = time.perf_counter() - started
+    lists = sum(cluster.requests.values())
+    outcome = carry_out(found, cluster, ledger, platform, remove_orphans=False)
+    total = time.perf_counter() - started
+    return {
+        "checked": found.checked,
+        "lists": lists,
+        "repairs": outcome.repairs_made,
+        "requests": sum(cluster.requests.values()),
+        "plan_s": planned,
+        "total_s": total,
+    }
+
+
+def main() -> None:
+    """Seed, reconcile, break, reconcile; print a row per step."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,250,1000")
+    parser.add_argument("--broken", type=int, default=10)
+    arguments = parser.parse_args()
+    sizes = [int(size) for size in arguments.sizes.split(",")]
+    layout = default_layout()
+    secrets = credentials.load_or_create(layout)
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(layout.kubeconfig), client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    namespace = f"bench-reconcile-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    admin_url = credentials.endpoints(layout, secrets).postgres_admin_url
+    platform = Platform(
+        cluster=lambda: Kubernetes(api),
+        databases=TenantDatabases.connect(admin_url),
+        resolver=SystemResolver(),
+        kubernetes=KubernetesSettings(namespace=namespace),
+        tenants=TenantSettings(base_domain="bench.test", storage_class="bench-unbound"),
+    )
+    try:
+        with tempfile.TemporaryDirectory() as state:
+            engine = create_engine(
+                StoreSettings(url=SecretStr(f"sqlite:///{Path(state) / 's.db'}"))
+            )
+            upgrade(engine)
+            ledger = Ledger(engine)
+            print(f"fleet reconcile in namespace {namespace}; requests counted per reconcile")
+            print(
+                f"{'instances':>9} {'state':<18} {'lists':>5} {'repairs':>7} {'requests':>8} "
+                f"{'plan s':>7} {'total s':>7}"
+            )
+            seeded = 0
+            for size in sizes:
+                started = time.perf_counter()
+                _seed(ledger, platform, api, size - seeded)
+                seeded = size
+                print(f"  (seeded to {size} in {time.perf_counter() - started:.0f} s)")
+                row = _reconcile(ledger, platform, api)
+                _print(size, "in line", row)
+                for instance in ledger.instances()[: arguments.broken]:
+                    name = spec_of_instance(instance).names.base
+                    core.delete_namespaced_service(name, namespace)
+                row = _reconcile(ledger, platform, api)
+                _print(size, f"{arguments.broken} Services gone", row)
+    finally:
+        core.delete_namespace(namespace, propagation_policy="Background")
+
+
+def _print(size: int, state: str, row: dict[str, float]) -> None:
+    print(
+        f"{size:>9} {state:<18} {row['lists']:>5.0f} {row['repairs']:>7.0f} "
+        f"{row['requests']:>8.0f} {row['plan_s']:>7.2f} {row['total_s']:>7.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
