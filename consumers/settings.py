@@ -83,3 +83,29 @@ class ConsumerSettings(BaseModel):
     health_port: int = Field(
         default=8080, ge=0, le=65535, description="liveness/readiness HTTP port; 0 disables"
     )
+
+
+class WatcherSettings(BaseModel):
+    """How `instance-service watch` follows the tenants' pods."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    degraded_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="how long a running instance's pods may be not Ready before it is degraded",
+    )
+    tick_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often due instances and the outbox are checked"
+    )
+    watch_seconds: int = Field(
+        default=300, ge=1, le=3600, description="length of one watch request before resuming"
+    )
+    health_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - the kubelet probes the pod's address
+        description="address of the liveness/readiness endpoint",
+    )
+    health_port: int = Field(
+        default=8081, ge=0, le=65535, description="liveness/readiness HTTP port; 0 disables"
+    )

@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +23,11 @@ from instance_service.wiring import (
     build_handlers,
     build_platform,
     build_runtime,
+    build_watcher,
 )
 from jobs.commands import DEFAULT_TERMINATION_LOG, run_backup, run_restore
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
+from k8s.permissions import WATCHER_PERMISSIONS
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
 from telemetry.logs import configure_logging
@@ -84,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="wait up to SECONDS for the command's result event and print it",
+    )
+    commands.add_parser(
+        "watch",
+        help="follow the tenants' pods and publish odoo.instance.status.changed.v1 "
+        "(running <-> degraded); run one replica",
     )
     reconcile = commands.add_parser(
         "reconcile",
@@ -209,6 +217,51 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
     return EXIT_OK
 
 
+def run_watch(settings: Settings) -> int:
+    """`watch`: check the store and the cluster, then follow the pods until signalled."""
+    try:
+        engine = create_engine(settings.store)
+        ping(engine)
+        if settings.store.upgrade_on_start:
+            upgrade(engine)
+        api = api_client(settings.kubernetes)
+        cluster = describe_cluster(api, settings.kubernetes, WATCHER_PERMISSIONS)
+    except (StoreUnavailableError, ClusterUnavailableError) as error:
+        log.error("not ready: %s", error)
+        return EXIT_UNAVAILABLE
+    namespace = settings.kubernetes.namespace
+    if cluster.missing_permissions and not cluster.rules_incomplete:
+        log.error(
+            "not configured: the Kubernetes credentials lack, in namespace %s: %s "
+            "(deploy/base/rbac.yaml grants them)",
+            namespace,
+            "; ".join(cluster.missing_permissions),
+        )
+        return EXIT_CONFIG
+    health = Health()
+    watcher_settings = settings.watcher
+    server = (
+        serve_health(health, watcher_settings.health_host, watcher_settings.health_port)
+        if watcher_settings.health_port
+        else None
+    )
+    watcher = build_watcher(settings, engine, api, health)
+    previous = {
+        sig: signal.signal(sig, lambda _signum, _frame: watcher.stopping.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    log.info("watching", extra={"namespace": namespace, "server": cluster.server})
+    try:
+        watcher.serve()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if server is not None:
+            server.shutdown()
+    log.info("watcher stopped", extra={"transitions": watcher.transitions})
+    return EXIT_OK
+
+
 def run_reconcile_command(settings: Settings, arguments: argparse.Namespace) -> int:
     """`reconcile`: build what it needs from settings, then plan and repair."""
     try:
@@ -304,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log)
     configure_tracing(__version__)
     configure_metrics(__version__)
+    if arguments.command == "watch":
+        return run_watch(settings)
     return run_consume(settings, check_only=arguments.check)
 
 

@@ -8,7 +8,7 @@ prefix ``INSTANCE_SERVICE_`` and ``__`` between a group and its field, e.g.
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from consumers.settings import AmqpSettings, ConsumerSettings
+from consumers.settings import AmqpSettings, ConsumerSettings, WatcherSettings
 from k8s.settings import KubernetesSettings, TenantSettings
 from messages.settings import ContractSettings
 from store.settings import StoreSettings
@@ -27,6 +27,7 @@ class Settings(BaseSettings):
 
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    watcher: WatcherSettings = Field(default_factory=WatcherSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     tenants: TenantSettings = Field(default_factory=TenantSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)

@@ -7,6 +7,7 @@ from consumers.health import Health
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
+from consumers.watcher import Watcher
 from handlers.catalog import lifecycle_handlers
 from handlers.platform import Platform
 from handlers.registry import HandlerRegistry
@@ -75,3 +76,18 @@ def build_runtime(
     )
     relay = OutboxRelay(OutboxRelayStore(engine))
     return ConsumerRuntime(settings.amqp, settings.consumer, processor, relay, health)
+
+
+def build_watcher(
+    settings: Settings, engine: StateEngine, api: KubernetesApi, health: Health
+) -> Watcher:
+    """The watch process, on the store, the cluster and the broker."""
+    return Watcher(
+        cluster=partial(Kubernetes, api, settings.kubernetes.request_timeout_seconds),
+        namespace=settings.kubernetes.namespace,
+        ledger=Ledger(engine),
+        relay=OutboxRelay(OutboxRelayStore(engine)),
+        amqp=settings.amqp,
+        settings=settings.watcher,
+        health=health,
+    )

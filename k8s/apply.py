@@ -202,7 +202,11 @@ class Kubernetes:
     def documents(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Objects of a kind whose labels match, as manifests (camelCase dicts), in one list
         request however many there are."""
-        listed = self._call(
+        return list(self.list_raw(kind, namespace, label_selector)["items"])
+
+    def list_raw(self, kind: str, namespace: str, label_selector: str) -> dict[str, Any]:
+        """The list as the API's JSON: `items`, and `metadata.resourceVersion` to watch from."""
+        listed: dict[str, Any] = self._call(
             "list",
             kind,
             label_selector,
@@ -211,7 +215,11 @@ class Kubernetes:
             label_selector=label_selector,
             raw=True,
         )
-        return list(listed["items"])
+        return listed
+
+    def list_method(self, kind: str) -> Callable[..., Any]:
+        """The typed list call of a kind, for a watch stream."""
+        return self._method("list", kind)
 
     def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
         """Set a Deployment's replicas through its scale subresource; False if it is absent

@@ -343,6 +343,23 @@ class StatusChangedEvent(Event):
     type: Literal["odoo.instance.status.changed.v1"]
     data: StatusChangedData
 
+    @classmethod
+    def observed(cls, data: StatusChangedData, correlationid: str) -> Self:
+        """A change the watcher saw, not one a command made: the cause is the observation
+        (`observation:<event id>`); the correlation is the last command applied to the
+        instance, so the change joins that command's story."""
+        event_id = str(uuid.uuid4())
+        return cls._new(
+            data,
+            subject=data.instance_id,
+            causationid=f"observation:{event_id}",
+            correlationid=correlationid,
+            traceparent=None,
+            tracestate=None,
+            event_id=event_id,
+            time=None,
+        )
+
 
 class FleetReconciledEvent(Event):
     """`odoo.fleet.reconciled.v1`: about the fleet, so without a subject."""

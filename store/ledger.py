@@ -75,6 +75,23 @@ class Ledger:
         with self._unit("instances") as session:
             return [InstanceRecord.of(row) for row in session.scalars(select(Instance))]
 
+    def record_observation(
+        self, instance_id: str, expected: InstanceStatus, event: Event, status: InstanceStatus
+    ) -> bool:
+        """The watcher's status change and its event, in one transaction, only if the instance
+        is still `expected` with no operation open; False (nothing written) otherwise.
+
+        Holds the instance's lock like a command, so it never interleaves with one; a busy
+        instance raises InstanceBusyError (the watcher looks again later).
+        """
+        with self.locks.hold(instance_id), self._unit("record_observation", write=True) as session:
+            row = session.get(Instance, instance_id, with_for_update=True)
+            if row is None or row.status != expected or row.current_operation_id is not None:
+                return False
+            row.status = status
+            enqueue(session, [event])
+            return True
+
     def operation(self, operation_id: str) -> OperationRecord:
         """An operation as stored (handlers resume from its step and result)."""
         with self._unit("operation") as session:

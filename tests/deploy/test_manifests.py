@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from pydantic import ValidationError
 
-from consumers.settings import ConsumerSettings
+from consumers.settings import ConsumerSettings, WatcherSettings
 from instance_service.settings import Settings
 from k8s.permissions import CONSUMER_PERMISSIONS, WATCHER_PERMISSIONS, Permission
 from messages.amqp import AmqpProperties
@@ -132,6 +132,31 @@ def test_one_consumer_per_queue_with_probes_grace_and_no_fixed_replicas(
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
 
 
+def test_one_watcher_reading_as_its_own_service_account(documents: list[Document]) -> None:
+    watcher = one(documents, "Deployment", "instance-service-watcher")
+    assert watcher["spec"]["replicas"] == 1
+    assert watcher["spec"]["strategy"] == {"type": "Recreate"}
+    pod = watcher["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "instance-service-watcher"
+    container = _container(watcher)
+    assert container["args"] == ["watch"]
+    secrets = {
+        item["valueFrom"]["secretKeyRef"]["key"]
+        for item in container["env"]
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    assert secrets == {"INSTANCE_SERVICE_AMQP__URL", "INSTANCE_SERVICE_STORE__URL"}
+    port = container["ports"][0]["containerPort"]
+    assert port == WatcherSettings().health_port
+    assert container["readinessProbe"]["httpGet"]["port"] == "health"
+    assert not [
+        d
+        for d in documents
+        if d["kind"] in ("PodDisruptionBudget", "ScaledObject")
+        and "watcher" in d["metadata"]["name"]
+    ]
+
+
 def test_each_queue_scales_to_zero_counting_in_flight_work(documents: list[Document]) -> None:
     settings = ConsumerSettings()
     queues = {"quick": settings.quick_queue, "long": settings.long_queue}
@@ -184,7 +209,7 @@ def test_every_configured_setting_is_one_the_service_accepts(
     config = one(documents, "ConfigMap", "instance-service")["data"]
     for key, value in config.items():
         monkeypatch.setenv(key, value)
-    for deployment in CONSUMERS:
+    for deployment in [*CONSUMERS, "instance-service-watcher"]:
         for key, value in _env(_container(one(documents, "Deployment", deployment))).items():
             if key.startswith("INSTANCE_SERVICE_"):
                 monkeypatch.setenv(key, value)

@@ -218,3 +218,31 @@ def test_declare_sets_up_the_broker_once_and_names_a_conflict(amqp_url: str) -> 
     assert result.returncode == 78
     assert "the broker refused the topology" in result.stderr
     assert "x-delivery-limit" in result.stderr
+
+
+def test_watch_runs_until_sigterm_and_reports_ready(tmp_path: Path, amqp_url: str) -> None:
+    port = _free_port()
+    env = {
+        **_env(tmp_path, amqp_url),
+        "INSTANCE_SERVICE_WATCHER__HEALTH_HOST": "127.0.0.1",
+        "INSTANCE_SERVICE_WATCHER__HEALTH_PORT": str(port),
+    }
+    with subprocess.Popen(_command("watch"), env=env, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if '"watching"' in line:
+                    break
+            else:
+                pytest.fail(f"watch exited early with {process.wait()}")
+            deadline = time.monotonic() + 20
+            while get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
+                assert time.monotonic() < deadline, "the watcher never became ready"
+                time.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            rest = process.stderr.read()
+            assert process.wait(timeout=30) == 0
+            assert '"watcher stopped"' in rest
+        finally:
+            if process.poll() is None:
+                process.kill()

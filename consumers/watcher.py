@@ -1,0 +1,274 @@
+"""`instance-service watch`: follows the tenants' server Deployments and pods and turns what it
+sees into `odoo.instance.status.changed.v1` (running <-> degraded), published through the outbox.
+
+    informer threads (Deployments, Pods: list + watch, k8s/informer.py)
+        -> a queue -> this loop, the only thread that decides and writes:
+           cache per instance, evaluate what changed or fell due (handlers/observation.py),
+           record the change and its event in one transaction (Ledger.record_observation),
+           publish the outbox (its own AMQP connection, reconnected with backoff)
+
+Level-triggered: each decision is taken from the whole current picture, never from one event,
+so a relist after a 410 or an outage, or a restart of the watcher, loses no transition and
+repeats none (the store's compare-and-set refuses a change already made). Run one replica;
+a second would only find its changes refused.
+"""
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from consumers.connection import BrokerUnavailableError, open_connection
+from consumers.health import Health
+from consumers.relay import OutboxRelay
+from consumers.settings import AmqpSettings, WatcherSettings
+from handlers.observation import decide, due, observe
+from k8s.apply import Kubernetes
+from k8s.informer import Informer
+from k8s.spec import MANAGED_BY
+from messages.events import StatusChangedData, StatusChangedEvent
+from store.ledger import Ledger
+from store.lifecycle import InstanceStatus
+from store.locks import InstanceBusyError
+
+log = logging.getLogger(__name__)
+
+INSTANCE_LABEL = "odoo.saas/instance-id"
+SERVER_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/component=server"
+WATCHED = ("Deployment", "Pod")
+OWNED = frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED})
+
+
+@dataclass
+class _Picture:
+    """What the cluster shows of the instances: Deployments and pods by instance id."""
+
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pods: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def replace(self, kind: str, items: list[dict[str, Any]]) -> set[str]:
+        """A complete list of one kind; returns the instances it may have changed."""
+        before = set(self.deployments) if kind == "Deployment" else set(self.pods)
+        if kind == "Deployment":
+            self.deployments = {_owner(item): item for item in items if _owner(item)}
+            return before | set(self.deployments)
+        self.pods = {}
+        for item in items:
+            if _owner(item):
+                self.pods.setdefault(_owner(item), {})[item["metadata"]["name"]] = item
+        return before | set(self.pods)
+
+    def change(self, kind: str, kind_of_change: str, item: dict[str, Any]) -> str:
+        """One watch event; returns its instance ("" when it names none)."""
+        owner = _owner(item)
+        if not owner:
+            return ""
+        if kind == "Deployment":
+            if kind_of_change == "DELETED":
+                self.deployments.pop(owner, None)
+            else:
+                self.deployments[owner] = item
+            return owner
+        pods = self.pods.setdefault(owner, {})
+        if kind_of_change == "DELETED":
+            pods.pop(item["metadata"]["name"], None)
+        else:
+            pods[item["metadata"]["name"]] = item
+        return owner
+
+
+def _owner(item: dict[str, Any]) -> str:
+    return str(item.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL, ""))
+
+
+class Watcher:
+    """The watch process: informers, decisions, outbox publishing."""
+
+    def __init__(
+        self,
+        cluster: Callable[[], Kubernetes],
+        namespace: str,
+        ledger: Ledger,
+        relay: OutboxRelay,
+        amqp: AmqpSettings,
+        settings: WatcherSettings,
+        health: Health | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.relay = relay
+        self.amqp = amqp
+        self.settings = settings
+        self.health = health or Health()
+        self.stopping = threading.Event()
+        self.informers = {
+            kind: Informer(cluster(), kind, namespace, SERVER_SELECTOR, settings.watch_seconds)
+            for kind in WATCHED
+        }
+        self.transitions = 0
+        """Status changes recorded by this process."""
+        self._changes: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        self._picture = _Picture()
+        self._due: dict[str, datetime] = {}
+        self._listed: set[str] = set()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._next_connect = 0.0
+        self._connect_delay = 0.5
+
+    # -- threads -------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Run until `stopping` is set."""
+        threads = [
+            threading.Thread(
+                target=informer.run,
+                args=(
+                    lambda items, kind=kind: self._changes.put(("list", kind, items)),
+                    lambda change, item, kind=kind: self._changes.put((change, kind, item)),
+                    self.stopping,
+                ),
+                name=f"watch-{kind.lower()}",
+                daemon=True,
+            )
+            for kind, informer in self.informers.items()
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self.stopping.is_set():
+                self._turn()
+        finally:
+            self._publish()  # what was decided last leaves with this process if it can
+            self._disconnect()
+
+    def _turn(self) -> None:
+        dirty: set[str] = set()
+        try:
+            item = self._changes.get(timeout=self.settings.tick_seconds)
+        except queue.Empty:
+            item = None
+        while item is not None:
+            dirty |= self._apply(*item)
+            try:
+                item = self._changes.get_nowait()
+            except queue.Empty:
+                item = None
+        now = datetime.now(UTC)
+        dirty |= {instance for instance, when in self._due.items() if when <= now}
+        for instance_id in sorted(dirty):
+            self._evaluate(instance_id, now)
+        self.health.set_ready(self._listed == set(WATCHED))
+        self.health.beat()
+        self._publish()
+
+    def _apply(self, change: str, kind: str, item: Any) -> set[str]:
+        if change == "list":
+            self._listed.add(kind)
+            touched = self._picture.replace(kind, item)
+            # After a (re)list, every instance that should serve is looked at again, so one
+            # whose Deployment vanished while nobody watched is noticed too.
+            serving = {i.id for i in self.ledger.instances() if i.status in OWNED}
+            return touched | serving
+        owner = self._picture.change(kind, change, item)
+        return {owner} if owner else set()
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def _evaluate(self, instance_id: str, now: datetime) -> None:
+        self._due.pop(instance_id, None)
+        instance = self.ledger.instance(instance_id)
+        if instance is None or instance.status not in OWNED:
+            return
+        observed = observe(
+            self._picture.deployments.get(instance_id),
+            list(self._picture.pods.get(instance_id, {}).values()),
+            now,
+        )
+        transition = decide(instance.status, observed, now, self.settings.degraded_after_seconds)
+        if transition is None:
+            when = due(observed, self.settings.degraded_after_seconds)
+            if when is not None and instance.status is InstanceStatus.RUNNING:
+                self._due[instance_id] = when
+            return
+        data = StatusChangedData(
+            instance_id=instance_id,
+            **{"from": transition.from_.value},
+            to=transition.to.value,
+            reason=transition.reason[:500],
+        )
+        event = StatusChangedEvent.observed(data, correlationid=instance_id)
+        try:
+            recorded = self.ledger.record_observation(
+                instance_id, transition.from_, event, transition.to
+            )
+        except InstanceBusyError:
+            # A command holds the instance: look again after it (or on the next tick).
+            self._due[instance_id] = now + timedelta(seconds=self.settings.tick_seconds)
+            return
+        if recorded:
+            self.transitions += 1
+            log.info(
+                "status changed",
+                extra={
+                    "instance_id": instance_id,
+                    "from": transition.from_.value,
+                    "to": transition.to.value,
+                    "reason": transition.reason,
+                },
+            )
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        channel = self._ensure_channel()
+        if channel is None:
+            return
+        try:
+            self._connection_events()
+            self.relay.publish_pending(channel)
+        except pika.exceptions.AMQPError as error:
+            log.warning("broker connection lost", extra={"error": repr(error)})
+            self._disconnect()
+
+    def _connection_events(self) -> None:
+        if self._connection is not None:
+            self._connection.process_data_events(time_limit=0)
+
+    def _ensure_channel(self) -> BlockingChannel | None:
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        if time.monotonic() < self._next_connect:
+            return None
+        try:
+            self._connection = open_connection(self.amqp)
+            channel = self._connection.channel()
+            channel.exchange_declare("instance.events", "topic", durable=True)
+            channel.confirm_delivery()
+        except (BrokerUnavailableError, pika.exceptions.AMQPError) as error:
+            log.warning(
+                "broker unavailable; events wait in the outbox", extra={"error": str(error)}
+            )
+            self._disconnect()
+            jitter = 1 + random.random() * 0.2  # noqa: S311 - jitter
+            self._next_connect = time.monotonic() + self._connect_delay * jitter
+            self._connect_delay = min(self._connect_delay * 2, 30.0)
+            return None
+        self._connect_delay = 0.5
+        self._channel = channel
+        return channel
+
+    def _disconnect(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                connection.close()

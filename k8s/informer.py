@@ -1,0 +1,115 @@
+"""List, then watch, one kind of object by label, forever: the watcher's view of the cluster.
+
+Each cycle lists (handing over the complete set, so anything missed while disconnected is
+corrected) and then watches from the list's resourceVersion with bookmarks, so a reconnect
+resumes where it stopped. A 410 (that version was compacted away) lists again; a broken stream
+or an API server that does not answer is retried with exponential backoff and jitter, without
+end, until `stop` is set. Objects are handed over as the API's JSON (dicts).
+"""
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3.exceptions
+from kubernetes import watch
+from kubernetes.client import ApiException
+
+from k8s.apply import Kubernetes
+from messages.errors import PermanentError, RetryableError
+from telemetry.metrics import METRICS
+
+log = logging.getLogger(__name__)
+
+Listed = Callable[[list[dict[str, Any]]], None]
+"""Receives the complete set after each list."""
+Changed = Callable[[str, dict[str, Any]], None]
+"""Receives each watch event: ADDED, MODIFIED or DELETED, and the object."""
+
+
+@dataclass
+class Informer:
+    """Keeps one kind of labelled object in view."""
+
+    cluster: Kubernetes
+    kind: str
+    namespace: str
+    label_selector: str
+    watch_seconds: int = 300
+    """Length of one watch request; the server ends it and the informer resumes."""
+    max_backoff_seconds: float = 30.0
+    resource_version: str | None = None
+    """Where the first watch resumes (None: list first); a version long compacted away makes
+    the API answer 410, which is how tests check that nothing is lost across one."""
+    relists: int = 0
+    """How many times it listed (each relist after the first follows a 410 or an outage)."""
+
+    def run(self, listed: Listed, changed: Changed, stop: threading.Event) -> None:
+        """List and watch until `stop` is set."""
+        delay = 0.5
+        rng = random.Random()  # noqa: S311 - jitter
+        while not stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self._list(listed)
+                self._watch(changed, stop)
+                delay = 0.5
+            except ApiException as error:
+                if error.status == 410:
+                    log.info("watch expired; listing again", extra={"kind": self.kind})
+                    self.resource_version = None
+                    continue
+                self._pause(stop, delay, rng, f"{error.status} {error.reason}")
+                delay = min(delay * 2, self.max_backoff_seconds)
+            except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
+                self._pause(stop, delay, rng, f"{type(error).__name__}: {error}")
+                delay = min(delay * 2, self.max_backoff_seconds)
+            except (RetryableError, PermanentError) as error:  # a failed list, classified
+                self._pause(stop, delay, rng, f"{type(error).__name__}: {error}")
+                delay = min(delay * 2, self.max_backoff_seconds)
+
+    def _pause(self, stop: threading.Event, delay: float, rng: random.Random, why: str) -> None:
+        log.warning(
+            "cannot watch; retrying", extra={"kind": self.kind, "error": why, "in_seconds": delay}
+        )
+        stop.wait(delay * (1 + rng.random() * 0.2))
+
+    def _list(self, listed: Listed) -> None:
+        answer = self.cluster.list_raw(self.kind, self.namespace, self.label_selector)
+        self.relists += 1
+        self.resource_version = answer["metadata"]["resourceVersion"]
+        listed(list(answer["items"]))
+
+    def _watch(self, changed: Changed, stop: threading.Event) -> None:
+        stream = watch.Watch().stream(
+            self.cluster.list_method(self.kind),
+            self.namespace,
+            label_selector=self.label_selector,
+            resource_version=self.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.watch_seconds,
+            _request_timeout=self.watch_seconds + 10,
+        )
+        self.cluster.requests[("watch", self.kind)] += 1
+        status = 200
+        try:
+            for event in stream:
+                raw = event.get("raw_object") or {}
+                version = raw.get("metadata", {}).get("resourceVersion")
+                if event["type"] == "ERROR":
+                    code = int(raw.get("code", 0))
+                    raise ApiException(status=code, reason=str(raw.get("message", "")))
+                if version:
+                    self.resource_version = version
+                if event["type"] != "BOOKMARK":
+                    changed(event["type"], raw)
+                if stop.is_set():
+                    return
+        except ApiException as error:
+            status = int(error.status or 0)
+            raise
+        finally:
+            METRICS.kubernetes_request("watch", self.kind, status)
