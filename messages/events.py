@@ -127,8 +127,14 @@ class Event(Envelope):
     id: Uuid
     source: Literal["/instance-service"] = SOURCE
     subject: InstanceId | None = None
-    causationid: PrintableId = Field(description="id of the command that caused the event")
-    correlationid: PrintableId
+    causationid: PrintableId = Field(
+        description="id of the command that caused the event; `observation:<event id>` for a "
+        "status change the watcher observed"
+    )
+    correlationid: PrintableId = Field(
+        description="the command's correlationid, else its id; the instance id for an "
+        "observed status change"
+    )
 
     @model_validator(mode="after")
     def _subject_is_the_instance(self) -> Self:
