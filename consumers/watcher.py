@@ -166,7 +166,13 @@ class Watcher:
         now = datetime.now(UTC)
         dirty |= {instance for instance, when in self._due.items() if when <= now}
         for instance_id in sorted(dirty):
-            self._evaluate(instance_id, now)
+            try:
+                self._evaluate(instance_id, now)
+            except Exception:  # noqa: BLE001 - e.g. the store not answering: keep watching
+                log.exception("cannot evaluate; trying again", extra={"instance_id": instance_id})
+                self._due[instance_id] = now + timedelta(
+                    seconds=self.settings.degraded_after_seconds
+                )
         self.health.set_ready(self._listed == set(WATCHED))
         self.health.beat()
         self._publish()
@@ -177,7 +183,11 @@ class Watcher:
             touched = self._picture.replace(kind, item)
             # After a (re)list, every instance that should serve is looked at again, so one
             # whose Deployment vanished while nobody watched is noticed too.
-            serving = {i.id for i in self.ledger.instances() if i.status in OWNED}
+            try:
+                serving = {i.id for i in self.ledger.instances() if i.status in OWNED}
+            except Exception:  # noqa: BLE001 - the store not answering: the listed ones only
+                log.exception("cannot read the instances; looking at the listed ones")
+                serving = set()
             return touched | serving
         owner = self._picture.change(kind, change, item)
         return {owner} if owner else set()
