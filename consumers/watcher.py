@@ -168,7 +168,7 @@ class Watcher:
         for instance_id in sorted(dirty):
             try:
                 self._evaluate(instance_id, now)
-            except Exception:  # noqa: BLE001 - e.g. the store not answering: keep watching
+            except Exception:  # e.g. the store not answering (logged): keep watching
                 log.exception("cannot evaluate; trying again", extra={"instance_id": instance_id})
                 self._due[instance_id] = now + timedelta(
                     seconds=self.settings.degraded_after_seconds
@@ -185,7 +185,7 @@ class Watcher:
             # whose Deployment vanished while nobody watched is noticed too.
             try:
                 serving = {i.id for i in self.ledger.instances() if i.status in OWNED}
-            except Exception:  # noqa: BLE001 - the store not answering: the listed ones only
+            except Exception:  # the store not answering (logged): the listed ones only
                 log.exception("cannot read the instances; looking at the listed ones")
                 serving = set()
             return touched | serving
