@@ -15,7 +15,6 @@ and the typed Kubernetes API classes, which load on first use.
 """
 
 import argparse
-import base64
 import json
 import os
 import signal
@@ -25,19 +24,16 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pika
 
-from devstack import credentials
+from bench.stack import observer, vhost
 from devstack.__main__ import service_env
-from devstack.credentials import RABBITMQ_SERVICE_USER
 from devstack.layout import default_layout
 from messages.publishing import build_command
 
@@ -65,47 +61,6 @@ for name in {TYPED_APIS!r}:
     getattr(client, name)
 print(time.perf_counter() - start)
 """
-
-
-def _management(method: str, path: str, body: object | None = None) -> None:
-    found = credentials.endpoints(default_layout(), credentials.load_or_create(default_layout()))
-    request = urllib.request.Request(  # noqa: S310 - the stack's loopback URL
-        f"{found.rabbitmq_management_url}/api/{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
-    token = f"{found.rabbitmq_admin_user}:{found.rabbitmq_admin_password}".encode()
-    request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
-    with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-        pass
-
-
-def _vhost() -> tuple[str, str]:
-    """A fresh vhost for the service user; (its name, the AMQP URL)."""
-    layout = default_layout()
-    secrets = credentials.load_or_create(layout)
-    name = f"bench-cold-{uuid.uuid4().hex[:8]}"
-    quoted = urllib.parse.quote(name, safe="")
-    _management("PUT", f"vhosts/{quoted}")
-    _management(
-        "PUT",
-        f"permissions/{quoted}/{RABBITMQ_SERVICE_USER}",
-        {"configure": ".*", "write": ".*", "read": ".*"},
-    )
-    found = credentials.endpoints(layout, secrets)
-    return name, found.amqp_url_for(quoted, RABBITMQ_SERVICE_USER, secrets.rabbitmq_service)
-
-
-def _observer(amqp_url: str) -> str:
-    """A queue bound to every event (declared with the topology's exchange)."""
-    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        channel = connection.channel()
-        channel.exchange_declare("instance.events", "topic", durable=True)
-        queue = f"bench.observer.{uuid.uuid4().hex[:6]}"
-        channel.queue_declare(queue, durable=True)
-        channel.queue_bind(queue, "instance.events", "#")
-        return queue
 
 
 def _publish_stop(amqp_url: str) -> str:
@@ -217,14 +172,11 @@ def typed_api_cost() -> float:
     return float(result.stdout.strip())
 
 
-def main() -> None:
-    """Run the cold starts and print the table and the medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    runs = parser.parse_args().runs
-    vhost, amqp_url = _vhost()
-    observer = _observer(amqp_url)
-    with tempfile.TemporaryDirectory() as state:
+def run(runs: int, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """`runs` cold starts after a warm-up (each printed as it ends); medians and import costs."""
+    results = []
+    with vhost("bench-cold") as (name, amqp_url), tempfile.TemporaryDirectory() as state:
+        events = observer(amqp_url)
         env = {
             **os.environ,
             **service_env(default_layout()),
@@ -234,35 +186,56 @@ def main() -> None:
             "OTEL_SDK_DISABLED": "false",
         }
         subprocess.run(  # warm-up: declares the topology, migrates the state store
-            [sys.executable, "-m", "instance_service", "declare"], env=env, check=True
+            [sys.executable, "-m", "instance_service", "declare"],
+            env=env,
+            check=True,
+            capture_output=True,
         )
-        one_run(env, amqp_url, observer)
-        results = []
-        print(f"cold start of `instance-service consume`, {runs} runs (vhost {vhost})")
-        print(f"{'run':>3} {'ready s':>8} {'ack s':>8} {'event s':>8} {'RSS MiB':>8} {'peak':>6}")
+        one_run(env, amqp_url, events)
+        print(f"cold start of `instance-service consume`, {runs} runs (vhost {name})", file=out)
+        print(
+            f"{'run':>3} {'ready s':>8} {'ack s':>8} {'event s':>8} {'RSS MiB':>8} {'peak':>6}",
+            file=out,
+        )
         for index in range(runs):
-            result = one_run(env, amqp_url, observer)
+            result = one_run(env, amqp_url, events)
             results.append(result)
             print(
                 f"{index + 1:>3} {result['ready']:>8.3f} {result['acknowledged']:>8.3f} "
-                f"{result['event']:>8.3f} {result['rss_mib']:>8.1f} {result['peak_mib']:>6.1f}"
+                f"{result['event']:>8.3f} {result['rss_mib']:>8.1f} {result['peak_mib']:>6.1f}",
+                file=out,
             )
-    _management("DELETE", f"vhosts/{urllib.parse.quote(vhost, safe='')}")
 
     def median(key: str) -> float:
         return float(statistics.median(r[key] for r in results))
 
+    return {
+        "runs": results,
+        "median_ready_s": median("ready"),
+        "median_acknowledged_s": median("acknowledged"),
+        "median_event_s": median("event"),
+        "median_idle_rss_mib": median("rss_mib"),
+        "imports_s": dict(import_costs()),
+        "typed_api_classes_s": typed_api_cost(),
+    }
+
+
+def main() -> None:
+    """Run the cold starts and print the table, the medians and the import costs."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    figures = run(parser.parse_args().runs)
     print(
-        f"median: ready {median('ready'):.3f} s, first command acknowledged "
-        f"{median('acknowledged'):.3f} s, its event received {median('event'):.3f} s, "
-        f"idle RSS {median('rss_mib'):.1f} MiB"
+        f"median: ready {figures['median_ready_s']:.3f} s, first command acknowledged "
+        f"{figures['median_acknowledged_s']:.3f} s, its event received "
+        f"{figures['median_event_s']:.3f} s, idle RSS {figures['median_idle_rss_mib']:.1f} MiB"
     )
     print("import time, each alone in a fresh interpreter:")
-    for name, seconds in import_costs():
-        print(f"  {name:<26} {seconds:.3f} s")
+    for module, seconds in figures["imports_s"].items():
+        print(f"  {module:<26} {seconds:.3f} s")
     print(
-        f"typed Kubernetes API classes ({', '.join(TYPED_APIS)}): {typed_api_cost():.3f} s, "
-        "paid by the first command that calls the API"
+        f"typed Kubernetes API classes ({', '.join(TYPED_APIS)}): "
+        f"{figures['typed_api_classes_s']:.3f} s, paid by the first command that calls the API"
     )
 
 

@@ -1,0 +1,125 @@
+"""Framework overhead: commands per second through one consumer whose handler does nothing, on
+SQLite and on PostgreSQL. What is left is the service's own work per command: parse, inbox
+check, instance lock, admission, operation, outcome and event in one transaction, publish with
+a broker confirm, ack. Needs the local stack (`python -m devstack up`).
+
+    .venv/bin/python -m bench.overhead [--commands N]
+
+N provisions of distinct instances are published first; then a consumer starts (4 workers, as
+deployed) and the clock runs until the N-th result event is in the observing queue.
+"""
+
+import argparse
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from bench.stack import observer, postgres_database, publish, vhost, waiting
+from consumers.health import Health
+from consumers.processing import Processor
+from consumers.relay import OutboxRelay
+from consumers.runtime import ConsumerRuntime
+from consumers.settings import AmqpSettings, ConsumerSettings
+from consumers.topology import declare_on_broker
+from handlers.results import Completed, HandlerContext, HandlerResult
+from instance_service.wiring import build_registry
+from messages.commands import AnyCommand, InstanceCommand
+from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
+from messages.publishing import build_command
+from messages.settings import ContractSettings
+from store.database import create_engine
+from store.ledger import Ledger
+from store.migrate import upgrade
+from store.outbox import OutboxRelayStore
+from store.settings import StoreSettings
+
+PROVISION = "odoo.instance.provision.v1"
+SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05)
+
+
+def no_op(command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    """Answer at once, touching nothing outside the service."""
+    assert isinstance(command, InstanceCommand)  # noqa: S101 - the registry routes provisions here
+    data = ProvisionedData(
+        instance_id=command.subject,
+        url="https://bench.example",
+        internal_url="http://odoo.bench.svc.cluster.local:8069",
+        odoo_version="17.0",
+        credentials_secret=SecretReference(namespace="bench", name="none"),
+    )
+    return Completed(ProvisionedEvent.caused_by(command, data))
+
+
+def _commands(count: int) -> list[Any]:
+    return [
+        build_command(
+            PROVISION,
+            {
+                "instance_id": str(uuid.uuid4()),
+                "customer_id": "bench",
+                "subdomain": f"b{index}-{uuid.uuid4().hex[:8]}",
+                "odoo_version": "17.0",
+                "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
+                "admin_email": "bench@example.com",
+            },
+            source="/bench",
+        )
+        for index in range(count)
+    ]
+
+
+def measure(store_url: str, count: int) -> dict[str, float]:
+    """Commands per second for `count` no-op provisions on this store."""
+    engine = create_engine(StoreSettings(url=SecretStr(store_url)))
+    upgrade(engine)
+    with vhost("bench-overhead") as (_name, amqp_url):
+        amqp = AmqpSettings(url=SecretStr(amqp_url))
+        declare_on_broker(amqp, SETTINGS)
+        events = observer(amqp_url)
+        publish(amqp_url, _commands(count))
+        processor = Processor(
+            Ledger(engine), build_registry({PROVISION: no_op}), SETTINGS, ContractSettings()
+        )
+        runtime = ConsumerRuntime(
+            amqp, SETTINGS, processor, OutboxRelay(OutboxRelayStore(engine)), Health()
+        )
+        started = time.perf_counter()
+        thread = threading.Thread(target=runtime.serve, daemon=True)
+        thread.start()
+        while waiting(amqp_url, events) < count:
+            time.sleep(0.02)
+        took = time.perf_counter() - started
+        runtime.stopping.set()
+        thread.join(60)
+    engine.dispose()
+    return {"commands": count, "seconds": took, "per_second": count / took}
+
+
+def run(count: int) -> dict[str, dict[str, float]]:
+    """Both stores; figures by store."""
+    results = {}
+    with tempfile.TemporaryDirectory() as state:
+        results["sqlite"] = measure(f"sqlite:///{Path(state) / 'state.db'}", count)
+    with postgres_database("bench_overhead") as url:
+        results["postgresql"] = measure(url, count)
+    return results
+
+
+def main() -> None:
+    """Print commands per second on each store."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=500)
+    count = parser.parse_args().commands
+    print(f"no-op handler, {count} provisions, one consumer (4 workers per queue)")
+    print(f"{'store':<11} {'seconds':>8} {'commands/s':>11}")
+    for store, figures in run(count).items():
+        print(f"{store:<11} {figures['seconds']:>8.2f} {figures['per_second']:>11.1f}")
+
+
+if __name__ == "__main__":
+    main()

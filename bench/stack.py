@@ -1,0 +1,111 @@
+"""What the benchmarks share on the local stack: a vhost of their own, a queue observing every
+event, publishing commands, a scratch PostgreSQL database. Nothing here is measured."""
+
+import base64
+import json
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+
+import pika
+import psycopg
+from psycopg import sql
+
+from devstack import credentials
+from devstack.credentials import RABBITMQ_SERVICE_USER
+from devstack.layout import default_layout
+from messages.amqp import OutgoingMessage
+
+
+def _endpoints() -> credentials.Endpoints:
+    layout = default_layout()
+    return credentials.endpoints(layout, credentials.load_or_create(layout))
+
+
+def management(method: str, path: str, body: object | None = None) -> None:
+    """Call RabbitMQ's management API as the stack's administrator."""
+    found = _endpoints()
+    request = urllib.request.Request(  # noqa: S310 - the stack's loopback URL
+        f"{found.rabbitmq_management_url}/api/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    token = f"{found.rabbitmq_admin_user}:{found.rabbitmq_admin_password}".encode()
+    request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+        pass
+
+
+@contextmanager
+def vhost(prefix: str) -> Iterator[tuple[str, str]]:
+    """A fresh vhost for the service user: (its name, the AMQP URL); deleted afterwards."""
+    layout = default_layout()
+    secrets = credentials.load_or_create(layout)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    quoted = urllib.parse.quote(name, safe="")
+    management("PUT", f"vhosts/{quoted}")
+    management(
+        "PUT",
+        f"permissions/{quoted}/{RABBITMQ_SERVICE_USER}",
+        {"configure": ".*", "write": ".*", "read": ".*"},
+    )
+    found = credentials.endpoints(layout, secrets)
+    try:
+        yield name, found.amqp_url_for(quoted, RABBITMQ_SERVICE_USER, secrets.rabbitmq_service)
+    finally:
+        management("DELETE", f"vhosts/{quoted}")
+
+
+def observer(amqp_url: str) -> str:
+    """A queue bound to every event; its name."""
+    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+        channel = connection.channel()
+        channel.exchange_declare("instance.events", "topic", durable=True)
+        queue = f"bench.observer.{uuid.uuid4().hex[:6]}"
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, "instance.events", "#")
+        return queue
+
+
+def waiting(amqp_url: str, queue: str) -> int:
+    """How many messages wait in a queue (a passive declare: no message is touched)."""
+    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+
+
+def publish(amqp_url: str, messages: list[OutgoingMessage]) -> None:
+    """Publish commands with confirms, as a billing service would."""
+    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for message in messages:
+            channel.basic_publish(
+                message.exchange,
+                message.routing_key,
+                message.body,
+                pika.BasicProperties(
+                    content_type=message.properties.content_type,
+                    delivery_mode=2,
+                    message_id=message.properties.message_id,
+                ),
+                mandatory=True,
+            )
+
+
+@contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A scratch database owned by the admin role: its SQLAlchemy URL; dropped afterwards."""
+    admin_url = _endpoints().postgres_admin_url
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
