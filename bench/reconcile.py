@@ -12,12 +12,14 @@ instances by hand. The namespace is deleted at the end.
 """
 
 import argparse
+import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TextIO
 
 from kubernetes import client, config
 from pydantic import SecretStr
@@ -89,7 +91,7 @@ def _seed(ledger: Ledger, platform: Platform, api: client.ApiClient, count: int)
         list(pool.map(objects, rows))
 
 
-def _reconcile(ledger: Ledger, platform: Platform, api: client.ApiClient) -> dict[str, float]:
+def _reconcile(ledger: Ledger, platform: Platform, api: client.ApiClient) -> dict[str, Any]:
     cluster = Kubernetes(api)
     started = time.perf_counter()
     found = plan(ledger.instances(), observe(cluster, platform.namespace), platform)
@@ -107,13 +109,8 @@ def _reconcile(ledger: Ledger, platform: Platform, api: client.ApiClient) -> dic
     }
 
 
-def main() -> None:
-    """Seed, reconcile, break, reconcile; print a row per step."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,250,1000")
-    parser.add_argument("--broken", type=int, default=10)
-    arguments = parser.parse_args()
-    sizes = [int(size) for size in arguments.sizes.split(",")]
+def run(sizes: list[int], broken: int, out: TextIO = sys.stdout) -> list[dict[str, Any]]:
+    """Seed, reconcile, break, reconcile at each size; a row per reconcile (also printed)."""
     layout = default_layout()
     secrets = credentials.load_or_create(layout)
     configuration = client.Configuration()
@@ -130,6 +127,7 @@ def main() -> None:
         kubernetes=KubernetesSettings(namespace=namespace),
         tenants=TenantSettings(base_domain="bench.test", storage_class="bench-unbound"),
     )
+    rows: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as state:
             engine = create_engine(
@@ -137,32 +135,51 @@ def main() -> None:
             )
             upgrade(engine)
             ledger = Ledger(engine)
-            print(f"fleet reconcile in namespace {namespace}; requests counted per reconcile")
+            print(
+                f"fleet reconcile in namespace {namespace}; requests counted per reconcile",
+                file=out,
+            )
             print(
                 f"{'instances':>9} {'state':<18} {'lists':>5} {'repairs':>7} {'requests':>8} "
-                f"{'plan s':>7} {'total s':>7}"
+                f"{'plan s':>7} {'total s':>7}",
+                file=out,
             )
             seeded = 0
             for size in sizes:
                 started = time.perf_counter()
                 _seed(ledger, platform, api, size - seeded)
                 seeded = size
-                print(f"  (seeded to {size} in {time.perf_counter() - started:.0f} s)")
-                row = _reconcile(ledger, platform, api)
-                _print(size, "in line", row)
-                for instance in ledger.instances()[: arguments.broken]:
+                print(f"  (seeded to {size} in {time.perf_counter() - started:.0f} s)", file=out)
+                row = {"instances": size, "state": "in line", **_reconcile(ledger, platform, api)}
+                rows.append(row)
+                _print(row, out)
+                for instance in ledger.instances()[:broken]:
                     name = spec_of_instance(instance).names.base
                     core.delete_namespaced_service(name, namespace)
-                row = _reconcile(ledger, platform, api)
-                _print(size, f"{arguments.broken} Services gone", row)
+                state_name = f"{broken} Services gone"
+                row = {"instances": size, "state": state_name, **_reconcile(ledger, platform, api)}
+                rows.append(row)
+                _print(row, out)
+            engine.dispose()
     finally:
         core.delete_namespace(namespace, propagation_policy="Background")
+    return rows
 
 
-def _print(size: int, state: str, row: dict[str, float]) -> None:
+def main() -> None:
+    """Print a row per reconcile."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,250,1000")
+    parser.add_argument("--broken", type=int, default=10)
+    arguments = parser.parse_args()
+    run([int(size) for size in arguments.sizes.split(",")], arguments.broken)
+
+
+def _print(row: dict[str, Any], out: TextIO) -> None:
     print(
-        f"{size:>9} {state:<18} {row['lists']:>5.0f} {row['repairs']:>7.0f} "
-        f"{row['requests']:>8.0f} {row['plan_s']:>7.2f} {row['total_s']:>7.2f}"
+        f"{row['instances']:>9} {row['state']:<18} {row['lists']:>5.0f} {row['repairs']:>7.0f} "
+        f"{row['requests']:>8.0f} {row['plan_s']:>7.2f} {row['total_s']:>7.2f}",
+        file=out,
     )
 
 

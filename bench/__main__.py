@@ -1,0 +1,137 @@
+"""Every benchmark in one command: prints each table, then writes `results.json` and a chart
+(`results.png`) under `results/<UTC time>/`. Needs the local stack (`python -m devstack up`).
+
+    .venv/bin/python -m bench [--quick] [--results DIR]
+
+`--quick` runs smaller sizes (for a smoke test), not figures to quote.
+"""
+
+import argparse
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+from bench import cold_start, overhead, reconcile
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each benchmark does."""
+
+    commands: int
+    cold_runs: int
+    fleet_sizes: tuple[int, ...]
+    broken: int
+
+
+FULL = Sizes(commands=500, cold_runs=7, fleet_sizes=(100, 250, 1000), broken=10)
+QUICK = Sizes(commands=50, cold_runs=2, fleet_sizes=(20, 50), broken=2)
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures come from."""
+    cpus = len(
+        [
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("processor")
+        ]
+    )
+    memory_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    return {
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "cpus": cpus,
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+    }
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Three panels: framework throughput, cold start, reconcile requests and time."""
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+    stores = list(results["overhead"])
+    left.bar(stores, [results["overhead"][s]["per_second"] for s in stores], color="#4c72b0")
+    left.set_title("no-op handler: commands per second")
+    left.set_ylabel("commands / s")
+
+    runs = results["cold_start"]["runs"]
+    index = range(1, len(runs) + 1)
+    middle.bar(index, [r["acknowledged"] for r in runs], color="#55a868", label="first ack")
+    middle.axhline(1.0, color="#c44e52", linestyle="--", label="goal 1 s")
+    middle.set_title("cold start: process start to first ack")
+    middle.set_xlabel("run")
+    middle.set_xticks(list(index))
+    middle.set_ylabel("seconds")
+    middle.legend()
+
+    rows = [r for r in results["reconcile"] if r["state"] == "in line"]
+    sizes = [r["instances"] for r in rows]
+    right.plot(sizes, [r["requests"] for r in rows], marker="o", label="API requests")
+    right.set_xlabel("instances")
+    right.set_ylabel("requests per reconcile")
+    right.set_ylim(bottom=0)
+    twin = right.twinx()
+    twin.plot(sizes, [r["total_s"] for r in rows], marker="s", color="#dd8452", label="seconds")
+    twin.set_ylabel("seconds")
+    twin.set_ylim(bottom=0)
+    right.set_title("fleet reconcile, fleet in line")
+    right.legend(loc="upper left")
+    twin.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    """Run, print, write."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    arguments = parser.parse_args()
+    sizes = QUICK if arguments.quick else FULL
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    directory = arguments.results / stamp
+    directory.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"when": stamp, "machine": machine(), "sizes": asdict(sizes)}
+
+    print(f"== framework overhead ({sizes.commands} no-op provisions)", flush=True)
+    results["overhead"] = overhead.run(sizes.commands)
+    for store, figures in results["overhead"].items():
+        print(f"{store:<11} {figures['seconds']:>8.2f} s {figures['per_second']:>9.1f} commands/s")
+    print("== cold start", flush=True)
+    results["cold_start"] = cold_start.run(sizes.cold_runs)
+    print("== fleet reconcile", flush=True)
+    results["reconcile"] = reconcile.run(list(sizes.fleet_sizes), sizes.broken)
+
+    (directory / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, directory / "results.png")
+    cold = results["cold_start"]
+    largest = results["reconcile"][-2]
+    print("== summary")
+    print(f"{'figure':<52} {'value':>12}")
+    for store, figures in results["overhead"].items():
+        print(f"{'no-op commands per second, ' + store:<52} {figures['per_second']:>12.1f}")
+    print(f"{'cold start to first ack, median s':<52} {cold['median_acknowledged_s']:>12.3f}")
+    print(f"{'idle RSS, median MiB':<52} {cold['median_idle_rss_mib']:>12.1f}")
+    reconcile_label = f"reconcile {largest['instances']} instances in line: requests"
+    print(f"{reconcile_label:<52} {largest['requests']:>12.0f}")
+    print(f"{'  ... seconds':<52} {largest['total_s']:>12.2f}")
+    print(f"written: {directory / 'results.json'}, {directory / 'results.png'}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

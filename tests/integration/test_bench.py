@@ -1,0 +1,33 @@
+"""`python -m bench --quick` runs every benchmark on the local stack and writes its JSON and
+chart (the figures themselves are for people: nothing here judges them)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.k8s]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "== summary" in result.stdout
+    assert "no-op commands per second, postgresql" in result.stdout
+    (run,) = tmp_path.iterdir()
+    figures = json.loads((run / "results.json").read_text())
+    assert set(figures) >= {"machine", "overhead", "cold_start", "reconcile"}
+    assert figures["overhead"]["sqlite"]["commands"] == 50
+    assert len(figures["cold_start"]["runs"]) == 2
+    assert [row["requests"] for row in figures["reconcile"]] == [7, 9, 7, 9]
+    assert (run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
