@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from bench import cold_start, overhead, reconcile
+from bench import cold_start, overhead, provision, reconcile
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,16 @@ class Sizes:
     """How much each benchmark does."""
 
     commands: int
+    provisions: tuple[int, ...]
     cold_runs: int
     fleet_sizes: tuple[int, ...]
     broken: int
 
 
-FULL = Sizes(commands=500, cold_runs=7, fleet_sizes=(100, 250, 1000), broken=10)
-QUICK = Sizes(commands=50, cold_runs=2, fleet_sizes=(20, 50), broken=2)
+FULL = Sizes(
+    commands=500, provisions=(50, 200), cold_runs=7, fleet_sizes=(100, 250, 1000), broken=10
+)
+QUICK = Sizes(commands=50, provisions=(5,), cold_runs=2, fleet_sizes=(20, 50), broken=2)
 
 
 def machine() -> dict[str, Any]:
@@ -60,12 +63,24 @@ def machine() -> dict[str, Any]:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Three panels: framework throughput, cold start, reconcile requests and time."""
-    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+    """Four panels: framework throughput, provision latency, cold start, reconcile."""
+    figure, (left, latency, middle, right) = plt.subplots(1, 4, figsize=(20, 4.5))
     stores = list(results["overhead"])
     left.bar(stores, [results["overhead"][s]["per_second"] for s in stores], color="#4c72b0")
     left.set_title("no-op handler: commands per second")
     left.set_ylabel("commands / s")
+
+    rows = results["provision"]["provision"]
+    labels = [str(row["provisions"]) for row in rows]
+    width = 0.25
+    for offset, key in enumerate(("p50_s", "p95_s", "p99_s")):
+        positions = [i + (offset - 1) * width for i in range(len(rows))]
+        latency.bar(positions, [row[key] for row in rows], width, label=key.removesuffix("_s"))
+    latency.set_xticks(range(len(rows)), labels)
+    latency.set_xlabel("provisions published at once")
+    latency.set_ylabel("seconds, publish to provisioned")
+    latency.set_title("provision latency, one consumer")
+    latency.legend()
 
     runs = results["cold_start"]["runs"]
     index = range(1, len(runs) + 1)
@@ -111,6 +126,8 @@ def main() -> None:
     results["overhead"] = overhead.run(sizes.commands)
     for store, figures in results["overhead"].items():
         print(f"{store:<11} {figures['seconds']:>8.2f} s {figures['per_second']:>9.1f} commands/s")
+    print(f"== provisions through one consumer ({sizes.provisions})", flush=True)
+    results["provision"] = provision.run(list(sizes.provisions))
     print("== cold start", flush=True)
     results["cold_start"] = cold_start.run(sizes.cold_runs)
     print("== fleet reconcile", flush=True)
@@ -124,6 +141,10 @@ def main() -> None:
     print(f"{'figure':<52} {'value':>12}")
     for store, figures in results["overhead"].items():
         print(f"{'no-op commands per second, ' + store:<52} {figures['per_second']:>12.1f}")
+    for row in results["provision"]["provision"]:
+        label = f"provisions at once: {row['provisions']}, p95 s"
+        print(f"{label:<52} {row['p95_s']:>12.2f}")
+        print(f"{'  ... provisions per second':<52} {row['per_second']:>12.2f}")
     print(f"{'cold start to first ack, median s':<52} {cold['median_acknowledged_s']:>12.3f}")
     print(f"{'idle RSS, median MiB':<52} {cold['median_idle_rss_mib']:>12.1f}")
     reconcile_label = f"reconcile {largest['instances']} instances in line: requests"

@@ -26,7 +26,10 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert "no-op commands per second, postgresql" in result.stdout
     (run,) = tmp_path.iterdir()
     figures = json.loads((run / "results.json").read_text())
-    assert set(figures) >= {"machine", "overhead", "cold_start", "reconcile"}
+    assert set(figures) >= {"machine", "overhead", "provision", "cold_start", "reconcile"}
+    (provisioned,) = figures["provision"]["provision"]
+    assert provisioned["succeeded"] == provisioned["provisions"] == 5
+    assert figures["provision"]["requests"]["provision"] > 0
     assert figures["overhead"]["sqlite"]["commands"] == 50
     assert len(figures["cold_start"]["runs"]) == 2
     assert [row["requests"] for row in figures["reconcile"]] == [7, 9, 7, 9]

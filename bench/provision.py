@@ -1,0 +1,266 @@
+"""Provision throughput and latency through one consumer with the real handlers, and the
+Kubernetes API requests each command type makes. Needs the local stack (`python -m devstack up`).
+
+    .venv/bin/python -m bench.provision [--sizes 50,200]
+
+For each size, that many provisions are published at once to a fresh vhost and namespace; one
+in-process consumer (4 workers per queue, as deployed) carries them out against the real
+control plane (kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in. Latency is
+from the publish to the `provisioned` event arriving on an observing queue. Then one instance
+goes through every other command once, and each operation's recorded request count is printed.
+Tenant databases and the namespace are removed at the end.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+from typing import Any, TextIO
+
+import pika
+from kubernetes import client, config
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bench.stack import observer, publish, vhost
+from consumers.health import Health
+from consumers.processing import Processor
+from consumers.relay import OutboxRelay
+from consumers.runtime import ConsumerRuntime
+from consumers.settings import AmqpSettings, ConsumerSettings
+from consumers.topology import declare_on_broker
+from devstack import credentials
+from devstack.layout import default_layout
+from handlers.catalog import lifecycle_handlers
+from handlers.platform import Platform
+from handlers.progress import REQUESTS_KEY
+from instance_service.wiring import build_registry
+from k8s.apply import Kubernetes
+from k8s.health import EndpointSliceResolver
+from k8s.names import InstanceNames
+from k8s.settings import KubernetesSettings, TenantSettings
+from messages.publishing import build_command
+from messages.settings import ContractSettings
+from store.database import create_engine
+from store.ledger import Ledger
+from store.migrate import upgrade
+from store.models import Operation
+from store.outbox import OutboxRelayStore
+from store.settings import StoreSettings
+from store.tenant_database import TenantDatabases
+
+T = "odoo.instance."
+SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05)
+LIFE: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("stop", {}),
+    ("start", {}),
+    ("restart", {}),
+    ("suspend", {"reason": "payment_failed"}),
+    ("unsuspend", {}),
+    ("resize", {"plan": {"cpu_millicores": 1000, "memory_mib": 2048, "storage_gib": 8}}),
+    ("backup", {"backup_id": "__backup__"}),
+    ("restore", {"backup_id": "__backup__"}),
+    ("upgrade", {"odoo_version": "18.0"}),
+    ("terminate", {"reason": "subscription_cancelled"}),
+    ("reactivate", {}),
+    ("delete", {"final_backup": False}),
+)
+
+
+class Events:
+    """Result events as they arrive, with their arrival time, read by a thread of its own."""
+
+    def __init__(self, amqp_url: str, queue: str) -> None:
+        self.arrived: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(amqp_url, queue), daemon=True)
+        self._thread.start()
+
+    def _read(self, amqp_url: str, queue: str) -> None:
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            channel = connection.channel()
+            for _method, _properties, body in channel.consume(
+                queue, auto_ack=True, inactivity_timeout=0.1
+            ):
+                if self._stop.is_set():
+                    return
+                if body is None:
+                    continue
+                event = json.loads(body)
+                with self._lock:
+                    self.arrived[event["causationid"]] = (time.perf_counter(), event)
+
+    def wait(self, command_ids: list[str], timeout: float) -> dict[str, tuple[float, Any]]:
+        """The events of these commands, once all have arrived."""
+        end = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = {c: self.arrived[c] for c in command_ids if c in self.arrived}
+            if len(found) == len(command_ids):
+                return found
+            if time.monotonic() > end:
+                raise TimeoutError(f"{len(found)} of {len(command_ids)} events arrived")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _provision(instance_id: str) -> Any:
+    return build_command(
+        f"{T}provision.v1",
+        {
+            "instance_id": instance_id,
+            "customer_id": "bench",
+            "subdomain": f"b-{instance_id[:18]}",
+            "odoo_version": "17.0",
+            "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
+            "admin_email": "bench@example.com",
+        },
+        source="/bench",
+    )
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def run(sizes: list[int], out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Provision each size at once, then one whole life; figures by size and by command."""
+    layout = default_layout()
+    secrets = credentials.load_or_create(layout)
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(layout.kubeconfig), client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    namespace = f"bench-provision-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    databases = TenantDatabases.connect(credentials.endpoints(layout, secrets).postgres_admin_url)
+    platform = Platform(
+        cluster=lambda: Kubernetes(api),
+        databases=databases,
+        resolver=EndpointSliceResolver(api, "127.0.0.1", layout.ports.odoo_standin),
+        kubernetes=KubernetesSettings(namespace=namespace),
+        tenants=TenantSettings(
+            base_domain="bench.test",
+            database_host="127.0.0.1",
+            database_port=layout.ports.postgres,
+        ),
+    )
+    made: list[str] = []
+    figures: dict[str, Any] = {"provision": [], "requests": {}}
+    try:
+        with vhost("bench-provision") as (_name, amqp_url), tempfile.TemporaryDirectory() as state:
+            engine = create_engine(
+                StoreSettings(url=SecretStr(f"sqlite:///{Path(state) / 's.db'}"))
+            )
+            upgrade(engine)
+            amqp = AmqpSettings(url=SecretStr(amqp_url))
+            declare_on_broker(amqp, SETTINGS)
+            events = Events(amqp_url, observer(amqp_url))
+            processor = Processor(
+                Ledger(engine),
+                build_registry(lifecycle_handlers(platform)),
+                SETTINGS,
+                ContractSettings(),
+            )
+            runtime = ConsumerRuntime(
+                amqp, SETTINGS, processor, OutboxRelay(OutboxRelayStore(engine)), Health()
+            )
+            thread = threading.Thread(target=runtime.serve, daemon=True)
+            thread.start()
+            print(
+                f"{'provisions':>10} {'seconds':>8} {'per s':>6} "
+                f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6}",
+                file=out,
+            )
+            for size in sizes:
+                instance_ids = [str(uuid.uuid4()) for _ in range(size)]
+                made += instance_ids
+                commands = [_provision(i) for i in instance_ids]
+                command_ids = [c.properties.message_id or "" for c in commands]
+                started = time.perf_counter()
+                publish(amqp_url, commands)
+                arrived = events.wait(command_ids, timeout=60 + size * 5)
+                latencies = [arrived[c][0] - started for c in command_ids]
+                kinds = {arrived[c][1]["type"] for c in command_ids}
+                row = {
+                    "provisions": size,
+                    "succeeded": sum(
+                        arrived[c][1]["type"] == f"{T}provisioned.v1" for c in command_ids
+                    ),
+                    "seconds": max(latencies),
+                    "per_second": size / max(latencies),
+                    "p50_s": statistics.median(latencies),
+                    "p95_s": _percentile(latencies, 0.95),
+                    "p99_s": _percentile(latencies, 0.99),
+                    "event_types": sorted(kinds),
+                }
+                figures["provision"].append(row)
+                print(
+                    f"{size:>10} {row['seconds']:>8.1f} {row['per_second']:>6.2f} "
+                    f"{row['p50_s']:>6.2f} {row['p95_s']:>6.2f} {row['p99_s']:>6.2f}",
+                    file=out,
+                )
+            figures["requests"] = _whole_life(made[0], amqp_url, events, engine, out)
+            runtime.stopping.set()
+            thread.join(120)
+            events.close()
+            engine.dispose()
+    finally:
+        for instance_id in made:
+            names = InstanceNames(instance_id)
+            databases.drop(names.role, names.database)
+        core.delete_namespace(namespace, propagation_policy="Background")
+    return figures
+
+
+def _whole_life(
+    instance_id: str, amqp_url: str, events: Events, engine: Any, out: TextIO
+) -> dict[str, int]:
+    """Every other command once on one instance; API requests recorded per operation."""
+    backup_id = str(uuid.uuid4())
+    for verb, extra in LIFE:
+        data = {"instance_id": instance_id, **extra}
+        if data.get("backup_id") == "__backup__":
+            data["backup_id"] = backup_id
+        command = build_command(f"{T}{verb}.v1", data, source="/bench")
+        publish(amqp_url, [command])
+        command_id = command.properties.message_id or ""
+        (_when, event) = events.wait([command_id], timeout=300)[command_id]
+        if event["type"].endswith(("failed.v1", "rejected.v1")):
+            raise RuntimeError(f"{verb} failed: {event['data']}")
+    with Session(engine) as session:
+        operations = session.scalars(
+            select(Operation).where(Operation.instance_id == instance_id)
+        ).all()
+        requests = {
+            op.kind.removeprefix(T).removesuffix(".v1"): int(op.result.get(REQUESTS_KEY, 0))
+            for op in operations
+        }
+    print(f"{'command':<12} {'API requests':>12}", file=out)
+    for kind, count in requests.items():
+        print(f"{kind:<12} {count:>12}", file=out)
+    return requests
+
+
+def main() -> None:
+    """Print the provision table and the requests per command."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50,200")
+    run([int(size) for size in parser.parse_args().sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()
