@@ -94,7 +94,8 @@ def _seed(ledger: Ledger, platform: Platform, api: client.ApiClient, count: int)
 def _reconcile(ledger: Ledger, platform: Platform, api: client.ApiClient) -> dict[str, Any]:
     cluster = Kubernetes(api)
     started = time.perf_counter()
-    found = plan(ledger.instances(), observe(cluster, platform.namespace), platform)
+    observed = observe(cluster, platform.namespace)
+    found = plan(ledger.instances(), observed, platform)
     planned = time.perf_counter() - started
     lists = sum(cluster.requests.values())
     outcome = carry_out(found, cluster, ledger, platform, remove_orphans=False)

@@ -102,6 +102,12 @@ class WatcherSettings(BaseModel):
     watch_seconds: int = Field(
         default=300, ge=1, le=3600, description="length of one watch request before resuming"
     )
+    resync_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="how often every running or degraded instance is looked at again",
+    )
     health_host: str = Field(
         default="0.0.0.0",  # noqa: S104 - the kubelet probes the pod's address
         description="address of the liveness/readiness endpoint",

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,15 +35,15 @@ from consumers.settings import AmqpSettings, WatcherSettings
 from handlers.observation import decide, due, observe
 from k8s.apply import Kubernetes
 from k8s.informer import Informer
-from k8s.spec import MANAGED_BY
+from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from messages.events import StatusChangedData, StatusChangedEvent
+from messages.serialization import EVENTS_EXCHANGE
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus
 from store.locks import InstanceBusyError
 
 log = logging.getLogger(__name__)
 
-INSTANCE_LABEL = "odoo.saas/instance-id"
 SERVER_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/component=server"
 WATCHED = ("Deployment", "Pod")
 OWNED = frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED})
@@ -119,10 +119,13 @@ class Watcher:
         self._changes: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self._picture = _Picture()
         self._due: dict[str, datetime] = {}
+        self._unhealthy_since: dict[str, datetime] = {}
+        self._next_resync = 0.0
         self._listed: set[str] = set()
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._next_connect = 0.0
+        self._threads: list[threading.Thread] = []
         self._connect_delay = 0.5
 
     # -- threads -------------------------------------------------------------------------
@@ -142,6 +145,7 @@ class Watcher:
             )
             for kind, informer in self.informers.items()
         ]
+        self._threads = threads
         for thread in threads:
             thread.start()
         try:
@@ -165,6 +169,11 @@ class Watcher:
                 item = None
         now = datetime.now(UTC)
         dirty |= {instance for instance, when in self._due.items() if when <= now}
+        if time.monotonic() >= self._next_resync and self._listed == set(WATCHED):
+            # Every serving instance now and then, whatever happened: an operation that ended
+            # without a pod event (a backup, a resize) may have left one to decide about.
+            self._next_resync = time.monotonic() + self.settings.resync_seconds
+            dirty |= self._serving()
         for instance_id in sorted(dirty):
             try:
                 self._evaluate(instance_id, now)
@@ -174,7 +183,8 @@ class Watcher:
                     seconds=self.settings.degraded_after_seconds
                 )
         self.health.set_ready(self._listed == set(WATCHED))
-        self.health.beat()
+        if all(thread.is_alive() for thread in self._threads):
+            self.health.beat()  # a dead informer stalls /livez: the kubelet restarts us
         self._publish()
 
     def _apply(self, change: str, kind: str, item: Any) -> set[str]:
@@ -183,14 +193,16 @@ class Watcher:
             touched = self._picture.replace(kind, item)
             # After a (re)list, every instance that should serve is looked at again, so one
             # whose Deployment vanished while nobody watched is noticed too.
-            try:
-                serving = {i.id for i in self.ledger.instances() if i.status in OWNED}
-            except Exception:  # the store not answering (logged): the listed ones only
-                log.exception("cannot read the instances; looking at the listed ones")
-                serving = set()
-            return touched | serving
+            return touched | self._serving()
         owner = self._picture.change(kind, change, item)
         return {owner} if owner else set()
+
+    def _serving(self) -> set[str]:
+        try:
+            return {i.id for i in self.ledger.instances() if i.status in OWNED}
+        except Exception:  # the store not answering (logged): the next resync tries again
+            log.exception("cannot read the instances")
+            return set()
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -198,12 +210,18 @@ class Watcher:
         self._due.pop(instance_id, None)
         instance = self.ledger.instance(instance_id)
         if instance is None or instance.status not in OWNED:
+            self._unhealthy_since.pop(instance_id, None)
             return
         observed = observe(
             self._picture.deployments.get(instance_id),
             list(self._picture.pods.get(instance_id, {}).values()),
-            now,
         )
+        if observed.healthy:
+            self._unhealthy_since.pop(instance_id, None)
+        else:
+            # The objects may not say since when (a Deployment gone, no pod): from first sight.
+            first = self._unhealthy_since.setdefault(instance_id, now)
+            observed = replace(observed, since=observed.since or first)
         transition = decide(instance.status, observed, now, self.settings.degraded_after_seconds)
         if transition is None:
             when = due(observed, self.settings.degraded_after_seconds)
@@ -262,7 +280,7 @@ class Watcher:
         try:
             self._connection = open_connection(self.amqp)
             channel = self._connection.channel()
-            channel.exchange_declare("instance.events", "topic", durable=True)
+            channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
             channel.confirm_delivery()
         except (BrokerUnavailableError, pika.exceptions.AMQPError) as error:
             log.warning(

@@ -3,9 +3,11 @@ that allows. Pure: objects in, verdicts out; the watcher supplies both and recor
 
 An instance is healthy when its Deployment has as many Ready server pods as it wants. It is
 unhealthy since the moment the first of its pods stopped being Ready (the Ready condition's
-`lastTransitionTime`, so a watcher that restarts or relists measures from the same moment), or
-since the Deployment went missing or was scaled below what a serving instance needs. A pod that
-keeps crashing is not Ready most of the time, and `CrashLoopBackOff` is named in the reason.
+`lastTransitionTime`, so a watcher that restarts or relists measures from the same moment).
+When the objects carry no such moment (the Deployment missing or scaled to 0, no pod, a pod
+without a Ready condition) `since` is None and the watcher counts from when it first saw the
+instance so. A pod that keeps crashing is not Ready most of the time, and `CrashLoopBackOff` is
+named in the reason.
 
 Only `running` and `degraded` are the watcher's to change, and only between themselves:
 running -> degraded after `threshold` seconds unhealthy, degraded -> running once healthy.
@@ -28,7 +30,7 @@ class Observed:
 
     healthy: bool
     since: datetime | None = None
-    """When it became unhealthy (None when healthy, or when the moment is unknown)."""
+    """When it became unhealthy (None when healthy, or when the objects do not say)."""
     reason: str = ""
 
 
@@ -41,15 +43,13 @@ class Transition:
     reason: str
 
 
-def observe(
-    deployment: dict[str, Any] | None, pods: list[dict[str, Any]], now: datetime
-) -> Observed:
+def observe(deployment: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Observed:
     """The health of one instance from its Deployment and server pods (JSON objects)."""
     if deployment is None:
-        return Observed(False, now, "its Deployment is missing")
+        return Observed(False, None, "its Deployment is missing")
     wanted = int(deployment.get("spec", {}).get("replicas") or 0)
     if wanted < 1:
-        return Observed(False, now, "its Deployment is scaled to 0")
+        return Observed(False, None, "its Deployment is scaled to 0")
     live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
     ready = [pod for pod in live if _ready(pod)[0]]
     if len(ready) >= wanted:
@@ -64,7 +64,7 @@ def observe(
         problems.append(f"pod {pod['metadata']['name']} {_why(pod)}")
     if not live:
         problems.append("no pod exists")
-    return Observed(False, since or now, "; ".join(problems))
+    return Observed(False, since, "; ".join(problems))
 
 
 def decide(
@@ -72,7 +72,7 @@ def decide(
 ) -> Transition | None:
     """The change `observed` calls for, or None (never for a status the watcher does not own)."""
     if status is S.RUNNING and not observed.healthy:
-        since = observed.since or now
+        since = observed.since or now  # the caller supplies the moment the objects lack
         if (now - since).total_seconds() >= threshold_seconds:
             return Transition(S.RUNNING, S.DEGRADED, observed.reason)
         return None

@@ -1,21 +1,25 @@
 """Fleet reconciliation: the store says what should exist, the cluster says what does; repair the
-difference. Seven list requests (one per kind, label-selected) however large the fleet, then one
-request per repair.
+difference. Six list requests (one per kind, label-selected) however large the fleet, then one
+request per repair. The cluster is listed before the store is read, so an instance provisioned
+meanwhile is known to the plan rather than mistaken for an orphan.
 
     plan     for each instance at rest (running, degraded, stopped, suspended, terminated): its
              Service, NetworkPolicy, Ingress, volume and Deployment as the handlers would build
              them, compared with the cluster (k8s.drift): missing -> create, drifted -> apply
-             again, replicas off -> scale (1 while it serves, 0 otherwise). A missing Secret
-             cannot be rebuilt (the tenant role holds its password): reported, not repaired.
-             Instances with an operation in progress, in `error` or `provisioning` are left to
-             their commands.
+             again, replicas off -> scale (1 while it serves, 0 otherwise). Secrets are never
+             listed (one call would carry every tenant's passwords) and cannot be rebuilt (the
+             tenant role holds the password): not reconciled. Instances with an operation in
+             progress, in `error` or `provisioning` are left to their commands.
     orphans  objects carrying an instance label whose instance is unknown or deleted. Reported;
-             removed with `remove_orphans`, except volumes and Secrets, which hold data and
-             credentials (delete with keep_data leaves them on purpose).
-    repair   per instance, under its lock (busy: skipped this round), after checking that its
-             status is still the one planned for.
+             removed with `remove_orphans`, except volumes, which hold data (delete with
+             keep_data leaves them on purpose). An orphan is deleted under its instance's lock,
+             after checking again that the store does not know it.
+    repair   per instance, under its lock (busy: skipped this round), only if its record is
+             still the one planned from (a resize or upgrade finished meanwhile: next round);
+             an object the API refuses is reported and the others go on.
 """
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,19 +29,20 @@ from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import spec_of_instance
 from k8s.drift import differences
 from k8s.exposure import build_ingress, build_network_policy, build_service
-from k8s.spec import MANAGED_BY
+from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from k8s.workload import Manifest, build_deployment, build_volume
 from messages.commands import AnyCommand, ReconcileCommand
+from messages.errors import PermanentError, RetryableError
 from messages.events import FleetReconciledData, FleetReconciledEvent
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus
 from store.locks import InstanceBusyError
 from store.records import InstanceRecord
 
-INSTANCE_LABEL = "odoo.saas/instance-id"
+log = logging.getLogger(__name__)
+
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY},{INSTANCE_LABEL}"
 KINDS = (
-    "Secret",
     "Service",
     "NetworkPolicy",
     "Ingress",
@@ -46,8 +51,8 @@ KINDS = (
     "Job",
 )
 """Listed once each; also the order repairs are made in (the Service before any pod)."""
-KEPT_ORPHANS = frozenset({"Secret", "PersistentVolumeClaim"})
-"""Orphans never removed: they hold credentials and data."""
+KEPT_ORPHANS = frozenset({"PersistentVolumeClaim"})
+"""Orphans never removed: they hold data (delete with keep_data leaves them on purpose)."""
 S = InstanceStatus
 SERVING = frozenset({S.RUNNING, S.DEGRADED})
 AT_REST = SERVING | {S.STOPPED, S.SUSPENDED, S.TERMINATED}
@@ -85,12 +90,10 @@ class Plan:
     checked: int = 0
     repairs: list[Repair] = field(default_factory=list)
     orphans: list[Orphan] = field(default_factory=list)
-    unrepairable: list[tuple[str, str]] = field(default_factory=list)
-    """(instance id, why)."""
     left: list[tuple[str, str]] = field(default_factory=list)
     """(instance id, why): instances reconciliation does not touch now."""
-    statuses: dict[str, InstanceStatus] = field(default_factory=dict)
-    """The status each planned instance had when planned."""
+    records: dict[str, InstanceRecord] = field(default_factory=dict)
+    """Each planned instance as it was read: repairs are made only if it is still so."""
 
     def lines(self) -> list[str]:
         """The plan for people, one line per finding."""
@@ -103,7 +106,6 @@ class Plan:
             + ("removable" if o.removable else "kept: holds data or credentials")
             for o in self.orphans
         ]
-        out += [f"cannot repair {instance}: {why}" for instance, why in self.unrepairable]
         out += [f"left alone {instance}: {why}" for instance, why in self.left]
         return out
 
@@ -117,6 +119,8 @@ class Outcome:
     repairs_made: int
     orphans_removed: int
     busy: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...] = ()
+    """(instance id or object, why): refused by the API; the rest went on."""
 
 
 def observe(cluster: Cluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
@@ -144,7 +148,7 @@ def plan(
             why = "an operation is in progress" if instance.current_operation_id else None
             result.left.append((instance.id, why or f"status {instance.status}"))
             continue
-        result.statuses[instance.id] = instance.status
+        result.records[instance.id] = instance
         _plan_instance(instance, found, platform, result)
     for kind, objs in observed.items():
         for obj in objs:
@@ -163,13 +167,6 @@ def _plan_instance(
 ) -> None:
     spec = spec_of_instance(instance)
     namespace, tenants = platform.namespace, platform.tenants
-    if (("Secret", spec.names.secret)) not in found:
-        result.unrepairable.append(
-            (
-                instance.id,
-                f"Secret {spec.names.secret} is missing (its passwords cannot be rebuilt)",
-            )
-        )
     replicas = 1 if instance.status in SERVING else 0
     desired = (
         build_service(spec, namespace),
@@ -225,33 +222,50 @@ def carry_out(
     found: Plan, cluster: Cluster, ledger: Ledger, platform: Platform, *, remove_orphans: bool
 ) -> Outcome:
     """Make the planned repairs, instance by instance under its lock; remove orphans if asked."""
-    namespace = platform.namespace
     by_instance: dict[str, list[Repair]] = {}
     for repair in found.repairs:
         by_instance.setdefault(repair.instance_id, []).append(repair)
-    repaired, made, busy = 0, 0, []
+    repaired, made, busy, failed = 0, 0, [], []
     for instance_id, repairs in by_instance.items():
         try:
             with ledger.locks.hold(instance_id):
-                now = ledger.instance(instance_id)
-                if now is None or now.status != found.statuses[instance_id]:
+                if ledger.instance(instance_id) != found.records[instance_id]:
                     continue  # changed since the plan: the next round sees it as it is
-                for repair in sorted(repairs, key=lambda r: KINDS.index(r.kind)):
-                    if repair.action == "scale" and repair.replicas is not None:
-                        cluster.scale(repair.name, namespace, repair.replicas)
-                    elif repair.manifest is not None:
-                        cluster.apply(repair.manifest)
-                    made += 1
+                made += _repair(repairs, cluster, platform.namespace)
                 repaired += 1
         except InstanceBusyError:
             busy.append(instance_id)
+        except (RetryableError, PermanentError) as error:
+            failed.append((instance_id, str(error)))
     removed = 0
     if remove_orphans:
-        for orphan in found.orphans:
-            if orphan.removable:
-                cluster.delete(orphan.kind, orphan.name, namespace)
-                removed += 1
-    return Outcome(found, repaired, made, removed, tuple(busy))
+        for orphan in (o for o in found.orphans if o.removable):
+            try:
+                removed += _remove(orphan, cluster, ledger, platform.namespace)
+            except InstanceBusyError:
+                busy.append(orphan.instance_id)
+            except (RetryableError, PermanentError) as error:
+                failed.append((f"{orphan.kind} {orphan.name}", str(error)))
+    return Outcome(found, repaired, made, removed, tuple(busy), tuple(failed))
+
+
+def _repair(repairs: list[Repair], cluster: Cluster, namespace: str) -> int:
+    for repair in sorted(repairs, key=lambda r: KINDS.index(r.kind)):
+        if repair.action == "scale" and repair.replicas is not None:
+            cluster.scale(repair.name, namespace, repair.replicas)
+        elif repair.manifest is not None:
+            cluster.apply(repair.manifest)
+    return len(repairs)
+
+
+def _remove(orphan: Orphan, cluster: Cluster, ledger: Ledger, namespace: str) -> int:
+    """Delete an orphan unless its instance turned up meanwhile (0 or 1 removed)."""
+    with ledger.locks.hold(orphan.instance_id or "(no instance)"):
+        known = ledger.instance(orphan.instance_id) if orphan.instance_id else None
+        if known is not None and known.status is not S.DELETED:
+            return 0
+        cluster.delete(orphan.kind, orphan.name, namespace)
+        return 1
 
 
 class Reconcile:
@@ -265,11 +279,8 @@ class Reconcile:
         if not isinstance(command, ReconcileCommand):
             raise TypeError(f"reconcile cannot handle {command.type}")
         cluster = self.platform.cluster()
-        found = plan(
-            context.ledger.instances(),
-            observe(cluster, self.platform.namespace),
-            self.platform,
-        )
+        observed = observe(cluster, self.platform.namespace)  # before the store: see above
+        found = plan(context.ledger.instances(), observed, self.platform)
         outcome = carry_out(
             found,
             cluster,
@@ -277,6 +288,8 @@ class Reconcile:
             self.platform,
             remove_orphans=self.platform.kubernetes.remove_orphans,
         )
+        for what, why in outcome.failed:
+            log.warning("reconcile could not repair", extra={"object": what, "reason": why})
         data = FleetReconciledData(
             checked=found.checked,
             repaired=outcome.repaired_instances,

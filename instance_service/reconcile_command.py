@@ -11,11 +11,12 @@ from typing import TextIO
 from handlers.platform import Platform
 from handlers.reconcile import carry_out, observe, plan
 from messages.errors import PermanentError, RetryableError
-from store.database import StateEngine, StoreUnavailableError
+from store.database import StateEngine, StoreUnavailableError, ping
 from store.ledger import Ledger
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 69
+EXIT_CONFIG = 78
 
 
 def run_reconcile(
@@ -32,24 +33,33 @@ def run_reconcile(
     cluster = platform.cluster()
     namespace = platform.namespace
     try:
-        print(f"reading the store and namespace {namespace} ...", file=out, flush=True)
-        found = plan(ledger.instances(), observe(cluster, namespace), platform)
+        ping(engine)
+        print(f"reading namespace {namespace} and the store ...", file=out, flush=True)
+        observed = observe(cluster, namespace)  # the cluster first: see handlers/reconcile.py
+        found = plan(ledger.instances(), observed, platform)
         for line in found.lines():
             print(line, file=out)
         requests = sum(cluster.requests.values())
         summary = (
             f"{found.checked} instances checked, {len(found.repairs)} repairs planned, "
-            f"{len(found.orphans)} orphans, {len(found.unrepairable)} unrepairable"
+            f"{len(found.orphans)} orphans"
         )
         if dry_run:
             print(f"dry run: {summary}; {requests} API requests", file=out)
             return EXIT_OK
         outcome = carry_out(found, cluster, ledger, platform, remove_orphans=remove_orphans)
-    except (StoreUnavailableError, RetryableError, PermanentError) as error:
+    except (StoreUnavailableError, RetryableError) as error:
         print(f"instance-service reconcile: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except PermanentError as error:  # e.g. 403: the credentials lack a permission
+        print(f"instance-service reconcile: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     requests = sum(cluster.requests.values())
     busy = f", {len(outcome.busy)} busy (next round)" if outcome.busy else ""
+    for what, why in outcome.failed:
+        print(f"failed {what}: {why}", file=out)
+    if outcome.failed:
+        busy += f", {len(outcome.failed)} failed"
     print(
         f"{summary}; {outcome.repairs_made} repairs made on {outcome.repaired_instances} "
         f"instances, {outcome.orphans_removed} orphans removed{busy}; {requests} API requests "

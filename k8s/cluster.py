@@ -85,6 +85,7 @@ def describe_cluster(
             groups=frozenset(rule.api_groups or ()),
             resources=frozenset(rule.resources or ()),
             verbs=frozenset(rule.verbs or ()),
+            names_only=bool(rule.resource_names),
         )
         for rule in (status.resource_rules if status is not None else None) or ()
     ]

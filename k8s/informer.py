@@ -70,6 +70,12 @@ class Informer:
             except (RetryableError, PermanentError) as error:  # a failed list, classified
                 self._pause(stop, delay, rng, f"{type(error).__name__}: {error}")
                 delay = min(delay * 2, self.max_backoff_seconds)
+            except Exception as error:  # anything else (an object the client cannot decode):
+                # the thread must not die and leave a stale picture; list afresh after a pause.
+                log.exception("watch failed unexpectedly; listing again", extra={"kind": self.kind})
+                self.resource_version = None
+                self._pause(stop, delay, rng, f"{type(error).__name__}: {error}")
+                delay = min(delay * 2, self.max_backoff_seconds)
 
     def _pause(self, stop: threading.Event, delay: float, rng: random.Random, why: str) -> None:
         log.warning(
@@ -94,7 +100,8 @@ class Informer:
             _request_timeout=self.watch_seconds + 10,
         )
         self.cluster.requests[("watch", self.kind)] += 1
-        status = 200
+        status: int | None = 200
+        error_type: str | None = None
         try:
             for event in stream:
                 raw = event.get("raw_object") or {}
@@ -111,5 +118,8 @@ class Informer:
         except ApiException as error:
             status = int(error.status or 0)
             raise
+        except Exception as error:
+            status, error_type = None, type(error).__name__
+            raise
         finally:
-            METRICS.kubernetes_request("watch", self.kind, status)
+            METRICS.kubernetes_request("watch", self.kind, status, error_type)

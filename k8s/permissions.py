@@ -7,7 +7,9 @@ SelfSubjectRulesReview, that its credentials have them, naming what is missing.
 Objects are created and changed by server-side apply: a `patch`, which the API server also
 authorizes as `create` when the object does not exist yet; no `update` anywhere. Pods are only
 ever listed and watched (to explain a failed rollout, to wait until a stopped instance's pods
-are gone, to place a backup Job beside the server).
+are gone, to place a backup Job beside the server). Fleet reconciliation lists each kind it
+repairs once per run; Secrets are never listed (that would hand every tenant's passwords to
+one call): they are only read by name.
 """
 
 from collections.abc import Iterable
@@ -34,20 +36,20 @@ def _grant(group: str, resource: str, *verbs: str) -> Permission:
 
 CONSUMER_PERMISSIONS = (
     _grant("", "secrets", "get", "create", "patch", "delete"),
-    _grant("", "services", "get", "create", "patch", "delete"),
+    _grant("", "services", "get", "create", "list", "patch", "delete"),
     _grant("", "persistentvolumeclaims", "get", "create", "list", "watch", "patch", "delete"),
     _grant("", "pods", "list", "watch"),
     _grant("apps", "deployments", "get", "create", "list", "watch", "patch", "delete"),
     _grant("apps", "deployments/scale", "patch"),
     _grant("batch", "jobs", "get", "create", "list", "watch", "patch", "delete"),
-    _grant("networking.k8s.io", "ingresses", "get", "create", "patch", "delete"),
-    _grant("networking.k8s.io", "networkpolicies", "get", "create", "patch", "delete"),
+    _grant("networking.k8s.io", "ingresses", "get", "create", "list", "patch", "delete"),
+    _grant("networking.k8s.io", "networkpolicies", "get", "create", "list", "patch", "delete"),
 )
 """What the command handlers do in the tenant namespace."""
 
 WATCHER_PERMISSIONS = (
-    _grant("", "pods", "get", "list", "watch"),
-    _grant("apps", "deployments", "get", "list", "watch"),
+    _grant("", "pods", "list", "watch"),
+    _grant("apps", "deployments", "list", "watch"),
 )
 """What the watcher reads in the tenant namespace (it changes nothing there)."""
 
@@ -68,11 +70,14 @@ class Rule:
     groups: frozenset[str]
     resources: frozenset[str]
     verbs: frozenset[str]
+    names_only: bool = False
+    """The rule names the objects it applies to (resourceNames): not a grant on the kind."""
 
     def allows(self, group: str, resource: str, verb: str) -> bool:
         """Whether this rule grants `verb` on `resource` of `group` (wildcards included)."""
         return (
-            (group in self.groups or "*" in self.groups)
+            not self.names_only
+            and (group in self.groups or "*" in self.groups)
             and (resource in self.resources or "*" in self.resources)
             and (verb in self.verbs or "*" in self.verbs)
         )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from k8s.names import InstanceNames
 
 MANAGED_BY = "instance-service"
+INSTANCE_LABEL = "odoo.saas/instance-id"
+"""Every object of an instance carries its id here (reconciliation and the watcher read it)."""
 
 
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -59,7 +61,7 @@ class InstanceSpec:
             "app.kubernetes.io/version": self.odoo_version,
             "app.kubernetes.io/part-of": "odoo-saas",
             "app.kubernetes.io/managed-by": MANAGED_BY,
-            "odoo.saas/instance-id": self.instance_id,
+            INSTANCE_LABEL: self.instance_id,
             "odoo.saas/customer-id": customer_label(self.customer_id),
         }
 

@@ -93,7 +93,8 @@ def test_success_retry_failure_and_poison_are_counted_by_type_and_outcome(
     # The retry, and the two dead letters with their codes.
     assert grew("commands.retries", **{COMMAND_TYPE: PROVISION, RETRY_REASON: "retryable"}) == 1
     assert grew("commands.retries") == 1
-    assert grew("commands.dead_lettered", **{COMMAND_TYPE: STOP, ERROR_TYPE: "failed:not_stopped"})
+    stop_failed = {COMMAND_TYPE: STOP, ERROR_TYPE: "failed:not_stopped"}
+    assert grew("commands.dead_lettered", **stop_failed) == 1
     assert grew("commands.dead_lettered", **{ERROR_TYPE: "malformed"}) == 1
     # Both events confirmed, each measured from its recording; none came after a Ready wait.
     latency = "outbox.publish_latency"

@@ -1,7 +1,7 @@
 """The lifecycle end to end with the consumer authenticated as deploy/'s ServiceAccount, bound
-by deploy/'s Role and nothing else: every command succeeds, no request is refused, and every
-permission the Role grants is one the handlers used (the pods watch excepted: it happens only
-when a stopped instance's pods outlive the first look)."""
+by deploy/'s Role and nothing else: every command, the fleet reconcile included, succeeds, no
+request is refused, and every permission the Role grants is one the handlers used (the pods
+watch excepted: it happens only when a stopped instance's pods outlive the first look)."""
 
 from collections.abc import Iterator
 
@@ -51,6 +51,8 @@ def test_every_command_runs_as_the_deployed_service_account_using_all_it_is_gran
     before = telemetry.snapshot()
     _whole_life(deployed, crash=None)
     _data_life(deployed, crash=None)
+    reconciled = deployed.run("odoo.fleet.reconcile.v1", {})
+    assert reconciled["type"] == "odoo.fleet.reconciled.v1", reconciled
     after = telemetry.snapshot()
 
     requests: dict[tuple[str, str], float] = {}

@@ -148,17 +148,23 @@ def test_a_change_made_while_not_watching_is_found_after_a_410(driver: Lifecycle
     assert driver.instance(instance_id).status is InstanceStatus.DEGRADED
 
 
-def test_billing_and_operations_own_their_statuses(driver: Lifecycle) -> None:
+def test_billing_owns_suspended_while_a_running_instance_without_deployment_degrades(
+    driver: Lifecycle,
+) -> None:
     suspended = _provisioned(driver)
+    running = _provisioned(driver)
+    apps = client.AppsV1Api(driver.api)
     with watching(driver):
         event = driver.run(f"{T}suspend.v1", {"instance_id": suspended, "reason": "payment_failed"})
         assert event_kind(event) == "suspended"
         assert pods(driver, suspended) == []  # its pod disappeared
-        # Even its Deployment going away by hand changes nothing the watcher owns.
-        client.AppsV1Api(driver.api).delete_namespaced_deployment(
-            names_of(suspended).base, driver.namespace
-        )
-        time.sleep(2 * FAST.degraded_after_seconds + 1)
+        # The same hand deletes both Deployments: only the running instance is the watcher's.
+        apps.delete_namespaced_deployment(names_of(suspended).base, driver.namespace)
+        apps.delete_namespaced_deployment(names_of(running).base, driver.namespace)
+        (degraded,) = _wait_changes(driver, running, 1)
+        assert degraded["to"] == "degraded"
+        assert degraded["reason"] == "its Deployment is missing"
+        time.sleep(FAST.degraded_after_seconds + 1)
     assert _changes(driver, suspended) == []
     assert driver.instance(suspended).status is InstanceStatus.SUSPENDED
 

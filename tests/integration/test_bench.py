@@ -32,5 +32,5 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert figures["provision"]["requests"]["provision"] > 0
     assert figures["overhead"]["sqlite"]["commands"] == 50
     assert len(figures["cold_start"]["runs"]) == 2
-    assert [row["requests"] for row in figures["reconcile"]] == [7, 9, 7, 9]
+    assert [row["requests"] for row in figures["reconcile"]] == [6, 8, 6, 8]
     assert (run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

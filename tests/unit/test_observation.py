@@ -26,12 +26,12 @@ def _pod(name: str, ready: bool, changed: datetime = NOW, **status: Any) -> dict
 
 
 def test_enough_ready_pods_are_healthy() -> None:
-    assert observe(_deployment(), [_pod("a", True)], NOW) == Observed(True)
+    assert observe(_deployment(), [_pod("a", True)]) == Observed(True)
 
 
 def test_unhealthy_since_the_pod_stopped_being_ready() -> None:
     earlier = NOW - timedelta(seconds=90)
-    found = observe(_deployment(), [_pod("a", False, earlier)], NOW)
+    found = observe(_deployment(), [_pod("a", False, earlier)])
     assert not found.healthy
     assert found.since == earlier
     assert found.reason == "pod a is Pending, not Ready"
@@ -39,7 +39,7 @@ def test_unhealthy_since_the_pod_stopped_being_ready() -> None:
 
 def test_a_crash_loop_is_named() -> None:
     waiting = {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "restartCount": 7}
-    found = observe(_deployment(), [_pod("a", False, containerStatuses=[waiting])], NOW)
+    found = observe(_deployment(), [_pod("a", False, containerStatuses=[waiting])])
     assert found.reason == "pod a is CrashLoopBackOff (7 restarts)"
 
 
@@ -51,16 +51,19 @@ def test_a_crash_loop_is_named() -> None:
         (_deployment(1), [], "no pod exists"),
     ],
 )
-def test_missing_objects_are_unhealthy_from_now(
+def test_missing_objects_are_unhealthy_since_an_unknown_moment(
     deployment: dict[str, Any] | None, pods: list[dict[str, Any]], reason: str
 ) -> None:
-    assert observe(deployment, pods, NOW) == Observed(False, NOW, reason)
+    found = observe(deployment, pods)
+    assert found == Observed(False, None, reason)
+    # The watcher counts from when it first saw it so; alone, it is not due yet.
+    assert decide(S.RUNNING, found, NOW, 60) is None
 
 
 def test_a_terminating_pod_does_not_count() -> None:
     leaving = _pod("old", True)
     leaving["metadata"]["deletionTimestamp"] = NOW.isoformat()
-    assert not observe(_deployment(), [leaving], NOW).healthy
+    assert not observe(_deployment(), [leaving]).healthy
 
 
 def test_running_degrades_only_past_the_threshold() -> None:
