@@ -185,7 +185,7 @@ def run(runs: int, out: TextIO = sys.stdout) -> dict[str, Any]:
             "INSTANCE_SERVICE_CONSUMER__HEALTH_PORT": "0",
             "OTEL_SDK_DISABLED": "false",
         }
-        subprocess.run(  # warm-up: declares the topology, migrates the state store
+        subprocess.run(  # the topology; the warm-up run below migrates the state store
             [sys.executable, "-m", "instance_service", "declare"],
             env=env,
             check=True,

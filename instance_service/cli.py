@@ -105,8 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--remove-orphans",
         action="store_true",
         help="delete orphaned Deployments, Services, Ingresses, NetworkPolicies and Jobs "
-        "(default: INSTANCE_SERVICE_KUBERNETES__REMOVE_ORPHANS); volumes and Secrets are only "
-        "reported",
+        "(default: INSTANCE_SERVICE_KUBERNETES__REMOVE_ORPHANS); volumes are only reported",
     )
     commands.add_parser(
         "declare",

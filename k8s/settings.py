@@ -38,7 +38,7 @@ class KubernetesSettings(BaseModel):
     remove_orphans: bool = Field(
         default=False,
         description="fleet reconciliation deletes orphaned Deployments, Services, Ingresses, "
-        "NetworkPolicies and Jobs (volumes and Secrets are only ever reported)",
+        "NetworkPolicies and Jobs (volumes are only ever reported)",
     )
 
 

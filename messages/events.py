@@ -352,8 +352,8 @@ class StatusChangedEvent(Event):
     @classmethod
     def observed(cls, data: StatusChangedData, correlationid: str) -> Self:
         """A change the watcher saw, not one a command made: the cause is the observation
-        (`observation:<event id>`); the correlation is the last command applied to the
-        instance, so the change joins that command's story."""
+        (`observation:<event id>`); the watcher passes the instance id as the correlation, so
+        all observed changes of an instance correlate."""
         event_id = str(uuid.uuid4())
         return cls._new(
             data,
