@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from bench import cold_start, overhead, provision, reconcile
+from bench import cold_start, overhead, provision, reaction, reconcile
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,31 @@ class Sizes:
 
     commands: int
     provisions: tuple[int, ...]
+    reaction_instances: int
+    reaction_cycles: int
     cold_runs: int
     fleet_sizes: tuple[int, ...]
     broken: int
 
 
 FULL = Sizes(
-    commands=500, provisions=(50, 200), cold_runs=7, fleet_sizes=(100, 250, 1000), broken=10
+    commands=500,
+    provisions=(50, 200),
+    reaction_instances=3,
+    reaction_cycles=3,
+    cold_runs=7,
+    fleet_sizes=(100, 250, 1000),
+    broken=10,
 )
-QUICK = Sizes(commands=50, provisions=(5,), cold_runs=2, fleet_sizes=(20, 50), broken=2)
+QUICK = Sizes(
+    commands=50,
+    provisions=(5,),
+    reaction_instances=1,
+    reaction_cycles=1,
+    cold_runs=2,
+    fleet_sizes=(20, 50),
+    broken=2,
+)
 
 
 def machine() -> dict[str, Any]:
@@ -63,8 +79,8 @@ def machine() -> dict[str, Any]:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Four panels: framework throughput, provision latency, cold start, reconcile."""
-    figure, (left, latency, middle, right) = plt.subplots(1, 4, figsize=(20, 4.5))
+    """Five panels: framework throughput, provision latency, reaction, cold start, reconcile."""
+    figure, (left, latency, react, middle, right) = plt.subplots(1, 5, figsize=(25, 4.5))
     stores = list(results["overhead"])
     left.bar(stores, [results["overhead"][s]["per_second"] for s in stores], color="#4c72b0")
     left.set_title("no-op handler: commands per second")
@@ -81,6 +97,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
     latency.set_ylabel("seconds, publish to provisioned")
     latency.set_title("provision latency, one consumer")
     latency.legend()
+
+    medians = results["reaction"]["medians"]
+    react.bar(list(medians), list(medians.values()), color=["#55a868", "#c44e52"])
+    react.set_title(f"rollout to event: {results['reaction']['ratio']:.0f}x faster by watching")
+    react.set_ylabel("median seconds")
 
     runs = results["cold_start"]["runs"]
     index = range(1, len(runs) + 1)
@@ -128,6 +149,8 @@ def main() -> None:
         print(f"{store:<11} {figures['seconds']:>8.2f} s {figures['per_second']:>9.1f} commands/s")
     print(f"== provisions through one consumer ({sizes.provisions})", flush=True)
     results["provision"] = provision.run(list(sizes.provisions))
+    print("== reaction: watching vs polling every 5 s", flush=True)
+    results["reaction"] = reaction.run(sizes.reaction_instances, sizes.reaction_cycles)
     print("== cold start", flush=True)
     results["cold_start"] = cold_start.run(sizes.cold_runs)
     print("== fleet reconcile", flush=True)
@@ -145,6 +168,8 @@ def main() -> None:
         label = f"provisions at once: {row['provisions']}, p95 s"
         print(f"{label:<52} {row['p95_s']:>12.2f}")
         print(f"{'  ... provisions per second':<52} {row['per_second']:>12.2f}")
+    for variant, median in results["reaction"]["medians"].items():
+        print(f"{'rollout to event, median s, ' + variant:<52} {median:>12.3f}")
     print(f"{'cold start to first ack, median s':<52} {cold['median_acknowledged_s']:>12.3f}")
     print(f"{'idle RSS, median MiB':<52} {cold['median_idle_rss_mib']:>12.1f}")
     reconcile_label = f"reconcile {largest['instances']} instances in line: requests"

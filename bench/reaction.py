@@ -138,12 +138,16 @@ def _consumer(amqp_url: str, engine: Any, platform: Platform) -> Iterator[None]:
         thread.join(120)
 
 
+DONE = {"provision": "provisioned", "start": "started", "stop": "stopped"}
+
+
 def _run_command(amqp_url: str, events: Events, verb: str, data: dict[str, Any]) -> float:
+    """Publish, wait for the result event; when it arrived (perf_counter)."""
     command = build_command(f"{T}{verb}.v1", data, source="/bench")
     publish(amqp_url, [command])
     command_id = command.properties.message_id or ""
     when, event = events.wait([command_id], timeout=300)[command_id]
-    if not event["type"].endswith(f"{verb}ed.v1".replace("stoped", "stopped")):
+    if event["type"] != f"{T}{DONE[verb]}.v1":
         raise RuntimeError(f"{verb}: {event['type']} {event['data']}")
     return when
 

@@ -26,7 +26,15 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert "no-op commands per second, postgresql" in result.stdout
     (run,) = tmp_path.iterdir()
     figures = json.loads((run / "results.json").read_text())
-    assert set(figures) >= {"machine", "overhead", "provision", "cold_start", "reconcile"}
+    assert set(figures) >= {
+        "machine",
+        "overhead",
+        "provision",
+        "reaction",
+        "cold_start",
+        "reconcile",
+    }
+    assert [len(values) for values in figures["reaction"]["samples"].values()] == [1, 1]
     (provisioned,) = figures["provision"]["provision"]
     assert provisioned["succeeded"] == provisioned["provisions"] == 5
     assert figures["provision"]["requests"]["provision"] > 0
