@@ -1,7 +1,7 @@
 """Provision throughput and latency through one consumer with the real handlers, and the
 Kubernetes API requests each command type makes. Needs the local stack (`python -m devstack up`).
 
-    .venv/bin/python -m bench.provision [--sizes 50,200]
+    .venv/bin/python -m bench.provision [--sizes 50,100]
 
 For each size, that many provisions are published at once to a fresh vhost and namespace; one
 in-process consumer (4 workers per queue, as deployed) carries them out against the real
@@ -258,7 +258,7 @@ def _whole_life(
 def main() -> None:
     """Print the provision table and the requests per command."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="50,200")
+    parser.add_argument("--sizes", default="50,100")
     run([int(size) for size in parser.parse_args().sizes.split(",")])
 
 
