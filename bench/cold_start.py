@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import pika
 
-from bench.stack import observer, vhost
+from bench.stack import observer, publish, vhost
 from devstack.__main__ import service_env
 from devstack.layout import default_layout
 from messages.publishing import build_command
@@ -67,20 +67,7 @@ def _publish_stop(amqp_url: str) -> str:
     message = build_command(
         "odoo.instance.stop.v1", {"instance_id": str(uuid.uuid4())}, source="/bench"
     )
-    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        channel.basic_publish(
-            message.exchange,
-            message.routing_key,
-            message.body,
-            pika.BasicProperties(
-                content_type=message.properties.content_type,
-                delivery_mode=2,
-                message_id=message.properties.message_id,
-            ),
-            mandatory=True,
-        )
+    publish(amqp_url, [message])
     return message.properties.message_id or ""
 
 

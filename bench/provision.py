@@ -24,28 +24,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pika
-from kubernetes import client, config
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bench.stack import observer, publish, vhost
+from bench.stack import Tenants, observer, publish, tenant_namespace, vhost
 from consumers.health import Health
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
-from devstack import credentials
-from devstack.layout import default_layout
 from handlers.catalog import lifecycle_handlers
-from handlers.platform import Platform
 from handlers.progress import REQUESTS_KEY
 from instance_service.wiring import build_registry
-from k8s.apply import Kubernetes
-from k8s.health import EndpointSliceResolver
 from k8s.names import InstanceNames
-from k8s.settings import KubernetesSettings, TenantSettings
 from messages.publishing import build_command
 from messages.settings import ContractSettings
 from store.database import create_engine
@@ -54,7 +47,6 @@ from store.migrate import upgrade
 from store.models import Operation
 from store.outbox import OutboxRelayStore
 from store.settings import StoreSettings
-from store.tenant_database import TenantDatabases
 
 T = "odoo.instance."
 SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05)
@@ -138,26 +130,12 @@ def _percentile(values: list[float], share: float) -> float:
 
 def run(sizes: list[int], out: TextIO = sys.stdout) -> dict[str, Any]:
     """Provision each size at once, then one whole life; figures by size and by command."""
-    layout = default_layout()
-    secrets = credentials.load_or_create(layout)
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(layout.kubeconfig), client_configuration=configuration)
-    api = client.ApiClient(configuration)
-    namespace = f"bench-provision-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    databases = TenantDatabases.connect(credentials.endpoints(layout, secrets).postgres_admin_url)
-    platform = Platform(
-        cluster=lambda: Kubernetes(api),
-        databases=databases,
-        resolver=EndpointSliceResolver(api, "127.0.0.1", layout.ports.odoo_standin),
-        kubernetes=KubernetesSettings(namespace=namespace),
-        tenants=TenantSettings(
-            base_domain="bench.test",
-            database_host="127.0.0.1",
-            database_port=layout.ports.postgres,
-        ),
-    )
+    with tenant_namespace("bench-provision") as tenants:
+        return _run(sizes, tenants, out)
+
+
+def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
+    platform, databases = tenants.platform(), tenants.databases
     made: list[str] = []
     figures: dict[str, Any] = {"provision": [], "requests": {}}
     try:
@@ -222,7 +200,6 @@ def run(sizes: list[int], out: TextIO = sys.stdout) -> dict[str, Any]:
         for instance_id in made:
             names = InstanceNames(instance_id)
             databases.drop(names.role, names.database)
-        core.delete_namespace(namespace, propagation_policy="Background")
     return figures
 
 

@@ -23,26 +23,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from pydantic import SecretStr
 
 from bench.provision import Events
-from bench.stack import observer, publish, vhost
+from bench.stack import Tenants, observer, publish, tenant_namespace, vhost
 from consumers.health import Health
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
-from devstack import credentials
-from devstack.layout import default_layout
 from handlers.catalog import lifecycle_handlers
 from handlers.platform import Platform
 from instance_service.wiring import build_registry
 from k8s.apply import Kubernetes, WaitTimeoutError, rolled_out
-from k8s.health import EndpointSliceResolver
 from k8s.names import InstanceNames
-from k8s.settings import KubernetesSettings, TenantSettings
 from messages.publishing import build_command
 from messages.settings import ContractSettings
 from store.database import create_engine
@@ -50,7 +46,6 @@ from store.ledger import Ledger
 from store.migrate import upgrade
 from store.outbox import OutboxRelayStore
 from store.settings import StoreSettings
-from store.tenant_database import TenantDatabases
 
 T = "odoo.instance."
 POLL_SECONDS = 5.0
@@ -154,29 +149,13 @@ def _run_command(amqp_url: str, events: Events, verb: str, data: dict[str, Any])
 
 def run(instances: int, cycles: int, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Samples and medians of both variants."""
-    layout = default_layout()
-    secrets = credentials.load_or_create(layout)
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(layout.kubeconfig), client_configuration=configuration)
-    api = client.ApiClient(configuration)
-    namespace = f"bench-reaction-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    databases = TenantDatabases.connect(credentials.endpoints(layout, secrets).postgres_admin_url)
+    with tenant_namespace("bench-reaction") as tenants:
+        return _run(instances, cycles, tenants, out)
 
-    def platform(cluster: Callable[[], Kubernetes]) -> Platform:
-        return Platform(
-            cluster=cluster,
-            databases=databases,
-            resolver=EndpointSliceResolver(api, "127.0.0.1", layout.ports.odoo_standin),
-            kubernetes=KubernetesSettings(namespace=namespace),
-            tenants=TenantSettings(
-                base_domain="bench.test",
-                database_host="127.0.0.1",
-                database_port=layout.ports.postgres,
-            ),
-        )
 
+def _run(instances: int, cycles: int, tenants: Tenants, out: TextIO) -> dict[str, Any]:
+    api, namespace, databases = tenants.api, tenants.namespace, tenants.databases
+    platform = tenants.platform
     variants: dict[str, Callable[[], Kubernetes]] = {
         "watch": lambda: Kubernetes(api),
         f"poll every {POLL_SECONDS:g} s": lambda: PollingKubernetes(api),
@@ -213,7 +192,6 @@ def run(instances: int, cycles: int, out: TextIO = sys.stdout) -> dict[str, Any]
         for instance_id in ids:
             names = InstanceNames(instance_id)
             databases.drop(names.role, names.database)
-        core.delete_namespace(namespace, propagation_policy="Background")
     medians = {name: statistics.median(values) for name, values in samples.items()}
     watch_median, poll_median = medians.values()
     print(f"{'variant':<16} {'samples':>7} {'median s':>9} {'max s':>7}", file=out)

@@ -21,12 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from kubernetes import client, config
+from kubernetes import client
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
-from devstack import credentials
-from devstack.layout import default_layout
+from bench.stack import Tenants, tenant_namespace
 from handlers.platform import Platform
 from handlers.reconcile import carry_out, observe, plan
 from handlers.specs import spec_of_instance
@@ -43,7 +42,6 @@ from store.migrate import upgrade
 from store.models import Instance
 from store.records import InstanceRecord
 from store.settings import StoreSettings
-from store.tenant_database import TenantDatabases
 
 SEED_THREADS = 8
 
@@ -112,58 +110,51 @@ def _reconcile(ledger: Ledger, platform: Platform, api: client.ApiClient) -> dic
 
 def run(sizes: list[int], broken: int, out: TextIO = sys.stdout) -> list[dict[str, Any]]:
     """Seed, reconcile, break, reconcile at each size; a row per reconcile (also printed)."""
-    layout = default_layout()
-    secrets = credentials.load_or_create(layout)
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(layout.kubeconfig), client_configuration=configuration)
-    api = client.ApiClient(configuration)
-    namespace = f"bench-reconcile-{uuid.uuid4().hex[:8]}"
+    with tenant_namespace("bench-reconcile") as tenants:
+        return _run(sizes, broken, tenants, out)
+
+
+def _run(sizes: list[int], broken: int, tenants: Tenants, out: TextIO) -> list[dict[str, Any]]:
+    api, namespace = tenants.api, tenants.namespace
     core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    admin_url = credentials.endpoints(layout, secrets).postgres_admin_url
     platform = Platform(
         cluster=lambda: Kubernetes(api),
-        databases=TenantDatabases.connect(admin_url),
-        resolver=SystemResolver(),
+        databases=tenants.databases,
+        resolver=SystemResolver(),  # no health check: claims are never bound, pods never run
         kubernetes=KubernetesSettings(namespace=namespace),
         tenants=TenantSettings(base_domain="bench.test", storage_class="bench-unbound"),
     )
     rows: list[dict[str, Any]] = []
-    try:
-        with tempfile.TemporaryDirectory() as state:
-            engine = create_engine(
-                StoreSettings(url=SecretStr(f"sqlite:///{Path(state) / 's.db'}"))
-            )
-            upgrade(engine)
-            ledger = Ledger(engine)
-            print(
-                f"fleet reconcile in namespace {namespace}; requests counted per reconcile",
-                file=out,
-            )
-            print(
-                f"{'instances':>9} {'state':<18} {'lists':>5} {'repairs':>7} {'requests':>8} "
-                f"{'plan s':>7} {'total s':>7}",
-                file=out,
-            )
-            seeded = 0
-            for size in sizes:
-                started = time.perf_counter()
-                _seed(ledger, platform, api, size - seeded)
-                seeded = size
-                print(f"  (seeded to {size} in {time.perf_counter() - started:.0f} s)", file=out)
-                row = {"instances": size, "state": "in line", **_reconcile(ledger, platform, api)}
-                rows.append(row)
-                _print(row, out)
-                for instance in ledger.instances()[:broken]:
-                    name = spec_of_instance(instance).names.base
-                    core.delete_namespaced_service(name, namespace)
-                state_name = f"{broken} Services gone"
-                row = {"instances": size, "state": state_name, **_reconcile(ledger, platform, api)}
-                rows.append(row)
-                _print(row, out)
-            engine.dispose()
-    finally:
-        core.delete_namespace(namespace, propagation_policy="Background")
+    with tempfile.TemporaryDirectory() as state:
+        engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{Path(state) / 's.db'}")))
+        upgrade(engine)
+        ledger = Ledger(engine)
+        print(
+            f"fleet reconcile in namespace {namespace}; requests counted per reconcile",
+            file=out,
+        )
+        print(
+            f"{'instances':>9} {'state':<18} {'lists':>5} {'repairs':>7} {'requests':>8} "
+            f"{'plan s':>7} {'total s':>7}",
+            file=out,
+        )
+        seeded = 0
+        for size in sizes:
+            started = time.perf_counter()
+            _seed(ledger, platform, api, size - seeded)
+            seeded = size
+            print(f"  (seeded to {size} in {time.perf_counter() - started:.0f} s)", file=out)
+            row = {"instances": size, "state": "in line", **_reconcile(ledger, platform, api)}
+            rows.append(row)
+            _print(row, out)
+            for instance in ledger.instances()[:broken]:
+                name = spec_of_instance(instance).names.base
+                core.delete_namespaced_service(name, namespace)
+            state_name = f"{broken} Services gone"
+            row = {"instances": size, "state": state_name, **_reconcile(ledger, platform, api)}
+            rows.append(row)
+            _print(row, out)
+        engine.dispose()
     return rows
 
 

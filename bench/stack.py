@@ -6,17 +6,24 @@ import json
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 
 import pika
 import psycopg
+from kubernetes import client, config
 from psycopg import sql
 
 from devstack import credentials
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from devstack.layout import default_layout
+from handlers.platform import Platform
+from k8s.apply import Kubernetes
+from k8s.health import EndpointSliceResolver
+from k8s.settings import KubernetesSettings, TenantSettings
 from messages.amqp import OutgoingMessage
+from store.tenant_database import TenantDatabases
 
 
 def _endpoints() -> credentials.Endpoints:
@@ -109,3 +116,41 @@ def postgres_database(prefix: str) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@dataclass
+class Tenants:
+    """A fresh namespace on the local cluster and what handlers need to act in it."""
+
+    api: client.ApiClient
+    namespace: str
+    databases: TenantDatabases
+
+    def platform(self, cluster: Callable[[], Kubernetes] | None = None) -> Platform:
+        """The handlers' platform here (`cluster`: another Kubernetes, e.g. a baseline)."""
+        ports = default_layout().ports
+        return Platform(
+            cluster=cluster or (lambda: Kubernetes(self.api)),
+            databases=self.databases,
+            resolver=EndpointSliceResolver(self.api, "127.0.0.1", ports.odoo_standin),
+            kubernetes=KubernetesSettings(namespace=self.namespace),
+            tenants=TenantSettings(
+                base_domain="bench.test", database_host="127.0.0.1", database_port=ports.postgres
+            ),
+        )
+
+
+@contextmanager
+def tenant_namespace(prefix: str) -> Iterator[Tenants]:
+    """A namespace of its own, as the stack's admin; deleted afterwards."""
+    layout = default_layout()
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(layout.kubeconfig), client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    try:
+        yield Tenants(api, namespace, TenantDatabases.connect(_endpoints().postgres_admin_url))
+    finally:
+        core.delete_namespace(namespace, propagation_policy="Background")
