@@ -183,6 +183,9 @@ class Postgres:
         for database in (POSTGRES_SERVICE_DATABASE, "postgres", "template1"):
             self.psql(f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC')
         self.psql(f'GRANT CONNECT ON DATABASE "postgres" TO "{POSTGRES_ADMIN_ROLE}"')
+        # DROP DATABASE ... WITH (FORCE) ends every session in the database first; one owned by
+        # no role the admin is a member of (an autovacuum worker, say) needs pg_signal_backend.
+        self.psql(f'GRANT pg_signal_backend TO "{POSTGRES_ADMIN_ROLE}"')
 
     def _ensure_role(self, role: str, password: str, options: str) -> None:
         found = self.psql(

@@ -39,6 +39,15 @@ def test_admin_role_is_not_a_superuser(endpoints: Endpoints) -> None:
     assert row == (False, True, True)
 
 
+def test_admin_role_may_end_sessions_it_does_not_own(endpoints: Endpoints) -> None:
+    # DROP DATABASE ... WITH (FORCE) fails on an autovacuum worker in the database otherwise.
+    with psycopg.connect(endpoints.postgres_admin_url) as admin:
+        row = admin.execute(
+            "SELECT pg_has_role(current_user, 'pg_signal_backend', 'USAGE')"
+        ).fetchone()
+    assert row == (True,)
+
+
 def test_tenant_role_and_database_created_by_admin_open_with_new_credentials(
     endpoints: Endpoints, tenant: tuple[str, str]
 ) -> None:
