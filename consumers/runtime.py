@@ -32,6 +32,7 @@ from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import WorkQueue, declare, served_queues
 from messages.amqp import AmqpProperties
+from messages.errors import RetryableError
 from telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def _delivery(
         queue=queue,
         exchange=str(method.exchange or ""),
         routing_key=str(method.routing_key or ""),
+        redelivered=bool(method.redelivered),
         body=body,
         properties=AmqpProperties(
             content_type=properties.content_type,
@@ -239,6 +241,13 @@ class ConsumerRuntime:
         started = time.monotonic()
         try:
             decision: Decision = self.processor.process(delivery)
+        except RetryableError as error:
+            # Before the command got its own retry count (the state database went away while
+            # its inbox row was read, say): again after the first delay, quietly.
+            log.warning("processing interrupted; will retry", extra={"error": str(error)})
+            decision = Retry(
+                self.processor.delay(0), f"processing interrupted: {error}", {}, "processing"
+            )
         except Exception as error:
             log.exception("processing failed; the delivery will be retried")
             decision = Retry(

@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
+from messages.errors import RetryableError
 from store.settings import StoreSettings
 from telemetry.redaction import redact_url
 
@@ -31,6 +32,18 @@ StateEngine: TypeAlias = Engine
 
 class StoreUnavailableError(Exception):
     """The state database could not be opened."""
+
+
+class StoreInterruptedError(StoreUnavailableError, RetryableError):
+    """The state database stopped answering in the middle of work (a restart, a failover, a
+    dropped connection): nothing was recorded, so the command is retried on the retry schedule
+    like any other passing failure, not counted as a bug."""
+
+
+def interrupted(error: sqlalchemy.exc.OperationalError) -> StoreInterruptedError:
+    """The retryable form of a driver's operational error, with its first line only."""
+    reason = str(error.orig or error).splitlines()[0]
+    return StoreInterruptedError(f"state database unavailable: {reason}")
 
 
 def database_url(settings: StoreSettings) -> URL:
@@ -82,9 +95,12 @@ def traced_session(engine: Engine, name: str, *, write: bool = False) -> Iterato
         if traced
         else nullcontext(),
         Session(engine, expire_on_commit=False) as session,
-        session.begin() if write else nullcontext(),
     ):
-        yield session
+        try:
+            with session.begin() if write else nullcontext():
+                yield session
+        except sqlalchemy.exc.OperationalError as error:
+            raise interrupted(error) from error
 
 
 def _sqlite_connect(connection: sqlite3.Connection, _record: Any) -> None:

@@ -17,9 +17,9 @@ from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from store.database import is_postgresql
+from store.database import interrupted, is_postgresql
 
 
 class InstanceBusyError(Exception):
@@ -53,11 +53,18 @@ class AdvisoryLocks:
     def hold(self, key: str) -> Iterator[None]:
         """Try the lock; raise InstanceBusyError if another session has it."""
         number = advisory_key(key)
-        with self.engine.connect() as connection:
-            taken = connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": number}
-            ).scalar_one()
-            connection.commit()  # the lock is the session's, not the transaction's
+        try:
+            connection = self.engine.connect()
+        except OperationalError as error:
+            raise interrupted(error) from error
+        with connection:
+            try:
+                taken = connection.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": number}
+                ).scalar_one()
+                connection.commit()  # the lock is the session's, not the transaction's
+            except OperationalError as error:
+                raise interrupted(error) from error
             if not taken:
                 raise InstanceBusyError(key)
             try:

@@ -1,13 +1,16 @@
 """Admission, operations and the one transaction that records an outcome, on both databases."""
 
+import socket
+
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from messages.commands import AnyCommand, InstanceCommand
-from messages.errors import MessageRejected, RejectionCode
+from messages.errors import MessageRejected, RejectionCode, RetryableError
 from messages.events import (
     CommandFailedData,
     CommandFailedEvent,
@@ -21,11 +24,13 @@ from messages.events import (
     StartedEvent,
 )
 from messages.examples import INSTANCE_ID
+from store.database import StoreInterruptedError, create_engine
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus
-from store.locks import InstanceBusyError
+from store.locks import AdvisoryLocks, InstanceBusyError
 from store.models import InboxEntry, Operation, OutboxEntry
 from store.records import InstanceUpdate, Outcome
+from store.settings import StoreSettings
 from tests.store.conftest import command
 
 OTHER_ID = "11111111-2222-4333-8444-555555555555"
@@ -270,3 +275,21 @@ def test_fleet_commands_need_no_instance(ledger: Ledger) -> None:
         admission = ledger.admit(reconcile)
         assert admission.instance is None
         assert ledger.begin(reconcile, admission) is None
+
+
+def test_a_database_that_stops_answering_is_a_retryable_interruption() -> None:
+    # A PostgreSQL URL on a port nobody listens on: the real driver fails to connect.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://nobody:nothing@127.0.0.1:{port}/state"
+    engine = create_engine(StoreSettings(url=SecretStr(url)))
+    try:
+        with pytest.raises(StoreInterruptedError, match="state database unavailable") as raised:
+            Ledger(engine).outcome_of("any-command")
+        assert isinstance(raised.value, RetryableError)
+        assert "nothing" not in str(raised.value)
+        with pytest.raises(StoreInterruptedError), AdvisoryLocks(engine).hold("instance"):
+            pass
+    finally:
+        engine.dispose()
