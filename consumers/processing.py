@@ -91,6 +91,8 @@ class Delivery:
     queue: str = ""
     exchange: str = ""
     routing_key: str = ""
+    redelivered: bool = False
+    """The broker handed it out before (to a consumer that died or gave it back)."""
 
     def counter(self, header: str) -> int:
         """A counter from the headers (0 when absent or unreadable)."""
@@ -210,6 +212,10 @@ class Processor:
         }
         started = time.monotonic()
         deliveries = delivery.counter(DELIVERY_COUNT_HEADER)
+        if delivery.redelivered:
+            # After a crash or a lost connection: the inbox and the operation's record decide
+            # what is left to do, so this is worth one line, not a warning.
+            log.info("command redelivered", extra={**ids, "deliveries": deliveries + 1})
         if deliveries >= self.settings.delivery_limit - 1:
             # The broker would dead-letter the next delivery without an answer: answer now.
             failure = PermanentError(

@@ -125,3 +125,19 @@ def test_retry_headers_keep_others_and_drop_the_brokers_count() -> None:
         decision, {"traceparent": "t", DELIVERY_COUNT_HEADER: 2, NOT_BEFORE_HEADER: 9.0}
     )
     assert headers == {"traceparent": "t", RETRIES_HEADER: 3}
+
+
+def test_a_redelivery_that_runs_the_handler_again_says_so_with_its_count(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = ProvisionFake()
+    processor = _processor(engine, fake)
+    _, body = provision_body(7)
+    # A consumer died holding it: the broker hands it out again, counted.
+    again = Delivery(body, AmqpProperties(headers={DELIVERY_COUNT_HEADER: 2}), redelivered=True)
+    with caplog.at_level("INFO", logger="consumers.processing"):
+        assert processor.process(again) == Ack("completed")
+        processor.process(again)  # answered from the inbox: the handler does not run
+    logged = [r for r in caplog.records if r.getMessage() == "command redelivered"]
+    assert [(r.command_id, r.deliveries) for r in logged] == [("provision-7", 3)]  # type: ignore[attr-defined]
+    assert fake.calls == {"provision-7": 1}
