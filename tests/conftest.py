@@ -1,6 +1,7 @@
 """Fixtures: each test gets its own RabbitMQ vhost, PostgreSQL database and Kubernetes namespace."""
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -20,11 +21,18 @@ from tests import stack
 from tests.telemetry_capture import Telemetry
 
 SERVICE_MARKERS = ("rabbitmq", "postgres", "k8s")
+FAULT_TIMEOUT_SECONDS = 600
+"""The bound of one fault test (pytest-timeout fails it past that), times FAULT_SCALE."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that stop and restart the whole stack after all others."""
+    """Run the tests that stop and restart the whole stack after all others; bound the time of
+    each fault test, so that a fault the service does not recover from fails instead of hanging."""
     items.sort(key=lambda item: item.get_closest_marker("devstack_lifecycle") is not None)
+    scale = int(os.environ.get("FAULT_SCALE", "1"))
+    for item in items:
+        if item.get_closest_marker("fault") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(FAULT_TIMEOUT_SECONDS * scale))
 
 
 def pytest_configure(config: pytest.Config) -> None:
