@@ -3,8 +3,9 @@ Kubernetes API requests each command type makes. Needs the local stack (`python 
 
     .venv/bin/python -m bench.provision [--sizes 50,100]
 
-For each size, that many provisions are published at once to a fresh vhost and namespace; one
-in-process consumer (4 workers per queue, as deployed) carries them out against the real
+For each size, that many provisions are published at once to a fresh vhost and namespace (the
+servers of the size before are removed first: the fake node fits 128); one in-process consumer
+(4 workers per queue, as deployed) carries them out against the real
 control plane (kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in. Latency is
 from the publish to the `provisioned` event arriving on an observing queue. Then one instance
 goes through every other command once, and each operation's recorded request count is printed.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pika
+from kubernetes import client
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +41,7 @@ from handlers.catalog import lifecycle_handlers
 from handlers.progress import REQUESTS_KEY
 from instance_service.wiring import build_registry
 from k8s.names import InstanceNames
+from k8s.spec import INSTANCE_LABEL
 from messages.publishing import build_command
 from messages.settings import ContractSettings
 from store.database import create_engine
@@ -191,6 +194,7 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
                     f"{row['p50_s']:>6.2f} {row['p95_s']:>6.2f} {row['p99_s']:>6.2f}",
                     file=out,
                 )
+                _free_the_node(tenants, keep=made[0])
             figures["requests"] = _whole_life(made[0], amqp_url, events, engine, out)
             runtime.stopping.set()
             thread.join(120)
@@ -201,6 +205,35 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
             names = InstanceNames(instance_id)
             databases.drop(names.role, names.database)
     return figures
+
+
+def _free_the_node(tenants: Tenants, keep: str, timeout: float = 300) -> None:
+    """Remove every server but `keep`'s and wait for their pods to go: the fake node holds
+    128 Odoo pods at 500m, so the next size must not find the last one's still there."""
+    apps, core = client.AppsV1Api(tenants.api), client.CoreV1Api(tenants.api)
+    for deployment in apps.list_namespaced_deployment(tenants.namespace).items:
+        name, instance = _identity(deployment.metadata)
+        if instance != keep:
+            apps.delete_namespaced_deployment(
+                name, tenants.namespace, propagation_policy="Background"
+            )
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = core.list_namespaced_pod(
+            tenants.namespace, field_selector="status.phase!=Succeeded"
+        ).items
+        if all(_identity(pod.metadata)[1] == keep for pod in pods):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pods)} pods still there after {timeout:.0f} s")
+        time.sleep(1)
+
+
+def _identity(metadata: client.V1ObjectMeta | None) -> tuple[str, str | None]:
+    """An object's name and the instance it belongs to."""
+    if metadata is None:
+        return "", None
+    return metadata.name or "", (metadata.labels or {}).get(INSTANCE_LABEL)
 
 
 def _whole_life(
