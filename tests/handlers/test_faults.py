@@ -34,8 +34,20 @@ T = "odoo.instance."
 SCALE = int(os.environ.get("FAULT_SCALE", "1"))
 
 
-def _report(name: str, commands: int, events: int, duplicates: int, lost: int) -> None:
-    print(f"\n{name}: commands {commands}, events {events}, duplicates {duplicates}, lost {lost}")
+def _report(name: str, driver: Lifecycle, command_ids: list[str], extra: str = "") -> None:
+    """Print the counts, read from every event the observer saw; duplicates and lost must be 0."""
+    assert driver.observer is not None
+    answers: dict[str, set[str]] = {}
+    for _properties, body in driver.observer.seen:
+        answers.setdefault(body.get("causationid") or "", set()).add(body["id"])
+    duplicates = sum(1 for c in command_ids if len(answers.get(c, ())) > 1)
+    lost = sum(1 for c in command_ids if c not in answers)
+    events = sum(len(answers.get(c, ())) for c in command_ids)
+    print(
+        f"\n{name}: commands {len(command_ids)}, events {events}, duplicates {duplicates}, "
+        f"lost {lost}" + (f", {extra}" if extra else "")
+    )
+    assert (duplicates, lost) == (0, 0)
 
 
 def _side_effects(driver: Lifecycle, instance_ids: list[str]) -> dict[str, Counter[str]]:
@@ -92,7 +104,8 @@ def test_duplicated_and_shuffled_deliveries_answer_as_a_clean_run(driver: Lifecy
     expected = next(iter(baseline.values()))
     assert expected == Counter(roles=1, databases=1, deployments=1, jobs=1)
     assert all(found == expected for found in effects.values()), effects
-    _report("duplicated and shuffled", len(messages), len(events), 0, 0)
+    command_ids = [m.properties.message_id or "" for m in messages]
+    _report("duplicated and shuffled", driver, command_ids, f"deliveries {len(deliveries)}")
     assert len(deliveries) > len(messages)
 
 
@@ -124,7 +137,7 @@ def test_commands_during_a_20_s_api_server_outage_complete_after_it(driver: Life
     assert kinds == ["stopped"] * len(running) + ["provisioned"], errors
     dead = _dead_letters(driver.amqp_url)
     assert dead == 0
-    _report("API server stopped 20 s", len(command_ids), len(events), 0, 0)
+    _report("API server stopped 20 s", driver, command_ids, f"dead-lettered {dead}")
 
 
 def _dead_letters(amqp_url: str) -> int:
