@@ -10,6 +10,8 @@ latency) and, for an event about an instance that had just become Ready, from th
 """
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pika.exceptions
@@ -27,25 +29,61 @@ from telemetry.tracing import extracted
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("instance_service.relay")
 
+OUTAGE_REMINDER_SECONDS = 30.0
+"""While the state database does not answer, the relay says so once, then this often."""
+
 
 class OutboxRelay:
     """Moves recorded events to the broker."""
 
-    def __init__(self, store: OutboxRelayStore, batch: int = 100) -> None:
+    def __init__(
+        self,
+        store: OutboxRelayStore,
+        batch: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.batch = batch
+        self._clock = clock
+        self._outage: tuple[float, float] | None = None
+        """(since, last said) while the database does not answer."""
 
     def publish_pending(self, channel: BlockingChannel, *, until_empty: bool = False) -> int:
         """Publish what is claimable; return how many the broker confirmed.
 
-        A database that does not answer is logged and skipped: the events stay recorded, and
-        the next turn tries again.
+        A database that does not answer is skipped: the events stay recorded, and the next turn
+        tries again. The relay turns several times a second, so the outage is logged when it
+        starts, every OUTAGE_REMINDER_SECONDS while it lasts, and when it ends.
         """
         try:
-            return self._publish(channel, until_empty)
+            published = self._publish(channel, until_empty)
         except StoreUnavailableError as error:
-            log.warning("outbox not published this turn", extra={"error": str(error)})
+            self._unavailable(error)
             return 0
+        if self._outage is not None:
+            since, _ = self._outage
+            self._outage = None
+            log.info("outbox publishing resumed", extra={"seconds": self._since(since)})
+        return published
+
+    def _unavailable(self, error: StoreUnavailableError) -> None:
+        now = self._clock()
+        if self._outage is None:
+            self._outage = (now, now)
+            log.warning(
+                "outbox not published: state database unavailable", extra={"error": str(error)}
+            )
+            return
+        since, said = self._outage
+        if now - said >= OUTAGE_REMINDER_SECONDS:
+            self._outage = (since, now)
+            log.warning(
+                "outbox still not published",
+                extra={"error": str(error), "seconds": self._since(since)},
+            )
+
+    def _since(self, moment: float) -> float:
+        return round(self._clock() - moment, 1)
 
     def backlog(self) -> int | None:
         """How many events wait to be published (None: the database does not answer)."""
