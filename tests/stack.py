@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from devstack import credentials
 from devstack.httpcheck import get
@@ -111,3 +112,32 @@ def service_amqp_password() -> str:
     """The service user's RabbitMQ password."""
     layout = default_layout()
     return credentials.load_or_create(layout).rabbitmq_service
+
+
+TENANT_PREFIX = "odoo\\_%"
+"""LIKE pattern of tenant roles and databases (`k8s/names.py`: `odoo_<key>`)."""
+
+
+def tenant_names() -> tuple[set[str], set[str]] | None:
+    """(databases, roles) of tenants on the stack's PostgreSQL; None when it does not answer."""
+    if _problem("postgres") is not None:
+        return None
+    with psycopg.connect(stack_endpoints().postgres_admin_url, autocommit=True) as admin:
+        databases = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (TENANT_PREFIX,)
+        ).fetchall()
+        roles = admin.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (TENANT_PREFIX,)
+        ).fetchall()
+    return {d for (d,) in databases}, {r for (r,) in roles}
+
+
+def drop_tenants(databases: set[str], roles: set[str]) -> None:
+    """Drop these tenant databases (ending their sessions) and roles."""
+    with psycopg.connect(stack_endpoints().postgres_admin_url, autocommit=True) as admin:
+        for database in sorted(databases):
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+        for role in sorted(roles):
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
