@@ -38,7 +38,7 @@ class Sizes:
 
 FULL = Sizes(
     commands=500,
-    provisions=(50, 100),  # the fake node has 64 CPUs: 128 Odoo pods at 500m
+    provisions=(50, 200),  # the fake node fits 400 Odoo pods at 500m
     reaction_instances=3,
     reaction_cycles=3,
     cold_runs=7,

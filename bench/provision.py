@@ -1,12 +1,12 @@
 """Provision throughput and latency through one consumer with the real handlers, and the
 Kubernetes API requests each command type makes. Needs the local stack (`python -m devstack up`).
 
-    .venv/bin/python -m bench.provision [--sizes 50,100]
+    .venv/bin/python -m bench.provision [--sizes 50,200]
 
-For each size, that many provisions are published at once to a fresh vhost and namespace (the
-servers of the size before are removed first: the fake node fits 128); one in-process consumer
-(4 workers per queue, as deployed) carries them out against the real
-control plane (kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in. Latency is
+For each size, that many provisions are published at once to the run's own vhost and namespace
+(the servers of the size before are removed first, so each size meets an empty node); one in-process
+consumer (4 workers per queue, as deployed) carries them out against the real control plane
+(kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in. Latency is
 from the publish to the `provisioned` event arriving on an observing queue. Then one instance
 goes through every other command once, and each operation's recorded request count is printed.
 Tenant databases and the namespace are removed at the end.
@@ -208,8 +208,8 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
 
 
 def _free_the_node(tenants: Tenants, keep: str, timeout: float = 300) -> None:
-    """Remove every server but `keep`'s and wait for their pods to go: the fake node holds
-    128 Odoo pods at 500m, so the next size must not find the last one's still there."""
+    """Remove every server but `keep`'s and wait for their pods to go, so the next size meets
+    an empty node (the fake node fits 400 Odoo pods at 500m) and an idle scheduler."""
     apps, core = client.AppsV1Api(tenants.api), client.CoreV1Api(tenants.api)
     for deployment in apps.list_namespaced_deployment(tenants.namespace).items:
         name, instance = _identity(deployment.metadata)
@@ -268,7 +268,7 @@ def _whole_life(
 def main() -> None:
     """Print the provision table and the requests per command."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="50,100")
+    parser.add_argument("--sizes", default="50,200")
     run([int(size) for size in parser.parse_args().sizes.split(",")])
 
 
