@@ -101,12 +101,22 @@ SHORT: list[tuple[str, Data]] = [
 """Enough for an outage of a shared component to meet long and quick commands."""
 
 
+@dataclass(frozen=True)
+class Scene:
+    """One test's vhost, namespace, state store (PostgreSQL) and consumer process."""
+
+    amqp_url: str
+    namespace: str
+    store: Engine
+    consumer: ConsumeProcess
+    api: client.ApiClient
+
+
 @dataclass
 class Run:
     """Instances, the commands sent to them and what answered."""
 
-    amqp_url: str
-    consumer: ConsumeProcess
+    scene: Scene
     instances: list[tuple[str, str]]
     deleted: set[str]
     observer: Observer
@@ -114,12 +124,12 @@ class Run:
     """Command id -> verb."""
 
     @classmethod
-    def of(cls, amqp_url: str, consumer: ConsumeProcess, count: int) -> "Run":
+    def of(cls, scene: Scene, count: int) -> "Run":
         """`count` new instances, every third to be deleted at the end."""
         instances = [new_instance() for _ in range(count)]
         deleted = {i for n, (i, _) in enumerate(instances) if n % 3 == 0}
-        observer = Observer(amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
-        return cls(amqp_url, consumer, instances, deleted, observer)
+        observer = Observer(scene.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
+        return cls(scene, instances, deleted, observer)
 
     def drive(
         self, rounds: list[tuple[str, Data]], during: Callable[[int], None] = lambda _: None
@@ -135,15 +145,13 @@ class Run:
                     f"{T}{this}.v1", data(instance_id, subdomain), source="/tests"
                 )
                 command_id = message.properties.message_id or ""
-                publish(self.amqp_url, [(command_id, message.body)], message.routing_key)
+                publish(self.scene.amqp_url, [(command_id, message.body)], message.routing_key)
                 self.sent[command_id] = this
                 ids.add(command_id)
             during(number)
             self.observer.wait_for(functools.partial(_all_answered, ids), timeout=300)
 
-    def verify(
-        self, name: str, store: Engine, api: client.ApiClient, namespace: str, **counts: int
-    ) -> Counter[tuple[str, str]]:
+    def verify(self, name: str, **counts: int) -> Counter[tuple[str, str]]:
         """Check every guarantee, print the counts; the outcomes by (verb, event kind)."""
         bodies = self.observer.wait_for(lambda b: set(self.sent) <= set(_answers(b)), 60)
         answers = _answers(bodies)
@@ -161,19 +169,17 @@ class Run:
         assert duplicates == 0
         assert lost == 0
         assert not [k for k in kinds if k[1] in FAILURES], kinds
-        with Session(store) as session:
+        with Session(self.scene.store) as session:
             inbox = {e.command_id: e.terminal_event_id for e in session.scalars(select(InboxEntry))}
             backups = list(session.scalars(select(Backup)))
         assert {c: inbox.get(c) for c in self.sent} == {c: min(answers[c]) for c in self.sent}
-        self._side_effects_once(backups, api, namespace)
-        summary = _reconcile_dry_run(self.consumer)
+        self._side_effects_once(backups)
+        summary = _reconcile_dry_run(self.scene.consumer)
         live = len(self.instances) - len(self.deleted)
         assert f"{live} instances checked, 0 repairs planned, 0 orphans" in summary, summary
         return kinds
 
-    def _side_effects_once(
-        self, backups: list[Backup], api: client.ApiClient, namespace: str
-    ) -> None:
+    def _side_effects_once(self, backups: list[Backup]) -> None:
         backed_up = sum(1 for verb in self.sent.values() if verb == "backup") // len(self.instances)
         live_objects = Counter(
             Secret=1,
@@ -185,7 +191,7 @@ class Run:
             NetworkPolicy=1,
         )
         ids = [i for i, _ in self.instances]
-        objects = {i: +_objects(api, namespace, i) for i in ids}
+        objects = {i: +_objects(self.scene.api, self.scene.namespace, i) for i in ids}
         assert objects == {i: Counter() if i in self.deleted else live_objects for i in ids}
         databases = {i: _tenant_databases(i) for i in ids}
         assert databases == {i: (0, 0) if i in self.deleted else (1, 1) for i in ids}
@@ -222,24 +228,23 @@ class Killer(threading.Thread):
 
 
 @pytest.fixture
-def store_engine(postgres_database: str) -> Iterator[Engine]:
-    """The service's state on PostgreSQL, as a replicated deployment keeps it."""
-    engine = create_engine(StoreSettings(url=SecretStr(postgres_database)))
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def consumer(
-    amqp_url: str, namespace: str, postgres_database: str, tmp_path: Path
-) -> Iterator[ConsumeProcess]:
-    """A consumer process of this test's vhost, namespace and store; started."""
-    process = ConsumeProcess.for_test(amqp_url, postgres_database, namespace, tmp_path / "logs")
-    process.start()
+def scene(
+    amqp_url: str,
+    namespace: str,
+    postgres_database: str,
+    k8s_api: client.ApiClient,
+    tmp_path: Path,
+) -> Iterator[Scene]:
+    """A started consumer process of this test's vhost and namespace, with its state on
+    PostgreSQL as a replicated deployment keeps it."""
+    store = create_engine(StoreSettings(url=SecretStr(postgres_database)))
+    consumer = ConsumeProcess.for_test(amqp_url, postgres_database, namespace, tmp_path / "logs")
+    consumer.start()
     try:
-        yield process
+        yield Scene(amqp_url, namespace, store, consumer, k8s_api)
     finally:
-        process.close()
+        consumer.close()
+        store.dispose()
 
 
 def _all_answered(ids: set[str], bodies: list[dict[str, Any]]) -> bool:
@@ -303,6 +308,35 @@ def _reconcile_dry_run(consumer: ConsumeProcess) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+def _outage(
+    rounds: set[int], stop: Callable[[], None], start: Callable[[], None], seconds: float = 0
+) -> Callable[[int], None]:
+    """During each of these rounds, 2 s after it is published: stop, wait `seconds`, start."""
+
+    def during(number: int) -> None:
+        if number in rounds:
+            time.sleep(2)
+            stop()
+            time.sleep(seconds)
+            start()
+
+    return during
+
+
+def _lived_through(run: Run, during: Callable[[int], None]) -> Counter[str]:
+    """Drive the short rounds with `during`: the same process must live through them, be ready
+    and stop cleanly. What it logged, counted by message."""
+    consumer = run.scene.consumer
+    pid = consumer.pid()
+    run.drive(SHORT, during=during)
+    assert consumer.pid() == pid
+    assert consumer.process is not None
+    assert consumer.process.poll() is None, "the consumer exited instead of recovering"
+    assert consumer.ready()
+    assert consumer.stop() == 0, consumer.log_tail()
+    return Counter(e["message"] for e in consumer.log_entries())
+
+
 def _interrupted(consumer: ConsumeProcess) -> set[str]:
     """Commands whose handler ran again on a redelivery (a kill or a lost channel hit it)."""
     return {
@@ -311,29 +345,22 @@ def _interrupted(consumer: ConsumeProcess) -> set[str]:
 
 
 def test_kill_9_at_random_moments_during_mixed_commands_loses_and_repeats_nothing(
-    amqp_url: str,
-    namespace: str,
-    store_engine: Engine,
-    consumer: ConsumeProcess,
-    k8s_api: client.ApiClient,
+    scene: Scene,
 ) -> None:
     seed = int(os.environ.get("FAULT_SEED", str(time.time_ns() % 1_000_000)))
     print(f"\nFAULT_SEED={seed}")
-    run = Run.of(amqp_url, consumer, 12 * SCALE)
-    killer = Killer(consumer, seed)
+    run = Run.of(scene, 12 * SCALE)
+    killer = Killer(scene.consumer, seed)
     killer.start()
     try:
         run.drive(MIXED)
     finally:
         killer.finish()
-    assert consumer.stop() == 0, consumer.log_tail()
-    interrupted = _interrupted(consumer)
+    assert scene.consumer.stop() == 0, scene.consumer.log_tail()
+    interrupted = _interrupted(scene.consumer)
     run.verify(
         "kill -9 during mixed commands",
-        store_engine,
-        k8s_api,
-        namespace,
-        kills=consumer.kills,
+        kills=scene.consumer.kills,
         commands_interrupted_and_resumed=len(interrupted),
     )
     assert len(run.sent) >= 100
@@ -342,76 +369,31 @@ def test_kill_9_at_random_moments_during_mixed_commands_loses_and_repeats_nothin
 
 @pytest.mark.devstack_lifecycle
 def test_rabbitmq_restarted_mid_stream_loses_nothing_and_the_consumer_reconnects(
-    amqp_url: str,
-    namespace: str,
-    store_engine: Engine,
-    consumer: ConsumeProcess,
-    k8s_api: client.ApiClient,
+    scene: Scene,
 ) -> None:
     layout = default_layout()
     broker = RabbitMQ(layout, credentials.load_or_create(layout))
-    pid = consumer.pid()
-
-    def restart_broker(round_number: int) -> None:
-        if round_number in (0, 2):  # long provisions in flight; then quick starts
-            time.sleep(2)
-            broker.stop()
-            broker.start()
-
-    run = Run.of(amqp_url, consumer, 6 * SCALE)
-    run.drive(SHORT, during=restart_broker)
-    assert consumer.pid() == pid
-    assert consumer.process is not None
-    assert consumer.process.poll() is None, "the consumer exited instead of reconnecting"
-    assert consumer.stop() == 0, consumer.log_tail()
-    logged = [e["message"] for e in consumer.log_entries()]
-    reconnects = logged.count("connection lost; reconnecting")
-    run.verify(
-        "RabbitMQ restarted twice",
-        store_engine,
-        k8s_api,
-        namespace,
-        broker_restarts=2,
-        reconnects=reconnects,
-    )
+    # While provisions (long) run, and again while starts (quick) run.
+    during = _outage({0, 2}, broker.stop, broker.start)
+    run = Run.of(scene, 6 * SCALE)
+    reconnects = _lived_through(run, during)["connection lost; reconnecting"]
+    run.verify("RabbitMQ restarted twice", broker_restarts=2, reconnects=reconnects)
     assert reconnects >= 2
 
 
 @pytest.mark.devstack_lifecycle
-def test_postgresql_restarted_mid_stream_the_consumer_recovers(
-    amqp_url: str,
-    namespace: str,
-    store_engine: Engine,
-    consumer: ConsumeProcess,
-    k8s_api: client.ApiClient,
-) -> None:
+def test_postgresql_restarted_mid_stream_the_consumer_recovers(scene: Scene) -> None:
     layout = default_layout()
     database = Postgres(layout, credentials.load_or_create(layout))
-    pid = consumer.pid()
-
-    def restart_database(round_number: int) -> None:
-        if round_number in (0, 3):  # provisions (tenant databases) in flight; then backups
-            time.sleep(2)
-            database.down()
-            time.sleep(DATABASE_OUTAGE_SECONDS)
-            database.start()
-
-    run = Run.of(amqp_url, consumer, 6 * SCALE)
-    run.drive(SHORT, during=restart_database)
-    assert consumer.pid() == pid
-    assert consumer.process is not None
-    assert consumer.process.poll() is None, "the consumer exited instead of recovering"
-    assert consumer.ready()
-    assert consumer.stop() == 0, consumer.log_tail()
-    logged = Counter(e["message"] for e in consumer.log_entries())
+    # While provisions make tenant databases, and again while backups run.
+    during = _outage({0, 3}, database.down, database.start, DATABASE_OUTAGE_SECONDS)
+    run = Run.of(scene, 6 * SCALE)
+    logged = _lived_through(run, during)
     assert logged["unexpected failure; will retry"] == 0, logged
     assert logged["retry scheduled"] > 0, "the outage never met a command"
     run.verify(
         "PostgreSQL restarted twice",
-        store_engine,
-        k8s_api,
-        namespace,
         database_restarts=2,
         retries=logged["retry scheduled"],
-        commands_interrupted_and_resumed=len(_interrupted(consumer)),
+        commands_interrupted_and_resumed=len(_interrupted(scene.consumer)),
     )
