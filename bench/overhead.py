@@ -11,7 +11,6 @@ deployed) and the clock runs until the N-th result event is in the observing que
 
 import argparse
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,23 +18,23 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench.stack import observer, postgres_database, publish, vhost, waiting
-from consumers.health import Health
-from consumers.processing import Processor
-from consumers.relay import OutboxRelay
-from consumers.runtime import ConsumerRuntime
+from bench.stack import (
+    observer,
+    postgres_database,
+    provision_data,
+    publish,
+    serving,
+    vhost,
+    waiting,
+)
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
 from handlers.results import Completed, HandlerContext, HandlerResult
-from instance_service.wiring import build_registry
 from messages.commands import AnyCommand, InstanceCommand
 from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
 from messages.publishing import build_command
-from messages.settings import ContractSettings
 from store.database import create_engine
-from store.ledger import Ledger
 from store.migrate import upgrade
-from store.outbox import OutboxRelayStore
 from store.settings import StoreSettings
 
 PROVISION = "odoo.instance.provision.v1"
@@ -59,14 +58,7 @@ def _commands(count: int) -> list[Any]:
     return [
         build_command(
             PROVISION,
-            {
-                "instance_id": str(uuid.uuid4()),
-                "customer_id": "bench",
-                "subdomain": f"b{index}-{uuid.uuid4().hex[:8]}",
-                "odoo_version": "17.0",
-                "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
-                "admin_email": "bench@example.com",
-            },
+            provision_data(str(uuid.uuid4()), f"b{index}-{uuid.uuid4().hex[:8]}"),
             source="/bench",
         )
         for index in range(count)
@@ -82,20 +74,11 @@ def measure(store_url: str, count: int) -> dict[str, float]:
         declare_on_broker(amqp, SETTINGS)
         events = observer(amqp_url)
         publish(amqp_url, _commands(count))
-        processor = Processor(
-            Ledger(engine), build_registry({PROVISION: no_op}), SETTINGS, ContractSettings()
-        )
-        runtime = ConsumerRuntime(
-            amqp, SETTINGS, processor, OutboxRelay(OutboxRelayStore(engine)), Health()
-        )
         started = time.perf_counter()
-        thread = threading.Thread(target=runtime.serve, daemon=True)
-        thread.start()
-        while waiting(amqp_url, events) < count:
-            time.sleep(0.02)
-        took = time.perf_counter() - started
-        runtime.stopping.set()
-        thread.join(60)
+        with serving(amqp_url, engine, {PROVISION: no_op}, SETTINGS):
+            while waiting(amqp_url, events) < count:
+                time.sleep(0.02)
+            took = time.perf_counter() - started
     engine.dispose()
     return {"commands": count, "seconds": took, "per_second": count / took}
 

@@ -30,25 +30,25 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bench.stack import Tenants, observer, publish, tenant_namespace, vhost
-from consumers.health import Health
-from consumers.processing import Processor
-from consumers.relay import OutboxRelay
-from consumers.runtime import ConsumerRuntime
+from bench.stack import (
+    Tenants,
+    observer,
+    provision_data,
+    publish,
+    serving,
+    tenant_namespace,
+    vhost,
+)
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
 from handlers.catalog import lifecycle_handlers
 from handlers.progress import REQUESTS_KEY
-from instance_service.wiring import build_registry
 from k8s.names import InstanceNames
 from k8s.spec import INSTANCE_LABEL
 from messages.publishing import build_command
-from messages.settings import ContractSettings
 from store.database import create_engine
-from store.ledger import Ledger
 from store.migrate import upgrade
 from store.models import Operation
-from store.outbox import OutboxRelayStore
 from store.settings import StoreSettings
 
 T = "odoo.instance."
@@ -112,18 +112,8 @@ class Events:
 
 
 def _provision(instance_id: str) -> Any:
-    return build_command(
-        f"{T}provision.v1",
-        {
-            "instance_id": instance_id,
-            "customer_id": "bench",
-            "subdomain": f"b-{instance_id[:18]}",
-            "odoo_version": "17.0",
-            "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
-            "admin_email": "bench@example.com",
-        },
-        source="/bench",
-    )
+    data = provision_data(instance_id, f"b-{instance_id[:18]}")
+    return build_command(f"{T}provision.v1", data, source="/bench")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -150,54 +140,42 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
             amqp = AmqpSettings(url=SecretStr(amqp_url))
             declare_on_broker(amqp, SETTINGS)
             events = Events(amqp_url, observer(amqp_url))
-            processor = Processor(
-                Ledger(engine),
-                build_registry(lifecycle_handlers(platform)),
-                SETTINGS,
-                ContractSettings(),
-            )
-            runtime = ConsumerRuntime(
-                amqp, SETTINGS, processor, OutboxRelay(OutboxRelayStore(engine)), Health()
-            )
-            thread = threading.Thread(target=runtime.serve, daemon=True)
-            thread.start()
-            print(
-                f"{'provisions':>10} {'seconds':>8} {'per s':>6} "
-                f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6}",
-                file=out,
-            )
-            for size in sizes:
-                instance_ids = [str(uuid.uuid4()) for _ in range(size)]
-                made += instance_ids
-                commands = [_provision(i) for i in instance_ids]
-                command_ids = [c.properties.message_id or "" for c in commands]
-                started = time.perf_counter()
-                publish(amqp_url, commands)
-                arrived = events.wait(command_ids, timeout=60 + size * 5)
-                latencies = [arrived[c][0] - started for c in command_ids]
-                kinds = {arrived[c][1]["type"] for c in command_ids}
-                row = {
-                    "provisions": size,
-                    "succeeded": sum(
-                        arrived[c][1]["type"] == f"{T}provisioned.v1" for c in command_ids
-                    ),
-                    "seconds": max(latencies),
-                    "per_second": size / max(latencies),
-                    "p50_s": statistics.median(latencies),
-                    "p95_s": _percentile(latencies, 0.95),
-                    "p99_s": _percentile(latencies, 0.99),
-                    "event_types": sorted(kinds),
-                }
-                figures["provision"].append(row)
+            with serving(amqp_url, engine, lifecycle_handlers(platform), SETTINGS):
                 print(
-                    f"{size:>10} {row['seconds']:>8.1f} {row['per_second']:>6.2f} "
-                    f"{row['p50_s']:>6.2f} {row['p95_s']:>6.2f} {row['p99_s']:>6.2f}",
+                    f"{'provisions':>10} {'seconds':>8} {'per s':>6} "
+                    f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6}",
                     file=out,
                 )
-                _free_the_node(tenants, keep=made[0])
-            figures["requests"] = _whole_life(made[0], amqp_url, events, engine, out)
-            runtime.stopping.set()
-            thread.join(120)
+                for size in sizes:
+                    instance_ids = [str(uuid.uuid4()) for _ in range(size)]
+                    made += instance_ids
+                    commands = [_provision(i) for i in instance_ids]
+                    command_ids = [c.properties.message_id or "" for c in commands]
+                    started = time.perf_counter()
+                    publish(amqp_url, commands)
+                    arrived = events.wait(command_ids, timeout=60 + size * 5)
+                    latencies = [arrived[c][0] - started for c in command_ids]
+                    kinds = {arrived[c][1]["type"] for c in command_ids}
+                    row = {
+                        "provisions": size,
+                        "succeeded": sum(
+                            arrived[c][1]["type"] == f"{T}provisioned.v1" for c in command_ids
+                        ),
+                        "seconds": max(latencies),
+                        "per_second": size / max(latencies),
+                        "p50_s": statistics.median(latencies),
+                        "p95_s": _percentile(latencies, 0.95),
+                        "p99_s": _percentile(latencies, 0.99),
+                        "event_types": sorted(kinds),
+                    }
+                    figures["provision"].append(row)
+                    print(
+                        f"{size:>10} {row['seconds']:>8.1f} {row['per_second']:>6.2f} "
+                        f"{row['p50_s']:>6.2f} {row['p95_s']:>6.2f} {row['p99_s']:>6.2f}",
+                        file=out,
+                    )
+                    _free_the_node(tenants, keep=made[0])
+                figures["requests"] = _whole_life(made[0], amqp_url, events, engine, out)
             events.close()
             engine.dispose()
     finally:

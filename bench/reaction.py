@@ -18,8 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,24 +26,24 @@ from kubernetes import client, watch
 from pydantic import SecretStr
 
 from bench.provision import Events
-from bench.stack import Tenants, observer, publish, tenant_namespace, vhost
-from consumers.health import Health
-from consumers.processing import Processor
-from consumers.relay import OutboxRelay
-from consumers.runtime import ConsumerRuntime
+from bench.stack import (
+    Tenants,
+    observer,
+    provision_data,
+    publish,
+    serving,
+    tenant_namespace,
+    vhost,
+)
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
 from handlers.catalog import lifecycle_handlers
-from handlers.platform import Platform
-from instance_service.wiring import build_registry
+from handlers.results import Handler
 from k8s.apply import Kubernetes, WaitTimeoutError, rolled_out
 from k8s.names import InstanceNames
 from messages.publishing import build_command
-from messages.settings import ContractSettings
 from store.database import create_engine
-from store.ledger import Ledger
 from store.migrate import upgrade
-from store.outbox import OutboxRelayStore
 from store.settings import StoreSettings
 
 T = "odoo.instance."
@@ -112,27 +111,6 @@ class RolloutClock:
         self._stop.set()
 
 
-@contextmanager
-def _consumer(amqp_url: str, engine: Any, platform: Platform) -> Iterator[None]:
-    processor = Processor(
-        Ledger(engine), build_registry(lifecycle_handlers(platform)), SETTINGS, ContractSettings()
-    )
-    runtime = ConsumerRuntime(
-        AmqpSettings(url=SecretStr(amqp_url)),
-        SETTINGS,
-        processor,
-        OutboxRelay(OutboxRelayStore(engine)),
-        Health(),
-    )
-    thread = threading.Thread(target=runtime.serve, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        runtime.stopping.set()
-        thread.join(120)
-
-
 DONE = {"provision": "provisioned", "start": "started", "stop": "stopped"}
 
 
@@ -155,7 +133,10 @@ def run(instances: int, cycles: int, out: TextIO = sys.stdout) -> dict[str, Any]
 
 def _run(instances: int, cycles: int, tenants: Tenants, out: TextIO) -> dict[str, Any]:
     api, namespace, databases = tenants.api, tenants.namespace, tenants.databases
-    platform = tenants.platform
+
+    def handlers(cluster: Callable[[], Kubernetes]) -> dict[str, Handler]:
+        return lifecycle_handlers(tenants.platform(cluster))
+
     variants: dict[str, Callable[[], Kubernetes]] = {
         "watch": lambda: Kubernetes(api),
         f"poll every {POLL_SECONDS:g} s": lambda: PollingKubernetes(api),
@@ -171,11 +152,16 @@ def _run(instances: int, cycles: int, tenants: Tenants, out: TextIO) -> dict[str
             upgrade(engine)
             declare_on_broker(AmqpSettings(url=SecretStr(amqp_url)), SETTINGS)
             events = Events(amqp_url, observer(amqp_url))
-            with _consumer(amqp_url, engine, platform(variants["watch"])):
+            with serving(amqp_url, engine, handlers(variants["watch"]), SETTINGS):
                 for instance_id in ids:
-                    _run_command(amqp_url, events, "provision", _provision_data(instance_id))
+                    _run_command(
+                        amqp_url,
+                        events,
+                        "provision",
+                        provision_data(instance_id, f"r-{instance_id[:18]}"),
+                    )
             for variant, cluster in variants.items():
-                with _consumer(amqp_url, engine, platform(cluster)):
+                with serving(amqp_url, engine, handlers(cluster), SETTINGS):
                     for _ in range(cycles):
                         for instance_id in ids:
                             _run_command(amqp_url, events, "stop", {"instance_id": instance_id})
@@ -199,17 +185,6 @@ def _run(instances: int, cycles: int, tenants: Tenants, out: TextIO) -> dict[str
         print(f"{name:<16} {len(values):>7} {medians[name]:>9.3f} {max(values):>7.3f}", file=out)
     print(f"polling takes {poll_median / watch_median:.1f}x as long to react", file=out)
     return {"samples": samples, "medians": medians, "ratio": poll_median / watch_median}
-
-
-def _provision_data(instance_id: str) -> dict[str, Any]:
-    return {
-        "instance_id": instance_id,
-        "customer_id": "bench",
-        "subdomain": f"r-{instance_id[:18]}",
-        "odoo_version": "17.0",
-        "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
-        "admin_email": "bench@example.com",
-    }
 
 
 def main() -> None:

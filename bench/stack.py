@@ -3,27 +3,75 @@ event, publishing commands, a scratch PostgreSQL database. Nothing here is measu
 
 import base64
 import json
+import threading
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pika
 import psycopg
 from kubernetes import client, config
 from psycopg import sql
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
 
+from consumers.health import Health
+from consumers.processing import Processor
+from consumers.relay import OutboxRelay
+from consumers.runtime import ConsumerRuntime
+from consumers.settings import AmqpSettings, ConsumerSettings
 from devstack import credentials
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from devstack.layout import default_layout
 from handlers.platform import Platform
+from handlers.results import Handler
+from instance_service.wiring import build_registry
 from k8s.apply import Kubernetes
 from k8s.health import EndpointSliceResolver
 from k8s.settings import KubernetesSettings, TenantSettings
 from messages.amqp import OutgoingMessage
+from messages.settings import ContractSettings
+from store.ledger import Ledger
+from store.outbox import OutboxRelayStore
 from store.tenant_database import TenantDatabases
+
+
+def provision_data(instance_id: str, subdomain: str) -> dict[str, Any]:
+    """A valid provision at the benchmarks' one size: 500m, 1 GiB, 5 GiB."""
+    return {
+        "instance_id": instance_id,
+        "customer_id": "bench",
+        "subdomain": subdomain,
+        "odoo_version": "17.0",
+        "plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 5},
+        "admin_email": "bench@example.com",
+    }
+
+
+@contextmanager
+def serving(
+    amqp_url: str, engine: Engine, handlers: dict[str, Handler], settings: ConsumerSettings
+) -> Iterator[ConsumerRuntime]:
+    """One in-process consumer with these handlers, serving in a thread until the block ends."""
+    processor = Processor(Ledger(engine), build_registry(handlers), settings, ContractSettings())
+    runtime = ConsumerRuntime(
+        AmqpSettings(url=SecretStr(amqp_url)),
+        settings,
+        processor,
+        OutboxRelay(OutboxRelayStore(engine)),
+        Health(),
+    )
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stopping.set()
+        thread.join(120)
 
 
 def _endpoints() -> credentials.Endpoints:
