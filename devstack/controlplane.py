@@ -339,8 +339,31 @@ class ControlPlane:
         directory = keda.crd_directory()
         # Server-side: these CRDs are too large for client-side apply's annotation.
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
-        crds = [f"crd/{name}" for name in keda.CRDS]
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
+        self.wait_established(keda.CRDS)
+
+    def wait_established(self, crds: tuple[str, ...], timeout: float = 60.0) -> None:
+        """Poll until every named CRD is Established.
+
+        Not `kubectl wait --for=condition=Established`: on a CRD created a moment earlier, whose
+        status has no conditions yet, that fails at once (`.status.conditions accessor error:
+        <nil>`) instead of waiting, which stopped the first `up` on a new machine.
+        """
+        pending = set(crds)
+
+        def established() -> bool:
+            for name in sorted(pending):
+                crd = json.loads(self.kubectl("get", "crd", name, "-o", "json"))
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(
+                    c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+                ):
+                    pending.discard(name)
+            return not pending
+
+        if not processes.wait_until(established, timeout, interval=0.2):
+            raise processes.StackError(
+                f"CRDs not Established after {timeout:g} s: {', '.join(sorted(pending))}"
+            )
 
     def _register_node(self) -> None:
         node = _fake_node()
