@@ -2,7 +2,10 @@
 dead-letter, after recording the command's outcome. No pika here: the runtime carries out the
 decision on the connection thread.
 
+    not due (a hop of a long delay) ──────────────> retry (the next hop)
     parse ─ refused ──────────────────────────────> rejected event + dead-letter
+      │ unknown type on a work queue ──────────────> retry (a newer replica serves it),
+      │                                              bounded, then rejected unsupported_type
       │ already answered (inbox) ──────────────────> ack
       └ lock instance ─ busy ──────────────────────> retry (short)
            └ admit ─ stale / state / unknown ───────> rejected event + dead-letter
@@ -11,25 +14,30 @@ decision on the connection thread.
                            RetryableError ─────────> retry after the schedule's delay
                            PermanentError ─────────> failed event + dead-letter
                            anything else ──────────> retry, until the limit, then failed
+
+The body is parsed before anything else reads it (trace context included: from the headers, or
+from the parsed command). Counters of earlier attempts are read only from a delivery that came
+back from the service's own delay queues (consumers.headers).
 """
 
 import logging
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from consumers.headers import DELIVERY_COUNT_HEADER, MAX_DELAY_SECONDS, Counters
 from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
 from handlers.results import Completed, Handler, HandlerContext, HandlerResult
 from messages.amqp import AmqpProperties
 from messages.commands import COMMAND_MODELS, AnyCommand, InstanceCommand
-from messages.errors import MessageRejected, PermanentError, RetryableError
+from messages.errors import MessageRejected, PermanentError, RejectionCode, RetryableError
 from messages.events import CommandFailedData, CommandFailedEvent, CommandRejectedEvent, ErrorInfo
 from messages.parsing import parse_command
+from messages.serialization import COMMANDS_EXCHANGE
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.locks import InstanceBusyError
@@ -41,12 +49,8 @@ from telemetry.tracing import extracted
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("instance_service.consumer")
 
-RETRIES_HEADER = "x-instance-service-retries"
-UNEXPECTED_HEADER = "x-instance-service-unexpected-failures"
-BUSY_HEADER = "x-instance-service-busy"
-NOT_BEFORE_HEADER = "x-instance-service-not-before"
-"""Epoch seconds before which a delayed message must not run (delays longer than a tier)."""
-DELIVERY_COUNT_HEADER = "x-delivery-count"  # set by quorum queues on redelivery
+DUE_WITHIN_SECONDS = 0.5
+"""A delayed message this close to its not-before runs now."""
 
 
 @dataclass(frozen=True)
@@ -58,14 +62,15 @@ class Ack:
 
 @dataclass(frozen=True)
 class Retry:
-    """Deliver again after `delay` seconds, with these header values set.
+    """Deliver again after `delay` seconds, carrying these counters.
 
-    `cause` is one of busy, retryable, unexpected, continue, not_due, processing (for metrics).
+    `cause` is one of busy, retryable, unexpected, continue, not_due, processing, handed_on
+    (for metrics).
     """
 
     delay: float
     reason: str
-    headers: dict[str, int | float]
+    counters: Counters
     cause: str = "retryable"
     command_type: str = UNREADABLE
 
@@ -93,16 +98,20 @@ class Delivery:
     routing_key: str = ""
     redelivered: bool = False
     """The broker handed it out before (to a consumer that died or gave it back)."""
+    came_back: bool = False
+    """It came back from one of the service's own delay queues: its counters are the service's."""
 
-    def counter(self, header: str) -> int:
-        """A counter from the headers (0 when absent or unreadable)."""
-        value = self.properties.headers.get(header, 0)
-        return value if isinstance(value, int) and value >= 0 else 0
+    def counters(self, now: float | None = None) -> Counters:
+        """The service's counters of earlier attempts (none on a message as first published)."""
+        return Counters.read(self.properties.headers, now) if self.came_back else Counters()
 
-    def not_before(self) -> float:
-        """When a delayed message may run (0: now)."""
-        value = self.properties.headers.get(NOT_BEFORE_HEADER, 0)
-        return float(value) if isinstance(value, int | float) else 0.0
+    def deliveries(self) -> int:
+        """How often the broker delivered it before (its count only on a redelivery, which the
+        broker sets; a sender's `x-delivery-count` on a first delivery means nothing)."""
+        if not self.redelivered:
+            return 0
+        value = self.properties.headers.get(DELIVERY_COUNT_HEADER)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 class Processor:
@@ -131,6 +140,9 @@ class Processor:
 
     def process(self, delivery: Delivery) -> Decision:
         """Decide about one delivery, in a CONSUMER span continuing the sender's trace."""
+        counters = delivery.counters()
+        wait = counters.wait_seconds()
+        parsed = self._parse(delivery) if wait <= DUE_WITHIN_SECONDS else None
         attributes: dict[str, str | int] = {
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "process",
@@ -143,12 +155,15 @@ class Processor:
             attributes["messaging.consumer.group.name"] = delivery.queue
         with tracer.start_as_current_span(
             f"{delivery.queue or 'instance.commands'} process",
-            context=extracted(delivery.properties.headers, delivery.body),
+            context=extracted(delivery.properties.headers, _trace_fields(parsed)),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         ) as span:
             seen = _Seen()
-            decision = self._process(delivery, seen)
+            if parsed is None:  # a long delay travels in hops through the longest delay queue
+                decision: Decision = Retry(wait, "not due yet", counters, "not_due")
+            else:
+                decision = self._process(delivery, parsed, counters, seen)
             span.set_attribute("instance_service.decision", type(decision).__name__.lower())
             if isinstance(decision, DeadLetter):
                 span.set_status(StatusCode.ERROR, decision.code)
@@ -156,33 +171,64 @@ class Processor:
                 decision = replace(decision, command_type=seen.command_type)
             return decision
 
-    def _process(self, delivery: Delivery, seen: "_Seen") -> Decision:
-        """Decide about one delivery; every path records what the contract asks for first."""
-        counters = {
-            header: delivery.counter(header)
-            for header in (RETRIES_HEADER, UNEXPECTED_HEADER, BUSY_HEADER)
-        }
-        wait = delivery.not_before() - time.time()
-        if wait > 0.5:  # a long delay travels in hops through the longest delay queue
-            return Retry(wait, "not due yet", {NOT_BEFORE_HEADER: delivery.not_before()}, "not_due")
+    def _parse(self, delivery: Delivery) -> AnyCommand | MessageRejected:
+        """The delivery's command, or why it is refused."""
+        # Only as first published is the routing key the sender's: a retry comes back with the
+        # work queue's name as its key.
+        routing_key = delivery.routing_key if delivery.exchange == COMMANDS_EXCHANGE else None
         try:
-            command = parse_command(delivery.body, delivery.properties, self.contract)
+            return parse_command(
+                delivery.body, delivery.properties, self.contract, routing_key=routing_key
+            )
         except MessageRejected as rejection:
-            # Only our own types name a metric series: anything a sender writes would not.
-            named = rejection.command_type or UNREADABLE
-            seen.command_type = named if named in COMMAND_MODELS else UNREADABLE
-            METRICS.received(seen.command_type)
-            self.ledger.record_rejection(rejection, CommandRejectedEvent.for_rejection(rejection))
-            METRICS.completed(seen.command_type, "rejected", str(rejection.code))
-            return DeadLetter(str(rejection.code), rejection.message)
+            return rejection
+
+    def _process(
+        self,
+        delivery: Delivery,
+        parsed: AnyCommand | MessageRejected,
+        counters: Counters,
+        seen: "_Seen",
+    ) -> Decision:
+        """Decide about one delivery; every path records what the contract asks for first."""
+        if isinstance(parsed, MessageRejected):
+            return self._refuse(delivery, parsed, counters, seen)
+        command = parsed
         seen.command_type = command.type
         METRICS.received(command.type)
         instance_id = command.subject if isinstance(command, InstanceCommand) else None
         with command_scope(command.id, command.type, instance_id):
             return self._process_command(command, delivery, counters)
 
+    def _refuse(
+        self, delivery: Delivery, rejection: MessageRejected, counters: Counters, seen: "_Seen"
+    ) -> Decision:
+        """Answer a message that is not a command of ours (or hand on one a newer replica knows)."""
+        # Only our own types name a metric series: anything a sender writes would not.
+        named = rejection.command_type or UNREADABLE
+        seen.command_type = named if named in COMMAND_MODELS else UNREADABLE
+        work_queues = (self.settings.quick_queue, self.settings.long_queue)
+        if (
+            rejection.code is RejectionCode.UNSUPPORTED_TYPE
+            and delivery.queue in work_queues
+            and counters.retries < self.settings.max_retries
+        ):
+            # Bound to a work queue, so some version of the service serves it: during a rolling
+            # upgrade a newer replica takes it from the queue after this delay.
+            retries = counters.retries + 1
+            return Retry(
+                self.delay(retries - 1),
+                f"type {rejection.command_type} is served by another version of the service",
+                replace(counters, retries=retries, not_before_ms=0),
+                "handed_on",
+            )
+        METRICS.received(seen.command_type)
+        self.ledger.record_rejection(rejection, CommandRejectedEvent.for_rejection(rejection))
+        METRICS.completed(seen.command_type, "rejected", str(rejection.code))
+        return DeadLetter(str(rejection.code), rejection.message)
+
     def _process_command(
-        self, command: AnyCommand, delivery: Delivery, counters: dict[str, int]
+        self, command: AnyCommand, delivery: Delivery, counters: Counters
     ) -> Decision:
         """Answer from the inbox, or run the command holding its instance."""
         stored = self.ledger.outcome_of(command.id)
@@ -198,12 +244,15 @@ class Processor:
         except InstanceBusyError as busy:
             # Lock contention passes in a moment; an operation in progress may take minutes:
             # back off along the schedule, but never past its third step.
-            busy_count = counters[BUSY_HEADER]
+            busy_count = counters.busy
             return Retry(
-                self.delay(min(busy_count, 2)), str(busy), {BUSY_HEADER: busy_count + 1}, "busy"
+                self.delay(min(busy_count, 2)),
+                str(busy),
+                replace(counters, busy=busy_count + 1, not_before_ms=0),
+                "busy",
             )
 
-    def _run(self, command: AnyCommand, delivery: Delivery, counters: dict[str, int]) -> Decision:
+    def _run(self, command: AnyCommand, delivery: Delivery, counters: Counters) -> Decision:
         """Admit, run the handler and record its outcome; called holding the instance."""
         ids = {
             "command_id": command.id,
@@ -211,7 +260,7 @@ class Processor:
             "instance_id": command.subject if isinstance(command, InstanceCommand) else None,
         }
         started = time.monotonic()
-        deliveries = delivery.counter(DELIVERY_COUNT_HEADER)
+        deliveries = delivery.deliveries()
         if delivery.redelivered:
             # After a crash or a lost connection: the inbox and the operation's record decide
             # what is left to do, so this is worth one line, not a warning.
@@ -271,29 +320,32 @@ class Processor:
                 "command continues later",
                 extra={**ids, "step": result.step, "seconds": _since(started)},
             )
-            headers: dict[str, int | float] = {RETRIES_HEADER: 0, UNEXPECTED_HEADER: 0}
-            if result.after_seconds > self.settings.retry_delays_seconds[-1]:
-                headers[NOT_BEFORE_HEADER] = time.time() + result.after_seconds
-            return Retry(result.after_seconds, f"continue at {result.step}", headers, "continue")
+            after = min(result.after_seconds, MAX_DELAY_SECONDS)
+            not_before = 0
+            if after > self.settings.retry_delays_seconds[-1]:
+                not_before = int((time.time() + after) * 1000)
+            # A new step starts with fresh counters; only the busy count goes on.
+            fresh = Counters(busy=counters.busy, not_before_ms=not_before)
+            return Retry(after, f"continue at {result.step}", fresh, "continue")
         except RetryableError as error:
-            retries = counters[RETRIES_HEADER] + 1
+            retries = counters.retries + 1
             if retries > self.settings.max_retries:
                 failure = PermanentError(
                     "retries_exhausted", f"still failing after {retries - 1} retries: {error}"
                 )
                 return self._fail(command, failure, prior=admission.instance)
             delay = error.delay if error.delay is not None else self.delay(retries - 1)
-            return Retry(delay, str(error), {RETRIES_HEADER: retries})
+            return Retry(delay, str(error), replace(counters, retries=retries, not_before_ms=0))
         except PermanentError as failure:
             return self._fail(command, failure, prior=admission.instance)
         except Exception as error:
-            unexpected = counters[UNEXPECTED_HEADER] + 1
+            unexpected = counters.unexpected + 1
             if unexpected < self.settings.max_unexpected_failures:
                 log.warning("unexpected failure; will retry", exc_info=True, extra=ids)
                 return Retry(
                     self.delay(unexpected - 1),
                     repr(error),
-                    {UNEXPECTED_HEADER: unexpected},
+                    replace(counters, unexpected=unexpected, not_before_ms=0),
                     "unexpected",
                 )
             log.exception("unexpected failure, final", extra=ids)
@@ -382,10 +434,9 @@ def _answered(stored: StoredOutcome) -> Decision:
     return DeadLetter(f"answered:{stored.outcome}", "already answered; see its terminal event")
 
 
-def headers_for_retry(decision: Retry, headers: Mapping[str, object]) -> dict[str, object]:
-    """The headers a retried message carries: its old ones with the decision's values set."""
-    updated = {k: v for k, v in headers.items() if k != DELIVERY_COUNT_HEADER}
-    updated.update(decision.headers)
-    if NOT_BEFORE_HEADER not in decision.headers:
-        updated.pop(NOT_BEFORE_HEADER, None)
-    return updated
+def _trace_fields(parsed: AnyCommand | MessageRejected | None) -> dict[str, str]:
+    """The CloudEvents trace extension of a parsed command (nothing of an unparsed body)."""
+    if parsed is None or isinstance(parsed, MessageRejected):
+        return {}
+    fields = {"traceparent": parsed.traceparent, "tracestate": parsed.tracestate}
+    return {key: value for key, value in fields.items() if value is not None}

@@ -113,7 +113,7 @@ def _publish_one(channel: BlockingChannel, pending: PendingEvent) -> None:
     """Publish one event and wait for its confirm, in a PRODUCER span; measure how long it took."""
     with tracer.start_as_current_span(
         f"{pending.exchange} publish",
-        context=extracted(pending.headers, b""),
+        context=extracted(pending.headers),
         kind=SpanKind.PRODUCER,
         attributes={
             "messaging.system": "rabbitmq",

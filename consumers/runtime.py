@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 
 import pika
@@ -26,18 +26,18 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from consumers.connection import BrokerUnavailableError, open_connection
+from consumers.headers import MAX_REASON_CHARS, came_back, dead_letter_headers, retry_headers
 from consumers.health import Health
-from consumers.processing import DeadLetter, Decision, Delivery, Processor, Retry, headers_for_retry
+from consumers.processing import DeadLetter, Decision, Delivery, Processor, Retry
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import WorkQueue, declare, served_queues
 from messages.amqp import AmqpProperties
 from messages.errors import RetryableError
-from telemetry.metrics import METRICS
+from telemetry.metrics import METRICS, UNREADABLE
 
 log = logging.getLogger(__name__)
 
-MAX_REASON_CHARS = 500
 HEALTHY_AFTER_SECONDS = 10.0
 """Consuming this long counts as a good connection: the reconnect backoff starts over."""
 
@@ -47,19 +47,23 @@ class ConsumingStoppedError(Exception):
 
 
 def _delivery(
-    properties: BasicProperties, body: bytes, queue: str, method: Basic.Deliver
+    properties: BasicProperties, body: bytes, queue: WorkQueue, method: Basic.Deliver
 ) -> Delivery:
+    headers = dict(properties.headers or {})
+    exchange, routing_key = str(method.exchange or ""), str(method.routing_key or "")
+    delay_queues = [queue.delay_queue(tier) for tier in range(len(queue.delays_seconds))]
     return Delivery(
-        queue=queue,
-        exchange=str(method.exchange or ""),
-        routing_key=str(method.routing_key or ""),
+        queue=queue.name,
+        exchange=exchange,
+        routing_key=routing_key,
         redelivered=bool(method.redelivered),
+        came_back=came_back(headers, exchange, routing_key, queue.name, delay_queues),
         body=body,
         properties=AmqpProperties(
             content_type=properties.content_type,
             message_id=properties.message_id,
             delivery_mode=properties.delivery_mode,
-            headers=dict(properties.headers or {}),
+            headers=headers,
         ),
     )
 
@@ -231,7 +235,7 @@ class ConsumerRuntime:
         properties: BasicProperties,
         body: bytes,
     ) -> None:
-        delivery = _delivery(properties, body, queue.name, method)
+        delivery = _delivery(properties, body, queue, method)
         tag = method.delivery_tag
         session.in_flight[tag] = session.pools[queue.name].submit(
             self._work, session, queue, tag, delivery
@@ -241,18 +245,8 @@ class ConsumerRuntime:
         started = time.monotonic()
         try:
             decision: Decision = self.processor.process(delivery)
-        except RetryableError as error:
-            # Before the command got its own retry count (the state database went away while
-            # its inbox row was read, say): again after the first delay, quietly.
-            log.warning("processing interrupted; will retry", extra={"error": str(error)})
-            decision = Retry(
-                self.processor.delay(0), f"processing interrupted: {error}", {}, "processing"
-            )
-        except Exception as error:
-            log.exception("processing failed; the delivery will be retried")
-            decision = Retry(
-                self.processor.delay(0), f"processing failed: {error!r}", {}, "processing"
-            )
+        except Exception as error:  # noqa: BLE001 - whatever escapes the decision is counted
+            decision = self._escaped(delivery, error)
         took = time.monotonic() - started
         if took > self.settings.handler_budget_seconds:
             # The message sat unacknowledged past the budget: the handler should have returned
@@ -272,6 +266,39 @@ class ConsumerRuntime:
             # The connection is gone; the broker redelivers, and the inbox answers.
             log.info("connection closed before settling", extra={"decision": repr(decision)})
 
+    def _escaped(self, delivery: Delivery, error: Exception) -> Decision:
+        """An exception escaped the decision: retry, counted in the message, then dead-letter.
+
+        A RetryableError here came before the command got its own retry count (the state
+        database went away while its inbox row was read, say); anything else is a bug or a
+        message nothing foresaw. Neither may cycle for ever.
+        """
+        counters = delivery.counters()
+        if isinstance(error, RetryableError):
+            retries = counters.retries + 1
+            if retries <= self.settings.max_retries:
+                log.warning("processing interrupted; will retry", extra={"error": str(error)})
+                return Retry(
+                    self.processor.delay(retries - 1),
+                    f"processing interrupted: {error}",
+                    replace(counters, retries=retries, not_before_ms=0),
+                    "processing",
+                )
+            code = "processing_interrupted"
+        else:
+            unexpected = counters.unexpected + 1
+            if unexpected < self.settings.max_unexpected_failures:
+                log.exception("processing failed; the delivery will be retried")
+                return Retry(
+                    self.processor.delay(unexpected - 1),
+                    f"processing failed: {error!r}",
+                    replace(counters, unexpected=unexpected, not_before_ms=0),
+                    "processing",
+                )
+            log.exception("processing failed, final; dead-lettering the delivery")
+            code = "processing_failed"
+        return DeadLetter(code, f"{type(error).__name__}: {error}"[:MAX_REASON_CHARS])
+
     def _settle(
         self,
         session: _Session,
@@ -284,13 +311,36 @@ class ConsumerRuntime:
         channel = session.channel
         if session.in_flight.pop(tag, None) is None or not channel.is_open:
             return  # handed back at shutdown, or the channel went away: redelivery follows
-        if isinstance(decision, Retry):
-            self._publish_retry(channel, queue, delivery, decision)
-        elif isinstance(decision, DeadLetter):
-            self._publish_dead_letter(channel, delivery, decision)
+        try:
+            if isinstance(decision, Retry):
+                self._publish_retry(channel, queue, delivery, decision)
+            elif isinstance(decision, DeadLetter):
+                self._publish_dead_letter(channel, delivery, decision)
+            else:
+                log.debug("acknowledged", extra={"note": decision.note})
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
+            self._reject(channel, tag, delivery, error)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError):
+            raise  # the connection or channel is gone: reconnect; the broker redelivers
+        except Exception as error:  # noqa: BLE001 - one message's problem, not the connection's
+            self._reject(channel, tag, delivery, error)
         else:
-            log.debug("acknowledged", extra={"note": decision.note})
-        channel.basic_ack(tag)
+            channel.basic_ack(tag)
+
+    def _reject(
+        self, channel: BlockingChannel, tag: int, delivery: Delivery, error: Exception
+    ) -> None:
+        """The message could not be re-published: the work queue dead-letters it itself."""
+        log.error(
+            "could not publish for this delivery; handing it to the dead letters",
+            extra={
+                "message_id": delivery.properties.message_id,
+                "error": f"{type(error).__name__}: {error}"[:MAX_REASON_CHARS],
+            },
+        )
+        METRICS.dead_lettered(UNREADABLE, "publish_failed")
+        # The work queues dead-letter a rejected message at least once, reason `rejected`.
+        channel.basic_nack(tag, requeue=False)
 
     def _publish_retry(
         self, channel: BlockingChannel, queue: WorkQueue, delivery: Delivery, decision: Retry
@@ -311,7 +361,7 @@ class ConsumerRuntime:
                 message_id=delivery.properties.message_id,
                 delivery_mode=2,
                 expiration=str(max(0, int(expiration * 1000))),
-                headers=headers_for_retry(decision, delivery.properties.headers),
+                headers=retry_headers(decision.counters, delivery.properties.headers),
             ),
             mandatory=True,
         )
@@ -329,9 +379,7 @@ class ConsumerRuntime:
     def _publish_dead_letter(
         self, channel: BlockingChannel, delivery: Delivery, decision: DeadLetter
     ) -> None:
-        headers = dict(delivery.properties.headers)
-        headers["x-instance-service-rejection-code"] = decision.code
-        headers["x-instance-service-rejection-reason"] = decision.reason[:MAX_REASON_CHARS]
+        headers = dead_letter_headers(decision.code, decision.reason, delivery.properties.headers)
         channel.basic_publish(
             self.settings.dead_letter_exchange,
             self.settings.dead_letter_queue,

@@ -34,6 +34,15 @@ class ConsumerSettings(BaseModel):
         default="instance-service.commands.long",
         description="quorum queue of long commands (provision, backup, restore, upgrade, delete)",
     )
+    unrouted_queue: str = Field(
+        default="instance-service.commands.unrouted",
+        description="quorum queue of commands whose routing key matched no binding (answered "
+        "unsupported_type); served by the quick consumers",
+    )
+    unrouted_exchange: str = Field(
+        default="instance-service.unrouted",
+        description="fanout exchange set as instance.commands' alternate exchange",
+    )
     queues: Literal["all", "quick", "long"] = Field(
         default="all",
         description="which work queues this process consumes (a Deployment per queue lets KEDA "

@@ -2,6 +2,9 @@
 
     instance.commands (topic) --quick types--> <quick queue> (quorum) --+
                               --long types---> <long queue>  (quorum) --+--> handlers
+        | no binding matches (a type no deployed version serves)        |
+        +--alternate-exchange--> instance-service.unrouted (fanout)     |
+                                   --> <unrouted queue> (quorum) -------+--> unsupported_type
     <work queue>.retry.<N>s (classic): a message waits out its expiration there, then is
         dead-lettered back to its work queue (retries with backoff, never a hot requeue)
     instance-service.dead-letter (direct) --> <dead-letter queue> (quorum): refused messages,
@@ -11,8 +14,18 @@
 
 Quick lifecycle commands and long ones have separate queues so KEDA can scale their consumers
 separately, and a burst of provisions never delays a suspend.
+
+Why an alternate exchange for unknown types: a catch-all `odoo.#` binding would copy every
+known command into its queue too, and only the broker knows whether *some* version of the
+service bound a type (during a rolling upgrade a newer replica serves types an older one does
+not know). A message that matches no binding of any version goes to the alternate exchange,
+and only those are answered `unsupported_type`. RabbitMQ cannot add the `alternate-exchange`
+argument to an exchange declared without it (PRECONDITION_FAILED): on such a broker the service
+logs how to set it by policy (`rabbitmqctl set_policy`, which needs the policymaker tag) and
+goes on without it.
 """
 
+import logging
 from dataclasses import dataclass
 
 import pika.exceptions
@@ -22,6 +35,8 @@ from consumers.connection import open_connection
 from consumers.settings import AmqpSettings, ConsumerSettings
 from messages.commands import COMMAND_MODELS
 from messages.serialization import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
+
+log = logging.getLogger(__name__)
 
 LONG_COMMANDS = frozenset(
     {
@@ -35,6 +50,8 @@ LONG_COMMANDS = frozenset(
 )
 QUICK_COMMANDS = frozenset(COMMAND_MODELS) - LONG_COMMANDS
 CONFIGURATION_REPLY_CODES = frozenset({403, 406})  # ACCESS_REFUSED, PRECONDITION_FAILED
+PRECONDITION_FAILED = 406
+ALTERNATE_EXCHANGE = "alternate-exchange"
 
 
 @dataclass(frozen=True)
@@ -59,10 +76,20 @@ def work_queues(settings: ConsumerSettings) -> tuple[WorkQueue, WorkQueue]:
     )
 
 
+def unrouted_queue(settings: ConsumerSettings) -> WorkQueue:
+    """The queue of commands no binding matched; the quick consumers serve it."""
+    return WorkQueue(settings.unrouted_queue, frozenset(), settings.retry_delays_seconds)
+
+
 def served_queues(settings: ConsumerSettings) -> tuple[WorkQueue, ...]:
     """The work queues this process consumes (`settings.queues`); all are declared anyway."""
     quick, long = work_queues(settings)
-    return {"all": (quick, long), "quick": (quick,), "long": (long,)}[settings.queues]
+    unrouted = unrouted_queue(settings)
+    return {
+        "all": (quick, long, unrouted),
+        "quick": (quick, unrouted),
+        "long": (long,),
+    }[settings.queues]
 
 
 def queue_for(command_type: str, settings: ConsumerSettings) -> WorkQueue:
@@ -103,9 +130,43 @@ def declare(channel: BlockingChannel, settings: ConsumerSettings) -> None:
         raise
 
 
+def _declare_commands_exchange(channel: BlockingChannel, settings: ConsumerSettings) -> None:
+    """instance.commands with its alternate exchange, on a channel of its own.
+
+    An exchange declared by an older version has no `alternate-exchange` argument, and the
+    broker refuses to add one by declaration: that costs a channel, so a throwaway one is used,
+    and the service goes on with the exchange as it is.
+    """
+    probe = channel.connection.channel()
+    try:
+        probe.exchange_declare(
+            COMMANDS_EXCHANGE,
+            "topic",
+            durable=True,
+            arguments={ALTERNATE_EXCHANGE: settings.unrouted_exchange},
+        )
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code != PRECONDITION_FAILED:
+            raise
+        log.warning(
+            "instance.commands exists without an alternate exchange: commands of a type no "
+            "version serves are not answered until a policy sets one",
+            extra={
+                "fix": "rabbitmqctl set_policy -p <vhost> --apply-to exchanges "
+                f"instance-commands-unrouted '^{COMMANDS_EXCHANGE}$' "
+                f'\'{{"{ALTERNATE_EXCHANGE}":"{settings.unrouted_exchange}"}}\'',
+                "error": error.reply_text,
+            },
+        )
+    finally:
+        if probe.is_open:
+            probe.close()
+
+
 def _declare(channel: BlockingChannel, settings: ConsumerSettings) -> None:
-    for exchange in (COMMANDS_EXCHANGE, EVENTS_EXCHANGE):
-        channel.exchange_declare(exchange, "topic", durable=True)
+    channel.exchange_declare(settings.unrouted_exchange, "fanout", durable=True)
+    _declare_commands_exchange(channel, settings)
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
     channel.exchange_declare(settings.dead_letter_exchange, "direct", durable=True)
     channel.queue_declare(
         settings.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
@@ -115,7 +176,7 @@ def _declare(channel: BlockingChannel, settings: ConsumerSettings) -> None:
         settings.dead_letter_exchange,
         routing_key=settings.dead_letter_queue,
     )
-    for queue in work_queues(settings):
+    for queue in (*work_queues(settings), unrouted_queue(settings)):
         channel.queue_declare(
             queue.name,
             durable=True,
@@ -131,6 +192,8 @@ def _declare(channel: BlockingChannel, settings: ConsumerSettings) -> None:
         )
         for command_type in sorted(queue.command_types):
             channel.queue_bind(queue.name, COMMANDS_EXCHANGE, routing_key=command_type)
+        if queue.name == settings.unrouted_queue:
+            channel.queue_bind(queue.name, settings.unrouted_exchange, routing_key="")
         for tier in range(len(queue.delays_seconds)):
             channel.queue_declare(
                 queue.delay_queue(tier),

@@ -352,7 +352,10 @@ class ControlPlane:
 
         def established() -> bool:
             for name in sorted(pending):
-                crd = json.loads(self.kubectl("get", "crd", name, "-o", "json"))
+                found = self.kubectl("get", "crd", name, "-o", "json", "--ignore-not-found")
+                if not found.strip():
+                    continue  # not created yet (another client is about to)
+                crd = json.loads(found)
                 conditions = (crd.get("status") or {}).get("conditions") or []
                 if any(
                     c.get("type") == "Established" and c.get("status") == "True" for c in conditions

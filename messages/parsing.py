@@ -6,6 +6,7 @@ depth, top-level object) before the schema, so a hostile message costs little.
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -15,6 +16,7 @@ from messages.commands import COMMAND_MODELS, AnyCommand, Command
 from messages.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_BODY_BYTES
 from messages.errors import FieldProblem, MessageRejected, RejectionCode
 from messages.settings import ContractSettings
+from messages.structure import scan
 
 MAX_NESTING_DEPTH = 32
 """Deepest nesting of objects and arrays accepted; the deepest command needs 3."""
@@ -74,35 +76,48 @@ def _readable(document: dict[str, Any], key: str) -> str | None:
     return None
 
 
-def _malformed(message: str) -> MessageRejected:
-    return MessageRejected(RejectionCode.MALFORMED, message)
-
-
 def decode_document(body: bytes) -> dict[str, Any]:
-    """Check size, encoding and JSON structure; return the top-level object."""
+    """Check size, nesting, encoding and JSON structure; return the top-level object.
+
+    Size and nesting are checked by a scan that never recurses (messages.structure), before
+    anything parses the body; a refusal carries the top-level id the scan could read, so the
+    message can still be answered.
+    """
+    shape = scan(body, MAX_NESTING_DEPTH)
+
+    def malformed(message: str) -> MessageRejected:
+        return MessageRejected(
+            RejectionCode.MALFORMED, message, (), shape.command_id, shape.command_type
+        )
+
     if len(body) > MAX_BODY_BYTES:
         raise MessageRejected(
             RejectionCode.TOO_LARGE,
             f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} bytes (256 KiB)",
+            (),
+            shape.command_id,
+            shape.command_type,
         )
+    if shape.depth > MAX_NESTING_DEPTH:
+        raise malformed(f"nesting deeper than {MAX_NESTING_DEPTH} levels")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise _malformed(f"body is not valid UTF-8 (byte {error.start})") from error
+        raise malformed(f"body is not valid UTF-8 (byte {error.start})") from error
     try:
         document = json.loads(
             text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
         )
     except _DuplicateKeyError as error:
-        raise _malformed(f"duplicate key '{error}' in a JSON object") from error
-    except RecursionError as error:
-        raise _malformed(f"nesting deeper than {MAX_NESTING_DEPTH} levels") from error
+        raise malformed(f"duplicate key '{_clip(str(error))}' in a JSON object") from error
+    except RecursionError as error:  # the scan should have caught it; kept as a backstop
+        raise malformed(f"nesting deeper than {MAX_NESTING_DEPTH} levels") from error
     except ValueError as error:  # JSONDecodeError and the rejected constants
-        raise _malformed(f"body is not JSON: {error}") from error
+        raise malformed(f"body is not JSON: {_clip(str(error))}") from error
     if not isinstance(document, dict):
-        raise _malformed(f"body is a JSON {type(document).__name__}, not an object")
+        raise malformed(f"body is a JSON {type(document).__name__}, not an object")
     if _depth_exceeds(document, MAX_NESTING_DEPTH):
-        raise _malformed(f"nesting deeper than {MAX_NESTING_DEPTH} levels")
+        raise malformed(f"nesting deeper than {MAX_NESTING_DEPTH} levels")
     return document
 
 
@@ -135,8 +150,17 @@ def parse_command(
     body: bytes,
     properties: AmqpProperties,
     settings: ContractSettings | None = None,
+    *,
+    routing_key: str | None = None,
+    now: datetime | None = None,
 ) -> AnyCommand:
-    """Turn one delivery into a typed command, or raise `MessageRejected` saying why not."""
+    """Turn one delivery into a typed command, or raise `MessageRejected` saying why not.
+
+    `routing_key` is the key the message was published with to instance.commands (None when
+    it came another way, e.g. back from a delay queue): the body's `type` must equal it. `now`
+    is the service's clock, for the bound on `time` (default: the current time).
+    """
+    settings = settings or ContractSettings()
     document = decode_document(body)
     command_id, command_type = _readable(document, "id"), _readable(document, "type")
 
@@ -155,6 +179,13 @@ def parse_command(
             "the message has no type",
             FieldProblem("type", "Field required"),
         )
+    if routing_key is not None and document["type"] != routing_key:
+        raise reject(
+            RejectionCode.INVALID_DATA,
+            f"type {_clip(json.dumps(document['type']))} differs from the routing key "
+            f"'{_clip(routing_key)}' it was published with",
+            FieldProblem("type", f"must equal the routing key '{_clip(routing_key)}'"),
+        )
     if command_type not in COMMAND_MODELS:
         raise reject(
             RejectionCode.UNSUPPORTED_TYPE,
@@ -162,9 +193,7 @@ def parse_command(
         )
     try:
         # Validated from the text so that strict mode still reads UUIDs and timestamps.
-        command = COMMAND_ADAPTER.validate_json(
-            body, strict=True, context={"contract": settings or ContractSettings()}
-        )
+        command = COMMAND_ADAPTER.validate_json(body, strict=True, context={"contract": settings})
     except ValidationError as error:
         unreadable = [e for e in error.errors() if e["type"] == "json_invalid"]
         if unreadable:  # e.g. a lone surrogate escape the first decoder let through
@@ -183,5 +212,16 @@ def parse_command(
             RejectionCode.INVALID_DATA,
             "the AMQP message_id differs from the CloudEvent id",
             FieldProblem("properties.message_id", f"must equal id '{command.id}'"),
+        )
+    # A time far ahead would become the instance's last command time and make every later
+    # command (a billing suspend, a delete) `stale`: refused before it can.
+    clock = now or datetime.now(UTC)
+    ahead = (command.time - clock).total_seconds()
+    if ahead > settings.clock_skew_seconds:
+        raise reject(
+            RejectionCode.INVALID_DATA,
+            f"time {command.time.isoformat()} is {ahead:.0f} s ahead of the service's clock "
+            f"(at most {settings.clock_skew_seconds:g} s of clock skew is accepted)",
+            FieldProblem("time", "must not lie in the future"),
         )
     return command

@@ -133,14 +133,25 @@ def asyncapi_document(version: str, settings: ContractSettings | None = None) ->
                 "message_id = the CloudEvent id; traceparent/tracestate travel as headers and "
                 "as CloudEvents attributes. Each command id receives exactly one terminal event: "
                 "its success event, `odoo.instance.command.failed.v1` or "
-                f"`odoo.instance.command.rejected.v1` (codes: {codes})."
+                f"`odoo.instance.command.rejected.v1` (codes: {codes}). Size and nesting are "
+                "checked before anything reads a body; a body refused that early is still "
+                "answered when its top-level `id` can be read. A command's `time` may lie at "
+                f"most {settings.clock_skew_seconds:g} s ahead of the service's clock "
+                "(`invalid_data` otherwise). Headers named `x-instance-service-*` are the "
+                "service's own and are ignored on a published command."
             ),
         },
         "defaultContentType": CLOUDEVENTS_CONTENT_TYPE,
         "channels": {
             "instanceCommands": {
                 "address": COMMANDS_EXCHANGE,
-                "description": "Topic exchange of instance commands; routing key = command type.",
+                "description": (
+                    "Topic exchange of instance commands; routing key = command type (a body "
+                    "whose `type` differs from its routing key is `invalid_data`). Every routing "
+                    "key under `odoo.` is answered: a type no deployed version of the service "
+                    "serves reaches the exchange's alternate exchange and is rejected "
+                    "`unsupported_type`."
+                ),
                 "messages": channel_messages["commands"],
                 "bindings": _amqp_channel_binding(COMMANDS_EXCHANGE),
             },

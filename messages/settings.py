@@ -44,3 +44,9 @@ class ContractSettings(BaseModel):
     cpu_millicores: Bounds = Bounds(minimum=250, maximum=16000)
     memory_mib: Bounds = Bounds(minimum=512, maximum=65536)
     storage_gib: Bounds = Bounds(minimum=1, maximum=2048)
+    clock_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="how far a command's time may lie ahead of the service's clock",
+    )

@@ -8,10 +8,9 @@ turns tracing off. The resource names the service, its version and, in a cluster
 
 Trace context travels in AMQP headers (W3C `traceparent`/`tracestate`) and, as CloudEvents'
 distributed-tracing extension, in the message body; a delivery's context is read from the
-headers first and from the body when the headers carry none.
+headers first and, when the headers carry none, from the body once the consumer has parsed it.
 """
 
-import json
 import os
 import socket
 from collections.abc import Mapping
@@ -57,23 +56,26 @@ def configure_tracing(
     return provider
 
 
-def carrier_of(headers: Mapping[str, object], body: bytes) -> dict[str, str]:
-    """The trace context of a message: from its headers, else from its CloudEvents body."""
+def carrier_of(
+    headers: Mapping[str, object], body_fields: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The trace context of a message: from its headers, else from its parsed CloudEvent.
+
+    `body_fields` are the `traceparent`/`tracestate` of a body that already passed the edge's
+    checks; an unchecked body is never parsed here (a deeply nested one would not come back).
+    """
     found = {key: value for key in TRACE_KEYS if isinstance(value := headers.get(key), str)}
     if "traceparent" in found:
         return found
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    return {key: value for key in TRACE_KEYS if isinstance(value := document.get(key), str)}
+    fields = body_fields or {}
+    return {key: value for key in TRACE_KEYS if isinstance(value := fields.get(key), str)}
 
 
-def extracted(headers: Mapping[str, object], body: bytes) -> Context:
+def extracted(
+    headers: Mapping[str, object], body_fields: Mapping[str, str] | None = None
+) -> Context:
     """The context a delivery continues (empty: a new trace)."""
-    return propagate.extract(carrier_of(headers, body))
+    return propagate.extract(carrier_of(headers, body_fields))
 
 
 def current_trace_context() -> dict[str, str]:

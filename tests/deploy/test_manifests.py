@@ -11,6 +11,7 @@ from kubernetes import client
 from pydantic import ValidationError
 
 from consumers.settings import ConsumerSettings, WatcherSettings
+from consumers.topology import served_queues
 from instance_service.settings import Settings
 from k8s.permissions import CONSUMER_PERMISSIONS, WATCHER_PERMISSIONS, Permission
 from messages.amqp import AmqpProperties
@@ -159,7 +160,6 @@ def test_one_watcher_reading_as_its_own_service_account(documents: list[Document
 
 def test_each_queue_scales_to_zero_counting_in_flight_work(documents: list[Document]) -> None:
     settings = ConsumerSettings()
-    queues = {"quick": settings.quick_queue, "long": settings.long_queue}
     authentication = one(documents, "TriggerAuthentication", "instance-service-rabbitmq")
     assert authentication["spec"]["secretTargetRef"][0]["parameter"] == "host"
     scaled = [d for d in documents if d["kind"] == "ScaledObject"]
@@ -168,15 +168,17 @@ def test_each_queue_scales_to_zero_counting_in_flight_work(documents: list[Docum
         spec = scaled_object["spec"]
         assert spec["minReplicaCount"] == 0
         assert spec["cooldownPeriod"] > 0
-        (trigger,) = spec["triggers"]
-        assert trigger["type"] == "rabbitmq"
-        assert trigger["authenticationRef"]["name"] == "instance-service-rabbitmq"
-        metadata = trigger["metadata"]
-        assert metadata["protocol"] == "http"  # unacknowledged messages count
-        assert metadata["mode"] == "QueueLength"
-        assert metadata["activationValue"] == "0"
-        queue = CONSUMERS[spec["scaleTargetRef"]["name"]]
-        assert metadata["queueName"] == queues[queue]
+        for trigger in spec["triggers"]:
+            assert trigger["type"] == "rabbitmq"
+            assert trigger["authenticationRef"]["name"] == "instance-service-rabbitmq"
+            metadata = trigger["metadata"]
+            assert metadata["protocol"] == "http"  # unacknowledged messages count
+            assert metadata["mode"] == "QueueLength"
+            assert metadata["activationValue"] == "0"
+        # One trigger per queue the Deployment's consumers serve (quick: also the unrouted).
+        served = settings.model_copy(update={"queues": CONSUMERS[spec["scaleTargetRef"]["name"]]})
+        names = sorted(t["metadata"]["queueName"] for t in spec["triggers"])
+        assert names == sorted(queue.name for queue in served_queues(served))
 
 
 def test_disruption_budgets_never_block_a_drain(documents: list[Document]) -> None:

@@ -3,6 +3,8 @@
 Runs after every other test (see conftest), since it stops the stack they use.
 """
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devstack.controlplane import PROCESSES
-from devstack.layout import default_layout
+from devstack.layout import Layout, default_layout
 from devstack.processes import pid_of
 
 pytestmark = [
@@ -22,14 +24,24 @@ pytestmark = [
 ]
 
 
-def _devstack(*args: str) -> subprocess.CompletedProcess[str]:
+def _devstack(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEVSTACK_HOME": str(home)} if home is not None else None
     return subprocess.run(
         [sys.executable, "-m", "devstack", *args],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        env=env,
     )
+
+
+def _healthy(status: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    return {
+        line.split()[0]: line.split()[1]
+        for line in status.stdout.splitlines()
+        if line and line.split()[0] in {"postgres", "rabbitmq", *PROCESSES}
+    }
 
 
 def _live_processes() -> dict[int, tuple[int, str]]:
@@ -91,9 +103,24 @@ def test_down_leaves_no_process_and_up_restores_a_healthy_stack() -> None:
 
     status = _devstack("status")
     assert status.returncode == 0, status.stdout
-    report = {
-        line.split()[0]: line.split()[1]
-        for line in status.stdout.splitlines()
-        if line and line.split()[0] in {"postgres", "rabbitmq", *PROCESSES}
-    }
-    assert report == dict.fromkeys(["postgres", "rabbitmq", *PROCESSES], "healthy")
+    assert _healthy(status) == dict.fromkeys(["postgres", "rabbitmq", *PROCESSES], "healthy")
+
+
+def test_a_stack_comes_up_from_an_empty_home(tmp_path: Path) -> None:
+    # Issue 16, item 9: a new machine's first `up` (no certificates, no data, a cluster with
+    # no CRDs) must pass. The ports are the machine's, so the usual stack steps aside.
+    stopped = _devstack("down")
+    assert stopped.returncode == 0, stopped.stderr
+    home = tmp_path / "devstack"
+    empty = Layout(home=home)
+    try:
+        started = _devstack("up", home=home)
+        assert started.returncode == 0, started.stderr[-3000:]
+        status = _devstack("status", home=home)
+        assert _healthy(status) == dict.fromkeys(["postgres", "rabbitmq", *PROCESSES], "healthy")
+        assert (home / "kubeconfig").exists()
+    finally:
+        _devstack("down", home=home)
+        shutil.rmtree(empty.postgres_home, ignore_errors=True)
+        restored = _devstack("up")
+        assert restored.returncode == 0, restored.stderr[-3000:]

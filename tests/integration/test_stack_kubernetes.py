@@ -1,12 +1,18 @@
 """The local control plane is real: controllers, scheduler and kwok turn objects into Ready pods."""
 
+import json
+import threading
+import time
+import uuid
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from devstack.controlplane import NODE_NAME
+from devstack.controlplane import NODE_NAME, ControlPlane
 from devstack.kwok_stages import NEVER_READY_LABEL, NEVER_READY_VALUE
+from devstack.layout import default_layout
+from devstack.processes import StackError
 from tests.integration.kube_wait import watch_until
 
 pytestmark = pytest.mark.k8s
@@ -151,3 +157,55 @@ def test_a_pod_labelled_never_ready_runs_but_is_not_ready(
     assert [c.status for c in ready] == ["False"]
     assert started.status.container_statuses is not None
     assert started.status.container_statuses[0].ready is False
+
+
+def _crd(plural: str) -> dict[str, Any]:
+    group = "race.instance-service.test"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": plural[:-1], "kind": plural[:-1].title()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object"}},
+                }
+            ],
+        },
+    }
+
+
+def test_devstack_waits_for_a_crd_created_after_the_wait_began() -> None:
+    # Issue 16, item 9: `kubectl wait --for=condition=Established` on a CRD that has no
+    # conditions yet (or does not exist yet) fails at once; the first `up` on a new machine
+    # stopped there. The fault, made deterministic: the CRD is created while the wait runs.
+    plane = ControlPlane(default_layout())
+    crd = _crd(f"races{uuid.uuid4().hex[:8]}")
+    name = crd["metadata"]["name"]
+    creator = threading.Timer(
+        1.0, lambda: plane.kubectl("create", "-f", "-", stdin=json.dumps(crd))
+    )
+    creator.start()
+    try:
+        started = time.monotonic()
+        plane.wait_established((name,), timeout=30)
+        assert time.monotonic() - started >= 1.0  # it did wait for the CRD to appear
+        shown = json.loads(plane.kubectl("get", "crd", name, "-o", "json"))
+        assert {"type": "Established", "status": "True"}.items() <= next(
+            c for c in shown["status"]["conditions"] if c["type"] == "Established"
+        ).items()
+    finally:
+        creator.join()
+        plane.kubectl("delete", "crd", name, "--ignore-not-found")
+
+
+def test_devstack_names_a_crd_that_never_becomes_established() -> None:
+    plane = ControlPlane(default_layout())
+    with pytest.raises(StackError, match=r"not Established after 1 s: nothing\.example\.com"):
+        plane.wait_established(("nothing.example.com",), timeout=1)

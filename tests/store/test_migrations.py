@@ -3,13 +3,13 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import JSON, column, inspect, select, table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from store.migrate import HEAD_REVISION, current_revision, downgrade, head_revision, upgrade
-from store.models import Backup, Instance
+from store.models import Backup, Instance, UtcDateTime
 
 TABLES = {"instances", "inbox", "operations", "outbox", "backups", "alembic_version"}
 
@@ -87,3 +87,69 @@ def _instance(when: datetime) -> Instance:
         last_command_id="x",
         kubernetes_names={},
     )
+
+
+def test_a_last_command_time_in_the_future_is_clamped_to_when_it_was_recorded(
+    engine: Engine,
+) -> None:
+    # Before 0004 a command dated years ahead became its instance's last command time, and
+    # every later suspend or delete was `stale`. The revision repairs such rows.
+    downgrade(engine, "0003")
+    recorded = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    future = datetime(2036, 11, 30, 12, 0, tzinfo=UTC)
+    past = datetime(2026, 11, 1, tzinfo=UTC)
+    instances = table(
+        "instances",
+        *(column(name) for name in ("customer_id", "subdomain", "odoo_version", "status")),
+        *(column(name) for name in ("cpu_millicores", "memory_mib", "storage_gib")),
+        column("id"),
+        column("spec", JSON),
+        column("kubernetes_names", JSON),
+        column("last_command_id"),
+        column("last_command_time", UtcDateTime()),
+        column("created_at", UtcDateTime()),
+        column("updated_at", UtcDateTime()),
+    )
+    inbox = table(
+        "inbox",
+        *(column(name) for name in ("command_id", "command_type", "outcome")),
+        column("terminal_event_id"),
+        column("recorded_at", UtcDateTime()),
+    )
+    common = {
+        "customer_id": "c",
+        "odoo_version": "17.0",
+        "status": "running",
+        "cpu_millicores": 500,
+        "memory_mib": 1024,
+        "storage_gib": 1,
+        "spec": {},
+        "kubernetes_names": {},
+        "created_at": past,
+        "updated_at": past,
+    }
+    with engine.begin() as connection:
+        connection.execute(
+            instances.insert(),
+            [
+                {**common, "id": "ahead", "subdomain": "a", "last_command_id": "c-ahead",
+                 "last_command_time": future},
+                {**common, "id": "no-record", "subdomain": "b", "last_command_id": "c-lost",
+                 "last_command_time": future},
+                {**common, "id": "fine", "subdomain": "c", "last_command_id": "c-fine",
+                 "last_command_time": past},
+            ],
+        )  # fmt: skip
+        connection.execute(
+            inbox.insert(),
+            [{"command_id": "c-ahead", "command_type": "odoo.instance.restart.v1",
+              "outcome": "succeeded", "terminal_event_id": "e", "recorded_at": recorded}],
+        )  # fmt: skip
+    upgrade(engine)
+    with engine.connect() as connection:
+        times = dict(
+            connection.execute(select(instances.c.id, instances.c.last_command_time)).all()
+        )
+    assert times["ahead"] == recorded
+    assert times["fine"] == past
+    assert past < times["no-record"] <= datetime.now(UTC)
