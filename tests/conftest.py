@@ -53,12 +53,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def _tenant_databases_dropped() -> Iterator[None]:
     """Tenant roles and databases the tests' handlers made are dropped at the end of the run
     (their namespaces go with each test): otherwise every run leaves a hundred more on the
-    stack's PostgreSQL, and the autovacuum of thousands of them slows whatever runs next."""
+    stack's PostgreSQL, and the autovacuum of thousands of them slows whatever runs next.
+    Several sessions share the stack: the tenants of another session's running tests (their
+    namespace still live) are not this session's to drop."""
     before = stack.tenant_names()
     yield
     after = stack.tenant_names()
     if before is not None and after is not None:
-        stack.drop_tenants(after[0] - before[0], after[1] - before[1])
+        databases, roles = after[0] - before[0], after[1] - before[1]
+        used = stack.tenants_in_use(databases | roles)
+        stack.drop_tenants(databases - used, roles - used)
 
 
 @pytest.fixture(autouse=True)

@@ -10,16 +10,19 @@ import json
 import os
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
+from kubernetes import client, config
 from psycopg import sql
 
 from devstack import credentials
 from devstack.httpcheck import get
 from devstack.layout import default_layout
+from k8s.spec import INSTANCE_LABEL
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,32 @@ def tenant_names() -> tuple[set[str], set[str]] | None:
             "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (TENANT_PREFIX,)
         ).fetchall()
     return {d for (d,) in databases}, {r for (r,) in roles}
+
+
+def tenants_in_use(names: set[str]) -> set[str]:
+    """Of these tenant names, those of instances whose Secret is in a namespace not being
+    deleted: a test of another session, sharing the stack, is still working with them.
+
+    A test's namespace is deleted when the test ends, so a finished session's tenants are never
+    among them. Without the control plane nothing can tell: none (they are all dropped).
+    """
+    if not names or _problem("k8s") is not None:
+        return set()
+    configuration = client.Configuration()
+    config.load_kube_config(
+        config_file=stack_endpoints().kubeconfig, client_configuration=configuration
+    )
+    with client.ApiClient(configuration) as api:
+        core = client.CoreV1Api(api)
+        namespaces: Any = core.list_namespace()
+        secrets: Any = core.list_secret_for_all_namespaces(label_selector=INSTANCE_LABEL)
+    live = {n.metadata.name for n in namespaces.items if n.metadata.deletion_timestamp is None}
+    used = {
+        f"odoo_{uuid.UUID(secret.metadata.labels[INSTANCE_LABEL]).hex}"
+        for secret in secrets.items
+        if secret.metadata.namespace in live
+    }
+    return names & used
 
 
 def drop_tenants(databases: set[str], roles: set[str]) -> None:
