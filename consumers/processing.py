@@ -402,15 +402,13 @@ class Processor:
                 "rolled_back": failure.rolled_back,
             },
         )
-        # Rolled back: the instance is as it was; otherwise the ledger marks it `error`.
-        status = None
-        if failure.rolled_back:
-            status = self.ledger.status_before(command.id) or (prior.status if prior else None)
+        # Where the instance goes (as it was, `error`, or back into its billing hold) is the
+        # status machine's decision (store.lifecycle.settle); this only says how it ended.
         self.ledger.record(
             command,
             Outcome.FAILED,
             CommandFailedEvent.caused_by(command, data),
-            update=InstanceUpdate(status=status, last_error=str(failure)),
+            update=InstanceUpdate(last_error=str(failure), rolled_back=failure.rolled_back),
         )
         METRICS.completed(command.type, "failed", failure.code)
         return DeadLetter(f"failed:{failure.code}", str(failure))

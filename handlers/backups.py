@@ -1,6 +1,6 @@
 """backup and restore: the service's own Jobs move the data; the store records good backups.
 
-    backup   check (the id is new), backup-volume, backup-job, backup-record
+    backup   backup-volume, backup-job, backup-record
     restore  safety-* (a backup first, when the instance runs), stop, stopped, restore-job,
              start, started, health (when it ran before)
 
@@ -10,6 +10,9 @@ while Odoo runs holds every file the dump refers to (files added after the dump 
 extra, never missing). A restore stops the instance first: its database is replaced in one
 transaction and its filestore swapped while nothing writes to them. A restore whose archive
 fails its checksum changes nothing and starts the instance again.
+
+Admission has refused a backup id already used and a restore of a backup this instance does not
+have, or of another Odoo version's data, before anything began (store/admission.py).
 """
 
 import uuid
@@ -48,14 +51,6 @@ class Backup:
         cluster = self.platform.cluster()
         progress = Progress(command, context, self.platform.faults, cluster)
         backup_id = command.data.backup_id
-        if not progress.done("check"):
-            if context.ledger.backup(backup_id) is not None:
-                raise PermanentError(
-                    "backup_exists",
-                    f"a backup with id {backup_id} exists already; choose a new id",
-                    rolled_back=True,
-                )
-            progress.complete("check")
         made = take_backup(
             "backup",
             spec,
@@ -88,7 +83,8 @@ def known_backup(
     ledger: Ledger, backup_id: str, instance_id: str, odoo_version: str
 ) -> BackupRecord:
     """A recorded backup of this instance and of the Odoo version it runs, or a permanent
-    failure that touched nothing."""
+    failure that touched nothing (for a restore command, admission refused those already; an
+    upgrade's way back finds its own pre-upgrade backup here)."""
     backup = ledger.backup(backup_id)
     if backup is None or backup.instance_id != instance_id:
         raise PermanentError(

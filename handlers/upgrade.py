@@ -1,5 +1,8 @@
 """upgrade: to a newer Odoo, with a backup first and an automatic way back.
 
+Admission has refused a version that is not newer, or has no image, before anything began
+(store/admission.py): here the upgrade is possible as far as the store knows.
+
     pre-upgrade-*   a backup of the instance as it is (recorded like any other)
     stop, stopped   no pod uses the database during the update
     update-job      `odoo -u all --stop-after-init` in the new version's image
@@ -23,7 +26,7 @@ from handlers.specs import spec_of_instance
 from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
 from k8s.spec import InstanceSpec
-from k8s.workload import build_deployment, build_update_job, image_of
+from k8s.workload import build_deployment, build_update_job
 from messages.commands import AnyCommand, UpgradeCommand
 from messages.errors import PermanentError
 from messages.events import UpgradedData, UpgradedEvent
@@ -31,11 +34,6 @@ from store.ledger import Ledger
 from store.records import InstanceUpdate
 
 CAUSE = "rollback_cause"
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    """ "17.0" -> (17, 0), for comparing Odoo versions."""
-    return tuple(int(part) for part in version.split("."))
 
 
 class Upgrade:
@@ -54,7 +52,6 @@ class Upgrade:
         platform = self.platform
         old = spec_of_instance(instance)
         new = replace(old, odoo_version=command.data.odoo_version)
-        self._check(old, new)
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)
         if "replicas_before" not in progress.noted:
@@ -102,18 +99,6 @@ class Upgrade:
             UpgradedEvent.caused_by(command, data),
             update=InstanceUpdate(odoo_version=new.odoo_version),
         )
-
-    def _check(self, old: InstanceSpec, new: InstanceSpec) -> None:
-        if version_key(new.odoo_version) <= version_key(old.odoo_version):
-            raise PermanentError(
-                "upgrade_not_allowed",
-                f"Odoo {new.odoo_version} is not newer than the instance's {old.odoo_version}",
-                rolled_back=True,
-            )
-        try:
-            image_of(new, self.platform.tenants)
-        except PermanentError as error:
-            raise PermanentError(error.code, str(error), rolled_back=True) from error
 
     def _down(
         self, prefix: str, spec: InstanceSpec, cluster: Cluster, progress: Progress

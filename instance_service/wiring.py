@@ -71,9 +71,10 @@ def build_runtime(
     settings: Settings, engine: StateEngine, handlers: dict[str, Handler], health: Health
 ) -> ConsumerRuntime:
     """The consumer, wired to the store, the handlers and the broker."""
-    processor = Processor(
-        Ledger(engine), build_registry(handlers), settings.consumer, settings.contract
-    )
+    # The ledger knows which versions have an image: a provision or upgrade to another is
+    # refused in admission, before anything begins.
+    ledger = Ledger(engine, versions_with_image=settings.tenants.images)
+    processor = Processor(ledger, build_registry(handlers), settings.consumer, settings.contract)
     relay = OutboxRelay(OutboxRelayStore(engine))
     return ConsumerRuntime(settings.amqp, settings.consumer, processor, relay, health)
 

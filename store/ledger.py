@@ -12,7 +12,7 @@ The order of work for a command (driven by the consumer, issue 4/10):
 """
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 
@@ -20,12 +20,23 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand, ResizeCommand
-from messages.errors import FieldProblem, MessageRejected, PermanentError, RejectionCode
+from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand
+from messages.errors import MessageRejected, PermanentError, RejectionCode
 from messages.events import Event
 from messages.serialization import serialize_event
+from store.admission import check_identity, check_record, provision_spec, rejection
 from store.database import traced_session
-from store.lifecycle import TRANSITIONS, InstanceStatus, Verdict, decide, status_after
+from store.lifecycle import (
+    TRANSITIONS,
+    Ending,
+    Hold,
+    InstanceStatus,
+    Verdict,
+    decide,
+    hold_on_begin,
+    lifted_by,
+    settle,
+)
 from store.locks import InstanceBusyError, InstanceLocks, locks_for
 from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry, utcnow
 from store.records import (
@@ -42,17 +53,25 @@ from store.records import (
 FLEET_LOCK = "fleet"
 
 
-def provision_spec(command: ProvisionCommand) -> dict[str, object]:
-    """What a provision asked for, to tell a repeat from a conflict."""
-    return command.data.model_dump(mode="json", exclude={"instance_id"})
-
-
 class Ledger:
-    """The store's command-facing side."""
+    """The store's command-facing side.
 
-    def __init__(self, engine: Engine, locks: InstanceLocks | None = None) -> None:
+    `versions_with_image`: the Odoo versions the service has an image for; a provision or
+    upgrade to another is rejected in admission (None: not checked, the handlers' concern).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        locks: InstanceLocks | None = None,
+        *,
+        versions_with_image: Collection[str] | None = None,
+    ) -> None:
         self.engine = engine
         self.locks = locks if locks is not None else locks_for(engine)
+        self.versions_with_image = (
+            frozenset(versions_with_image) if versions_with_image is not None else None
+        )
 
     def _unit(self, name: str, *, write: bool = False) -> AbstractContextManager[Session]:
         """A session for one unit of work (a transaction when `write`), traced as `db <name>`."""
@@ -88,6 +107,8 @@ class Ledger:
             row = session.get(Instance, instance_id, with_for_update=True)
             if row is None or row.status != expected or row.current_operation_id is not None:
                 return False
+            if row.hold is not None:
+                return False  # billing holds it: only unsuspend, reactivate or delete serve it
             row.status = status
             enqueue(session, [event])
             return True
@@ -105,18 +126,6 @@ class Ledger:
                 attempts=row.attempts,
                 result=dict(row.result),
             )
-
-    def status_before(self, command_id: str) -> InstanceStatus | None:
-        """The status the instance had when the command's operation began (None: no operation).
-
-        A command that fails having changed nothing goes back to it; the instance's current
-        row shows the working status instead once the operation was resumed.
-        """
-        with self._unit("status_before") as session:
-            before = session.scalar(
-                select(Operation.status_before).where(Operation.command_id == command_id)
-            )
-        return InstanceStatus(before) if before else None
 
     def add_backup(self, backup: BackupRecord) -> None:
         """Record a completed backup (a second call with the same id changes nothing)."""
@@ -179,7 +188,14 @@ class Ledger:
             yield
 
     def admit(self, command: AnyCommand) -> Admission:
-        """Decide whether the command may run now; raise MessageRejected or InstanceBusyError."""
+        """Decide whether the command may run now; raise MessageRejected or InstanceBusyError.
+
+        Every refusal is decided here, before anything is recorded as begun: a provision's
+        identity (conflict), staleness, the status machine (holds included), then what the
+        command asks against the instance's record (store/admission.py). A redelivery of a
+        command whose operation is running resumes it unchecked: its own effects (the backup it
+        recorded, say) are no reason to refuse it.
+        """
         if not isinstance(command, InstanceCommand):
             return Admission(instance=None, transition=None)
         transition = TRANSITIONS[command.type]
@@ -190,69 +206,38 @@ class Ledger:
             if operation is not None and operation.state == "running":
                 return Admission(instance, transition, operation.id)  # resume after redelivery
             if isinstance(command, ProvisionCommand):
-                self._check_provision(session, command, instance)
-            if isinstance(command, ResizeCommand) and instance is not None:
-                asked, has = command.data.plan.storage_gib, instance.storage_gib
-                if asked < has:
-                    raise self._rejection(
-                        command,
-                        RejectionCode.INVALID_DATA,
-                        f"storage cannot shrink: the instance has {has} GiB, the plan asks {asked}",
-                        FieldProblem("data.plan.storage_gib", f"must be at least {has}"),
-                    )
-        if instance is not None and command.time < instance.last_command_time:
-            raise self._rejection(
-                command,
-                RejectionCode.STALE,
-                f"sent at {command.time.isoformat()}, before the last command applied to the "
-                f"instance ({instance.last_command_time.isoformat()})",
-            )
+                check_identity(session, command, instance)
+            if instance is not None and command.time < instance.last_command_time:
+                raise rejection(
+                    command,
+                    RejectionCode.STALE,
+                    f"sent at {command.time.isoformat()}, before the last command applied to "
+                    f"the instance ({instance.last_command_time.isoformat()})",
+                )
+            self._check_status(command, instance)
+            check_record(session, command, instance, self.versions_with_image)
+        return Admission(instance, transition)
+
+    @staticmethod
+    def _check_status(command: InstanceCommand, instance: InstanceRecord | None) -> None:
+        """The status machine's verdict: run, wait (InstanceBusyError) or a rejection."""
         status = instance.status if instance else None
-        verdict = decide(status, command.type)
+        hold = instance.hold if instance else None
+        verdict = decide(status, command.type, hold)
         if verdict is Verdict.WAIT:
             raise InstanceBusyError(command.subject)
         if verdict is Verdict.UNKNOWN_INSTANCE:
-            raise self._rejection(
+            raise rejection(
                 command, RejectionCode.UNKNOWN_INSTANCE, f"no instance {command.subject}"
             )
         if verdict is Verdict.NOT_ALLOWED:
-            allowed = ", ".join(sorted(transition.allowed_from)) or "none"
-            raise self._rejection(
+            allowed = ", ".join(sorted(TRANSITIONS[command.type].allowed_from)) or "none"
+            held = f" (a billing hold: {' or '.join(lifted_by(hold))} lift it)" if hold else ""
+            raise rejection(
                 command,
                 RejectionCode.NOT_ALLOWED_IN_STATE,
-                f"instance is {status}; {command.type} needs one of: {allowed}",
+                f"instance is {status}{held}; {command.type} needs one of: {allowed}",
             )
-        return Admission(instance, transition)
-
-    def _check_provision(
-        self, session: Session, command: ProvisionCommand, instance: InstanceRecord | None
-    ) -> None:
-        if instance is not None and instance.spec != provision_spec(command):
-            raise self._rejection(
-                command,
-                RejectionCode.CONFLICT,
-                f"instance {command.subject} exists with different provision data",
-            )
-        holder = session.scalar(
-            select(Instance.id).where(
-                Instance.subdomain == command.data.subdomain,
-                Instance.status != InstanceStatus.DELETED,
-                Instance.id != command.subject,
-            )
-        )
-        if holder is not None:
-            raise self._rejection(
-                command,
-                RejectionCode.CONFLICT,
-                f"subdomain '{command.data.subdomain}' belongs to another instance",
-                FieldProblem("data.subdomain", "already taken"),
-            )
-
-    @staticmethod
-    def _rejection(
-        command: AnyCommand, code: RejectionCode, message: str, *details: FieldProblem
-    ) -> MessageRejected:
-        return MessageRejected(code, message, tuple(details), command.id, command.type)
 
     def begin(self, command: AnyCommand, admission: Admission) -> str | None:
         """Mark the instance as working and open the command's operation; return its id.
@@ -274,6 +259,7 @@ class Ledger:
                 row = _new_instance(command)
                 session.add(row)
             row.status = admission.transition.working or row.status
+            row.hold = hold_on_begin(command.type, _hold(row))
             row.last_command_time = command.time
             row.last_command_id = command.id
             row.current_operation_id = operation_id
@@ -372,15 +358,14 @@ class Ledger:
             row is None
         ):  # failed before it existed (a provision refused up front): nothing to change
             return
-        status = update.status
-        if status is None and operation is not None:
-            before = InstanceStatus(operation.status_before or row.status)
+        if operation is not None:  # a command that never began leaves status and hold alone
+            before = InstanceStatus(operation.status_before) if operation.status_before else None
             if outcome is Outcome.SUCCEEDED:
-                status = status_after(TRANSITIONS[command.type], before)
+                ending = Ending.SUCCEEDED
             else:
-                status = InstanceStatus.ERROR
-        if status is not None:
-            row.status = status
+                ending = Ending.ROLLED_BACK if update.rolled_back else Ending.FAILED
+            rest = settle(command.type, before, _hold(row), ending)
+            row.status, row.hold = rest.status, rest.hold
         for field in (
             "odoo_version",
             "cpu_millicores",
@@ -398,6 +383,10 @@ class Ledger:
             operation.state = "succeeded" if outcome is Outcome.SUCCEEDED else "failed"
             if row.current_operation_id == operation.id:
                 row.current_operation_id = None
+
+
+def _hold(row: Instance) -> Hold | None:
+    return Hold(row.hold) if row.hold else None
 
 
 def _new_instance(command: ProvisionCommand) -> Instance:

@@ -79,6 +79,9 @@ class Instance(Base):
     memory_mib: Mapped[int] = mapped_column(Integer)
     storage_gib: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32), index=True)
+    # A billing hold (suspended | terminated), apart from the status: it outlasts working
+    # statuses and failures; only unsuspend, reactivate or delete lift it (store/lifecycle.py).
+    hold: Mapped[str | None] = mapped_column(String(16))
     # What the provision asked for beyond the columns above, to tell a repeat from a conflict.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     last_command_time: Mapped[datetime]

@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from store.lifecycle import InstanceStatus, Transition
+from store.lifecycle import Hold, InstanceStatus, Transition
 from store.models import InboxEntry, Instance
 
 READY_AT_KEY = "ready_at"
@@ -55,6 +55,9 @@ class InstanceRecord:
     memory_mib: int
     storage_gib: int
     status: InstanceStatus
+    hold: Hold | None
+    """A billing hold (suspended, terminated), kept apart from the status: it lasts through
+    working statuses and failures until unsuspend, reactivate or delete lift it."""
     spec: dict[str, Any]
     last_command_time: datetime
     current_operation_id: str | None
@@ -75,6 +78,7 @@ class InstanceRecord:
             memory_mib=row.memory_mib,
             storage_gib=row.storage_gib,
             status=InstanceStatus(row.status),
+            hold=Hold(row.hold) if row.hold else None,
             spec=dict(row.spec),
             last_command_time=row.last_command_time,
             current_operation_id=row.current_operation_id,
@@ -126,9 +130,12 @@ class BackupRecord:
 
 @dataclass(frozen=True)
 class InstanceUpdate:
-    """Changes a handler asks for along with a command's outcome; None leaves a field alone."""
+    """Changes a handler asks for along with a command's outcome; None leaves a field alone.
 
-    status: InstanceStatus | None = None
+    The status and the hold are not among them: the status machine decides those from how the
+    command ended (`store.lifecycle.settle`); a failure says only whether it `rolled_back`.
+    """
+
     odoo_version: str | None = None
     cpu_millicores: int | None = None
     memory_mib: int | None = None
@@ -137,3 +144,5 @@ class InstanceUpdate:
     url: str | None = None
     internal_url: str | None = None
     last_error: str | None = None
+    rolled_back: bool = False
+    """A failure that changed nothing: the instance goes back to the status it had."""

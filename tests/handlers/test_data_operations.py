@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from devstack.kwok_stages import JOB_FAILS_LABEL, JOB_FAILS_VALUE
 from k8s.settings import TenantSettings
 from store.lifecycle import InstanceStatus
+from store.models import Operation
 from tests.handlers.checks import (
     deployment,
     files_under,
@@ -39,7 +42,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
 T = "odoo.instance."
 STEPS = {
     "resize": ["volume", "config", "deployment", "rollout", "health", "record"],
-    "backup": ["check", "backup-volume", "backup-job", "backup-record", "record"],
+    "backup": ["backup-volume", "backup-job", "backup-record", "record"],
     "restore": [
         "safety-volume",
         "safety-job",
@@ -215,12 +218,46 @@ def test_a_backup_that_fails_its_checksum_is_not_restored(driver: Lifecycle) -> 
     assert driver.instance(instance_id).status == InstanceStatus.RUNNING
 
 
-def test_an_unknown_backup_is_refused_without_touching_anything(driver: Lifecycle) -> None:
+def _refused(driver: Lifecycle, verb: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The rejection of a command refused in admission: no operation of it was recorded."""
+    command_id = driver.send(f"{T}{verb}.v1", data)
+    refused = driver.terminal(command_id)
+    assert event_kind(refused) == "command.rejected", refused
+    with Session(driver.engine) as session:
+        begun = session.scalar(select(Operation).where(Operation.command_id == command_id))
+    assert begun is None
+    return dict(refused["data"]["error"])
+
+
+def test_refusals_are_rejections_before_anything_begins(driver: Lifecycle) -> None:
     instance_id = _provisioned(driver)
+    ident = {"instance_id": instance_id}
+    before = driver.instance(instance_id)
+
+    for version in ("17.0", "16.0"):  # not newer: nothing was tried, so nothing failed
+        error = _refused(driver, "upgrade", {**ident, "odoo_version": version})
+        assert error["code"] == "invalid_data"
+        assert error["details"] == [
+            {"field": "data.odoo_version", "message": "must be newer than 17.0"}
+        ]
     missing = "7f2e1c9a-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
-    failed = driver.run(f"{T}restore.v1", {"instance_id": instance_id, "backup_id": missing})
-    assert failed["data"]["error"]["code"] == "unknown_backup"
-    assert failed["data"]["rolled_back"] is True
+    error = _refused(driver, "restore", {**ident, "backup_id": missing})
+    assert error["code"] == "invalid_data"
+    assert [detail["field"] for detail in error["details"]] == ["data.backup_id"]
+
+    backup_id = "8b4a3e1c-5d6f-4a7b-8c9d-" + instance_id[-12:]
+    backed_up = driver.run(f"{T}backup.v1", {**ident, "backup_id": backup_id})
+    assert event_kind(backed_up) == "backed_up", backed_up
+    error = _refused(driver, "backup", {**ident, "backup_id": backup_id})
+    assert error["code"] == "conflict"
+    assert error["details"] == [{"field": "data.backup_id", "message": "already used"}]
+
+    after = driver.instance(instance_id)
+    assert (after.status, after.odoo_version, after.last_error) == (
+        InstanceStatus.RUNNING,
+        before.odoo_version,
+        None,
+    )
     assert serving(driver, instance_id)
 
 

@@ -1,5 +1,9 @@
 """The metrics of real work: a provision on the real control plane, tenant database and broker,
-then a command that fails; the data points each adds, with their attributes."""
+then a command that fails; the data points each adds, with their attributes.
+
+The failure is the API server's: a resize whose volume claim would change its StorageClass
+(immutable, 422), as the consumer is told of another class than the volume was made with.
+"""
 
 from typing import Any
 
@@ -15,7 +19,7 @@ from telemetry.metrics import (
     RESULT,
     STATUS_CODE,
 )
-from tests.handlers.harness import Lifecycle, new_instance, provision_data
+from tests.handlers.harness import Lifecycle, new_instance, provision_data, tenant_settings
 from tests.telemetry_capture import Telemetry, delta
 
 pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
@@ -25,16 +29,17 @@ PROVISIONED = f"{T}provisioned.v1"
 FAILED = f"{T}command.failed.v1"
 
 
-def test_a_provision_and_a_failing_restore_are_measured(
+def test_a_provision_and_a_failing_resize_are_measured(
     telemetry: Telemetry, driver: Lifecycle
 ) -> None:
     before = telemetry.snapshot()
     instance_id, subdomain = new_instance()
     provisioned = driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
     assert provisioned["type"] == PROVISIONED
-    missing = "5b1e0c7a-2d3f-4a4b-9c5d-6e7f8a9b0c1d"
-    failed = driver.run(f"{T}restore.v1", {"instance_id": instance_id, "backup_id": missing})
-    assert failed["data"]["error"]["code"] == "unknown_backup"
+    driver.reconfigure(tenant_settings(storage_class="cannot-change-the-class"))
+    plan = {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 8}
+    failed = driver.run(f"{T}resize.v1", {"instance_id": instance_id, "plan": plan})
+    assert failed["data"]["error"]["code"] == "kubernetes_invalid"
     after = telemetry.wait(
         lambda now: (
             delta(before, now, "instance_service.outbox.publish_latency") >= 2
@@ -45,15 +50,15 @@ def test_a_provision_and_a_failing_restore_are_measured(
     def grew(name: str, **attributes: Any) -> float:
         return delta(before, after, f"instance_service.{name}", **attributes)
 
-    provision, restore = f"{T}provision.v1", f"{T}restore.v1"
+    provision, resize = f"{T}provision.v1", f"{T}resize.v1"
     assert grew("commands.received", **{COMMAND_TYPE: provision}) >= 1
-    assert grew("commands.received", **{COMMAND_TYPE: restore}) == 1
+    assert grew("commands.received", **{COMMAND_TYPE: resize}) == 1
     assert grew("commands.completed", **{COMMAND_TYPE: provision, OUTCOME: "succeeded"}) == 1
-    unknown = {COMMAND_TYPE: restore, OUTCOME: "failed", ERROR_TYPE: "unknown_backup"}
-    assert grew("commands.completed", **unknown) == 1
+    invalid = {COMMAND_TYPE: resize, OUTCOME: "failed", ERROR_TYPE: "kubernetes_invalid"}
+    assert grew("commands.completed", **invalid) == 1
     assert grew("handler.duration", **{COMMAND_TYPE: provision, RESULT: "completed"}) == 1
-    assert grew("handler.duration", **{COMMAND_TYPE: restore, RESULT: "failed"}) == 1
-    dead = {COMMAND_TYPE: restore, ERROR_TYPE: "failed:unknown_backup"}
+    assert grew("handler.duration", **{COMMAND_TYPE: resize, RESULT: "failed"}) == 1
+    dead = {COMMAND_TYPE: resize, ERROR_TYPE: "failed:kubernetes_invalid"}
     assert grew("commands.dead_lettered", **dead) == 1
 
     # Kubernetes requests with their real status codes: the first look for the Secret finds
@@ -69,6 +74,7 @@ def test_a_provision_and_a_failing_restore_are_measured(
     )
     assert requests("patch", "Deployment") >= 1
     assert requests("watch", "Deployment", **{STATUS_CODE: 200}) >= 1
+    assert requests("patch", "PersistentVolumeClaim", **{STATUS_CODE: 422}) == 1
 
     # The provisioned event is measured from the pods' Ready; the failure waited for nothing.
     assert grew("instance.ready_to_event", **{EVENT_TYPE: PROVISIONED}) == 1

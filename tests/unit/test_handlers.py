@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from handlers.backups import known_backup
 from handlers.catalog import lifecycle_handlers
 from handlers.platform import Platform
 from handlers.results import Completed, Continue, HandlerContext
@@ -24,7 +25,7 @@ from k8s.health import Route
 from k8s.names import InstanceNames
 from k8s.settings import KubernetesSettings, OdooImage, TenantSettings
 from messages.commands import AnyCommand, InstanceCommand
-from messages.errors import PermanentError
+from messages.errors import MessageRejected, PermanentError, RejectionCode
 from messages.events import InstanceEventData, StartedEvent
 from messages.parsing import parse_command
 from messages.publishing import build_command
@@ -411,11 +412,14 @@ def test_a_backup_of_another_odoo_version_is_not_restored(ledger: Ledger) -> Non
         odoo_version="16.0",
     )
     ledger.add_backup(old)
-    cluster = FakeCluster()
     restore = _command("restore", backup_id=old.id)
+    # A restore command is refused in admission, before anything begins.
+    with pytest.raises(MessageRejected) as refused:
+        ledger.admit(restore)
+    assert refused.value.code is RejectionCode.INVALID_DATA
+    assert "holds the data of Odoo 16.0; the instance runs Odoo 17.0" in refused.value.message
+    # The handlers' own look-up (an upgrade's way back reads its backup so) refuses it too.
     with pytest.raises(PermanentError) as failure:
-        _run(_platform(cluster, FakeDatabases()), restore, _context(ledger, restore))
+        known_backup(ledger, old.id, INSTANCE, "17.0")
     assert failure.value.code == "backup_version_mismatch"
     assert failure.value.rolled_back is True
-    assert "holds the data of Odoo 16.0; the instance runs Odoo 17.0" in str(failure.value)
-    assert cluster.calls == []
