@@ -41,7 +41,7 @@ from messages.serialization import COMMANDS_EXCHANGE
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.locks import InstanceBusyError
-from store.records import InstanceRecord, InstanceUpdate, Outcome, StoredOutcome
+from store.records import InstanceUpdate, Outcome, StoredOutcome
 from telemetry.logs import command_scope
 from telemetry.metrics import METRICS, UNREADABLE
 from telemetry.tracing import extracted
@@ -270,7 +270,7 @@ class Processor:
             failure = PermanentError(
                 "delivery_limit", f"delivered {deliveries + 1} times without an outcome"
             )
-            return self._fail(command, failure, prior=self.ledger_instance(command))
+            return self._fail(command, failure)
         try:
             admission = self.ledger.admit(command)
         except MessageRejected as rejection:
@@ -333,11 +333,11 @@ class Processor:
                 failure = PermanentError(
                     "retries_exhausted", f"still failing after {retries - 1} retries: {error}"
                 )
-                return self._fail(command, failure, prior=admission.instance)
+                return self._fail(command, failure)
             delay = error.delay if error.delay is not None else self.delay(retries - 1)
             return Retry(delay, str(error), replace(counters, retries=retries, not_before_ms=0))
         except PermanentError as failure:
-            return self._fail(command, failure, prior=admission.instance)
+            return self._fail(command, failure)
         except Exception as error:
             unexpected = counters.unexpected + 1
             if unexpected < self.settings.max_unexpected_failures:
@@ -350,7 +350,7 @@ class Processor:
                 )
             log.exception("unexpected failure, final", extra=ids)
             final = PermanentError("unexpected_error", f"{type(error).__name__}: {error}")
-            return self._fail(command, final, prior=admission.instance)
+            return self._fail(command, final)
 
     @staticmethod
     def _call(
@@ -374,15 +374,7 @@ class Processor:
         finally:
             METRICS.handled(command.type, result, time.monotonic() - started)
 
-    def ledger_instance(self, command: AnyCommand) -> InstanceRecord | None:
-        """The command's instance as stored, if any."""
-        if isinstance(command, InstanceCommand):
-            return self.ledger.instance(command.subject)
-        return None
-
-    def _fail(
-        self, command: AnyCommand, failure: PermanentError, prior: InstanceRecord | None = None
-    ) -> Decision:
+    def _fail(self, command: AnyCommand, failure: PermanentError) -> Decision:
         instance_id = command.subject if isinstance(command, InstanceCommand) else None
         data = CommandFailedData(
             instance_id=instance_id,
