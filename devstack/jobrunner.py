@@ -13,7 +13,10 @@ service's image) are picked up here once scheduled to the fake node: the contain
 Paths in the command's arguments and environment that lie under a mount are rewritten to the
 host directory (a kubelet bind-mounts instead). When the command exits, the pod's status becomes
 Succeeded or Failed with the container's terminated state and termination message, as a kubelet
-writes it. Anything but `instance-service job ...` is refused (the pod fails with the reason).
+writes it, exit code included: the Job controller reads it for the Jobs' pod failure policy
+(run again after 75, fail after anything else). Anything but `instance-service job ...` is
+refused (the pod fails with the reason). Like a kubelet, the runner waits out an API server
+that does not answer (for a bounded time) rather than lose a pod's end.
 
     python -m devstack.jobrunner KUBECONFIG WORK_DIR
 """
@@ -26,11 +29,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config, watch
 
 log = logging.getLogger("devstack.jobrunner")
@@ -39,6 +45,10 @@ SELECTOR = "app.kubernetes.io/name=instance-service"
 READY_FILE = "job-runner.ready"
 MAX_MESSAGE_BYTES = 4096
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+API_PATIENCE_SECONDS = 600.0
+"""How long a call waits out an API server that does not answer (its pod's Job has a deadline)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,29 @@ def translate(value: str, mounts: dict[str, Path]) -> str:
     return value
 
 
+def _unanswered(error: Exception) -> bool:
+    """The API server was away or overloaded (not: it answered no)."""
+    if isinstance(error, client.ApiException):
+        return error.status in (0, None, 429) or int(error.status) >= 500
+    return isinstance(error, urllib3.exceptions.HTTPError | OSError)
+
+
+def patiently(call: Callable[[], T], what: str) -> T:
+    """`call()`, tried again while the API server does not answer, up to API_PATIENCE_SECONDS."""
+    deadline, delay = time.monotonic() + API_PATIENCE_SECONDS, 0.5
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not _unanswered(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: the API server did not answer (%r); trying again", what, error)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def _secret_value(core: client.CoreV1Api, namespace: str, ref: Any) -> str:
-    secret = core.read_namespaced_secret(ref.name, namespace)
+    secret = patiently(lambda: core.read_namespaced_secret(ref.name, namespace), "secret")
     return base64.b64decode((secret.data or {})[ref.key]).decode()
 
 
@@ -78,12 +109,19 @@ def _volume_paths(core: client.CoreV1Api, pod: Any, work: Path) -> dict[str, Pat
     paths: dict[str, Path] = {}
     for volume in pod.spec.volumes or []:
         if volume.persistent_volume_claim is not None:
-            claim: Any = core.read_namespaced_persistent_volume_claim(
-                volume.persistent_volume_claim.claim_name, pod.metadata.namespace
+            claim: Any = patiently(
+                partial(
+                    core.read_namespaced_persistent_volume_claim,
+                    volume.persistent_volume_claim.claim_name,
+                    pod.metadata.namespace,
+                ),
+                "claim",
             )
             if not claim.spec.volume_name:
                 raise ValueError(f"claim {claim.metadata.name} is not bound yet")
-            bound: Any = core.read_persistent_volume(claim.spec.volume_name)
+            bound: Any = patiently(
+                partial(core.read_persistent_volume, claim.spec.volume_name), "volume"
+            )
             paths[volume.name] = Path(bound.spec.host_path.path)
         elif volume.empty_dir is not None:
             paths[volume.name] = work / "volumes" / volume.name
@@ -145,7 +183,12 @@ def _condition(kind: str, status: bool, reason: str | None = None) -> dict[str, 
 
 
 def _patch_status(core: client.CoreV1Api, pod: Any, status: dict[str, Any]) -> None:
-    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+    patiently(
+        lambda: core.patch_namespaced_pod_status(
+            pod.metadata.name, pod.metadata.namespace, {"status": status}
+        ),
+        f"status of {pod.metadata.namespace}/{pod.metadata.name}",
+    )
 
 
 def run_pod(core: client.CoreV1Api, pod: Any, root: Path, logs: Path) -> None:

@@ -2,7 +2,9 @@
 
 A Job is applied once (a resumed operation finds it by its name), watched until it finishes,
 and its end (success, the report in its termination message, the failure reason) is recorded
-with the step: a redelivery after that never runs the Job again, and reads the end back.
+with the step: a redelivery after that never runs the Job again, and reads the end back. A data
+Job whose database went away is run again by the Job controller itself (k8s/data_jobs.py), so
+"finished" here is the end of its last attempt.
 """
 
 from dataclasses import dataclass
@@ -40,12 +42,16 @@ class JobEnd:
     succeeded: bool
     report: JobReport | None
     reason: str
+    attempts: int = 1
+    """Pods the Job ran (more than one: its database went away and it ran again)."""
 
     def failure(self) -> str:
         """What went wrong, in the report's words when it has some."""
         if self.report is not None and self.report.error:
-            return f"{self.report.error_code}: {self.report.error}"
-        return self.reason
+            cause = f"{self.report.error_code}: {self.report.error}"
+        else:
+            cause = self.reason
+        return cause if self.attempts <= 1 else f"{cause}; after {self.attempts} attempts"
 
     def to_note(self) -> dict[str, Any]:
         """As recorded in the operation."""
@@ -55,6 +61,7 @@ class JobEnd:
             "succeeded": self.succeeded,
             "report": report,
             "reason": self.reason,
+            "attempts": self.attempts,
         }
 
     @classmethod
@@ -66,6 +73,7 @@ class JobEnd:
             succeeded=bool(note["succeeded"]),
             report=JobReport.model_validate(report) if report is not None else None,
             reason=str(note.get("reason", "")),
+            attempts=int(note.get("attempts", 1)),  # recorded before attempts were
         )
 
 
@@ -105,7 +113,9 @@ def run_job(
             return progress.pause(step)
     succeeded = job_outcome(job) == "Complete"
     pods = cluster.list_labelled("Pod", namespace, f"batch.kubernetes.io/job-name={name}")
-    end = JobEnd(name, succeeded, report_of(pods), "" if succeeded else job_failure(job))
+    ran = [getattr(job.status, count, None) or 0 for count in ("succeeded", "failed")]
+    reason = "" if succeeded else job_failure(job)
+    end = JobEnd(name, succeeded, report_of(pods), reason, max(sum(ran), 1))
     progress.complete(step, **{key: end.to_note()})
     return end
 

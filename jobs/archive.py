@@ -6,7 +6,8 @@ interrupted backup never leaves a file that looks complete. A restore checks the
 SHA-256 against the recorded one before it touches anything.
 
 Connection details come from libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD): the
-password is never on a command line.
+password is never on a command line. A failure because the database went away is a JobError
+with `retry` (jobs/outages.py): both operations may simply run again.
 """
 
 import contextlib
@@ -20,17 +21,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.outages import client_environment, outage_in
+from messages.job_reports import DATABASE_UNAVAILABLE
+
 CHUNK = 1024 * 1024
+APPLICATION_BACKUP = "instance-service backup"
+APPLICATION_RESTORE = "instance-service restore"
+"""The Jobs' application_name in pg_stat_activity."""
 DUMP_NAME = "database.dump"
 FILESTORE_NAME = "filestore"
 
 
 class JobError(Exception):
-    """A step of a backup or restore failed; `code` says which kind of failure."""
+    """A step of a backup or restore failed; `code` says which kind of failure.
 
-    def __init__(self, code: str, message: str) -> None:
+    `retry`: the database went away, not the data; running the Job again may succeed.
+    """
+
+    def __init__(self, code: str, message: str, *, retry: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.retry = retry
+
+
+def _database_lost(what: str, status: int, line: str) -> JobError:
+    return JobError(DATABASE_UNAVAILABLE, f"{what} exited with {status}: {line}", retry=True)
 
 
 @dataclass(frozen=True)
@@ -51,10 +66,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _run(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+def _run(command: list[str], what: str, application: str) -> None:
+    result = subprocess.run(
+        command, capture_output=True, text=True, check=False, env=client_environment(application)
+    )
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
+        output = (result.stderr or result.stdout).strip()
+        lost = outage_in(output)
+        if lost is not None:
+            raise _database_lost(what, result.returncode, lost)
+        detail = output.splitlines()
         raise JobError(f"{what}_failed", f"{what} exited with {result.returncode}: {detail[-1:]}")
 
 
@@ -90,7 +111,11 @@ def backup(database: str, filestore: Path, archive: Path) -> Archive:
     partial = archive.with_name(archive.name + ".partial")
     with tempfile.TemporaryDirectory(prefix="backup-", dir=archive.parent) as work:
         dump = Path(work) / DUMP_NAME
-        _run(["pg_dump", "--format=custom", "--no-owner", f"--file={dump}", database], "pg_dump")
+        _run(
+            ["pg_dump", "--format=custom", "--no-owner", f"--file={dump}", database],
+            "pg_dump",
+            APPLICATION_BACKUP,
+        )
         with tarfile.open(partial, "w") as tar:
             tar.add(dump, arcname=DUMP_NAME)
             _add_filestore(tar, filestore)
@@ -114,7 +139,10 @@ def _restore_database(dump: Path, database: str) -> None:
     failure anywhere ends the session with the transaction open, and PostgreSQL rolls it
     back: a failed restore changes nothing.
     """
-    quiet = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
+    quiet = {
+        **client_environment(APPLICATION_RESTORE),
+        "PGOPTIONS": "-c client_min_messages=warning",
+    }
     with tempfile.TemporaryFile() as psql_errors, tempfile.TemporaryFile() as script_errors:
         psql = subprocess.Popen(
             ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={database}"],
@@ -144,6 +172,11 @@ def _restore_database(dump: Path, database: str) -> None:
                 psql.stdin.close()
         applied = psql.wait()
         if applied != 0:
+            lost = outage_in(_text(psql_errors))
+            # The session's end rolled the transaction back (or, lost in COMMIT, kept all of
+            # it): running the whole restore again gives the same result either way.
+            if lost is not None:
+                raise _database_lost("psql", applied, lost)
             detail = _last_line(psql_errors)
             raise JobError("pg_restore_failed", f"psql exited with {applied}: {detail}")
         if converted != 0:
@@ -151,9 +184,13 @@ def _restore_database(dump: Path, database: str) -> None:
             raise JobError("pg_restore_failed", f"pg_restore exited with {converted}: {detail}")
 
 
-def _last_line(file: Any) -> str:
+def _text(file: Any) -> str:
     file.seek(0)
-    lines = file.read().decode(errors="replace").strip().splitlines()
+    return str(file.read().decode(errors="replace")).strip()
+
+
+def _last_line(file: Any) -> str:
+    lines = _text(file).splitlines()
     return lines[-1] if lines else "no message"
 
 

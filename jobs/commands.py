@@ -2,7 +2,8 @@
 
 The report (messages/job_reports.py) goes to the container's termination message file, where
 the kubelet picks it up for the pod's status; a summary goes to stdout for `kubectl logs`.
-Exit status 0 on success, 1 on a failure the report explains.
+Exit status 0 on success, 75 when the database went away (the Job's pod failure policy runs it
+again), 1 on any other failure the report explains (the Job fails at once).
 """
 
 import sys
@@ -10,29 +11,31 @@ from pathlib import Path
 from typing import Literal
 
 from jobs.archive import JobError, backup, restore
-from messages.job_reports import JobReport
+from messages.job_reports import EXIT_FAILED, EXIT_OK, EXIT_RETRY, JobReport
 
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
 
 
-def _report(report: JobReport, termination_log: Path) -> int:
+def _report(report: JobReport, termination_log: Path, status: int) -> int:
     try:
         termination_log.write_bytes(report.encode())
     except OSError as error:
         print(f"cannot write the termination message {termination_log}: {error}", file=sys.stderr)
     print(report.model_dump_json(exclude_none=True))
-    return 0 if report.ok else 1
+    return status
 
 
-def _failed(kind: Literal["backup", "restore"], error: Exception) -> JobReport:
+def _failed(kind: Literal["backup", "restore"], error: Exception, termination_log: Path) -> int:
+    retry = isinstance(error, JobError) and error.retry
     if isinstance(error, JobError):
         code = error.code
     elif isinstance(error, OSError):
-        code = "io_error"
+        code = "io_error"  # a full or broken volume: another attempt would meet the same
     else:
         code = "internal_error"
     message = str(error) or type(error).__name__
-    return JobReport(kind=kind, ok=False, error_code=code, error=message[:2000])
+    report = JobReport(kind=kind, ok=False, error_code=code, error=message[:2000])
+    return _report(report, termination_log, EXIT_RETRY if retry else EXIT_FAILED)
 
 
 def run_backup(database: str, filestore: Path, archive: Path, termination_log: Path) -> int:
@@ -40,7 +43,7 @@ def run_backup(database: str, filestore: Path, archive: Path, termination_log: P
     try:
         made = backup(database, filestore, archive)
     except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
-        return _report(_failed("backup", error), termination_log)
+        return _failed("backup", error, termination_log)
     done = JobReport(
         kind="backup",
         ok=True,
@@ -48,7 +51,7 @@ def run_backup(database: str, filestore: Path, archive: Path, termination_log: P
         size_bytes=made.size_bytes,
         sha256=made.sha256,
     )
-    return _report(done, termination_log)
+    return _report(done, termination_log, EXIT_OK)
 
 
 def run_restore(
@@ -58,6 +61,6 @@ def run_restore(
     try:
         restore(archive, sha256, database, filestore)
     except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
-        return _report(_failed("restore", error), termination_log)
+        return _failed("restore", error, termination_log)
     done = JobReport(kind="restore", ok=True, location=str(archive), sha256=sha256)
-    return _report(done, termination_log)
+    return _report(done, termination_log, EXIT_OK)

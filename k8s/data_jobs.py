@@ -4,6 +4,12 @@ Backup and restore Jobs run this service's own image (`instance-service job back
 jobs/) as the Odoo image's user, with the tenant's data volume and the backup volume mounted and
 libpq's PG* variables pointing at the tenant database (the password from the instance's
 Secret). Each reports through its container's termination message (messages/job_reports.py).
+
+A Job whose database went away mid-run (a restart, a failover) exits `EXIT_RETRY` and the Job
+controller runs it again, a bounded number of times, with its own backoff; any other failure
+fails the Job at once (its pod failure policy). So the retry is the cluster's: it needs no
+handler, survives the consumer's restarts and scaling to zero, keeps one Job per backup, and a
+redelivered command waits for the same Job rather than starting an attempt of its own.
 """
 
 import hashlib
@@ -14,13 +20,17 @@ from pydantic import ValidationError
 from k8s.settings import TenantSettings
 from k8s.spec import MANAGED_BY, InstanceSpec
 from k8s.workload import _CONTAINER_SECURITY, DATA_PATH, Manifest, _pod_security, image_of
-from messages.job_reports import JobReport
+from messages.job_reports import EXIT_RETRY, JobReport
 
 BACKUP_PATH = "/backups"
 TERMINATION_LOG = "/dev/termination-log"
 FINISHED_JOB_TTL_SECONDS = 86400
 SERVICE_NAME = "instance-service"
 """`app.kubernetes.io/name` of the service's own Job pods (the local stack runs them for real)."""
+RETRIES_AFTER_OUTAGE = 4
+"""Attempts after the first when the database went away. The Job controller waits 10 s before
+the second and doubles the wait each time, so a database may be gone about 150 s (a restart, a
+failover) before the Job fails; the Job's deadline bounds the whole."""
 
 
 def archive_path(spec: InstanceSpec, backup_id: str) -> str:
@@ -58,6 +68,26 @@ def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:
             },
         },
         "spec": claim,
+    }
+
+
+def _failure_policy(container: str) -> Manifest:
+    """Run again after an outage (and a disruption); fail at once after anything else."""
+    return {
+        "rules": [
+            # A node drained or a pod preempted: the work was cut short, not wrong. Not counted.
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            # The data or the request is at fault (a checksum, a corrupt archive, a refused
+            # password): another attempt would fail the same way, later.
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container,
+                    "operator": "NotIn",
+                    "values": [EXIT_RETRY],
+                },
+            },
+        ]
     }
 
 
@@ -145,7 +175,8 @@ def _data_job(
             "annotations": spec.annotations(),
         },
         "spec": {
-            "backoffLimit": 0,  # the handler decides what a failure means
+            "backoffLimit": RETRIES_AFTER_OUTAGE,
+            "podFailurePolicy": _failure_policy(kind),
             "activeDeadlineSeconds": tenants.backup_deadline_seconds,
             # Read by the handler as soon as it ends; kept a day for `kubectl logs`.
             "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
@@ -198,9 +229,15 @@ def build_restore_job(
     )
 
 
+def _attempt_order(pod: Any) -> tuple[Any, bool]:
+    # Attempts are at least the Job controller's backoff (10 s) apart; a succeeded pod is the
+    # last one a Job ever has.
+    return (pod.metadata.creation_timestamp or 0, getattr(pod.status, "phase", None) == "Succeeded")
+
+
 def report_of(pods: list[Any]) -> JobReport | None:
-    """The report in the termination message of a Job's (last) pod, if it left a valid one."""
-    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp or 0, reverse=True):
+    """The report in the termination message of a Job's last attempt, if it left a valid one."""
+    for pod in sorted(pods, key=_attempt_order, reverse=True):
         for status in getattr(pod.status, "container_statuses", None) or []:
             terminated = status.state.terminated if status.state else None
             if terminated is not None and terminated.message:

@@ -3,6 +3,10 @@
 The Job runs `instance-service job ...` (jobs/); the handler that started it reads the report
 from the pod's status (`state.terminated.message`), so it works the same in any cluster. The
 kubelet keeps at most 4096 bytes of a termination message: a report is far smaller.
+
+The Job's exit status is the other half of the report, read by the Job controller itself: a
+pod failure policy (k8s/data_jobs.py) runs the Job again after `EXIT_RETRY` and fails it at
+once after any other failure.
 """
 
 from typing import Literal
@@ -12,6 +16,16 @@ from pydantic import Field
 from messages.envelope import Frozen
 
 MAX_MESSAGE_BYTES = 4096
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""The data or the request is at fault: the same Job would fail the same way again."""
+EXIT_RETRY = 75
+"""sysexits' EX_TEMPFAIL: the database went away or refused the session for a while (a restart,
+a failover, too many connections); nothing was kept, and the Job may simply run again."""
+
+DATABASE_UNAVAILABLE = "database_unavailable"
+"""The report's `error_code` of a Job that exits with `EXIT_RETRY`."""
 
 
 class JobReport(Frozen):

@@ -9,20 +9,26 @@ import io
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from devstack.layout import default_layout
+from jobs.archive import APPLICATION_BACKUP, APPLICATION_RESTORE
+from messages.job_reports import DATABASE_UNAVAILABLE, EXIT_FAILED, EXIT_RETRY
 from store.tenant_database import TenantDatabases
 from tests import stack
+from tests.session_faults import end_session_waiting, table_locked
 
 pytestmark = pytest.mark.postgres
 
@@ -36,25 +42,28 @@ class Tenant:
         self.filestore = tmp_path / "data" / "filestore" / self.name
         self.backups = tmp_path / "backups"
         self.report = tmp_path / "termination-log"
+        self.port = default_layout().ports.postgres
 
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "PGHOST": "127.0.0.1",
-            "PGPORT": str(default_layout().ports.postgres),
+            "PGPORT": str(self.port),
             "PGUSER": self.name,
             "PGPASSWORD": self.password,
         }
 
-    def sql(self, statement: str) -> list[Any]:
-        with psycopg.connect(
+    def conninfo(self) -> str:
+        return make_conninfo(
             host="127.0.0.1",
             port=default_layout().ports.postgres,
             dbname=self.name,
             user=self.name,
             password=self.password,
-            autocommit=True,
-        ) as connection:
+        )
+
+    def sql(self, statement: str) -> list[Any]:
+        with psycopg.connect(self.conninfo(), autocommit=True) as connection:
             cursor = connection.execute(statement)
             return cursor.fetchall() if cursor.description else []
 
@@ -145,7 +154,7 @@ def test_a_checksum_mismatch_refuses_to_restore(tenant: Tenant) -> None:
         file.write(b"tampered")
 
     status, refused = tenant.job("restore", "--archive", str(archive), "--sha256", report["sha256"])
-    assert status == 1
+    assert status == EXIT_FAILED  # bad data: the Job fails at once, no other attempt
     assert refused["ok"] is False
     assert refused["error_code"] == "checksum_mismatch"
     assert "not restored" in refused["error"]
@@ -156,7 +165,7 @@ def test_a_failed_dump_leaves_no_archive(tenant: Tenant) -> None:
     archive = tenant.backups / "two.tar"
     tenant.password = "wrong"  # pg_dump cannot log in
     status, report = tenant.job("backup", "--archive", str(archive))
-    assert status == 1
+    assert status == EXIT_FAILED  # refused, not away: another attempt would not help
     assert report["ok"] is False
     assert report["error_code"] == "pg_dump_failed"
     assert "password authentication failed" in report["error"]
@@ -197,7 +206,7 @@ def test_a_restore_that_fails_part_way_changes_nothing(tenant: Tenant, tmp_path:
     assert b"CREATE TABLE" in partial.stdout  # SQL went to psql before the failure
 
     status, report = tenant.job("restore", "--archive", str(broken), "--sha256", checksum)
-    assert status == 1
+    assert status == EXIT_FAILED
     assert report["error_code"] == "pg_restore_failed"
     assert (tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files()) == changed
     assert tenant.sql("SELECT to_regclass('later')") == [("later",)]
@@ -212,6 +221,68 @@ def _change(tenant: Tenant) -> None:
 def test_a_filestore_with_a_symbolic_link_is_refused_at_backup(tenant: Tenant) -> None:
     (tenant.filestore / "link").symlink_to(tenant.filestore / "checklist")
     status, report = tenant.job("backup", "--archive", str(tenant.backups / "x.tar"))
-    assert status == 1
+    assert status == EXIT_FAILED
     assert report["error_code"] == "filestore_invalid"
     assert not (tenant.backups / "x.tar").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_database_that_does_not_answer_asks_for_another_attempt(tenant: Tenant) -> None:
+    archive = tenant.backups / "three.tar"
+    tenant.port = _closed_port()  # as while PostgreSQL restarts: nobody listens
+    status, report = tenant.job("backup", "--archive", str(archive))
+    assert status == EXIT_RETRY
+    assert report["ok"] is False
+    assert report["error_code"] == DATABASE_UNAVAILABLE
+    assert "Connection refused" in report["error"]
+    assert list(tenant.backups.iterdir()) == []
+
+
+def test_a_dump_whose_session_the_server_ends_asks_for_another_attempt(tenant: Tenant) -> None:
+    archive = tenant.backups / "four.tar"
+    admin_url = stack.require("postgres").postgres_admin_url
+    with table_locked(tenant.conninfo(), "partner"), ThreadPoolExecutor(1) as pool:
+        running = pool.submit(tenant.job, "backup", "--archive", str(archive))
+        ended = end_session_waiting(admin_url, tenant.name)
+        status, report = running.result(timeout=60)
+    assert ended.query.startswith("LOCK TABLE")  # pg_dump had begun: connected, in its snapshot
+    assert status == EXIT_RETRY, report
+    assert report["error_code"] == DATABASE_UNAVAILABLE
+    assert "terminating connection due to administrator command" in report["error"]
+    assert list(tenant.backups.iterdir()) == []  # nothing that looks like a backup
+    assert ended.application == APPLICATION_BACKUP  # a DBA sees whose session it is
+
+    status, report = tenant.job("backup", "--archive", str(archive))  # the next attempt
+    assert status == 0, report
+    assert report["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_a_restore_whose_session_the_server_ends_changes_nothing_and_asks_again(
+    tenant: Tenant,
+) -> None:
+    archive = tenant.backups / "five.tar"
+    status, made = tenant.job("backup", "--archive", str(archive))
+    assert status == 0
+    rows, files = tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files()
+    _change(tenant)
+    changed = (tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files())
+    admin_url = stack.require("postgres").postgres_admin_url
+    restore = ("restore", "--archive", str(archive), "--sha256", made["sha256"])
+    with table_locked(tenant.conninfo(), "partner"), ThreadPoolExecutor(1) as pool:
+        running = pool.submit(tenant.job, *restore)
+        ended = end_session_waiting(admin_url, tenant.name)
+        status, report = running.result(timeout=60)
+    assert "DROP SCHEMA public CASCADE" in ended.query  # inside the restore's transaction
+    assert status == EXIT_RETRY, report
+    assert report["error_code"] == DATABASE_UNAVAILABLE
+    assert (tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files()) == changed
+    assert ended.application == APPLICATION_RESTORE
+
+    status, report = tenant.job(*restore)  # the next attempt
+    assert status == 0, report
+    assert (tenant.sql("SELECT * FROM partner ORDER BY id"), tenant.files()) == (rows, files)

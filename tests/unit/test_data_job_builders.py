@@ -4,7 +4,11 @@ import json
 import re
 from types import SimpleNamespace
 
+import pytest
+
+from handlers.jobs import JobEnd
 from k8s.data_jobs import (
+    RETRIES_AFTER_OUTAGE,
     archive_path,
     build_backup_job,
     build_backup_volume,
@@ -15,7 +19,7 @@ from k8s.data_jobs import (
 from k8s.odoo_conf import config_fingerprint
 from k8s.settings import TenantSettings
 from k8s.workload import CONFIG_ANNOTATION, build_deployment, build_update_job
-from messages.job_reports import JobReport
+from messages.job_reports import EXIT_RETRY, JobReport
 from tests.tenant_specs import tenant_spec
 
 TENANTS = TenantSettings(service_image="registry.example/instance-service:1.2.3")
@@ -43,7 +47,6 @@ def test_a_backup_job_runs_the_service_image_with_the_password_from_the_secret()
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/var/lib/odoo"]["readOnly"] is True
     assert pod["securityContext"]["runAsUser"] == 101  # the Odoo image's user owns the files
-    assert job["spec"]["backoffLimit"] == 0
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/name"] == "instance-service"
     assert labels["app.kubernetes.io/component"] == "backup"
@@ -67,6 +70,24 @@ def test_a_restore_job_checks_the_recorded_checksum_and_may_write() -> None:
     assert container["args"][-4:] == ["--archive", "/backups/x/y.tar", "--sha256", "ab" * 32]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/var/lib/odoo"]["readOnly"] is False
+
+
+@pytest.mark.parametrize("kind", ["backup", "restore"])
+def test_a_data_job_runs_again_only_when_its_database_went_away(kind: str) -> None:
+    spec = tenant_spec()
+    if kind == "backup":
+        job = build_backup_job(spec, TENANTS, "tenants", BACKUP_ID, beside_server=False)
+    else:
+        job = build_restore_job(spec, TENANTS, "t", name="r", location="/b/x.tar", sha256="a" * 64)
+    assert job["spec"]["backoffLimit"] == RETRIES_AFTER_OUTAGE > 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # a policy needs it
+    ignore, fail = job["spec"]["podFailurePolicy"]["rules"]
+    assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert fail == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": kind, "operator": "NotIn", "values": [EXIT_RETRY]},
+    }
+    assert job["spec"]["template"]["spec"]["containers"][0]["name"] == kind
 
 
 def test_job_names_are_valid_and_stable() -> None:
@@ -113,12 +134,12 @@ def test_the_config_fingerprint_follows_the_plan_and_rolls_the_pod() -> None:
     assert annotations[CONFIG_ANNOTATION] == config_fingerprint(big, TENANTS)
 
 
-def _pod(message: str | None, created: int) -> SimpleNamespace:
+def _pod(message: str | None, created: int, phase: str = "Failed") -> SimpleNamespace:
     terminated = SimpleNamespace(message=message)
     status = SimpleNamespace(state=SimpleNamespace(terminated=terminated))
     return SimpleNamespace(
         metadata=SimpleNamespace(creation_timestamp=created),
-        status=SimpleNamespace(container_statuses=[status]),
+        status=SimpleNamespace(container_statuses=[status], phase=phase),
     )
 
 
@@ -131,3 +152,24 @@ def test_the_report_is_read_from_the_newest_pod() -> None:
     assert report_of([_pod("not json", 1)]) is None
     assert report_of([_pod(None, 1)]) is None
     assert json.loads(new)["sha256"] == "0" * 64
+
+
+def test_the_report_of_a_job_that_ran_again_is_its_last_attempts() -> None:
+    lost = JobReport(kind="backup", ok=False, error_code="database_unavailable", error="gone")
+    done = JobReport(kind="backup", ok=True, sha256="1" * 64, size_bytes=5)
+    # Created within the same second (a disruption's replacement is not delayed): the
+    # succeeded pod is the last attempt.
+    pods = [_pod(done.encode().decode(), 7, "Succeeded"), _pod(lost.encode().decode(), 7)]
+    assert report_of(pods) == done
+    assert report_of(list(reversed(pods))) == done
+
+
+def test_a_job_that_ran_out_of_attempts_says_how_many_it_had() -> None:
+    lost = JobReport(kind="backup", ok=False, error_code="database_unavailable", error="gone")
+    end = JobEnd("odoo-x-backup-1", False, lost, "BackoffLimitExceeded: limit", attempts=5)
+    assert end.failure() == "database_unavailable: gone; after 5 attempts"
+    assert JobEnd.from_note(end.to_note()) == end
+    once = JobEnd("odoo-x-restore-1", False, None, "PodFailurePolicy: exit code 1")
+    assert once.failure() == "PodFailurePolicy: exit code 1"
+    recorded_before = {k: v for k, v in once.to_note().items() if k != "attempts"}
+    assert JobEnd.from_note(recorded_before) == once

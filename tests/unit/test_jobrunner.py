@@ -1,8 +1,13 @@
-"""The devstack job runner's path mapping (what a kubelet's bind mounts do, as rewriting)."""
+"""The devstack job runner: its path mapping (what a kubelet's bind mounts do, as rewriting),
+and its patience with an API server that does not answer."""
 
 from pathlib import Path
 
-from devstack.jobrunner import translate
+import pytest
+import urllib3
+from kubernetes import client
+
+from devstack.jobrunner import patiently, translate
 from devstack.kwok_stages import SERVICE_NAME, stages
 from k8s.data_jobs import SERVICE_NAME as JOB_POD_NAME
 
@@ -41,3 +46,32 @@ def test_kwok_leaves_the_service_job_pods_to_the_runner() -> None:
         "devstack-pod-complete",
         "devstack-job-pod-fails",
     ]
+
+
+def test_a_call_the_api_server_did_not_answer_is_made_again() -> None:
+    answers: list[Exception | str] = [
+        urllib3.exceptions.MaxRetryError(None, "/", "connection refused"),  # type: ignore[arg-type]
+        client.ApiException(status=503),
+        "patched",
+    ]
+
+    def call() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert patiently(call, "status") == "patched"
+    assert answers == []
+
+
+def test_an_answer_of_no_is_not_asked_again() -> None:
+    calls = []
+
+    def call() -> None:
+        calls.append(1)
+        raise client.ApiException(status=404)
+
+    with pytest.raises(client.ApiException):
+        patiently(call, "status")
+    assert calls == [1]
