@@ -1,11 +1,14 @@
 """`instance-service watch`: follows the tenants' server Deployments and pods and turns what it
-sees into `odoo.instance.status.changed.v1` (running <-> degraded), published through the outbox.
+sees into `odoo.instance.status.changed.v1` (running <-> degraded), published through the outbox;
+and, being always on while consumers scale to zero, runs the watchdog of operations whose
+continuation was lost (handlers/watchdog.py): it publishes their commands again itself.
 
     informer threads (Deployments, Pods: list + watch, k8s/informer.py)
         -> a queue -> this loop, the only thread that decides and writes:
            cache per instance, evaluate what changed or fell due (handlers/observation.py),
            record the change and its event in one transaction (Ledger.record_observation),
            publish the outbox (its own AMQP connection, reconnected with backoff)
+        -> every `operations.sweep_seconds`: the watchdog, on the same connection
 
 Level-triggered: each decision is taken from the whole current picture, never from one event,
 so a relist after a 410 or an outage, or a restart of the watcher, loses no transition and
@@ -14,6 +17,7 @@ a second would only find its changes refused.
 """
 
 import contextlib
+import functools
 import logging
 import queue
 import random
@@ -27,15 +31,18 @@ from typing import Any
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import BasicProperties
 
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, WatcherSettings
 from handlers.observation import decide, due, observe
+from handlers.watchdog import CommandNotPublishedError, Watchdog
 from k8s.apply import Kubernetes
 from k8s.informer import Informer
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
+from messages.amqp import OutgoingMessage
 from messages.events import StatusChangedData, StatusChangedEvent
 from messages.serialization import EVENTS_EXCHANGE
 from store.ledger import Ledger
@@ -103,8 +110,10 @@ class Watcher:
         amqp: AmqpSettings,
         settings: WatcherSettings,
         health: Health | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.ledger = ledger
+        self.watchdog = watchdog
         self.relay = relay
         self.amqp = amqp
         self.settings = settings
@@ -127,6 +136,7 @@ class Watcher:
         self._next_connect = 0.0
         self._threads: list[threading.Thread] = []
         self._connect_delay = 0.5
+        self._next_sweep = 0.0
 
     # -- threads -------------------------------------------------------------------------
 
@@ -185,6 +195,7 @@ class Watcher:
         self.health.set_ready(self._listed == set(WATCHED))
         if all(thread.is_alive() for thread in self._threads):
             self.health.beat()  # a dead informer stalls /livez: the kubelet restarts us
+        self._sweep()
         self._publish()
 
     def _apply(self, change: str, kind: str, item: Any) -> set[str]:
@@ -255,6 +266,34 @@ class Watcher:
                 },
             )
 
+    # -- the watchdog --------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Resume or fail the operations past their deadline, every `sweep_seconds`."""
+        if self.watchdog is None or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + self.watchdog.settings.sweep_seconds
+        channel = self._ensure_channel()
+        publish = functools.partial(_publish_command, channel) if channel is not None else None
+        try:
+            done = self.watchdog.sweep(publish)
+        except Exception:  # e.g. the store not answering (logged): the next sweep tries again
+            log.exception("cannot look for overdue operations; trying again")
+            return
+        finally:
+            if channel is not None and not channel.is_open:
+                self._disconnect()
+        if done.resumed or done.timed_out or done.unpublished:
+            log.info(
+                "overdue operations",
+                extra={
+                    "resumed": done.resumed,
+                    "timed_out": done.timed_out,
+                    "unpublished": done.unpublished,
+                    "busy": done.busy,
+                },
+            )
+
     # -- the outbox ----------------------------------------------------------------------
 
     def _publish(self) -> None:
@@ -300,3 +339,35 @@ class Watcher:
         if connection is not None and connection.is_open:
             with contextlib.suppress(pika.exceptions.AMQPError):
                 connection.close()
+
+
+def _publish_command(channel: BlockingChannel, message: OutgoingMessage) -> None:
+    """Publish a command as its sender did, and wait for the broker's confirm.
+
+    To `instance.commands` with its type as routing key and none of the service's own
+    `x-instance-service-*` headers: it arrives as a command first sent, and the consumer
+    resumes its operation from the recorded step.
+    """
+    properties = message.properties
+    try:
+        channel.basic_publish(
+            message.exchange,
+            message.routing_key,
+            message.body,
+            BasicProperties(
+                content_type=properties.content_type,
+                delivery_mode=properties.delivery_mode,
+                message_id=properties.message_id,
+                headers=dict(properties.headers),
+            ),
+            mandatory=True,
+        )
+    except pika.exceptions.UnroutableError:
+        # The broker has it, and no queue takes its type: counted as a resume all the same,
+        # so the operation is failed once its resumes are spent rather than retried for ever.
+        log.warning(
+            "resumed command not routed to any queue",
+            extra={"command_id": properties.message_id, "type": message.routing_key},
+        )
+    except pika.exceptions.AMQPError as error:
+        raise CommandNotPublishedError(f"{type(error).__name__}: {error}") from error

@@ -13,6 +13,7 @@ from handlers.platform import Platform
 from handlers.registry import HandlerRegistry
 from handlers.results import Handler
 from handlers.unimplemented import not_implemented
+from handlers.watchdog import Watchdog
 from instance_service.settings import Settings
 from k8s.apply import Kubernetes
 from k8s.cluster import KubernetesApi
@@ -73,7 +74,9 @@ def build_runtime(
     """The consumer, wired to the store, the handlers and the broker."""
     # The ledger knows which versions have an image: a provision or upgrade to another is
     # refused in admission, before anything begins.
-    ledger = Ledger(engine, versions_with_image=settings.tenants.images)
+    ledger = Ledger(
+        engine, versions_with_image=settings.tenants.images, operations=settings.operations
+    )
     processor = Processor(ledger, build_registry(handlers), settings.consumer, settings.contract)
     relay = OutboxRelay(OutboxRelayStore(engine))
     return ConsumerRuntime(settings.amqp, settings.consumer, processor, relay, health)
@@ -82,13 +85,16 @@ def build_runtime(
 def build_watcher(
     settings: Settings, engine: StateEngine, api: KubernetesApi, health: Health
 ) -> Watcher:
-    """The watch process, on the store, the cluster and the broker."""
+    """The watch process, on the store, the cluster and the broker, with the watchdog of
+    operations whose continuation was lost."""
+    ledger = Ledger(engine, operations=settings.operations)
     return Watcher(
         cluster=partial(Kubernetes, api, settings.kubernetes.request_timeout_seconds),
         namespace=settings.kubernetes.namespace,
-        ledger=Ledger(engine),
+        ledger=ledger,
         relay=OutboxRelay(OutboxRelayStore(engine)),
         amqp=settings.amqp,
         settings=settings.watcher,
         health=health,
+        watchdog=Watchdog(ledger, settings.contract),
     )

@@ -14,7 +14,7 @@ The order of work for a command (driven by the consumer, issue 4/10):
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -49,6 +49,8 @@ from store.records import (
     Outcome,
     StoredOutcome,
 )
+from store.settings import OperationSettings
+from store.watchdog import COMMAND_KEY, command_document
 
 FLEET_LOCK = "fleet"
 
@@ -66,9 +68,12 @@ class Ledger:
         locks: InstanceLocks | None = None,
         *,
         versions_with_image: Collection[str] | None = None,
+        operations: OperationSettings | None = None,
     ) -> None:
         self.engine = engine
         self.locks = locks if locks is not None else locks_for(engine)
+        self.operations = operations or OperationSettings()
+        """How long an operation of each type may stay open (its deadline)."""
         self.versions_with_image = (
             frozenset(versions_with_image) if versions_with_image is not None else None
         )
@@ -243,13 +248,16 @@ class Ledger:
         """Mark the instance as working and open the command's operation; return its id.
 
         Resuming (admission.operation_id set) changes nothing. The fleet command has no
-        operation and returns None.
+        operation and returns None. The operation gets its type's deadline and keeps the
+        command, so the watchdog can resume it if its continuation is lost
+        (store/watchdog.py).
         """
         if admission.operation_id is not None:
             return admission.operation_id
         if not isinstance(command, InstanceCommand) or admission.transition is None:
             return None
         operation_id = str(uuid.uuid4())
+        deadline = utcnow() + timedelta(seconds=self.operations.deadline_for(command.type))
         with self._unit("begin", write=True) as session:
             row = session.get(Instance, command.subject)
             before = InstanceStatus(row.status) if row else None
@@ -272,8 +280,9 @@ class Ledger:
                     state="running",
                     step="started",
                     attempts=1,
+                    deadline=deadline,
                     status_before=before,
-                    result={},
+                    result={COMMAND_KEY: command_document(command)},
                 )
             )
         return operation_id
