@@ -128,7 +128,8 @@ def _whole_life(driver: Lifecycle, instance_id: str, subdomain: str) -> dict[str
         ("resize", {**ident, "plan": plan}, "resized"),
         ("backup", {**ident, "backup_id": backup_id}, "backed_up"),
         ("restore", {**ident, "backup_id": backup_id}, "restored"),
-        ("restore", {**ident, "backup_id": "0" * 8 + backup_id[8:]}, "command.failed"),
+        # a backup it does not have: refused in admission (issue 16, item 6)
+        ("restore", {**ident, "backup_id": "0" * 8 + backup_id[8:]}, "command.rejected"),
         ("upgrade", {**ident, "odoo_version": "18.0"}, "upgraded"),
         ("terminate", {**ident, "reason": "subscription_cancelled"}, "terminated"),
         ("reactivate", ident, "reactivated"),
