@@ -51,13 +51,12 @@ def _delivery(
 ) -> Delivery:
     headers = dict(properties.headers or {})
     exchange, routing_key = str(method.exchange or ""), str(method.routing_key or "")
-    delay_queues = [queue.delay_queue(tier) for tier in range(len(queue.delays_seconds))]
     return Delivery(
         queue=queue.name,
         exchange=exchange,
         routing_key=routing_key,
         redelivered=bool(method.redelivered),
-        came_back=came_back(headers, exchange, routing_key, queue.name, delay_queues),
+        came_back=came_back(headers, exchange, routing_key, queue.name, queue.delay_queues),
         body=body,
         properties=AmqpProperties(
             content_type=properties.content_type,

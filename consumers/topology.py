@@ -66,6 +66,11 @@ class WorkQueue:
         """The delay queue of retry tier `tier` (0-based)."""
         return f"{self.name}.retry.{self.delays_seconds[tier]:g}s"
 
+    @property
+    def delay_queues(self) -> tuple[str, ...]:
+        """Every delay queue of this work queue, shortest delay first."""
+        return tuple(self.delay_queue(tier) for tier in range(len(self.delays_seconds)))
+
 
 def work_queues(settings: ConsumerSettings) -> tuple[WorkQueue, WorkQueue]:
     """The quick and the long work queue."""
@@ -194,9 +199,9 @@ def _declare(channel: BlockingChannel, settings: ConsumerSettings) -> None:
             channel.queue_bind(queue.name, COMMANDS_EXCHANGE, routing_key=command_type)
         if queue.name == settings.unrouted_queue:
             channel.queue_bind(queue.name, settings.unrouted_exchange, routing_key="")
-        for tier in range(len(queue.delays_seconds)):
+        for delay_queue in queue.delay_queues:
             channel.queue_declare(
-                queue.delay_queue(tier),
+                delay_queue,
                 durable=True,
                 arguments={
                     "x-dead-letter-exchange": "",

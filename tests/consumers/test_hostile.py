@@ -349,7 +349,7 @@ def _queue_depths(amqp_url: str) -> dict[str, int]:
         for queue in served_queues(FAST):
             for name in (
                 queue.name,
-                *(queue.delay_queue(t) for t in range(len(queue.delays_seconds))),
+                *queue.delay_queues,
             ):
                 depths[name] = channel.queue_declare(name, passive=True).method.message_count
     return depths

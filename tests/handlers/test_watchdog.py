@@ -156,7 +156,7 @@ def _lose_the_continuation(driver: Lifecycle) -> None:
     """With no consumer running: wait until the continuation is back in the long work queue
     (its delay queue expired it there), then purge it."""
     long = queue_for(PROVISION, SHORT_BUDGET)
-    delays = [long.delay_queue(tier) for tier in range(len(long.delays_seconds))]
+    delays = list(long.delay_queues)
     with closing(pika.BlockingConnection(pika.URLParameters(driver.amqp_url))) as connection:
         channel = connection.channel()
 
