@@ -133,10 +133,7 @@ class Processor:
 
     def delay(self, retries: int) -> float:
         """The schedule's delay for the `retries`-th retry, with jitter."""
-        delays = self.settings.retry_delays_seconds
-        base = delays[min(retries, len(delays) - 1)]
-        spread = self.settings.retry_jitter
-        return base * (1 + self.rng.uniform(-spread, spread))
+        return self.settings.retry_backoff.delay(retries, self.rng)
 
     def process(self, delivery: Delivery) -> Decision:
         """Decide about one delivery, in a CONSUMER span continuing the sender's trace."""

@@ -33,6 +33,7 @@ from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import WorkQueue, declare, served_queues
 from messages.amqp import AmqpProperties
+from messages.backoff import RECONNECT
 from messages.errors import RetryableError
 from telemetry.metrics import METRICS, UNREADABLE
 
@@ -127,7 +128,7 @@ class ConsumerRuntime:
             METRICS.unwatch_outbox(self.relay.backlog)
 
     def _serve(self, on_ready: Callable[[], None]) -> None:
-        delay = 0.5
+        failures = 0  # connections in a row that did not last: the backoff's attempt
         while not self.stopping.is_set():
             self.health.beat()  # waiting for the broker is not being stuck
             started = time.monotonic()
@@ -150,10 +151,10 @@ class ConsumerRuntime:
                         with contextlib.suppress(pika.exceptions.AMQPError):
                             connection.close()
             if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
-                delay = 0.5  # it worked for a while: start the backoff over
+                failures = 0  # it worked for a while: start the backoff over
             if not self.stopping.is_set():
-                self.stopping.wait(delay * (1 + self._rng.random() * 0.2))
-                delay = min(delay * 2, 30.0)
+                self.stopping.wait(RECONNECT.delay(failures, self._rng))
+                failures += 1
 
     def _consume(self, connection: pika.BlockingConnection, on_ready: Callable[[], None]) -> None:
         channel = connection.channel()

@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from messages.backoff import Backoff
+
 
 class AmqpSettings(BaseModel):
     """How to reach RabbitMQ."""
@@ -92,6 +94,11 @@ class ConsumerSettings(BaseModel):
     health_port: int = Field(
         default=8080, ge=0, le=65535, description="liveness/readiness HTTP port; 0 disables"
     )
+
+    @property
+    def retry_backoff(self) -> Backoff:
+        """The retry schedule as the one backoff policy: its steps, each varied either way."""
+        return Backoff.schedule(self.retry_delays_seconds, self.retry_jitter)
 
 
 class WatcherSettings(BaseModel):

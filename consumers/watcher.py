@@ -43,6 +43,7 @@ from k8s.apply import Kubernetes
 from k8s.informer import Informer
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from messages.amqp import OutgoingMessage
+from messages.backoff import RECONNECT
 from messages.events import StatusChangedData, StatusChangedEvent
 from messages.serialization import EVENTS_EXCHANGE
 from store.ledger import Ledger
@@ -135,7 +136,9 @@ class Watcher:
         self._channel: BlockingChannel | None = None
         self._next_connect = 0.0
         self._threads: list[threading.Thread] = []
-        self._connect_delay = 0.5
+        self._connect_failures = 0
+        """Connects in a row that failed: the attempt of the reconnect backoff."""
+        self._rng = random.Random()  # noqa: S311 - jitter
         self._next_sweep = 0.0
 
     # -- threads -------------------------------------------------------------------------
@@ -326,11 +329,11 @@ class Watcher:
                 "broker unavailable; events wait in the outbox", extra={"error": str(error)}
             )
             self._disconnect()
-            jitter = 1 + random.random() * 0.2  # noqa: S311 - jitter
-            self._next_connect = time.monotonic() + self._connect_delay * jitter
-            self._connect_delay = min(self._connect_delay * 2, 30.0)
+            wait = RECONNECT.delay(self._connect_failures, self._rng)
+            self._next_connect = time.monotonic() + wait
+            self._connect_failures += 1
             return None
-        self._connect_delay = 0.5
+        self._connect_failures = 0
         self._channel = channel
         return channel
 

@@ -3,8 +3,9 @@
 Each cycle lists (handing over the complete set, so anything missed while disconnected is
 corrected) and then watches from the list's resourceVersion with bookmarks, so a reconnect
 resumes where it stopped. A 410 (that version was compacted away) lists again; a broken stream
-or an API server that does not answer is retried with exponential backoff and jitter, without
-end, until `stop` is set. Objects are handed over as the API's JSON (dicts).
+or an API server that does not answer is retried with backoff and jitter (`backoff`, by default
+messages/backoff.py's RECONNECT), without end, until `stop` is set. Objects are handed over as
+the API's JSON (dicts).
 """
 
 import logging
@@ -19,6 +20,7 @@ from kubernetes import watch
 from kubernetes.client import ApiException
 
 from k8s.apply import Kubernetes
+from messages.backoff import RECONNECT, Backoff
 from messages.errors import PermanentError, RetryableError
 from telemetry.metrics import METRICS
 
@@ -40,7 +42,8 @@ class Informer:
     label_selector: str
     watch_seconds: int = 300
     """Length of one watch request; the server ends it and the informer resumes."""
-    max_backoff_seconds: float = 30.0
+    backoff: Backoff = RECONNECT
+    """Pauses after failures in a row; a watch that ends normally starts it over."""
     resource_version: str | None = None
     """Where the first watch resumes (None: list first); a version long compacted away makes
     the API answer 410, which is how tests check that nothing is lost across one."""
@@ -49,39 +52,38 @@ class Informer:
 
     def run(self, listed: Listed, changed: Changed, stop: threading.Event) -> None:
         """List and watch until `stop` is set."""
-        delay = 0.5
+        failures = 0  # in a row: the attempt of `backoff` the next pause waits for
         rng = random.Random()  # noqa: S311 - jitter
         while not stop.is_set():
             try:
                 if self.resource_version is None:
                     self._list(listed)
                 self._watch(changed, stop)
-                delay = 0.5
             except ApiException as error:
                 if error.status == 410:
                     log.info("watch expired; listing again", extra={"kind": self.kind})
                     self.resource_version = None
                     continue
-                self._pause(stop, delay, rng, f"{error.status} {error.reason}")
-                delay = min(delay * 2, self.max_backoff_seconds)
+                why = f"{error.status} {error.reason}"
             except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
-                self._pause(stop, delay, rng, f"{type(error).__name__}: {error}")
-                delay = min(delay * 2, self.max_backoff_seconds)
+                why = f"{type(error).__name__}: {error}"
             except (RetryableError, PermanentError) as error:  # a failed list, classified
-                self._pause(stop, delay, rng, f"{type(error).__name__}: {error}")
-                delay = min(delay * 2, self.max_backoff_seconds)
+                why = f"{type(error).__name__}: {error}"
             except Exception as error:  # anything else (an object the client cannot decode):
                 # the thread must not die and leave a stale picture; list afresh after a pause.
                 log.exception("watch failed unexpectedly; listing again", extra={"kind": self.kind})
                 self.resource_version = None
-                self._pause(stop, delay, rng, f"{type(error).__name__}: {error}")
-                delay = min(delay * 2, self.max_backoff_seconds)
-
-    def _pause(self, stop: threading.Event, delay: float, rng: random.Random, why: str) -> None:
-        log.warning(
-            "cannot watch; retrying", extra={"kind": self.kind, "error": why, "in_seconds": delay}
-        )
-        stop.wait(delay * (1 + rng.random() * 0.2))
+                why = f"{type(error).__name__}: {error}"
+            else:
+                failures = 0
+                continue
+            wait = self.backoff.delay(failures, rng)
+            failures += 1
+            log.warning(
+                "cannot watch; retrying",
+                extra={"kind": self.kind, "error": why, "in_seconds": round(wait, 3)},
+            )
+            stop.wait(wait)
 
     def _list(self, listed: Listed) -> None:
         answer = self.cluster.list_raw(self.kind, self.namespace, self.label_selector)
