@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from bench.stack import Tenants, tenant_namespace
 from handlers.platform import Platform
 from handlers.reconcile import carry_out, observe, plan
-from handlers.specs import spec_of_instance
+from handlers.specs import instance_spec
 from k8s.apply import Kubernetes
 from k8s.credentials import generate_credentials
 from k8s.exposure import build_ingress, build_network_policy, build_service
@@ -36,11 +36,11 @@ from k8s.health import SystemResolver
 from k8s.settings import KubernetesSettings, TenantSettings
 from k8s.workload import build_deployment, build_secret, build_volume
 from store.database import create_engine
+from store.instances import instance_record
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus
 from store.migrate import upgrade
 from store.models import Instance
-from store.records import InstanceRecord
 from store.settings import StoreSettings
 
 SEED_THREADS = 8
@@ -73,7 +73,7 @@ def _seed(ledger: Ledger, platform: Platform, api: client.ApiClient, count: int)
     namespace, tenants = platform.namespace, platform.tenants
 
     def objects(row: Instance) -> None:
-        spec = spec_of_instance(InstanceRecord.of(row))
+        spec = instance_spec(instance_record(row))
         cluster = Kubernetes(api)
         for manifest in (
             build_secret(spec, generate_credentials(), tenants, namespace),
@@ -148,7 +148,7 @@ def _run(sizes: list[int], broken: int, tenants: Tenants, out: TextIO) -> list[d
             rows.append(row)
             _print(row, out)
             for instance in ledger.instances()[:broken]:
-                name = spec_of_instance(instance).names.base
+                name = instance_spec(instance).names.base
                 core.delete_namespaced_service(name, namespace)
             state_name = f"{broken} Services gone"
             row = {"instances": size, "state": state_name, **_reconcile(ledger, platform, api)}

@@ -21,7 +21,7 @@ from handlers.jobs import current_replicas, run_job, take_backup
 from handlers.platform import Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
-from handlers.specs import spec_of_instance
+from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
 from messages.commands import AnyCommand, BackupCommand, RestoreCommand
@@ -47,7 +47,7 @@ class Backup:
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError("backup admitted without its instance")
-        spec = spec_of_instance(instance)
+        spec = instance_spec(instance)
         cluster = self.platform.cluster()
         progress = Progress(command, context, self.platform.faults, cluster)
         backup_id = command.data.backup_id
@@ -116,7 +116,7 @@ class Restore:
         if instance is None or context.operation_id is None:
             raise RuntimeError("restore admitted without its instance")
         platform, namespace = self.platform, self.platform.namespace
-        spec = spec_of_instance(instance)
+        spec = instance_spec(instance)
         backup = known_backup(
             context.ledger, command.data.backup_id, spec.instance_id, spec.odoo_version
         )

@@ -17,7 +17,7 @@ from handlers.jobs import take_backup
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
-from handlers.specs import spec_of_instance
+from handlers.specs import instance_spec
 from handlers.waiting import watch_step
 from messages.commands import AnyCommand, DeleteCommand
 from messages.errors import PermanentError
@@ -58,7 +58,7 @@ class Delete:
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError("delete admitted without its instance")
-        spec, platform = spec_of_instance(instance), self.platform
+        spec, platform = instance_spec(instance), self.platform
         names, namespace = spec.names, platform.namespace
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
-from handlers.specs import spec_of_instance
+from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.spec import InstanceSpec
 from messages.commands import AnyCommand, InstanceCommand
@@ -37,7 +37,7 @@ class ReplicaHandler(ABC):
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError(f"{command.type} admitted without its instance")
-        spec = spec_of_instance(instance)
+        spec = instance_spec(instance)
         cluster = self.platform.cluster()
         progress = Progress(command, context, self.platform.faults, cluster)
         waiting = self.steps(spec, cluster, progress)

@@ -17,7 +17,7 @@ from typing import Any
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
-from handlers.specs import spec_of_provision
+from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.apply import WaitTimeoutError
 from k8s.conditions import job_failure, job_outcome
@@ -28,7 +28,7 @@ from k8s.workload import build_deployment, build_init_job, build_secret, build_v
 from messages.commands import AnyCommand, ProvisionCommand
 from messages.errors import PermanentError
 from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
-from store.records import InstanceUpdate
+from store.records import InstanceShape, InstanceUpdate
 
 JOB_GONE_SECONDS = 30.0
 
@@ -44,7 +44,7 @@ class Provision:
         if not isinstance(command, ProvisionCommand):
             raise TypeError(f"provision cannot handle {command.type}")
         platform, namespace = self.platform, self.platform.namespace
-        spec = spec_of_provision(command)
+        spec = instance_spec(InstanceShape.asked(command.data))
         image_of(spec, platform.tenants)  # no image for the version: fail before any effect
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from handlers.platform import Cluster, Platform
 from handlers.results import Completed, HandlerContext, HandlerResult
-from handlers.specs import spec_of_instance
+from handlers.specs import instance_spec
 from k8s.drift import differences
 from k8s.exposure import build_ingress, build_network_policy, build_service
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
@@ -165,7 +165,7 @@ def _plan_instance(
     platform: Platform,
     result: Plan,
 ) -> None:
-    spec = spec_of_instance(instance)
+    spec = instance_spec(instance)
     namespace, tenants = platform.namespace, platform.tenants
     replicas = 1 if instance.status in SERVING else 0
     desired = (

@@ -16,7 +16,7 @@ from handlers.jobs import current_replicas
 from handlers.platform import Platform
 from handlers.progress import Progress
 from handlers.results import Completed, HandlerContext, HandlerResult
-from handlers.specs import spec_of_instance
+from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.credentials import credentials_in
 from k8s.workload import build_deployment, build_secret, build_volume
@@ -40,7 +40,7 @@ class Resize:
         if instance is None:
             raise RuntimeError("resize admitted without its instance")
         platform, namespace = self.platform, self.platform.namespace
-        before = spec_of_instance(instance)
+        before = instance_spec(instance)
         plan = command.data.plan
         spec = replace(
             before,

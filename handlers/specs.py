@@ -1,31 +1,15 @@
-"""The InstanceSpec the manifest builders need, from a provision command or a stored instance."""
+"""The one mapper from an instance's shape to the InstanceSpec the manifest builders take.
+
+A stored instance is its shape (InstanceRecord); a provision's is `InstanceShape.asked(data)`.
+It lives here because k8s and store know nothing of each other.
+"""
 
 from k8s.spec import InstanceSpec
-from messages.commands import ProvisionCommand
-from store.records import InstanceRecord
+from store.records import InstanceShape
 
 
-def spec_of_provision(command: ProvisionCommand) -> InstanceSpec:
-    """The instance a provision asks for."""
-    data = command.data
-    return InstanceSpec(
-        instance_id=data.instance_id,
-        customer_id=data.customer_id,
-        subdomain=data.subdomain,
-        odoo_version=data.odoo_version,
-        cpu_millicores=data.plan.cpu_millicores,
-        memory_mib=data.plan.memory_mib,
-        storage_gib=data.plan.storage_gib,
-        demo_data=data.demo_data,
-        language=data.language,
-        admin_email=data.admin_email,
-        modules=tuple(data.modules),
-    )
-
-
-def spec_of_instance(instance: InstanceRecord) -> InstanceSpec:
-    """The instance as stored: its current version and plan, the rest as provisioned."""
-    asked = instance.spec
+def instance_spec(instance: InstanceShape) -> InstanceSpec:
+    """The instance as the builders need it."""
     return InstanceSpec(
         instance_id=instance.id,
         customer_id=instance.customer_id,
@@ -34,8 +18,8 @@ def spec_of_instance(instance: InstanceRecord) -> InstanceSpec:
         cpu_millicores=instance.cpu_millicores,
         memory_mib=instance.memory_mib,
         storage_gib=instance.storage_gib,
-        demo_data=bool(asked.get("demo_data", False)),
-        language=asked.get("language"),
-        admin_email=asked.get("admin_email"),
-        modules=tuple(asked.get("modules") or ()),
+        demo_data=instance.demo_data,
+        language=instance.language,
+        admin_email=instance.admin_email,
+        modules=instance.modules,
     )

@@ -22,7 +22,7 @@ from handlers.jobs import current_replicas, run_job, take_backup
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
-from handlers.specs import spec_of_instance
+from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
 from k8s.spec import InstanceSpec
@@ -50,7 +50,7 @@ class Upgrade:
         if instance is None or context.operation_id is None:
             raise RuntimeError("upgrade admitted without its instance")
         platform = self.platform
-        old = spec_of_instance(instance)
+        old = instance_spec(instance)
         new = replace(old, odoo_version=command.data.odoo_version)
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)

@@ -26,14 +26,10 @@ from messages.commands import (
     UpgradeCommand,
 )
 from messages.errors import FieldProblem, MessageRejected, RejectionCode
+from store.instances import provision_document
 from store.lifecycle import InstanceStatus
 from store.models import Backup, Instance
 from store.records import InstanceRecord
-
-
-def provision_spec(command: ProvisionCommand) -> dict[str, object]:
-    """What a provision asked for, to tell a repeat from a conflict."""
-    return command.data.model_dump(mode="json", exclude={"instance_id"})
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -52,7 +48,8 @@ def check_identity(
     session: Session, command: ProvisionCommand, instance: InstanceRecord | None
 ) -> None:
     """A provision is the instance's own (same data) and its subdomain is free."""
-    if instance is not None and instance.spec != provision_spec(command):
+    row = session.get(Instance, instance.id) if instance is not None else None
+    if row is not None and row.spec != provision_document(command):
         raise rejection(
             command,
             RejectionCode.CONFLICT,

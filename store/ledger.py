@@ -24,8 +24,9 @@ from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand
 from messages.errors import MessageRejected, PermanentError, RejectionCode
 from messages.events import Event
 from messages.serialization import serialize_event
-from store.admission import check_identity, check_record, provision_spec, rejection
+from store.admission import check_identity, check_record, rejection
 from store.database import traced_session
+from store.instances import instance_record, new_instance
 from store.lifecycle import (
     TRANSITIONS,
     Ending,
@@ -92,12 +93,12 @@ class Ledger:
         """An instance as stored."""
         with self._unit("instance") as session:
             row = session.get(Instance, instance_id)
-            return InstanceRecord.of(row) if row else None
+            return instance_record(row) if row else None
 
     def instances(self) -> list[InstanceRecord]:
         """Every instance, deleted ones included, in one query (for reconciliation)."""
         with self._unit("instances") as session:
-            return [InstanceRecord.of(row) for row in session.scalars(select(Instance))]
+            return [instance_record(row) for row in session.scalars(select(Instance))]
 
     def record_observation(
         self, instance_id: str, expected: InstanceStatus, event: Event, status: InstanceStatus
@@ -207,7 +208,7 @@ class Ledger:
         with self._unit("admit") as session:
             operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
             row = session.get(Instance, command.subject)
-            instance = InstanceRecord.of(row) if row else None
+            instance = instance_record(row) if row else None
             if operation is not None and operation.state == "running":
                 return Admission(instance, transition, operation.id)  # resume after redelivery
             if isinstance(command, ProvisionCommand):
@@ -264,7 +265,7 @@ class Ledger:
             if row is None:
                 if not isinstance(command, ProvisionCommand):
                     raise RuntimeError(f"{command.type} admitted for a missing instance")
-                row = _new_instance(command)
+                row = new_instance(command)
                 session.add(row)
             row.status = admission.transition.working or row.status
             row.hold = hold_on_begin(command.type, _hold(row))
@@ -396,25 +397,6 @@ class Ledger:
 
 def _hold(row: Instance) -> Hold | None:
     return Hold(row.hold) if row.hold else None
-
-
-def _new_instance(command: ProvisionCommand) -> Instance:
-    data = command.data
-    return Instance(
-        id=command.subject,
-        customer_id=data.customer_id,
-        subdomain=data.subdomain,
-        odoo_version=data.odoo_version,
-        cpu_millicores=data.plan.cpu_millicores,
-        memory_mib=data.plan.memory_mib,
-        storage_gib=data.plan.storage_gib,
-        status=InstanceStatus.PROVISIONING,
-        spec=provision_spec(command),
-        last_command_time=command.time,
-        last_command_id=command.id,
-        kubernetes_names={},
-        created_at=utcnow(),
-    )
 
 
 def enqueue(session: Session, events: Sequence[Event], ready_at: datetime | None = None) -> None:

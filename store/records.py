@@ -5,8 +5,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from messages.commands import ProvisionData
 from store.lifecycle import Hold, InstanceStatus, Transition
-from store.models import InboxEntry, Instance
+from store.models import InboxEntry
 
 READY_AT_KEY = "ready_at"
 """Key of an operation's result: when (epoch seconds) its instance was last seen Ready; the
@@ -43,9 +44,14 @@ class StoredOutcome:
         )
 
 
-@dataclass(frozen=True)
-class InstanceRecord:
-    """An instance as stored."""
+@dataclass(frozen=True, kw_only=True)
+class InstanceShape:
+    """What an instance is: the one shape that goes from the store to the manifest builders.
+
+    Its Odoo version and plan are the current ones (upgrade and resize change them); the rest is
+    as provisioned. A stored instance is one (InstanceRecord); a provision's is `asked(data)`;
+    `handlers.specs.instance_spec` is the one mapper from it to what the builders take.
+    """
 
     id: str
     customer_id: str
@@ -54,39 +60,43 @@ class InstanceRecord:
     cpu_millicores: int
     memory_mib: int
     storage_gib: int
+    demo_data: bool
+    language: str | None
+    admin_email: str | None
+    modules: tuple[str, ...]
+
+    @classmethod
+    def asked(cls, data: ProvisionData) -> "InstanceShape":
+        """The instance a provision asks for."""
+        return cls(
+            id=data.instance_id,
+            customer_id=data.customer_id,
+            subdomain=data.subdomain,
+            odoo_version=data.odoo_version,
+            cpu_millicores=data.plan.cpu_millicores,
+            memory_mib=data.plan.memory_mib,
+            storage_gib=data.plan.storage_gib,
+            demo_data=data.demo_data,
+            language=data.language,
+            admin_email=data.admin_email,
+            modules=tuple(data.modules),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceRecord(InstanceShape):
+    """An instance as stored: its shape, and where it stands (store/instances.py reads it)."""
+
     status: InstanceStatus
     hold: Hold | None
     """A billing hold (suspended, terminated), kept apart from the status: it lasts through
     working statuses and failures until unsuspend, reactivate or delete lift it."""
-    spec: dict[str, Any]
     last_command_time: datetime
     current_operation_id: str | None
     kubernetes_names: dict[str, Any]
     url: str | None
     internal_url: str | None
     last_error: str | None
-
-    @classmethod
-    def of(cls, row: Instance) -> "InstanceRecord":
-        """From its row."""
-        return cls(
-            id=row.id,
-            customer_id=row.customer_id,
-            subdomain=row.subdomain,
-            odoo_version=row.odoo_version,
-            cpu_millicores=row.cpu_millicores,
-            memory_mib=row.memory_mib,
-            storage_gib=row.storage_gib,
-            status=InstanceStatus(row.status),
-            hold=Hold(row.hold) if row.hold else None,
-            spec=dict(row.spec),
-            last_command_time=row.last_command_time,
-            current_operation_id=row.current_operation_id,
-            kubernetes_names=dict(row.kubernetes_names),
-            url=row.url,
-            internal_url=row.internal_url,
-            last_error=row.last_error,
-        )
 
 
 @dataclass(frozen=True)

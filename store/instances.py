@@ -1,0 +1,75 @@
+"""An instance's row and its typed record, mapped in this one place, both ways.
+
+The row keeps the provision as asked (`Instance.spec`, a JSON document) to tell a repeat from a
+conflict; what the builders need of it beyond the columns is read from there once, typed, here.
+Nothing outside the store sees the row or the document: it hands out InstanceRecord.
+"""
+
+from pydantic import BaseModel, ConfigDict
+
+from messages.commands import ProvisionCommand
+from store.lifecycle import Hold, InstanceStatus
+from store.models import Instance, utcnow
+from store.records import InstanceRecord, InstanceShape
+
+
+class _Asked(BaseModel):
+    """The options of a stored provision document; a row without one gets the defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    demo_data: bool = False
+    language: str | None = None
+    admin_email: str | None = None
+    modules: tuple[str, ...] = ()
+
+
+def provision_document(command: ProvisionCommand) -> dict[str, object]:
+    """What a provision asked for, as the row keeps it (to tell a repeat from a conflict)."""
+    return command.data.model_dump(mode="json", exclude={"instance_id"})
+
+
+def instance_record(row: Instance) -> InstanceRecord:
+    """The instance a row holds."""
+    asked = _Asked.model_validate(row.spec)
+    return InstanceRecord(
+        id=row.id,
+        customer_id=row.customer_id,
+        subdomain=row.subdomain,
+        odoo_version=row.odoo_version,
+        cpu_millicores=row.cpu_millicores,
+        memory_mib=row.memory_mib,
+        storage_gib=row.storage_gib,
+        demo_data=asked.demo_data,
+        language=asked.language,
+        admin_email=asked.admin_email,
+        modules=asked.modules,
+        status=InstanceStatus(row.status),
+        hold=Hold(row.hold) if row.hold else None,
+        last_command_time=row.last_command_time,
+        current_operation_id=row.current_operation_id,
+        kubernetes_names=dict(row.kubernetes_names),
+        url=row.url,
+        internal_url=row.internal_url,
+        last_error=row.last_error,
+    )
+
+
+def new_instance(command: ProvisionCommand) -> Instance:
+    """The row of the instance a provision creates, `provisioning`."""
+    shape = InstanceShape.asked(command.data)
+    return Instance(
+        id=shape.id,
+        customer_id=shape.customer_id,
+        subdomain=shape.subdomain,
+        odoo_version=shape.odoo_version,
+        cpu_millicores=shape.cpu_millicores,
+        memory_mib=shape.memory_mib,
+        storage_gib=shape.storage_gib,
+        status=InstanceStatus.PROVISIONING,
+        spec=provision_document(command),
+        last_command_time=command.time,
+        last_command_id=command.id,
+        kubernetes_names={},
+        created_at=utcnow(),
+    )
