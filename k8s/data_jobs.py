@@ -19,7 +19,14 @@ from pydantic import ValidationError
 
 from k8s.settings import TenantSettings
 from k8s.spec import MANAGED_BY, InstanceSpec
-from k8s.workload import _CONTAINER_SECURITY, DATA_PATH, Manifest, _pod_security, image_of
+from k8s.workload import (
+    _CONTAINER_SECURITY,
+    DATA_PATH,
+    Manifest,
+    _pod_security,
+    image_of,
+    instance_metadata,
+)
 from messages.job_reports import EXIT_RETRY, JobReport
 
 BACKUP_PATH = "/backups"
@@ -168,12 +175,7 @@ def _data_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, name, namespace, labels),
         "spec": {
             "backoffLimit": RETRIES_AFTER_OUTAGE,
             "podFailurePolicy": _failure_policy(kind),
