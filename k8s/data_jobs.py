@@ -24,6 +24,7 @@ from k8s.workload import (
     DATA_PATH,
     Manifest,
     _pod_security,
+    claim_spec,
     image_of,
     instance_metadata,
 )
@@ -56,12 +57,6 @@ def job_name(spec: InstanceSpec, kind: str, token: str) -> str:
 
 def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:
     """The claim that holds every tenant's backups in the namespace."""
-    claim: Manifest = {
-        "accessModes": [tenants.backup_access_mode],
-        "resources": {"requests": {"storage": f"{tenants.backup_storage_gib}Gi"}},
-    }
-    if tenants.storage_class is not None:
-        claim["storageClassName"] = tenants.storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -74,7 +69,7 @@ def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:
                 "app.kubernetes.io/managed-by": MANAGED_BY,
             },
         },
-        "spec": claim,
+        "spec": claim_spec(tenants.backup_access_mode, tenants.backup_storage_gib, tenants),
     }
 
 

@@ -39,6 +39,17 @@ def instance_metadata(
     }
 
 
+def claim_spec(access_mode: str, storage_gib: int, tenants: TenantSettings) -> Manifest:
+    """A PersistentVolumeClaim's spec: this size and access mode, in the tenants' storage class."""
+    claim: Manifest = {
+        "accessModes": [access_mode],
+        "resources": {"requests": {"storage": f"{storage_gib}Gi"}},
+    }
+    if tenants.storage_class is not None:
+        claim["storageClassName"] = tenants.storage_class
+    return claim
+
+
 def image_of(spec: InstanceSpec, tenants: TenantSettings) -> tuple[str, OdooImage]:
     """The official image of the instance's version, from the configured registry."""
     image = tenants.images.get(spec.odoo_version)
@@ -73,17 +84,11 @@ def build_secret(
 
 def build_volume(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
     """The filestore and sessions volume (ReadWriteOnce, so the Deployment recreates)."""
-    claim: Manifest = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": f"{spec.storage_gib}Gi"}},
-    }
-    if tenants.storage_class is not None:
-        claim["storageClassName"] = tenants.storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": instance_metadata(spec, spec.names.volume, namespace, spec.labels("data")),
-        "spec": claim,
+        "spec": claim_spec("ReadWriteOnce", spec.storage_gib, tenants),
     }
 
 
