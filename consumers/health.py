@@ -6,6 +6,8 @@ GET /readyz  200 only while connected to RabbitMQ and consuming
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -62,3 +64,14 @@ def serve_health(health: Health, host: str, port: int) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), Probe)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     return server
+
+
+@contextmanager
+def health_endpoint(health: Health, host: str, port: int) -> Iterator[None]:
+    """Serve the probes while the block runs, then shut them down; port 0 serves nothing."""
+    server = serve_health(health, host, port) if port else None
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.shutdown()

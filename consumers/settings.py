@@ -1,10 +1,16 @@
 """Settings of the AMQP side, one group of the service's settings."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from messages.backoff import Backoff
+
+HealthHost = Annotated[str, Field(description="address of the liveness/readiness endpoint")]
+HealthPort = Annotated[
+    int, Field(ge=0, le=65535, description="liveness/readiness HTTP port; 0 disables")
+]
+"""Where a process answers the kubelet's probes: the consumer and the watcher each have one."""
 
 
 class AmqpSettings(BaseModel):
@@ -87,13 +93,8 @@ class ConsumerSettings(BaseModel):
     relay_interval_seconds: float = Field(
         default=0.5, gt=0, le=60, description="how often the outbox is checked when idle"
     )
-    health_host: str = Field(
-        default="0.0.0.0",  # noqa: S104 - the kubelet probes the pod's address
-        description="address of the liveness/readiness endpoint",
-    )
-    health_port: int = Field(
-        default=8080, ge=0, le=65535, description="liveness/readiness HTTP port; 0 disables"
-    )
+    health_host: HealthHost = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod's address
+    health_port: HealthPort = 8080
 
     @property
     def retry_backoff(self) -> Backoff:
@@ -124,10 +125,5 @@ class WatcherSettings(BaseModel):
         le=3600,
         description="how often every running or degraded instance is looked at again",
     )
-    health_host: str = Field(
-        default="0.0.0.0",  # noqa: S104 - the kubelet probes the pod's address
-        description="address of the liveness/readiness endpoint",
-    )
-    health_port: int = Field(
-        default=8081, ge=0, le=65535, description="liveness/readiness HTTP port; 0 disables"
-    )
+    health_host: HealthHost = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod's address
+    health_port: HealthPort = 8081

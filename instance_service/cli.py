@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import SecretStr, ValidationError
 
 from consumers.connection import BrokerUnavailableError, open_connection
-from consumers.health import Health, serve_health
+from consumers.health import Health, health_endpoint
 from consumers.topology import TopologyError, declare_on_broker
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
@@ -198,20 +198,13 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         return EXIT_OK
     health = Health()
     consumer = settings.consumer
-    server = (
-        serve_health(health, consumer.health_host, consumer.health_port)
-        if consumer.health_port
-        else None
-    )
-    try:
-        runtime = build_runtime(settings, engine, build_handlers(platform), health=health)
-        signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
-    except TopologyError as error:
-        log.error("cannot consume: %s", error)
-        return EXIT_CONFIG
-    finally:
-        if server is not None:
-            server.shutdown()
+    with health_endpoint(health, consumer.health_host, consumer.health_port):
+        try:
+            runtime = build_runtime(settings, engine, build_handlers(platform), health=health)
+            signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
+        except TopologyError as error:
+            log.error("cannot consume: %s", error)
+            return EXIT_CONFIG
     log.info("consumer stopped", extra={"signal": signal_name})
     return EXIT_OK
 
@@ -239,24 +232,18 @@ def run_watch(settings: Settings) -> int:
         return EXIT_CONFIG
     health = Health()
     watcher_settings = settings.watcher
-    server = (
-        serve_health(health, watcher_settings.health_host, watcher_settings.health_port)
-        if watcher_settings.health_port
-        else None
-    )
-    watcher = build_watcher(settings, engine, api, health)
-    previous = {
-        sig: signal.signal(sig, lambda _signum, _frame: watcher.stopping.set())
-        for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    log.info("watching", extra={"namespace": namespace, "server": cluster.server})
-    try:
-        watcher.serve()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if server is not None:
-            server.shutdown()
+    with health_endpoint(health, watcher_settings.health_host, watcher_settings.health_port):
+        watcher = build_watcher(settings, engine, api, health)
+        previous = {
+            sig: signal.signal(sig, lambda _signum, _frame: watcher.stopping.set())
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        log.info("watching", extra={"namespace": namespace, "server": cluster.server})
+        try:
+            watcher.serve()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     log.info("watcher stopped", extra={"transitions": watcher.transitions})
     return EXIT_OK
 

@@ -19,7 +19,15 @@ from pydantic import ValidationError
 
 from k8s.settings import TenantSettings
 from k8s.spec import MANAGED_BY, InstanceSpec
-from k8s.workload import _CONTAINER_SECURITY, DATA_PATH, Manifest, _pod_security, image_of
+from k8s.workload import (
+    _CONTAINER_SECURITY,
+    DATA_PATH,
+    Manifest,
+    _pod_security,
+    claim_spec,
+    image_of,
+    instance_metadata,
+)
 from messages.job_reports import EXIT_RETRY, JobReport
 
 BACKUP_PATH = "/backups"
@@ -49,12 +57,6 @@ def job_name(spec: InstanceSpec, kind: str, token: str) -> str:
 
 def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:
     """The claim that holds every tenant's backups in the namespace."""
-    claim: Manifest = {
-        "accessModes": [tenants.backup_access_mode],
-        "resources": {"requests": {"storage": f"{tenants.backup_storage_gib}Gi"}},
-    }
-    if tenants.storage_class is not None:
-        claim["storageClassName"] = tenants.storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -67,7 +69,7 @@ def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:
                 "app.kubernetes.io/managed-by": MANAGED_BY,
             },
         },
-        "spec": claim,
+        "spec": claim_spec(tenants.backup_access_mode, tenants.backup_storage_gib, tenants),
     }
 
 
@@ -168,12 +170,7 @@ def _data_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, name, namespace, labels),
         "spec": {
             "backoffLimit": RETRIES_AFTER_OUTAGE,
             "podFailurePolicy": _failure_policy(kind),

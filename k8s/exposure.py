@@ -6,7 +6,7 @@ The database manager is not exposed: odoo.conf disables it (`list_db = False`, a
 
 from k8s.settings import TenantSettings
 from k8s.spec import InstanceSpec
-from k8s.workload import Manifest
+from k8s.workload import Manifest, instance_metadata
 
 
 def build_service(spec: InstanceSpec, namespace: str) -> Manifest:
@@ -14,12 +14,7 @@ def build_service(spec: InstanceSpec, namespace: str) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": spec.names.base,
-            "namespace": namespace,
-            "labels": spec.labels("server"),
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, spec.names.base, namespace, spec.labels("server")),
         "spec": {
             "type": "ClusterIP",
             "selector": spec.selector(),
@@ -61,12 +56,7 @@ def build_ingress(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {
-            "name": spec.names.base,
-            "namespace": namespace,
-            "labels": spec.labels("server"),
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, spec.names.base, namespace, spec.labels("server")),
         "spec": ingress_spec,
     }
 
@@ -81,12 +71,7 @@ def build_network_policy(spec: InstanceSpec, tenants: TenantSettings, namespace:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {
-            "name": spec.names.base,
-            "namespace": namespace,
-            "labels": spec.labels("network"),
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, spec.names.base, namespace, spec.labels("network")),
         "spec": {
             "podSelector": {"matchLabels": spec.selector()},
             "policyTypes": ["Ingress", "Egress"],

@@ -27,6 +27,29 @@ DATA_PATH = "/var/lib/odoo"
 CONFIG_ANNOTATION = "odoo.saas/config"
 
 
+def instance_metadata(
+    spec: InstanceSpec, name: str, namespace: str, labels: dict[str, str]
+) -> Manifest:
+    """The metadata of one of an instance's objects: its name, labels and the customer id."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": spec.annotations(),
+    }
+
+
+def claim_spec(access_mode: str, storage_gib: int, tenants: TenantSettings) -> Manifest:
+    """A PersistentVolumeClaim's spec: this size and access mode, in the tenants' storage class."""
+    claim: Manifest = {
+        "accessModes": [access_mode],
+        "resources": {"requests": {"storage": f"{storage_gib}Gi"}},
+    }
+    if tenants.storage_class is not None:
+        claim["storageClassName"] = tenants.storage_class
+    return claim
+
+
 def image_of(spec: InstanceSpec, tenants: TenantSettings) -> tuple[str, OdooImage]:
     """The official image of the instance's version, from the configured registry."""
     image = tenants.images.get(spec.odoo_version)
@@ -47,12 +70,7 @@ def build_secret(
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": names.secret,
-            "namespace": namespace,
-            "labels": spec.labels("credentials"),
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, names.secret, namespace, spec.labels("credentials")),
         "type": "Opaque",
         "stringData": {
             "database-user": names.role,
@@ -66,22 +84,11 @@ def build_secret(
 
 def build_volume(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
     """The filestore and sessions volume (ReadWriteOnce, so the Deployment recreates)."""
-    claim: Manifest = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": f"{spec.storage_gib}Gi"}},
-    }
-    if tenants.storage_class is not None:
-        claim["storageClassName"] = tenants.storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": spec.names.volume,
-            "namespace": namespace,
-            "labels": spec.labels("data"),
-            "annotations": spec.annotations(),
-        },
-        "spec": claim,
+        "metadata": instance_metadata(spec, spec.names.volume, namespace, spec.labels("data")),
+        "spec": claim_spec("ReadWriteOnce", spec.storage_gib, tenants),
     }
 
 
@@ -152,12 +159,9 @@ def build_init_job(spec: InstanceSpec, tenants: TenantSettings, namespace: str) 
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": spec.names.init_job,
-            "namespace": namespace,
-            "labels": spec.labels("database-init"),
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(
+            spec, spec.names.init_job, namespace, spec.labels("database-init")
+        ),
         "spec": {
             "backoffLimit": 2,
             "activeDeadlineSeconds": tenants.init_deadline_seconds,
@@ -220,12 +224,7 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": spec.names.base,
-            "namespace": namespace,
-            "labels": spec.labels("server"),
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, spec.names.base, namespace, spec.labels("server")),
         "spec": {
             "replicas": replicas,
             "strategy": {"type": "Recreate"},
@@ -291,12 +290,7 @@ def build_update_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": spec.annotations(),
-        },
+        "metadata": instance_metadata(spec, name, namespace, labels),
         "spec": {
             "backoffLimit": 0,  # a failed update is rolled back, not tried again blindly
             "activeDeadlineSeconds": tenants.init_deadline_seconds,

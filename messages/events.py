@@ -181,10 +181,10 @@ class Event(Envelope):
         subject: str | None,
         causationid: str | None,
         correlationid: str | None,
-        traceparent: str | None,
-        tracestate: str | None,
-        event_id: str | None,
-        time: datetime | None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
     ) -> Self:
         if traceparent is None:
             # The span that produces the event: its subscribers continue this trace.
@@ -337,7 +337,6 @@ class CommandRejectedEvent(Event):
             causationid=rejection.command_id,
             correlationid=correlationid or rejection.command_id,
             traceparent=traceparent,
-            tracestate=None,
             event_id=event_id,
             time=time,
         )
@@ -360,10 +359,7 @@ class StatusChangedEvent(Event):
             subject=data.instance_id,
             causationid=f"observation:{event_id}",
             correlationid=correlationid,
-            traceparent=None,
-            tracestate=None,
             event_id=event_id,
-            time=None,
         )
 
 

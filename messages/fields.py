@@ -49,9 +49,14 @@ def _rfc3339(value: Any) -> Any:
 
 Rfc3339Time = Annotated[datetime, BeforeValidator(_rfc3339)]
 
-PrintableId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")
-]
+
+def _printable(max_length: int, *, space: bool = True) -> StringConstraints:
+    """1 to `max_length` printable ASCII characters; `space=False` leaves the space out too."""
+    lowest = r"\x20" if space else r"\x21"
+    return StringConstraints(min_length=1, max_length=max_length, pattern=rf"^[{lowest}-\x7e]+$")
+
+
+PrintableId = Annotated[str, _printable(128)]
 """1-128 printable ASCII characters (command ids, correlation ids)."""
 
 InstanceId = Annotated[
@@ -62,17 +67,13 @@ InstanceId = Annotated[
 Uuid = InstanceId
 """Any UUID in the contract's canonical form (backup ids, event ids)."""
 
-UriReference = Annotated[
-    str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[\x21-\x7e]+$")
-]
+UriReference = Annotated[str, _printable(1024, space=False)]
 TraceParent = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
     Field(description="W3C trace context traceparent"),
 ]
-TraceState = Annotated[
-    str, StringConstraints(min_length=1, max_length=512, pattern=r"^[\x20-\x7e]+$")
-]
+TraceState = Annotated[str, _printable(512)]
 
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 ModuleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -99,25 +99,23 @@ class OutboxRelayStore:
 
     def mark_published(self, event_ids: list[str]) -> None:
         """Record that the broker confirmed these events."""
-        if not event_ids:
-            return
-        with _transaction(self.engine, "mark_published") as session:
-            session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.event_id.in_(event_ids))
-                .values(published_at=utcnow(), claimed_by=None, claimed_until=None)
-                .execution_options(synchronize_session=False)
-            )
+        self._unclaim("mark_published", event_ids, published_at=utcnow())
 
     def release(self, event_ids: list[str]) -> None:
         """Give claims back (e.g. the broker was unreachable) so they are tried again at once."""
+        self._unclaim("release", event_ids, OutboxEntry.published_at.is_(None))
+
+    def _unclaim(
+        self, name: str, event_ids: list[str], *where: ColumnElement[bool], **values: Any
+    ) -> None:
+        """Drop the claims on these events (those `where` holds for), setting `values` as well."""
         if not event_ids:
             return
-        with _transaction(self.engine, "release") as session:
+        with _transaction(self.engine, name) as session:
             session.execute(
                 update(OutboxEntry)
-                .where(OutboxEntry.event_id.in_(event_ids), OutboxEntry.published_at.is_(None))
-                .values(claimed_by=None, claimed_until=None)
+                .where(OutboxEntry.event_id.in_(event_ids), *where)
+                .values(claimed_by=None, claimed_until=None, **values)
                 .execution_options(synchronize_session=False)
             )
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 
@@ -58,6 +58,13 @@ def configure_metrics(version: str, readers: tuple[MetricReader, ...] = ()) -> M
     return provider
 
 
+def _seconds_histogram(meter: Meter, name: str, description: str) -> Histogram:
+    """A histogram of durations in seconds, bucketed by SECONDS_BUCKETS."""
+    return meter.create_histogram(
+        name, unit="s", description=description, explicit_bucket_boundaries_advisory=SECONDS_BUCKETS
+    )
+
+
 class ServiceMetrics:
     """The instruments of the service and one method per thing worth counting."""
 
@@ -72,11 +79,10 @@ class ServiceMetrics:
             unit="{command}",
             description="Commands answered with a terminal event, by type, outcome and error",
         )
-        self._duration = meter.create_histogram(
+        self._duration = _seconds_histogram(
+            meter,
             "instance_service.handler.duration",
-            unit="s",
             description="Time one handler run took, by command type and what it returned",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._retries = meter.create_counter(
             "instance_service.commands.retries",
@@ -88,17 +94,15 @@ class ServiceMetrics:
             unit="{delivery}",
             description="Deliveries moved to the dead-letter queue, by command type and code",
         )
-        self._publish_latency = meter.create_histogram(
+        self._publish_latency = _seconds_histogram(
+            meter,
             "instance_service.outbox.publish_latency",
-            unit="s",
             description="From an event's recording to the broker's confirm, by event type",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
-        self._ready_to_event = meter.create_histogram(
+        self._ready_to_event = _seconds_histogram(
+            meter,
             "instance_service.instance.ready_to_event",
-            unit="s",
             description="From an instance's pods becoming Ready to its event's confirm",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._kubernetes = meter.create_counter(
             "instance_service.kubernetes.requests",
