@@ -29,6 +29,7 @@ from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import spec_of_instance
 from k8s.drift import differences
 from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.kinds import kind_named
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from k8s.workload import Manifest, build_deployment, build_volume
 from messages.commands import AnyCommand, ReconcileCommand
@@ -125,7 +126,7 @@ class Outcome:
 
 def observe(cluster: Cluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
     """Every object of ours in the namespace: one list request per kind."""
-    return {kind: cluster.documents(kind, namespace, SELECTOR) for kind in KINDS}
+    return {kind: cluster.documents(kind_named(kind), selector=SELECTOR) for kind in KINDS}
 
 
 def plan(
@@ -252,9 +253,9 @@ def carry_out(
 def _repair(repairs: list[Repair], cluster: Cluster, namespace: str) -> int:
     for repair in sorted(repairs, key=lambda r: KINDS.index(r.kind)):
         if repair.action == "scale" and repair.replicas is not None:
-            cluster.scale(repair.name, namespace, repair.replicas)
+            cluster.scale(repair.name, repair.replicas)
         elif repair.manifest is not None:
-            cluster.apply(repair.manifest)
+            cluster.apply(kind_named(repair.kind), repair.manifest)
     return len(repairs)
 
 
@@ -264,7 +265,7 @@ def _remove(orphan: Orphan, cluster: Cluster, ledger: Ledger, namespace: str) ->
         known = ledger.instance(orphan.instance_id) if orphan.instance_id else None
         if known is not None and known.status is not S.DELETED:
             return 0
-        cluster.delete(orphan.kind, orphan.name, namespace)
+        cluster.delete(kind_named(orphan.kind), orphan.name)
         return 1
 
 
