@@ -124,8 +124,8 @@ class Outcome:
     """(instance id or object, why): refused by the API; the rest went on."""
 
 
-def observe(cluster: Cluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
-    """Every object of ours in the namespace: one list request per kind."""
+def observe(cluster: Cluster) -> dict[str, list[dict[str, Any]]]:
+    """Every object of ours in the cluster's namespace: one list request per kind."""
     return {kind: cluster.documents(kind_named(kind), selector=SELECTOR) for kind in KINDS}
 
 
@@ -232,7 +232,7 @@ def carry_out(
             with ledger.locks.hold(instance_id):
                 if ledger.instance(instance_id) != found.records[instance_id]:
                     continue  # changed since the plan: the next round sees it as it is
-                made += _repair(repairs, cluster, platform.namespace)
+                made += _repair(repairs, cluster)
                 repaired += 1
         except InstanceBusyError:
             busy.append(instance_id)
@@ -242,7 +242,7 @@ def carry_out(
     if remove_orphans:
         for orphan in (o for o in found.orphans if o.removable):
             try:
-                removed += _remove(orphan, cluster, ledger, platform.namespace)
+                removed += _remove(orphan, cluster, ledger)
             except InstanceBusyError:
                 busy.append(orphan.instance_id)
             except (RetryableError, PermanentError) as error:
@@ -250,7 +250,7 @@ def carry_out(
     return Outcome(found, repaired, made, removed, tuple(busy), tuple(failed))
 
 
-def _repair(repairs: list[Repair], cluster: Cluster, namespace: str) -> int:
+def _repair(repairs: list[Repair], cluster: Cluster) -> int:
     for repair in sorted(repairs, key=lambda r: KINDS.index(r.kind)):
         if repair.action == "scale" and repair.replicas is not None:
             cluster.scale(repair.name, repair.replicas)
@@ -259,7 +259,7 @@ def _repair(repairs: list[Repair], cluster: Cluster, namespace: str) -> int:
     return len(repairs)
 
 
-def _remove(orphan: Orphan, cluster: Cluster, ledger: Ledger, namespace: str) -> int:
+def _remove(orphan: Orphan, cluster: Cluster, ledger: Ledger) -> int:
     """Delete an orphan unless its instance turned up meanwhile (0 or 1 removed)."""
     with ledger.locks.hold(orphan.instance_id or "(no instance)"):
         known = ledger.instance(orphan.instance_id) if orphan.instance_id else None
@@ -280,7 +280,7 @@ class Reconcile:
         if not isinstance(command, ReconcileCommand):
             raise TypeError(f"reconcile cannot handle {command.type}")
         cluster = self.platform.cluster()
-        observed = observe(cluster, self.platform.namespace)  # before the store: see above
+        observed = observe(cluster)  # before the store: see above
         found = plan(context.ledger.instances(), observed, self.platform)
         outcome = carry_out(
             found,
