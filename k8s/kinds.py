@@ -1,5 +1,5 @@
 """The kinds of object the service touches, each a typed constant: `get(DEPLOYMENT, name)` is a
-`V1Deployment`, checked by mypy, where a kind named by a string would answer `Any`.
+`V1Deployment`, checked by mypy, where a kind named by a string could answer anything.
 
 A kind carries its name (as in manifests, request counts and metric labels) and how the typed
 client reaches it: its API group class and the suffix of its methods (`read_` + suffix, ...).
