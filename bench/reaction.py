@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from kubernetes import client, watch
 from pydantic import SecretStr
@@ -40,6 +40,7 @@ from consumers.topology import declare_on_broker
 from handlers.catalog import lifecycle_handlers
 from handlers.results import Handler
 from k8s.apply import Kubernetes, WaitTimeoutError, rolled_out
+from k8s.kinds import Kind
 from k8s.names import InstanceNames
 from messages.publishing import build_command
 from store.database import create_engine
@@ -49,6 +50,7 @@ from store.settings import StoreSettings
 T = "odoo.instance."
 POLL_SECONDS = 5.0
 SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05)
+R = TypeVar("R")
 
 
 class PollingKubernetes(Kubernetes):
@@ -56,20 +58,19 @@ class PollingKubernetes(Kubernetes):
 
     def wait_for(
         self,
-        kind: str,
+        kind: Kind[R],
         name: str,
-        namespace: str,
-        condition: Callable[[Any], bool],
+        condition: Callable[[R], bool],
         deadline_seconds: float,
-    ) -> Any:
+    ) -> R:
         """Read, check, sleep, until the condition holds or the deadline passes."""
         end = time.monotonic() + deadline_seconds
         while True:
-            found = self.get(kind, name, namespace)
+            found = self.get(kind, name)
             if found is not None and condition(found):
                 return found
             if time.monotonic() + POLL_SECONDS > end:
-                raise WaitTimeoutError(f"{kind} {namespace}/{name}: not yet", found)
+                raise WaitTimeoutError(f"{kind} {self.namespace}/{name}: not yet", found)
             time.sleep(POLL_SECONDS)
 
 
@@ -138,8 +139,8 @@ def _run(instances: int, cycles: int, tenants: Tenants, out: TextIO) -> dict[str
         return lifecycle_handlers(tenants.platform(cluster))
 
     variants: dict[str, Callable[[], Kubernetes]] = {
-        "watch": lambda: Kubernetes(api),
-        f"poll every {POLL_SECONDS:g} s": lambda: PollingKubernetes(api),
+        "watch": lambda: Kubernetes(api, namespace),
+        f"poll every {POLL_SECONDS:g} s": lambda: PollingKubernetes(api, namespace),
     }
     ids = [str(uuid.uuid4()) for _ in range(instances)]
     samples: dict[str, list[float]] = {name: [] for name in variants}

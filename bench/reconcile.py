@@ -33,6 +33,7 @@ from k8s.apply import Kubernetes
 from k8s.credentials import generate_credentials
 from k8s.exposure import build_ingress, build_network_policy, build_service
 from k8s.health import SystemResolver
+from k8s.kinds import kind_named
 from k8s.settings import KubernetesSettings, TenantSettings
 from k8s.workload import build_deployment, build_secret, build_volume
 from store.database import create_engine
@@ -74,7 +75,7 @@ def _seed(ledger: Ledger, platform: Platform, api: client.ApiClient, count: int)
 
     def objects(row: Instance) -> None:
         spec = instance_spec(instance_record(row))
-        cluster = Kubernetes(api)
+        cluster = Kubernetes(api, namespace)
         for manifest in (
             build_secret(spec, generate_credentials(), tenants, namespace),
             build_service(spec, namespace),
@@ -83,16 +84,16 @@ def _seed(ledger: Ledger, platform: Platform, api: client.ApiClient, count: int)
             build_volume(spec, tenants, namespace),
             build_deployment(spec, tenants, namespace, replicas=0),
         ):
-            cluster.apply(manifest)
+            cluster.apply(kind_named(manifest["kind"]), manifest)
 
     with ThreadPoolExecutor(SEED_THREADS) as pool:
         list(pool.map(objects, rows))
 
 
 def _reconcile(ledger: Ledger, platform: Platform, api: client.ApiClient) -> dict[str, Any]:
-    cluster = Kubernetes(api)
+    cluster = Kubernetes(api, platform.namespace)
     started = time.perf_counter()
-    observed = observe(cluster, platform.namespace)
+    observed = observe(cluster)
     found = plan(ledger.instances(), observed, platform)
     planned = time.perf_counter() - started
     lists = sum(cluster.requests.values())
@@ -118,7 +119,7 @@ def _run(sizes: list[int], broken: int, tenants: Tenants, out: TextIO) -> list[d
     api, namespace = tenants.api, tenants.namespace
     core = client.CoreV1Api(api)
     platform = Platform(
-        cluster=lambda: Kubernetes(api),
+        cluster=lambda: Kubernetes(api, namespace),
         databases=tenants.databases,
         resolver=SystemResolver(),  # no health check: claims are never bound, pods never run
         kubernetes=KubernetesSettings(namespace=namespace),

@@ -178,7 +178,7 @@ class Tenants:
         """The handlers' platform here (`cluster`: another Kubernetes, e.g. a baseline)."""
         ports = default_layout().ports
         return Platform(
-            cluster=cluster or (lambda: Kubernetes(self.api)),
+            cluster=cluster or (lambda: Kubernetes(self.api, self.namespace)),
             databases=self.databases,
             resolver=EndpointSliceResolver(self.api, "127.0.0.1", ports.odoo_standin),
             kubernetes=KubernetesSettings(namespace=self.namespace),

@@ -41,6 +41,7 @@ from handlers.observation import decide, due, observe
 from handlers.watchdog import CommandNotPublishedError, Watchdog
 from k8s.apply import Kubernetes
 from k8s.informer import Informer
+from k8s.kinds import kind_named
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from messages.amqp import OutgoingMessage
 from messages.backoff import RECONNECT
@@ -105,7 +106,6 @@ class Watcher:
     def __init__(
         self,
         cluster: Callable[[], Kubernetes],
-        namespace: str,
         ledger: Ledger,
         relay: OutboxRelay,
         amqp: AmqpSettings,
@@ -121,7 +121,7 @@ class Watcher:
         self.health = health or Health()
         self.stopping = threading.Event()
         self.informers = {
-            kind: Informer(cluster(), kind, namespace, SERVER_SELECTOR, settings.watch_seconds)
+            kind: Informer(cluster(), kind_named(kind), SERVER_SELECTOR, settings.watch_seconds)
             for kind in WATCHED
         }
         self.transitions = 0

@@ -140,7 +140,7 @@ class Restore:
             if isinstance(safety, Continue):
                 return safety
         if not progress.done("stop"):
-            cluster.scale(spec.names.base, namespace, 0, absent_ok=True)
+            cluster.scale(spec.names.base, 0, absent_ok=True)
             progress.complete("stop")
         waiting = rollout("stopped", 0, spec, platform, cluster, progress)
         if waiting is not None:
@@ -159,7 +159,7 @@ class Restore:
         if not end.succeeded or end.report is None or not end.report.ok:
             untouched = end.report is not None and end.report.error_code in UNTOUCHED
             if untouched and replicas > 0:
-                cluster.scale(spec.names.base, namespace, replicas, absent_ok=True)
+                cluster.scale(spec.names.base, replicas, absent_ok=True)
             raise PermanentError(
                 "restore_failed",
                 f"restore Job {namespace}/{end.name} failed ({end.failure()}); "
@@ -173,7 +173,7 @@ class Restore:
             )
         if replicas > 0:
             if not progress.done("start"):
-                cluster.scale(spec.names.base, namespace, replicas, absent_ok=True)
+                cluster.scale(spec.names.base, replicas, absent_ok=True)
                 progress.complete("start")
             waiting = rollout("started", replicas, spec, platform, cluster, progress) or health(
                 "health", spec, platform, progress

@@ -19,6 +19,18 @@ from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from handlers.waiting import watch_step
+from k8s.kinds import (
+    DEPLOYMENT,
+    INGRESS,
+    JOB,
+    NETWORK_POLICY,
+    PVC,
+    SECRET,
+    SERVICE,
+    Kind,
+    Object,
+    name_of,
+)
 from messages.commands import AnyCommand, DeleteCommand
 from messages.errors import PermanentError
 from messages.events import DeletedEvent, InstanceEventData
@@ -31,17 +43,17 @@ class Delete:
         self.platform = platform
 
     def _gone(
-        self, step: str, kind: str, name: str, progress: Progress, cluster: Cluster
+        self, step: str, kind: Kind[Object], name: str, progress: Progress, cluster: Cluster
     ) -> Continue | None:
         """Wait (watching) until the object is gone, within the ready deadline."""
         namespace = self.platform.namespace
         deadline = self.platform.kubernetes.ready_deadline_seconds
 
         def wait(window: float, _until: float) -> None:
-            cluster.wait_gone(kind, name, namespace, window)
+            cluster.wait_gone(kind, name, window)
 
         def expired() -> PermanentError:
-            left = cluster.get(kind, name, namespace)
+            left = cluster.get(kind, name)
             finalizers = ", ".join(getattr(left.metadata, "finalizers", None) or []) if left else ""
             return PermanentError(
                 "not_deleted",
@@ -59,7 +71,7 @@ class Delete:
         if instance is None:
             raise RuntimeError("delete admitted without its instance")
         spec, platform = instance_spec(instance), self.platform
-        names, namespace = spec.names, platform.namespace
+        names = spec.names
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)
         if command.data.final_backup and context.operation_id is not None:
@@ -77,39 +89,37 @@ class Delete:
             if isinstance(final, Continue):
                 return final
         if not progress.done("workload"):
-            cluster.delete("Deployment", names.base, namespace)
+            cluster.delete(DEPLOYMENT, names.base)
             progress.complete("workload")
-        waiting = self._gone("workload-gone", "Deployment", names.base, progress, cluster)
+        waiting = self._gone("workload-gone", DEPLOYMENT, names.base, progress, cluster)
         if waiting is not None:
             return waiting
         if not progress.done("exposure"):
             for kind, name in (
-                ("Ingress", names.base),
-                ("Service", names.base),
-                ("NetworkPolicy", names.base),
+                (INGRESS, names.base),
+                (SERVICE, names.base),
+                (NETWORK_POLICY, names.base),
             ):
-                cluster.delete(kind, name, namespace)
+                cluster.delete(kind, name)
             # Every Job of the instance (init, update, backup, restore): their pods would keep
             # the data volume from going.
             ours = f"app.kubernetes.io/instance={names.base}"
-            for job in cluster.list_labelled("Job", namespace, ours):
-                cluster.delete("Job", job.metadata.name, namespace)
+            for job in cluster.objects(JOB, selector=ours):
+                cluster.delete(JOB, name_of(job))
             progress.complete("exposure")
         if not command.data.keep_data:
             if not progress.done("volume"):
-                cluster.delete("PersistentVolumeClaim", names.volume, namespace)
+                cluster.delete(PVC, names.volume)
                 progress.complete("volume")
             # The PVC protection finalizer holds the claim until no pod uses it.
-            waiting = self._gone(
-                "volume-gone", "PersistentVolumeClaim", names.volume, progress, cluster
-            )
+            waiting = self._gone("volume-gone", PVC, names.volume, progress, cluster)
             if waiting is not None:
                 return waiting
             if not progress.done("database"):
                 platform.databases.drop(names.role, names.database)
                 progress.complete("database")
             if not progress.done("credentials"):
-                cluster.delete("Secret", names.secret, namespace)
+                cluster.delete(SECRET, names.secret)
                 progress.complete("credentials")
         progress.finish()
         data = InstanceEventData(instance_id=spec.instance_id)

@@ -17,6 +17,7 @@ from handlers.waiting import selector_of
 from k8s.apply import WaitTimeoutError
 from k8s.conditions import job_failure, job_outcome
 from k8s.data_jobs import archive_path, build_backup_job, build_backup_volume, report_of
+from k8s.kinds import DEPLOYMENT, JOB, POD, PVC, SECRET
 from k8s.spec import InstanceSpec
 from k8s.workload import Manifest
 from messages.errors import PermanentError
@@ -84,35 +85,33 @@ def run_job(
     key = f"{step}_job"
     if progress.done(step):
         return JobEnd.from_note(progress.noted[key])
-    name, namespace = manifest["metadata"]["name"], platform.namespace
+    name = manifest["metadata"]["name"]
     owner = progress.operation_id
     manifest["metadata"].setdefault("annotations", {})[OWNER_ANNOTATION] = owner
-    job = cluster.get("Job", name, namespace)
+    job = cluster.get(JOB, name)
     if job is not None and _owner(job) != owner:
         # Left by another operation (a failed attempt with the same id): not ours to read.
-        cluster.delete("Job", name, namespace)
+        cluster.delete(JOB, name)
         window = progress.window(float("inf"))
         if window <= 0:
             return progress.pause(step)
         try:
-            cluster.wait_gone("Job", name, namespace, window)
+            cluster.wait_gone(JOB, name, window)
         except WaitTimeoutError:
             return progress.pause(step)
         job = None
     if job is None:
-        job = cluster.apply(manifest)
+        job = cluster.apply(JOB, manifest)
     if job_outcome(job) is None:
         window = progress.window(float("inf"))  # the Job's activeDeadlineSeconds bounds it
         if window <= 0:
             return progress.pause(step)
         try:
-            job = cluster.wait_for(
-                "Job", name, namespace, lambda j: job_outcome(j) is not None, window
-            )
+            job = cluster.wait_for(JOB, name, lambda j: job_outcome(j) is not None, window)
         except WaitTimeoutError:
             return progress.pause(step)
     succeeded = job_outcome(job) == "Complete"
-    pods = cluster.list_labelled("Pod", namespace, f"batch.kubernetes.io/job-name={name}")
+    pods = cluster.objects(POD, selector=f"batch.kubernetes.io/job-name={name}")
     ran = [getattr(job.status, count, None) or 0 for count in ("succeeded", "failed")]
     reason = "" if succeeded else job_failure(job)
     end = JobEnd(name, succeeded, report_of(pods), reason, max(sum(ran), 1))
@@ -122,7 +121,7 @@ def run_job(
 
 def current_replicas(spec: InstanceSpec, platform: Platform, cluster: Cluster) -> int:
     """The Deployment's replicas now (0 when it does not exist)."""
-    deployment = cluster.get("Deployment", spec.names.base, platform.namespace)
+    deployment = cluster.get(DEPLOYMENT, spec.names.base)
     if deployment is None or deployment.spec is None:
         return 0
     return int(deployment.spec.replicas or 0)
@@ -145,8 +144,8 @@ def take_backup(
     if not progress.done(f"{prefix}-volume"):
         missing = [
             f"{kind} {namespace}/{name}"
-            for kind, name in (("PersistentVolumeClaim", names.volume), ("Secret", names.secret))
-            if cluster.get(kind, name, namespace) is None
+            for kind, name in ((PVC, names.volume), (SECRET, names.secret))
+            if cluster.get(kind, name) is None
         ]
         if missing:  # its Job could never start: say so now, not after its deadline
             raise PermanentError(
@@ -156,9 +155,9 @@ def take_backup(
                 "final_backup=false)",
                 rolled_back=rolled_back,
             )
-        cluster.apply(build_backup_volume(platform.tenants, namespace))
+        cluster.apply(PVC, build_backup_volume(platform.tenants, namespace))
         # Beside a server pod that is on a node: the data volume is ReadWriteOnce.
-        pods = cluster.list_labelled("Pod", namespace, selector_of(spec))
+        pods = cluster.objects(POD, selector=selector_of(spec))
         beside = any(getattr(pod.spec, "node_name", None) for pod in pods)
         progress.complete(f"{prefix}-volume", **{f"{prefix}_beside_server": beside})
     manifest = build_backup_job(

@@ -57,7 +57,7 @@ class ReplicaHandler(ABC):
         if progress.done("scale"):
             return
         namespace = self.platform.namespace
-        if not cluster.scale(spec.names.base, namespace, 1, absent_ok=True):
+        if not cluster.scale(spec.names.base, 1, absent_ok=True):
             raise PermanentError(
                 "missing_deployment",
                 f"Deployment {namespace}/{spec.names.base} does not exist, so there is nothing "
@@ -83,7 +83,7 @@ class TakeDown(ReplicaHandler):
     def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
         """Scale to zero and wait until no pod is left."""
         if not progress.done("scale"):
-            exists = cluster.scale(spec.names.base, self.platform.namespace, 0, absent_ok=True)
+            exists = cluster.scale(spec.names.base, 0, absent_ok=True)
             progress.complete("scale", deployment_absent=not exists)
         if progress.noted.get("deployment_absent"):
             return None  # nothing runs: already down
@@ -104,7 +104,7 @@ class Restart(ReplicaHandler):
                 stamp = datetime.now(UTC).isoformat()
                 progress.note(restart_stamp=stamp)
             at = datetime.fromisoformat(str(stamp))
-            cluster.restart(spec.names.base, self.platform.namespace, at)
+            cluster.restart(spec.names.base, at)
             progress.complete("restart")
         return rollout("rollout", 1, spec, self.platform, cluster, progress) or health(
             "health", spec, self.platform, progress

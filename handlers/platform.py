@@ -1,63 +1,66 @@
 """What the lifecycle handlers act on: the cluster, tenant databases and health checks, as ports.
 
 The entry point builds one Platform from settings and hands it to every handler; unit tests
-build one from fakes of these ports. Each handler call takes a fresh cluster view, so the
-Kubernetes requests it makes are counted per operation.
+build one from fakes of these ports. Each handler call takes a fresh cluster view, bound to the
+tenant namespace, so the Kubernetes requests it makes are counted per operation.
 """
 
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Protocol, TypeVar
 
+from k8s.apply import Document
 from k8s.health import Resolver
+from k8s.kinds import Kind
 from k8s.settings import KubernetesSettings, TenantSettings
 from k8s.workload import Manifest
 
+T = TypeVar("T")
+
 
 class Cluster(Protocol):
-    """The Kubernetes operations handlers need (k8s.apply.Kubernetes is the real one)."""
+    """The Kubernetes operations handlers need, on the objects of one namespace (the tenants'),
+    reached by typed kind (k8s/kinds.py); k8s.apply.Kubernetes is the real one."""
 
     requests: Counter[tuple[str, str]]
 
-    def apply(self, manifest: Manifest) -> Any:
-        """Server-side apply."""
+    @property
+    def namespace(self) -> str:
+        """The namespace every call acts in."""
 
-    def get(self, kind: str, name: str, namespace: str) -> Any | None:
+    def apply(self, kind: Kind[T], manifest: Manifest) -> T:
+        """Server-side apply; the object as applied."""
+
+    def get(self, kind: Kind[T], name: str) -> T | None:
         """The object, or None."""
 
-    def list_labelled(self, kind: str, namespace: str, label_selector: str) -> list[Any]:
-        """Objects whose labels match."""
+    def objects(self, kind: Kind[T], *, selector: str) -> list[T]:
+        """Objects whose labels match the label `selector`."""
 
-    def documents(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    def documents(self, kind: Kind[object], *, selector: str) -> list[Document]:
         """Objects whose labels match, as manifests, in one request."""
 
-    def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
+    def scale(self, name: str, replicas: int, *, absent_ok: bool = False) -> bool:
         """Set a Deployment's replicas; False when absent (with absent_ok)."""
 
-    def restart(self, name: str, namespace: str, at: Any = None) -> None:
-        """New pods through a pod-template annotation."""
+    def restart(self, name: str, at: datetime | None = None) -> None:
+        """New pods of a Deployment through a pod-template annotation."""
 
-    def delete(self, kind: str, name: str, namespace: str) -> None:
+    def delete(self, kind: Kind[object], name: str) -> None:
         """Delete with dependants; absent is fine."""
 
     def wait_for(
-        self,
-        kind: str,
-        name: str,
-        namespace: str,
-        condition: Callable[[Any], bool],
-        deadline_seconds: float,
-    ) -> Any:
+        self, kind: Kind[T], name: str, condition: Callable[[T], bool], deadline_seconds: float
+    ) -> T:
         """The object once `condition` holds; WaitTimeoutError otherwise."""
 
-    def wait_gone(self, kind: str, name: str, namespace: str, deadline_seconds: float) -> None:
+    def wait_gone(self, kind: Kind[object], name: str, deadline_seconds: float) -> None:
         """Return once the object no longer exists; WaitTimeoutError otherwise."""
 
-    def wait_none(
-        self, kind: str, namespace: str, label_selector: str, deadline_seconds: float
-    ) -> None:
-        """Return once nothing matches the labels; WaitTimeoutError otherwise."""
+    def wait_none(self, kind: Kind[object], *, selector: str, deadline_seconds: float) -> None:
+        """Return once nothing matches the label `selector`; WaitTimeoutError otherwise."""
 
 
 class TenantDatabasePort(Protocol):

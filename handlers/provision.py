@@ -23,6 +23,7 @@ from k8s.apply import WaitTimeoutError
 from k8s.conditions import job_failure, job_outcome
 from k8s.credentials import credentials_in, generate_credentials
 from k8s.exposure import build_ingress, build_network_policy, build_service, host_of
+from k8s.kinds import DEPLOYMENT, INGRESS, JOB, NETWORK_POLICY, PVC, SECRET, SERVICE, uid_of
 from k8s.spec import InstanceSpec, TenantCredentials
 from k8s.workload import build_deployment, build_init_job, build_secret, build_volume, image_of
 from messages.commands import AnyCommand, ProvisionCommand
@@ -49,9 +50,9 @@ class Provision:
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)
         if not progress.done("credentials"):
-            existing = cluster.get("Secret", spec.names.secret, namespace)
+            existing = cluster.get(SECRET, spec.names.secret)
             credentials = credentials_in(existing) or generate_credentials()
-            cluster.apply(build_secret(spec, credentials, platform.tenants, namespace))
+            cluster.apply(SECRET, build_secret(spec, credentials, platform.tenants, namespace))
             progress.complete("credentials")
         if not progress.done("database"):
             credentials = self._credentials(cluster, spec)
@@ -61,16 +62,18 @@ class Provision:
         if not progress.done("objects"):
             # The Service goes first: the EndpointSlice controller finds a pod's Services in its
             # cache when the pod becomes Ready, and may miss one that arrives after the pod.
-            cluster.apply(build_service(spec, namespace))
-            cluster.apply(build_network_policy(spec, platform.tenants, namespace))
-            cluster.apply(build_ingress(spec, platform.tenants, namespace))
-            cluster.apply(build_volume(spec, platform.tenants, namespace))
+            cluster.apply(SERVICE, build_service(spec, namespace))
+            cluster.apply(NETWORK_POLICY, build_network_policy(spec, platform.tenants, namespace))
+            cluster.apply(INGRESS, build_ingress(spec, platform.tenants, namespace))
+            cluster.apply(PVC, build_volume(spec, platform.tenants, namespace))
             progress.complete("objects")
         waiting = self._initialise(spec, cluster, progress)
         if waiting is not None:
             return waiting
         if not progress.done("deployment"):
-            cluster.apply(build_deployment(spec, platform.tenants, namespace, replicas=1))
+            cluster.apply(
+                DEPLOYMENT, build_deployment(spec, platform.tenants, namespace, replicas=1)
+            )
             progress.complete("deployment")
         waiting = rollout("rollout", 1, spec, platform, cluster, progress) or health(
             "health", spec, platform, progress
@@ -81,7 +84,7 @@ class Provision:
         return self._provisioned(command, spec)
 
     def _credentials(self, cluster: Cluster, spec: InstanceSpec) -> TenantCredentials:
-        secret = cluster.get("Secret", spec.names.secret, self.platform.namespace)
+        secret = cluster.get(SECRET, spec.names.secret)
         credentials = credentials_in(secret)
         if credentials is None:
             raise PermanentError(
@@ -98,30 +101,28 @@ class Provision:
         if progress.done("initialise"):
             return None
         namespace, name = self.platform.namespace, spec.names.init_job
-        job = cluster.get("Job", name, namespace)
+        job = cluster.get(JOB, name)
         if job is not None and job_outcome(job) == "Failed":
-            if job.metadata.uid == progress.noted.get("init_job_uid"):
+            if uid_of(job) == progress.noted.get("init_job_uid"):
                 raise self._init_failed(job, name)
             # Left by an earlier, failed provision: this one tries again with a new Job.
-            cluster.delete("Job", name, namespace)
+            cluster.delete(JOB, name)
             window = min(JOB_GONE_SECONDS, progress.window(float("inf")))
             try:
-                cluster.wait_gone("Job", name, namespace, max(window, 1.0))
+                cluster.wait_gone(JOB, name, max(window, 1.0))
             except WaitTimeoutError:
                 return progress.pause("initialise")
             job = None
         if job is None:
-            job = cluster.apply(build_init_job(spec, self.platform.tenants, namespace))
-        if progress.noted.get("init_job_uid") != job.metadata.uid:
-            progress.note(init_job_uid=job.metadata.uid)
+            job = cluster.apply(JOB, build_init_job(spec, self.platform.tenants, namespace))
+        if progress.noted.get("init_job_uid") != uid_of(job):
+            progress.note(init_job_uid=uid_of(job))
         if job_outcome(job) is None:
             window = progress.window(float("inf"))  # the Job's activeDeadlineSeconds bounds it
             if window <= 0:
                 return progress.pause("initialise")
             try:
-                job = cluster.wait_for(
-                    "Job", name, namespace, lambda j: job_outcome(j) is not None, window
-                )
+                job = cluster.wait_for(JOB, name, lambda j: job_outcome(j) is not None, window)
             except WaitTimeoutError:
                 return progress.pause("initialise")
         if job_outcome(job) == "Failed":

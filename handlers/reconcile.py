@@ -29,6 +29,7 @@ from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from k8s.drift import differences
 from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.kinds import kind_named
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from k8s.workload import Manifest, build_deployment, build_volume
 from messages.commands import AnyCommand, ReconcileCommand
@@ -123,9 +124,9 @@ class Outcome:
     """(instance id or object, why): refused by the API; the rest went on."""
 
 
-def observe(cluster: Cluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
-    """Every object of ours in the namespace: one list request per kind."""
-    return {kind: cluster.documents(kind, namespace, SELECTOR) for kind in KINDS}
+def observe(cluster: Cluster) -> dict[str, list[dict[str, Any]]]:
+    """Every object of ours in the cluster's namespace: one list request per kind."""
+    return {kind: cluster.documents(kind_named(kind), selector=SELECTOR) for kind in KINDS}
 
 
 def plan(
@@ -231,7 +232,7 @@ def carry_out(
             with ledger.locks.hold(instance_id):
                 if ledger.instance(instance_id) != found.records[instance_id]:
                     continue  # changed since the plan: the next round sees it as it is
-                made += _repair(repairs, cluster, platform.namespace)
+                made += _repair(repairs, cluster)
                 repaired += 1
         except InstanceBusyError:
             busy.append(instance_id)
@@ -241,7 +242,7 @@ def carry_out(
     if remove_orphans:
         for orphan in (o for o in found.orphans if o.removable):
             try:
-                removed += _remove(orphan, cluster, ledger, platform.namespace)
+                removed += _remove(orphan, cluster, ledger)
             except InstanceBusyError:
                 busy.append(orphan.instance_id)
             except (RetryableError, PermanentError) as error:
@@ -249,22 +250,22 @@ def carry_out(
     return Outcome(found, repaired, made, removed, tuple(busy), tuple(failed))
 
 
-def _repair(repairs: list[Repair], cluster: Cluster, namespace: str) -> int:
+def _repair(repairs: list[Repair], cluster: Cluster) -> int:
     for repair in sorted(repairs, key=lambda r: KINDS.index(r.kind)):
         if repair.action == "scale" and repair.replicas is not None:
-            cluster.scale(repair.name, namespace, repair.replicas)
+            cluster.scale(repair.name, repair.replicas)
         elif repair.manifest is not None:
-            cluster.apply(repair.manifest)
+            cluster.apply(kind_named(repair.kind), repair.manifest)
     return len(repairs)
 
 
-def _remove(orphan: Orphan, cluster: Cluster, ledger: Ledger, namespace: str) -> int:
+def _remove(orphan: Orphan, cluster: Cluster, ledger: Ledger) -> int:
     """Delete an orphan unless its instance turned up meanwhile (0 or 1 removed)."""
     with ledger.locks.hold(orphan.instance_id or "(no instance)"):
         known = ledger.instance(orphan.instance_id) if orphan.instance_id else None
         if known is not None and known.status is not S.DELETED:
             return 0
-        cluster.delete(orphan.kind, orphan.name, namespace)
+        cluster.delete(kind_named(orphan.kind), orphan.name)
         return 1
 
 
@@ -279,7 +280,7 @@ class Reconcile:
         if not isinstance(command, ReconcileCommand):
             raise TypeError(f"reconcile cannot handle {command.type}")
         cluster = self.platform.cluster()
-        observed = observe(cluster, self.platform.namespace)  # before the store: see above
+        observed = observe(cluster)  # before the store: see above
         found = plan(context.ledger.instances(), observed, self.platform)
         outcome = carry_out(
             found,

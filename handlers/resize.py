@@ -19,6 +19,7 @@ from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.credentials import credentials_in
+from k8s.kinds import DEPLOYMENT, PVC, SECRET
 from k8s.workload import build_deployment, build_secret, build_volume
 from messages.commands import AnyCommand, PlanSpec, ResizeCommand
 from messages.errors import PermanentError
@@ -52,10 +53,10 @@ class Resize:
         progress = Progress(command, context, platform.faults, cluster)
         if not progress.done("volume"):
             if spec.storage_gib > before.storage_gib:
-                cluster.apply(build_volume(spec, platform.tenants, namespace))
+                cluster.apply(PVC, build_volume(spec, platform.tenants, namespace))
             progress.complete("volume")
         if not progress.done("config"):
-            secret = cluster.get("Secret", spec.names.secret, namespace)
+            secret = cluster.get(SECRET, spec.names.secret)
             credentials = credentials_in(secret)
             if credentials is None:
                 raise PermanentError(
@@ -64,13 +65,13 @@ class Resize:
                     "the instance cannot be resized (provision it again, or delete it)",
                     rolled_back=True,
                 )
-            cluster.apply(build_secret(spec, credentials, platform.tenants, namespace))
+            cluster.apply(SECRET, build_secret(spec, credentials, platform.tenants, namespace))
             replicas = current_replicas(spec, platform, cluster)
             progress.complete("config", replicas=replicas)
         replicas = int(progress.noted.get("replicas", 0))
         if not progress.done("deployment"):
             deployment = build_deployment(spec, platform.tenants, namespace, replicas=replicas)
-            cluster.apply(deployment)
+            cluster.apply(DEPLOYMENT, deployment)
             progress.complete("deployment")
         if replicas > 0:
             waiting = rollout("rollout", replicas, spec, platform, cluster, progress) or health(

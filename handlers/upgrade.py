@@ -25,6 +25,7 @@ from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
+from k8s.kinds import DEPLOYMENT
 from k8s.spec import InstanceSpec
 from k8s.workload import build_deployment, build_update_job
 from messages.commands import AnyCommand, UpgradeCommand
@@ -104,7 +105,7 @@ class Upgrade:
         self, prefix: str, spec: InstanceSpec, cluster: Cluster, progress: Progress
     ) -> Continue | None:
         if not progress.done(f"{prefix}stop"):
-            cluster.scale(spec.names.base, self.platform.namespace, 0, absent_ok=True)
+            cluster.scale(spec.names.base, 0, absent_ok=True)
             progress.complete(f"{prefix}stop")
         return rollout(f"{prefix}stopped", 0, spec, self.platform, cluster, progress)
 
@@ -120,7 +121,7 @@ class Upgrade:
             manifest = build_deployment(
                 spec, self.platform.tenants, self.platform.namespace, replicas=replicas
             )
-            cluster.apply(manifest)
+            cluster.apply(DEPLOYMENT, manifest)
             progress.complete(f"{prefix}deployment")
         if replicas == 0:
             return None
@@ -171,7 +172,7 @@ class Upgrade:
                 manifest = build_deployment(
                     old, self.platform.tenants, self.platform.namespace, replicas=0
                 )
-                cluster.apply(manifest)
+                cluster.apply(DEPLOYMENT, manifest)
                 progress.complete("rollback-image")
             waiting = self._restore(old, backup_id, cluster, progress, context.ledger, context)
             if waiting is not None:

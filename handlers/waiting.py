@@ -14,6 +14,7 @@ from handlers.results import Continue
 from k8s.apply import WaitTimeoutError, rolled_out
 from k8s.conditions import pod_problems
 from k8s.health import check_health
+from k8s.kinds import DEPLOYMENT, POD
 from k8s.spec import InstanceSpec
 from messages.errors import PermanentError
 from store.records import READY_AT_KEY
@@ -39,15 +40,15 @@ def rollout(
     deadline = platform.kubernetes.ready_deadline_seconds
 
     def wait(window: float, until: float) -> None:
-        cluster.wait_for("Deployment", name, namespace, rolled_out(replicas), window)
+        cluster.wait_for(DEPLOYMENT, name, rolled_out(replicas), window)
         if replicas == 0:
             # The status counts zero while pods are still terminating: wait for them to go,
             # so nothing writes to the data when a restore or an upgrade follows.
             left = max(progress.window(until), 1.0)
-            cluster.wait_none("Pod", namespace, selector_of(spec), left)
+            cluster.wait_none(POD, selector=selector_of(spec), deadline_seconds=left)
 
     def expired() -> PermanentError:
-        pods = cluster.list_labelled("Pod", namespace, selector_of(spec))
+        pods = cluster.objects(POD, selector=selector_of(spec))
         if replicas == 0:
             return PermanentError(
                 "not_stopped",

@@ -35,7 +35,7 @@ def run_reconcile(
     try:
         ping(engine)
         print(f"reading namespace {namespace} and the store ...", file=out, flush=True)
-        observed = observe(cluster, namespace)  # the cluster first: see handlers/reconcile.py
+        observed = observe(cluster)  # the cluster first: see handlers/reconcile.py
         found = plan(ledger.instances(), observed, platform)
         for line in found.lines():
             print(line, file=out)

@@ -55,7 +55,12 @@ def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
             "(`python -m devstack env` prints the local stack's)"
         )
     return Platform(
-        cluster=partial(Kubernetes, api, settings.kubernetes.request_timeout_seconds),
+        cluster=partial(
+            Kubernetes,
+            api,
+            settings.kubernetes.namespace,
+            settings.kubernetes.request_timeout_seconds,
+        ),
         databases=TenantDatabases.connect(admin_url.get_secret_value()),
         resolver=resolver_for(settings.kubernetes, api),
         kubernetes=settings.kubernetes,
@@ -89,8 +94,12 @@ def build_watcher(
     operations whose continuation was lost."""
     ledger = Ledger(engine, operations=settings.operations)
     return Watcher(
-        cluster=partial(Kubernetes, api, settings.kubernetes.request_timeout_seconds),
-        namespace=settings.kubernetes.namespace,
+        cluster=partial(
+            Kubernetes,
+            api,
+            settings.kubernetes.namespace,
+            settings.kubernetes.request_timeout_seconds,
+        ),
         ledger=ledger,
         relay=OutboxRelay(OutboxRelayStore(engine)),
         amqp=settings.amqp,

@@ -4,10 +4,17 @@ Kept apart from the appliers so the handlers' error messages name the actual rea
 that cannot be pulled, a container that crashes, a probe that fails) instead of "timed out".
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from k8s.kinds import name_of
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Job, V1Pod
 
 
-def job_outcome(job: Any) -> str | None:
+def job_outcome(job: V1Job) -> str | None:
     """ "Complete" or "Failed" once a Job has finished; None while it runs."""
     for condition in getattr(job.status, "conditions", None) or []:
         if condition.type in ("Complete", "Failed") and condition.status == "True":
@@ -15,7 +22,7 @@ def job_outcome(job: Any) -> str | None:
     return None
 
 
-def job_failure(job: Any) -> str:
+def job_failure(job: V1Job) -> str:
     """Why a Job failed, from its Failed condition."""
     for condition in getattr(job.status, "conditions", None) or []:
         if condition.type == "Failed" and condition.status == "True":
@@ -23,7 +30,7 @@ def job_failure(job: Any) -> str:
     return "no Failed condition"
 
 
-def pod_problems(pods: list[Any]) -> str:
+def pod_problems(pods: list[V1Pod]) -> str:
     """One line per pod: its phase and whatever keeps it from being Ready."""
     if not pods:
         return "no pod exists (check the ReplicaSet's events: quota, admission, scheduling)"
@@ -44,5 +51,5 @@ def pod_problems(pods: list[Any]) -> str:
             elif not container.ready:
                 reasons.append(f"container {container.name} running but not ready")
         phase = getattr(status, "phase", None) or "Unknown"
-        lines.append(f"pod {pod.metadata.name}: {phase}; " + ("; ".join(reasons) or "no reason"))
+        lines.append(f"pod {name_of(pod)}: {phase}; " + ("; ".join(reasons) or "no reason"))
     return " | ".join(lines)

@@ -4,11 +4,16 @@ A retried provision must find the passwords an interrupted run already wrote (th
 already have one of them), so the Secret is the source of truth and is never regenerated.
 """
 
+from __future__ import annotations
+
 import base64
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING
 
 from k8s.spec import TenantCredentials
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Secret
 
 PASSWORD_BYTES = 32
 """32 random bytes: 43 URL-safe characters per password."""
@@ -23,8 +28,8 @@ def generate_credentials() -> TenantCredentials:
     )
 
 
-def credentials_in(secret: Any) -> TenantCredentials | None:
-    """The credentials an existing Secret holds; None if any of them is missing."""
+def credentials_in(secret: V1Secret | None) -> TenantCredentials | None:
+    """The credentials a Secret holds; None without the Secret or if any of them is missing."""
     data: dict[str, str] = getattr(secret, "data", None) or {}
     keys = ("database-password", "admin-password", "admin-passwd")
     if not all(data.get(key) for key in keys):

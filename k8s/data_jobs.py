@@ -12,8 +12,12 @@ handler, survives the consumer's restarts and scaling to zero, keeps one Job per
 redelivered command waits for the same Job rather than starting an attempt of its own.
 """
 
+from __future__ import annotations
+
 import hashlib
-from typing import Any
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -29,6 +33,9 @@ from k8s.workload import (
     instance_metadata,
 )
 from messages.job_reports import EXIT_RETRY, JobReport
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Pod
 
 BACKUP_PATH = "/backups"
 TERMINATION_LOG = "/dev/termination-log"
@@ -226,13 +233,18 @@ def build_restore_job(
     )
 
 
-def _attempt_order(pod: Any) -> tuple[Any, bool]:
+_NEVER = datetime.min.replace(tzinfo=UTC)
+"""When a pod without a creation time was made, for ordering."""
+
+
+def _attempt_order(pod: V1Pod) -> tuple[datetime, bool]:
     # Attempts are at least the Job controller's backoff (10 s) apart; a succeeded pod is the
     # last one a Job ever has.
-    return (pod.metadata.creation_timestamp or 0, getattr(pod.status, "phase", None) == "Succeeded")
+    created = pod.metadata.creation_timestamp if pod.metadata is not None else None
+    return (created or _NEVER, getattr(pod.status, "phase", None) == "Succeeded")
 
 
-def report_of(pods: list[Any]) -> JobReport | None:
+def report_of(pods: Sequence[V1Pod]) -> JobReport | None:
     """The report in the termination message of a Job's last attempt, if it left a valid one."""
     for pod in sorted(pods, key=_attempt_order, reverse=True):
         for status in getattr(pod.status, "container_statuses", None) or []:

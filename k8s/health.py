@@ -58,7 +58,7 @@ class EndpointSliceResolver:
     """Service -> EndpointSlice -> Ready pod IP and port, delivered to a stand-in on loopback."""
 
     def __init__(self, api: client.ApiClient, standin_host: str, standin_port: int) -> None:
-        self.api = api  # the typed API classes are made on first use (see k8s.apply.Resource)
+        self.api = api  # the typed API classes are made on first use (see k8s.kinds.Kind)
         self.standin = (standin_host, standin_port)
 
     def route(self, host: str, port: int) -> Route | None:

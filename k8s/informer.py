@@ -13,32 +13,31 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import urllib3.exceptions
 from kubernetes import watch
 from kubernetes.client import ApiException
 
-from k8s.apply import Kubernetes
+from k8s.apply import Document, Kubernetes
+from k8s.kinds import Kind
 from messages.backoff import RECONNECT, Backoff
 from messages.errors import PermanentError, RetryableError
 from telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
-Listed = Callable[[list[dict[str, Any]]], None]
+Listed = Callable[[list[Document]], None]
 """Receives the complete set after each list."""
-Changed = Callable[[str, dict[str, Any]], None]
+Changed = Callable[[str, Document], None]
 """Receives each watch event: ADDED, MODIFIED or DELETED, and the object."""
 
 
 @dataclass
 class Informer:
-    """Keeps one kind of labelled object in view."""
+    """Keeps one kind of labelled object of the cluster's namespace in view."""
 
     cluster: Kubernetes
-    kind: str
-    namespace: str
+    kind: Kind[object]
     label_selector: str
     watch_seconds: int = 300
     """Length of one watch request; the server ends it and the informer resumes."""
@@ -61,7 +60,7 @@ class Informer:
                 self._watch(changed, stop)
             except ApiException as error:
                 if error.status == 410:
-                    log.info("watch expired; listing again", extra={"kind": self.kind})
+                    log.info("watch expired; listing again", extra={"kind": self.kind.name})
                     self.resource_version = None
                     continue
                 why = f"{error.status} {error.reason}"
@@ -71,7 +70,9 @@ class Informer:
                 why = f"{type(error).__name__}: {error}"
             except Exception as error:  # anything else (an object the client cannot decode):
                 # the thread must not die and leave a stale picture; list afresh after a pause.
-                log.exception("watch failed unexpectedly; listing again", extra={"kind": self.kind})
+                log.exception(
+                    "watch failed unexpectedly; listing again", extra={"kind": self.kind.name}
+                )
                 self.resource_version = None
                 why = f"{type(error).__name__}: {error}"
             else:
@@ -81,12 +82,12 @@ class Informer:
             failures += 1
             log.warning(
                 "cannot watch; retrying",
-                extra={"kind": self.kind, "error": why, "in_seconds": round(wait, 3)},
+                extra={"kind": self.kind.name, "error": why, "in_seconds": round(wait, 3)},
             )
             stop.wait(wait)
 
     def _list(self, listed: Listed) -> None:
-        answer = self.cluster.list_raw(self.kind, self.namespace, self.label_selector)
+        answer = self.cluster.list_raw(self.kind, selector=self.label_selector)
         self.relists += 1
         self.resource_version = answer["metadata"]["resourceVersion"]
         listed(list(answer["items"]))
@@ -94,14 +95,14 @@ class Informer:
     def _watch(self, changed: Changed, stop: threading.Event) -> None:
         stream = watch.Watch().stream(
             self.cluster.list_method(self.kind),
-            self.namespace,
+            self.cluster.namespace,
             label_selector=self.label_selector,
             resource_version=self.resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=self.watch_seconds,
             _request_timeout=self.watch_seconds + 10,
         )
-        self.cluster.requests[("watch", self.kind)] += 1
+        self.cluster.requests[("watch", self.kind.name)] += 1
         status: int | None = 200
         error_type: str | None = None
         try:
@@ -124,4 +125,4 @@ class Informer:
             status, error_type = None, type(error).__name__
             raise
         finally:
-            METRICS.kubernetes_request("watch", self.kind, status, error_type)
+            METRICS.kubernetes_request("watch", self.kind.name, status, error_type)

@@ -10,6 +10,7 @@ from kubernetes import client
 from devstack.layout import default_layout
 from handlers.waiting import selector_of
 from k8s.health import check_health
+from k8s.kinds import DEPLOYMENT, POD, SECRET, Kind
 from k8s.names import InstanceNames
 from tests.handlers.harness import Lifecycle
 from tests.tenant_specs import tenant_spec
@@ -20,22 +21,22 @@ def names_of(instance_id: str) -> InstanceNames:
     return tenant_spec(instance_id=instance_id).names
 
 
-def found(driver: Lifecycle, kind: str, name: str) -> Any:
+def found(driver: Lifecycle, kind: Kind[object], name: str) -> Any:
     """An object of the namespace that must exist."""
-    obj = driver.platform.cluster().get(kind, name, driver.namespace)
+    obj = driver.platform.cluster().get(kind, name)
     assert obj is not None, f"{kind} {name} does not exist"
     return obj
 
 
 def deployment(driver: Lifecycle, instance_id: str) -> Any:
     """The instance's Deployment (it must exist)."""
-    return found(driver, "Deployment", names_of(instance_id).base)
+    return found(driver, DEPLOYMENT, names_of(instance_id).base)
 
 
 def pods(driver: Lifecycle, instance_id: str) -> list[Any]:
     """The instance's server pods that are not being deleted."""
     spec = tenant_spec(instance_id=instance_id)
-    found = driver.platform.cluster().list_labelled("Pod", driver.namespace, selector_of(spec))
+    found: list[Any] = driver.platform.cluster().objects(POD, selector=selector_of(spec))
     return [p for p in found if p.metadata.deletion_timestamp is None]
 
 
@@ -47,14 +48,14 @@ def serving(driver: Lifecycle, instance_id: str) -> bool:
     ).healthy
 
 
-def exists(driver: Lifecycle, kind: str, name: str) -> bool:
+def exists(driver: Lifecycle, kind: Kind[object], name: str) -> bool:
     """Whether an object of the namespace exists."""
-    return driver.platform.cluster().get(kind, name, driver.namespace) is not None
+    return driver.platform.cluster().get(kind, name) is not None
 
 
 def tenant_password(driver: Lifecycle, instance_id: str) -> str:
     """The database password from the instance's Secret."""
-    secret = driver.platform.cluster().get("Secret", names_of(instance_id).secret, driver.namespace)
+    secret: Any = driver.platform.cluster().get(SECRET, names_of(instance_id).secret)
     assert secret is not None
     return base64.b64decode(secret.data["database-password"]).decode()
 

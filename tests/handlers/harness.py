@@ -124,7 +124,7 @@ class Lifecycle:
 
     def _build(self) -> None:
         self.platform = Platform(
-            cluster=lambda: Kubernetes(self.service_api or self.api),
+            cluster=lambda: Kubernetes(self.service_api or self.api, self.kubernetes.namespace),
             databases=self.databases,
             resolver=EndpointSliceResolver(
                 self.api, "127.0.0.1", default_layout().ports.odoo_standin

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from devstack.kwok_stages import JOB_FAILS_LABEL, JOB_FAILS_VALUE
+from k8s.kinds import PVC
 from k8s.settings import TenantSettings
 from store.lifecycle import InstanceStatus
 from store.models import Operation
@@ -138,7 +139,7 @@ def _data_life(driver: Lifecycle, crash: int | None) -> None:
     assert event_kind(_run(driver, "resize", {**ident, "plan": plan}, crash)) == "resized"
     container = deployment(driver, instance_id).spec.template.spec.containers[0]
     assert container.resources.limits == {"cpu": "1", "memory": "2Gi"}
-    volume = found(driver, "PersistentVolumeClaim", names.volume)
+    volume = found(driver, PVC, names.volume)
     assert volume.spec.resources.requests["storage"] == "8Gi"
     assert serving(driver, instance_id)
     record = driver.instance(instance_id)

@@ -13,6 +13,7 @@ from kubernetes import client
 from sqlalchemy.engine import Engine
 
 from devstack.kwok_stages import NEVER_READY_LABEL, NEVER_READY_VALUE
+from k8s.kinds import DEPLOYMENT, INGRESS, JOB, NETWORK_POLICY, PVC, SECRET, SERVICE, Kind
 from store.lifecycle import InstanceStatus
 from tests.handlers.checks import (
     connect_as_tenant,
@@ -83,16 +84,16 @@ def _provisioned_objects_are_right(driver: Lifecycle, instance_id: str, subdomai
     container = server.spec.template.spec.containers[0]
     assert container.image == "docker.io/library/odoo:17.0"
     assert container.resources.limits == {"cpu": "500m", "memory": "1Gi"}
-    volume = found(driver, "PersistentVolumeClaim", names.volume)
+    volume = found(driver, PVC, names.volume)
     assert volume.spec.resources.requests["storage"] == "5Gi"
-    service = found(driver, "Service", names.base)
+    service = found(driver, SERVICE, names.base)
     assert {p.port for p in service.spec.ports} == {8069, 8072}
-    ingress = found(driver, "Ingress", names.base)
+    ingress = found(driver, INGRESS, names.base)
     assert ingress.spec.rules[0].host == f"{subdomain}.odoo.test"
-    assert exists(driver, "NetworkPolicy", names.base)
-    secret = found(driver, "Secret", names.secret)
+    assert exists(driver, NETWORK_POLICY, names.base)
+    secret = found(driver, SECRET, names.secret)
     assert set(secret.data) >= {"database-password", "admin-password", "odoo.conf"}
-    job = found(driver, "Job", names.init_job)
+    job = found(driver, JOB, names.init_job)
     assert job.status.succeeded == 1
     # The tenant's role reaches its own database and no other.
     connect_as_tenant(driver, instance_id, names.database)
@@ -152,12 +153,13 @@ def _whole_life(driver: Lifecycle, crash: int | None) -> None:
     terminate = {**ident, "reason": "subscription_cancelled"}
     assert event_kind(_run(driver, "terminate", terminate, crash)) == "terminated"
     assert not serving(driver, instance_id)
+    kind: Kind[object]
     for kind, name in (
-        ("PersistentVolumeClaim", names.volume),
-        ("Secret", names.secret),
-        ("Deployment", names.base),
-        ("Service", names.base),
-        ("Ingress", names.base),
+        (PVC, names.volume),
+        (SECRET, names.secret),
+        (DEPLOYMENT, names.base),
+        (SERVICE, names.base),
+        (INGRESS, names.base),
     ):
         assert exists(driver, kind, name), f"terminate removed {kind} {name}"
     assert tenant_database_exists(driver, instance_id)
@@ -170,13 +172,13 @@ def _whole_life(driver: Lifecycle, crash: int | None) -> None:
     delete = {**ident, "final_backup": False}
     assert event_kind(_run(driver, "delete", delete, crash)) == "deleted"
     for kind, name in (
-        ("Deployment", names.base),
-        ("Service", names.base),
-        ("Ingress", names.base),
-        ("NetworkPolicy", names.base),
-        ("Job", names.init_job),
-        ("PersistentVolumeClaim", names.volume),
-        ("Secret", names.secret),
+        (DEPLOYMENT, names.base),
+        (SERVICE, names.base),
+        (INGRESS, names.base),
+        (NETWORK_POLICY, names.base),
+        (JOB, names.init_job),
+        (PVC, names.volume),
+        (SECRET, names.secret),
     ):
         assert not exists(driver, kind, name), f"{kind} {name} survived the delete"
     assert not tenant_database_exists(driver, instance_id)
@@ -205,9 +207,9 @@ def test_delete_keep_data_keeps_volume_database_and_credentials(driver: Lifecycl
     )
     delete = {"instance_id": instance_id, "final_backup": False, "keep_data": True}
     assert event_kind(driver.run(f"{T}delete.v1", delete)) == "deleted"
-    assert not exists(driver, "Deployment", names.base)
-    assert exists(driver, "PersistentVolumeClaim", names.volume)
-    assert exists(driver, "Secret", names.secret)
+    assert not exists(driver, DEPLOYMENT, names.base)
+    assert exists(driver, PVC, names.volume)
+    assert exists(driver, SECRET, names.secret)
     connect_as_tenant(driver, instance_id, names.database)
     driver.databases.drop(names.role, names.database)
 
@@ -217,7 +219,7 @@ def test_delete_takes_a_final_backup_by_default(driver: Lifecycle) -> None:
     driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
     deleted = driver.run(f"{T}delete.v1", {"instance_id": instance_id})
     assert event_kind(deleted) == "deleted", deleted
-    assert not exists(driver, "Deployment", names_of(instance_id).base)
+    assert not exists(driver, DEPLOYMENT, names_of(instance_id).base)
     assert not tenant_database_exists(driver, instance_id)
     finals = [
         b for b in driver.ledger.backups(instance_id) if b.label == "final backup before delete"

@@ -19,6 +19,7 @@ from kubernetes import client
 from sqlalchemy.engine import Engine
 
 from devstack.layout import default_layout
+from k8s.kinds import SECRET
 from telemetry.logs import JsonFormatter
 from tests.handlers.checks import names_of, tenant_sql
 from tests.handlers.harness import Lifecycle, event_kind, new_instance, provision_data
@@ -110,7 +111,7 @@ def _whole_life(driver: Lifecycle, instance_id: str, subdomain: str) -> dict[str
     assert event_kind(driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))) == (
         "provisioned"
     )
-    secret = driver.platform.cluster().get("Secret", names_of(instance_id).secret, driver.namespace)
+    secret: Any = driver.platform.cluster().get(SECRET, names_of(instance_id).secret)
     assert secret is not None
     credentials = {key: base64.b64decode(value).decode() for key, value in secret.data.items()}
     assert {"database-password", "admin-password", "admin-passwd", "odoo.conf"} <= set(credentials)

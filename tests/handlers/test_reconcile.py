@@ -13,6 +13,7 @@ from kubernetes import client
 
 from devstack.layout import default_layout
 from handlers.reconcile import KINDS, observe, plan
+from k8s.kinds import DEPLOYMENT, INGRESS, SERVICE
 from k8s.spec import InstanceSpec
 from k8s.workload import build_deployment
 from tests import stack
@@ -52,7 +53,7 @@ def _orphan_deployment(driver: Lifecycle) -> str:
         storage_gib=5,
     )
     manifest = build_deployment(spec, driver.tenants, driver.namespace, replicas=0)
-    driver.platform.cluster().apply(manifest)
+    driver.platform.cluster().apply(DEPLOYMENT, manifest)
     return str(manifest["metadata"]["name"])
 
 
@@ -61,9 +62,7 @@ def test_a_fleet_in_line_plans_nothing(driver: Lifecycle) -> None:
     stopped = _provisioned(driver)
     assert event_kind(driver.run(f"{T}stop.v1", {"instance_id": stopped})) == "stopped"
     cluster = driver.platform.cluster()
-    found_plan = plan(
-        driver.ledger.instances(), observe(cluster, driver.namespace), driver.platform
-    )
+    found_plan = plan(driver.ledger.instances(), observe(cluster), driver.platform)
     assert found_plan.lines() == []
     assert found_plan.checked == 2
     assert sum(cluster.requests.values()) == len(KINDS)  # one list per kind
@@ -84,7 +83,7 @@ def test_objects_deleted_scaled_or_edited_by_hand_are_repaired(driver: Lifecycle
     names = names_of(instance_id)
     core = client.CoreV1Api(driver.api)
     apps = client.AppsV1Api(driver.api)
-    original_selector = found(driver, "Service", names.base).spec.selector
+    original_selector = found(driver, SERVICE, names.base).spec.selector
     core.delete_namespaced_service(names.base, driver.namespace)
     client.NetworkingV1Api(driver.api).patch_namespaced_ingress(
         names.base, driver.namespace, {"spec": {"rules": [{"host": "hijacked.example"}]}}
@@ -94,9 +93,9 @@ def test_objects_deleted_scaled_or_edited_by_hand_are_repaired(driver: Lifecycle
     assert deployment(driver, suspended).spec.replicas == 0
 
     assert _reconciled(driver) == {"checked": 2, "repaired": 1, "orphans": 0}
-    service = found(driver, "Service", names.base)
+    service = found(driver, SERVICE, names.base)
     assert service.spec.selector == original_selector
-    ingress = found(driver, "Ingress", names.base)
+    ingress = found(driver, INGRESS, names.base)
     subdomain = driver.instance(instance_id).subdomain
     assert [rule.host for rule in ingress.spec.rules] == [f"{subdomain}.odoo.test"]
     assert deployment(driver, instance_id).spec.replicas == 1
@@ -109,10 +108,10 @@ def test_an_orphan_is_reported_and_removed_only_when_asked(driver: Lifecycle) ->
     _provisioned(driver)
     orphan = _orphan_deployment(driver)
     assert _reconciled(driver)["orphans"] == 1
-    assert driver.platform.cluster().get("Deployment", orphan, driver.namespace) is not None
+    assert driver.platform.cluster().get(DEPLOYMENT, orphan) is not None
     driver.reconfigure(kubernetes=driver.kubernetes.model_copy(update={"remove_orphans": True}))
     assert _reconciled(driver)["orphans"] == 1
-    assert driver.platform.cluster().get("Deployment", orphan, driver.namespace) is None
+    assert driver.platform.cluster().get(DEPLOYMENT, orphan) is None
     assert _reconciled(driver)["orphans"] == 0
 
 
@@ -148,10 +147,10 @@ def test_the_command_line_prints_the_plan_and_repairs(driver: Lifecycle) -> None
     assert f"repair {instance_id} Service {names.base}: create (missing)" in dry
     assert f"orphan Deployment {orphan} (instance " in dry
     assert "dry run: 1 instances checked, 1 repairs planned, 1 orphans" in dry
-    assert driver.platform.cluster().get("Service", names.base, driver.namespace) is None
+    assert driver.platform.cluster().get(SERVICE, names.base) is None
 
     done = reconcile("--remove-orphans")
     assert "1 repairs made on 1 instances, 1 orphans removed" in done
-    assert driver.platform.cluster().get("Service", names.base, driver.namespace) is not None
-    assert driver.platform.cluster().get("Deployment", orphan, driver.namespace) is None
+    assert driver.platform.cluster().get(SERVICE, names.base) is not None
+    assert driver.platform.cluster().get(DEPLOYMENT, orphan) is None
     assert "0 repairs planned, 0 orphans" in reconcile("--dry-run")

@@ -113,8 +113,7 @@ def consuming(driver: Lifecycle, ledger: Ledger) -> Iterator[None]:
 def watching(driver: Lifecycle, ledger: Ledger) -> Iterator[None]:
     """The watcher, with its watchdog sweeping every half second."""
     watcher = Watcher(
-        cluster=lambda: Kubernetes(driver.api),
-        namespace=driver.namespace,
+        cluster=lambda: Kubernetes(driver.api, driver.namespace),
         ledger=ledger,
         relay=OutboxRelay(OutboxRelayStore(driver.engine)),
         amqp=AmqpSettings(url=SecretStr(driver.amqp_url)),

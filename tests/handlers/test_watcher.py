@@ -39,8 +39,7 @@ def watching(
 ) -> Iterator[Watcher]:
     """A watcher in a thread, on the driver's namespace, store and broker."""
     watcher = Watcher(
-        cluster=lambda: Kubernetes(driver.api),
-        namespace=driver.namespace,
+        cluster=lambda: Kubernetes(driver.api, driver.namespace),
         ledger=driver.ledger,
         relay=OutboxRelay(OutboxRelayStore(driver.engine)),
         amqp=AmqpSettings(url=SecretStr(driver.amqp_url)),

@@ -11,6 +11,7 @@ from devstack.layout import default_layout
 from k8s.apply import Kubernetes, rolled_out
 from k8s.exposure import build_service
 from k8s.health import EndpointSliceResolver, check_health
+from k8s.kinds import DEPLOYMENT, PVC, SERVICE
 from k8s.settings import TenantSettings
 from k8s.workload import build_deployment, build_volume
 from tests.integration.kube_wait import watch_until
@@ -26,16 +27,16 @@ TENANTS = TenantSettings()
 
 
 def _serving(k8s_api: client.ApiClient, namespace: str, pod_labels: dict[str, str]) -> Kubernetes:
-    kube = Kubernetes(k8s_api)
+    kube = Kubernetes(k8s_api, namespace)
     deployment: dict[str, Any] = build_deployment(SPEC, TENANTS, namespace, replicas=1)
     deployment["spec"]["template"]["metadata"]["labels"].update(pod_labels)
     # Service first, as the provision handler does: the EndpointSlice controller maps a pod's
     # readiness change to Services through its Service cache, and a Service that arrives in
     # that cache after the pod went Ready may be left with a not-ready endpoint.
-    kube.apply(build_service(SPEC, namespace))
-    kube.apply(build_volume(SPEC, TENANTS, namespace))
-    kube.apply(deployment)
-    kube.wait_for("Deployment", SPEC.names.base, namespace, rolled_out(1), deadline_seconds=60)
+    kube.apply(SERVICE, build_service(SPEC, namespace))
+    kube.apply(PVC, build_volume(SPEC, TENANTS, namespace))
+    kube.apply(DEPLOYMENT, deployment)
+    kube.wait_for(DEPLOYMENT, SPEC.names.base, rolled_out(1), deadline_seconds=60)
     # The EndpointSlice controller follows the rollout a moment later: wait for it (watching).
     watch_until(
         client.DiscoveryV1Api(k8s_api).list_namespaced_endpoint_slice,
@@ -104,7 +105,7 @@ def test_a_service_that_selects_nothing_fails(k8s_api: client.ApiClient, namespa
     kube = _serving(k8s_api, namespace, {})
     service = build_service(SPEC, namespace)
     service["spec"]["selector"] = {**SPEC.selector(), "app.kubernetes.io/instance": "someone-else"}
-    kube.apply(service)
+    kube.apply(SERVICE, service)
     _until_no_ready_endpoint(k8s_api, namespace)
     result = _check(k8s_api, namespace, deadline=3)
     assert not result.healthy
@@ -115,7 +116,7 @@ def test_a_service_on_the_wrong_port_fails(k8s_api: client.ApiClient, namespace:
     kube = _serving(k8s_api, namespace, {})
     service = build_service(SPEC, namespace)
     service["spec"]["ports"][0]["targetPort"] = 9069  # the pod listens on 8069
-    kube.apply(service)
+    kube.apply(SERVICE, service)
     # The controller may replace the slice: wait until every slice leads "http" to 9069.
     _until_all_slices(
         k8s_api,
@@ -139,8 +140,8 @@ def test_an_odoo_that_answers_500_fails(k8s_api: client.ApiClient, namespace: st
 
 def test_a_stopped_instance_fails(k8s_api: client.ApiClient, namespace: str) -> None:
     kube = _serving(k8s_api, namespace, {})
-    kube.scale(SPEC.names.base, namespace, 0)
-    kube.wait_for("Deployment", SPEC.names.base, namespace, rolled_out(0), deadline_seconds=60)
+    kube.scale(SPEC.names.base, 0)
+    kube.wait_for(DEPLOYMENT, SPEC.names.base, rolled_out(0), deadline_seconds=60)
     _until_no_ready_endpoint(k8s_api, namespace)
     result = _check(k8s_api, namespace, deadline=3)
     assert not result.healthy

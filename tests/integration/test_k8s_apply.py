@@ -7,6 +7,7 @@ from kubernetes import client
 
 from k8s.apply import Kubernetes, WaitTimeoutError, rolled_out
 from k8s.exposure import build_service
+from k8s.kinds import DEPLOYMENT, PVC, SECRET, SERVICE
 from k8s.settings import TenantSettings
 from k8s.spec import TenantCredentials
 from k8s.workload import build_deployment, build_secret, build_volume
@@ -24,31 +25,33 @@ def _deployment(namespace: str) -> dict[str, Any]:
 
 
 def test_apply_is_idempotent_and_counted(k8s_api: client.ApiClient, namespace: str) -> None:
-    kube = Kubernetes(k8s_api)
+    kube = Kubernetes(k8s_api, namespace)
     secret = build_secret(SPEC, TenantCredentials("a" * 32, "b" * 32, "c" * 32), TENANTS, namespace)
-    first = kube.apply(secret)
-    second = kube.apply(secret)
+    first = kube.apply(SECRET, secret)
+    second = kube.apply(SECRET, secret)
+    assert first.metadata is not None
+    assert second.metadata is not None
     assert first.metadata.resource_version == second.metadata.resource_version
     assert kube.requests[("patch", "Secret")] == 2
-    assert kube.get("Secret", "no-such-secret", namespace) is None
+    assert kube.get(SECRET, "no-such-secret") is None
 
 
 def test_deployment_becomes_available_scales_restarts_and_goes(
     k8s_api: client.ApiClient, namespace: str
 ) -> None:
-    kube = Kubernetes(k8s_api)
-    kube.apply(build_volume(SPEC, TENANTS, namespace))  # devstack's provisioner binds it
-    kube.apply(_deployment(namespace))
-    kube.apply(build_service(SPEC, namespace))
+    kube = Kubernetes(k8s_api, namespace)
+    kube.apply(PVC, build_volume(SPEC, TENANTS, namespace))  # devstack's provisioner binds it
+    kube.apply(DEPLOYMENT, _deployment(namespace))
+    kube.apply(SERVICE, build_service(SPEC, namespace))
     name = SPEC.names.base
-    kube.wait_for("Deployment", name, namespace, rolled_out(1), deadline_seconds=60)
+    kube.wait_for(DEPLOYMENT, name, rolled_out(1), deadline_seconds=60)
 
     selector = ",".join(f"{k}={v}" for k, v in SPEC.selector().items())
     core = client.CoreV1Api(k8s_api)
     (before,) = core.list_namespaced_pod(namespace, label_selector=selector).items
 
-    kube.restart(name, namespace)
-    kube.wait_for("Deployment", name, namespace, rolled_out(1), deadline_seconds=60)
+    kube.restart(name)
+    kube.wait_for(DEPLOYMENT, name, rolled_out(1), deadline_seconds=60)
     uids = [
         p.metadata.uid
         for p in core.list_namespaced_pod(namespace, label_selector=selector).items
@@ -58,24 +61,23 @@ def test_deployment_becomes_available_scales_restarts_and_goes(
     assert uids
     assert before.metadata.uid not in uids  # a new pod replaced the old one
 
-    kube.scale(name, namespace, 0)
-    scaled = kube.wait_for("Deployment", name, namespace, rolled_out(0), deadline_seconds=60)
+    kube.scale(name, 0)
+    scaled = kube.wait_for(DEPLOYMENT, name, rolled_out(0), deadline_seconds=60)
+    assert scaled.spec is not None
     assert scaled.spec.replicas == 0
 
-    kube.delete("Deployment", name, namespace)
-    kube.wait_gone("Deployment", name, namespace, deadline_seconds=60)
-    assert kube.get("Deployment", name, namespace) is None
-    kube.delete("Deployment", name, namespace)  # already gone: fine
+    kube.delete(DEPLOYMENT, name)
+    kube.wait_gone(DEPLOYMENT, name, deadline_seconds=60)
+    assert kube.get(DEPLOYMENT, name) is None
+    kube.delete(DEPLOYMENT, name)  # already gone: fine
 
 
 def test_waiting_past_the_deadline_says_what_it_saw(
     k8s_api: client.ApiClient, namespace: str
 ) -> None:
-    kube = Kubernetes(k8s_api)
-    kube.apply(_deployment(namespace))
+    kube = Kubernetes(k8s_api, namespace)
+    kube.apply(DEPLOYMENT, _deployment(namespace))
     with pytest.raises(WaitTimeoutError) as raised:
-        kube.wait_for(
-            "Deployment", SPEC.names.base, namespace, lambda _d: False, deadline_seconds=2
-        )
+        kube.wait_for(DEPLOYMENT, SPEC.names.base, lambda _d: False, deadline_seconds=2)
     assert raised.value.last is not None
     assert "did not reach the expected state in 2 s" in str(raised.value)

@@ -3,6 +3,7 @@
 import json
 import re
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -134,7 +135,7 @@ def test_the_config_fingerprint_follows_the_plan_and_rolls_the_pod() -> None:
     assert annotations[CONFIG_ANNOTATION] == config_fingerprint(big, TENANTS)
 
 
-def _pod(message: str | None, created: int, phase: str = "Failed") -> SimpleNamespace:
+def _pod(message: str | None, created: int, phase: str = "Failed") -> Any:  # a V1Pod in its shape
     terminated = SimpleNamespace(message=message)
     status = SimpleNamespace(state=SimpleNamespace(terminated=terminated))
     return SimpleNamespace(

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +23,7 @@ from handlers.platform import Platform
 from handlers.results import Completed, Continue, HandlerContext
 from k8s.apply import WaitTimeoutError
 from k8s.health import Route
+from k8s.kinds import Kind
 from k8s.names import InstanceNames
 from k8s.settings import KubernetesSettings, OdooImage, TenantSettings
 from messages.commands import AnyCommand, InstanceCommand
@@ -42,19 +44,24 @@ T = "odoo.instance."
 
 @dataclass
 class FakeCluster:
-    """Our Cluster port in memory: objects by (kind, name); waits answer from `ready`."""
+    """Our Cluster port in memory: objects stored by (kind, name); waits answer from `ready`."""
 
-    objects: dict[tuple[str, str], Any] = field(default_factory=dict)
+    stored: dict[tuple[str, str], Any] = field(default_factory=dict)
     ready: Callable[[str, str], bool] = lambda kind, name: True
     calls: list[tuple[str, ...]] = field(default_factory=list)
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def apply(self, manifest: dict[str, Any]) -> Any:
-        kind, name = manifest["kind"], manifest["metadata"]["name"]
-        self.calls.append(("apply", kind, name))
-        self.requests[("patch", kind)] += 1
+    namespace: str = "tenants"
+
+    def apply(self, kind: Kind[Any], manifest: dict[str, Any]) -> Any:
+        assert manifest["kind"] == kind.name
+        name = manifest["metadata"]["name"]
+        self.calls.append(("apply", kind.name, name))
+        self.requests[("patch", kind.name)] += 1
         status = SimpleNamespace(
-            conditions=[SimpleNamespace(type="Complete", status="True")] if kind == "Job" else []
+            conditions=[SimpleNamespace(type="Complete", status="True")]
+            if kind.name == "Job"
+            else []
         )
         # As the API server does: stringData comes back base64-encoded in data.
         data = {
@@ -62,50 +69,46 @@ class FakeCluster:
             for key, value in manifest.get("stringData", {}).items()
         }
         obj = SimpleNamespace(
-            metadata=SimpleNamespace(uid=f"uid-{kind}"),
+            metadata=SimpleNamespace(uid=f"uid-{kind.name}"),
             status=status,
             data=data,
             manifest=manifest,
         )
-        self.objects[(kind, name)] = obj
+        self.stored[(kind.name, name)] = obj
         return obj
 
-    def get(self, kind: str, name: str, namespace: str) -> Any | None:
-        self.calls.append(("get", kind, name))
-        return self.objects.get((kind, name))
+    def get(self, kind: Kind[Any], name: str) -> Any | None:
+        self.calls.append(("get", kind.name, name))
+        return self.stored.get((kind.name, name))
 
-    def list_labelled(self, kind: str, namespace: str, label_selector: str) -> list[Any]:
+    def objects(self, kind: Kind[Any], *, selector: str) -> list[Any]:
         return []
 
-    def documents(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        return [obj.manifest for (found, _name), obj in self.objects.items() if found == kind]
+    def documents(self, kind: Kind[object], *, selector: str) -> list[dict[str, Any]]:
+        return [obj.manifest for (found, _name), obj in self.stored.items() if found == kind.name]
 
-    def scale(self, name: str, namespace: str, replicas: int, *, absent_ok: bool = False) -> bool:
+    def scale(self, name: str, replicas: int, *, absent_ok: bool = False) -> bool:
         self.calls.append(("scale", name, str(replicas)))
-        return ("Deployment", name) in self.objects
+        return ("Deployment", name) in self.stored
 
-    def restart(self, name: str, namespace: str, at: Any = None) -> None:
+    def restart(self, name: str, at: datetime | None = None) -> None:
         self.calls.append(("restart", name, str(at)))
 
-    def delete(self, kind: str, name: str, namespace: str) -> None:
-        self.calls.append(("delete", kind, name))
-        self.objects.pop((kind, name), None)
+    def delete(self, kind: Kind[object], name: str) -> None:
+        self.calls.append(("delete", kind.name, name))
+        self.stored.pop((kind.name, name), None)
 
-    def wait_for(
-        self, kind: str, name: str, namespace: str, condition: Any, deadline_seconds: float
-    ) -> Any:
-        self.calls.append(("wait_for", kind, name))
-        if not self.ready(kind, name):
+    def wait_for(self, kind: Kind[Any], name: str, condition: Any, deadline_seconds: float) -> Any:
+        self.calls.append(("wait_for", kind.name, name))
+        if not self.ready(kind.name, name):
             raise WaitTimeoutError("not yet", None)
-        return self.objects.get((kind, name))
+        return self.stored.get((kind.name, name))
 
-    def wait_gone(self, kind: str, name: str, namespace: str, deadline_seconds: float) -> None:
-        self.calls.append(("wait_gone", kind, name))
+    def wait_gone(self, kind: Kind[object], name: str, deadline_seconds: float) -> None:
+        self.calls.append(("wait_gone", kind.name, name))
 
-    def wait_none(
-        self, kind: str, namespace: str, label_selector: str, deadline_seconds: float
-    ) -> None:
-        self.calls.append(("wait_none", kind, label_selector))
+    def wait_none(self, kind: Kind[object], *, selector: str, deadline_seconds: float) -> None:
+        self.calls.append(("wait_none", kind.name, selector))
 
 
 @dataclass
@@ -223,12 +226,12 @@ def test_provision_keeps_the_passwords_an_earlier_run_wrote(ledger: Ledger) -> N
             "admin-passwd": "master-from-before",
         }.items()
     }
-    cluster.objects[("Secret", names.secret)] = SimpleNamespace(data=written)
+    cluster.stored[("Secret", names.secret)] = SimpleNamespace(data=written)
     command = _command("provision", **PROVISION)
     result = _run(_platform(cluster, databases), command, _context(ledger, command))
     assert isinstance(result, Continue)  # health cannot pass here: it waits
     assert databases.ensured == [(names.role, names.database, "db-secret-from-before")]
-    applied = cluster.objects[("Secret", names.secret)].manifest["stringData"]
+    applied = cluster.stored[("Secret", names.secret)].manifest["stringData"]
     assert applied["database-password"] == "db-secret-from-before"
     assert applied["admin-password"] == "admin-from-before"
 
@@ -290,11 +293,11 @@ def test_an_init_job_that_fails_in_this_operation_fails_the_provision(ledger: Le
     names = InstanceNames(INSTANCE)
     original_apply = cluster.apply
 
-    def apply(manifest: dict[str, Any]) -> Any:
-        obj = original_apply(manifest)
+    def apply(kind: Kind[Any], manifest: dict[str, Any]) -> Any:
+        obj = original_apply(kind, manifest)
         if manifest["kind"] == "Job":
             obj = _failed_job("uid-Job")
-            cluster.objects[("Job", names.init_job)] = obj
+            cluster.stored[("Job", names.init_job)] = obj
         return obj
 
     cluster.apply = apply  # type: ignore[method-assign]
@@ -310,7 +313,7 @@ def test_an_init_job_that_fails_in_this_operation_fails_the_provision(ledger: Le
 def test_an_init_job_left_failed_by_an_earlier_provision_is_replaced(ledger: Ledger) -> None:
     cluster = FakeCluster()
     names = InstanceNames(INSTANCE)
-    cluster.objects[("Job", names.init_job)] = _failed_job("uid-of-an-earlier-run")
+    cluster.stored[("Job", names.init_job)] = _failed_job("uid-of-an-earlier-run")
     command = _command("provision", **PROVISION)
     _run(_platform(cluster, FakeDatabases()), command, _context(ledger, command))
     job_calls = [call for call in cluster.calls if call[1:] == ("Job", names.init_job)]
@@ -342,7 +345,7 @@ def test_a_restart_patches_one_stamp_however_often_it_runs(ledger: Ledger) -> No
     _existing_instance(ledger)
     names = InstanceNames(INSTANCE)
     cluster = FakeCluster(ready=lambda kind, name: False)
-    cluster.objects[("Deployment", names.base)] = SimpleNamespace()
+    cluster.stored[("Deployment", names.base)] = SimpleNamespace()
     platform = _platform(cluster, FakeDatabases())
     restart = _command("restart")
     context = _context(ledger, restart)
@@ -374,8 +377,8 @@ def test_a_delete_whose_final_backup_fails_deletes_nothing(ledger: Ledger) -> No
     _existing_instance(ledger)
     cluster, databases = FakeCluster(), FakeDatabases()  # its Job leaves no report
     names = InstanceNames(INSTANCE)
-    cluster.objects[("PersistentVolumeClaim", names.volume)] = SimpleNamespace()
-    cluster.objects[("Secret", names.secret)] = SimpleNamespace()
+    cluster.stored[("PersistentVolumeClaim", names.volume)] = SimpleNamespace()
+    cluster.stored[("Secret", names.secret)] = SimpleNamespace()
     delete = _command("delete")
     with pytest.raises(PermanentError) as failure:
         _run(_platform(cluster, databases), delete, _context(ledger, delete))

@@ -1,0 +1,97 @@
+"""The kinds of object the service touches, each a typed constant: `get(DEPLOYMENT, name)` is a
+`V1Deployment`, checked by mypy, where a kind named by a string could answer anything.
+
+A kind carries its name (as in manifests, request counts and metric labels) and how the typed
+client reaches it: its API group class and the suffix of its methods (`read_` + suffix, ...).
+The class is named, not imported: the typed API classes take most of a second to import (every
+method is wrapped in a pydantic validator), a cost a consumer starting from zero should pay only
+when a command first needs it. The model classes are imported for the type checker only, for the
+same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from kubernetes import client
+
+if TYPE_CHECKING:
+    from kubernetes.client import (
+        V1Deployment,
+        V1Ingress,
+        V1Job,
+        V1NetworkPolicy,
+        V1ObjectMeta,
+        V1PersistentVolumeClaim,
+        V1Pod,
+        V1Scale,
+        V1Secret,
+        V1Service,
+    )
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Object(Protocol):
+    """What every object the typed client answers (V1Pod, V1Job, ...) has."""
+
+    @property
+    def metadata(self) -> V1ObjectMeta | None: ...
+
+
+def name_of(obj: Object) -> str:
+    """The object's name."""
+    return str(obj.metadata.name) if obj.metadata is not None else ""
+
+
+def uid_of(obj: Object) -> str | None:
+    """The object's uid: another object by the same name has another one."""
+    return obj.metadata.uid if obj.metadata is not None else None
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T_co]):
+    """One kind of namespaced object; `T_co` is the model class the typed client answers."""
+
+    name: str
+    api_class: str
+    suffix: str
+
+    def api(self, api_client: client.ApiClient) -> object:
+        """The API group object (e.g. a CoreV1Api) for this client."""
+        api_group: Callable[[client.ApiClient], object] = getattr(client, self.api_class)
+        return api_group(api_client)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+SECRET: Kind[V1Secret] = Kind("Secret", "CoreV1Api", "namespaced_secret")
+PVC: Kind[V1PersistentVolumeClaim] = Kind(
+    "PersistentVolumeClaim", "CoreV1Api", "namespaced_persistent_volume_claim"
+)
+SERVICE: Kind[V1Service] = Kind("Service", "CoreV1Api", "namespaced_service")
+POD: Kind[V1Pod] = Kind("Pod", "CoreV1Api", "namespaced_pod")
+JOB: Kind[V1Job] = Kind("Job", "BatchV1Api", "namespaced_job")
+DEPLOYMENT: Kind[V1Deployment] = Kind("Deployment", "AppsV1Api", "namespaced_deployment")
+INGRESS: Kind[V1Ingress] = Kind("Ingress", "NetworkingV1Api", "namespaced_ingress")
+NETWORK_POLICY: Kind[V1NetworkPolicy] = Kind(
+    "NetworkPolicy", "NetworkingV1Api", "namespaced_network_policy"
+)
+DEPLOYMENT_SCALE: Kind[V1Scale] = Kind(
+    "Deployment/scale", "AppsV1Api", "namespaced_deployment_scale"
+)
+"""A Deployment's `/scale` subresource (counted apart from the Deployment itself)."""
+
+KINDS: dict[str, Kind[Object]] = {
+    kind.name: kind
+    for kind in (SECRET, PVC, SERVICE, POD, JOB, DEPLOYMENT, INGRESS, NETWORK_POLICY)
+}
+"""The kinds by name, for objects whose kind is known only from a manifest or a document."""
+
+
+def kind_named(name: str) -> Kind[Object]:
+    """The kind a manifest's `kind` names (KeyError for one the service does not touch)."""
+    return KINDS[name]
