@@ -41,7 +41,7 @@ from bench.stack import (
 )
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
-from handlers.catalog import lifecycle_handlers
+from handlers.catalog import command_catalog
 from handlers.progress import REQUESTS_KEY
 from k8s.names import InstanceNames
 from k8s.spec import INSTANCE_LABEL
@@ -140,7 +140,7 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
             amqp = AmqpSettings(url=SecretStr(amqp_url))
             declare_on_broker(amqp, SETTINGS)
             events = Events(amqp_url, observer(amqp_url))
-            with serving(amqp_url, engine, lifecycle_handlers(platform), SETTINGS):
+            with serving(amqp_url, engine, command_catalog().handlers(platform), SETTINGS):
                 print(
                     f"{'provisions':>10} {'seconds':>8} {'per s':>6} "
                     f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6}",

@@ -37,7 +37,7 @@ from bench.stack import (
 )
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
-from handlers.catalog import lifecycle_handlers
+from handlers.catalog import command_catalog
 from handlers.results import Handler
 from k8s.apply import Kubernetes, WaitTimeoutError, rolled_out
 from k8s.kinds import Kind
@@ -136,7 +136,7 @@ def _run(instances: int, cycles: int, tenants: Tenants, out: TextIO) -> dict[str
     api, namespace, databases = tenants.api, tenants.namespace, tenants.databases
 
     def handlers(cluster: Callable[[], Kubernetes]) -> dict[str, Handler]:
-        return lifecycle_handlers(tenants.platform(cluster))
+        return command_catalog().handlers(tenants.platform(cluster))
 
     variants: dict[str, Callable[[], Kubernetes]] = {
         "watch": lambda: Kubernetes(api, namespace),

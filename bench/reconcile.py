@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from bench.stack import Tenants, tenant_namespace
+from handlers.catalog import command_catalog
 from handlers.platform import Platform
 from handlers.reconcile import carry_out, observe, plan
 from handlers.specs import instance_spec
@@ -129,7 +130,7 @@ def _run(sizes: list[int], broken: int, tenants: Tenants, out: TextIO) -> list[d
     with tempfile.TemporaryDirectory() as state:
         engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{Path(state) / 's.db'}")))
         upgrade(engine)
-        ledger = Ledger(engine)
+        ledger = Ledger(engine, command_catalog().status_machine)
         print(
             f"fleet reconcile in namespace {namespace}; requests counted per reconcile",
             file=out,

@@ -7,7 +7,7 @@ import threading
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +27,15 @@ from consumers.settings import AmqpSettings, ConsumerSettings
 from devstack import credentials
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from devstack.layout import default_layout
+from handlers.catalog import command_catalog
 from handlers.platform import Platform
-from handlers.results import Handler
-from instance_service.wiring import build_registry
+from handlers.results import Handler, HandlerContext, HandlerResult
 from k8s.apply import Kubernetes
 from k8s.health import EndpointSliceResolver
 from k8s.settings import KubernetesSettings, TenantSettings
 from messages.amqp import OutgoingMessage
+from messages.commands import AnyCommand
+from messages.errors import PermanentError
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
@@ -52,12 +54,21 @@ def provision_data(instance_id: str, subdomain: str) -> dict[str, Any]:
     }
 
 
+def _not_served(command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    raise PermanentError("not_served", f"this benchmark serves no {command.type}")
+
+
 @contextmanager
 def serving(
-    amqp_url: str, engine: Engine, handlers: dict[str, Handler], settings: ConsumerSettings
+    amqp_url: str, engine: Engine, handlers: Mapping[str, Handler], settings: ConsumerSettings
 ) -> Iterator[ConsumerRuntime]:
-    """One in-process consumer with these handlers, serving in a thread until the block ends."""
-    processor = Processor(Ledger(engine), build_registry(handlers), settings, ContractSettings())
+    """One in-process consumer with these handlers, serving in a thread until the block ends;
+    a type they lack fails as `not_served`."""
+    catalog = command_catalog()
+    registry = catalog.registry({t: handlers.get(t, _not_served) for t in catalog.types})
+    processor = Processor(
+        Ledger(engine, catalog.status_machine), registry, settings, ContractSettings()
+    )
     runtime = ConsumerRuntime(
         AmqpSettings(url=SecretStr(amqp_url)),
         settings,

@@ -13,7 +13,8 @@
     instance.events (topic): the result events
 
 Quick lifecycle commands and long ones have separate queues so KEDA can scale their consumers
-separately, and a burst of provisions never delays a suspend.
+separately, and a burst of provisions never delays a suspend. Which queue a type is bound to is
+part of its declaration (handlers/declarations.py); the bindings are derived from the catalog.
 
 Why an alternate exchange for unknown types: a catch-all `odoo.#` binding would copy every
 known command into its queue too, and only the broker knows whether *some* version of the
@@ -33,22 +34,12 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from consumers.connection import open_connection
 from consumers.settings import AmqpSettings, ConsumerSettings
-from messages.commands import COMMAND_MODELS
+from handlers.catalog import Catalog, command_catalog
+from handlers.declarations import Queue
 from messages.serialization import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 
 log = logging.getLogger(__name__)
 
-LONG_COMMANDS = frozenset(
-    {
-        "odoo.instance.provision.v1",
-        "odoo.instance.backup.v1",
-        "odoo.instance.restore.v1",
-        "odoo.instance.upgrade.v1",
-        "odoo.instance.delete.v1",
-        "odoo.fleet.reconcile.v1",
-    }
-)
-QUICK_COMMANDS = frozenset(COMMAND_MODELS) - LONG_COMMANDS
 CONFIGURATION_REPLY_CODES = frozenset({403, 406})  # ACCESS_REFUSED, PRECONDITION_FAILED
 PRECONDITION_FAILED = 406
 ALTERNATE_EXCHANGE = "alternate-exchange"
@@ -72,12 +63,16 @@ class WorkQueue:
         return tuple(self.delay_queue(tier) for tier in range(len(self.delays_seconds)))
 
 
-def work_queues(settings: ConsumerSettings) -> tuple[WorkQueue, WorkQueue]:
-    """The quick and the long work queue."""
+def work_queues(
+    settings: ConsumerSettings, catalog: Catalog | None = None
+) -> tuple[WorkQueue, WorkQueue]:
+    """The quick and the long work queue, with the types `catalog` (the service's when None)
+    declares on each."""
+    catalog = catalog or command_catalog()
     delays = settings.retry_delays_seconds
     return (
-        WorkQueue(settings.quick_queue, QUICK_COMMANDS, delays),
-        WorkQueue(settings.long_queue, LONG_COMMANDS, delays),
+        WorkQueue(settings.quick_queue, catalog.routed_to(Queue.QUICK), delays),
+        WorkQueue(settings.long_queue, catalog.routed_to(Queue.LONG), delays),
     )
 
 
@@ -86,9 +81,11 @@ def unrouted_queue(settings: ConsumerSettings) -> WorkQueue:
     return WorkQueue(settings.unrouted_queue, frozenset(), settings.retry_delays_seconds)
 
 
-def served_queues(settings: ConsumerSettings) -> tuple[WorkQueue, ...]:
+def served_queues(
+    settings: ConsumerSettings, catalog: Catalog | None = None
+) -> tuple[WorkQueue, ...]:
     """The work queues this process consumes (`settings.queues`); all are declared anyway."""
-    quick, long = work_queues(settings)
+    quick, long = work_queues(settings, catalog)
     unrouted = unrouted_queue(settings)
     return {
         "all": (quick, long, unrouted),
@@ -97,10 +94,13 @@ def served_queues(settings: ConsumerSettings) -> tuple[WorkQueue, ...]:
     }[settings.queues]
 
 
-def queue_for(command_type: str, settings: ConsumerSettings) -> WorkQueue:
+def queue_for(
+    command_type: str, settings: ConsumerSettings, catalog: Catalog | None = None
+) -> WorkQueue:
     """The work queue a command type is routed to."""
-    quick, long = work_queues(settings)
-    return long if command_type in LONG_COMMANDS else quick
+    catalog = catalog or command_catalog()
+    quick, long = work_queues(settings, catalog)
+    return long if catalog.queue_of(command_type) is Queue.LONG else quick
 
 
 class TopologyError(Exception):

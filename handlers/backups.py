@@ -17,6 +17,7 @@ have, or of another Odoo version's data, before anything began (store/admission.
 
 import uuid
 
+from handlers.declarations import Declaration, Queue
 from handlers.jobs import current_replicas, run_job, take_backup
 from handlers.platform import Platform
 from handlers.progress import Progress
@@ -24,10 +25,11 @@ from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
-from messages.commands import AnyCommand, BackupCommand, RestoreCommand
+from messages.commands import BackupCommand, RestoreCommand
 from messages.errors import PermanentError
 from messages.events import BackedUpData, BackedUpEvent, RestoredData, RestoredEvent
 from store.ledger import Ledger
+from store.lifecycle import InstanceStatus, Transition
 from store.records import BackupRecord
 
 UNTOUCHED = frozenset({"checksum_mismatch", "backup_missing", "backup_invalid"})
@@ -40,10 +42,8 @@ class Backup:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: BackupCommand, context: HandlerContext) -> HandlerResult:
         """Run the backup Job and record the backup it made."""
-        if not isinstance(command, BackupCommand):
-            raise TypeError(f"backup cannot handle {command.type}")
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError("backup admitted without its instance")
@@ -108,10 +108,8 @@ class Restore:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: RestoreCommand, context: HandlerContext) -> HandlerResult:
         """Safety backup, stop, restore, start again."""
-        if not isinstance(command, RestoreCommand):
-            raise TypeError(f"restore cannot handle {command.type}")
         instance = context.admission.instance
         if instance is None or context.operation_id is None:
             raise RuntimeError("restore admitted without its instance")
@@ -183,3 +181,46 @@ class Restore:
         progress.finish()
         data = RestoredData(instance_id=spec.instance_id, backup_id=backup.id)
         return Completed(RestoredEvent.caused_by(command, data))
+
+
+BACKUP = Declaration(
+    model=BackupCommand,
+    queue=Queue.LONG,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.STOPPED,
+                InstanceStatus.SUSPENDED,
+                InstanceStatus.TERMINATED,
+            }
+        ),
+        InstanceStatus.BACKING_UP,
+        None,
+    ),
+    event=BackedUpEvent,
+    locks=True,
+    handler=Backup,
+)
+
+
+RESTORE = Declaration(
+    model=RestoreCommand,
+    queue=Queue.LONG,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.STOPPED,
+                InstanceStatus.ERROR,
+            }
+        ),
+        InstanceStatus.RESTORING,
+        None,
+    ),
+    event=RestoredEvent,
+    locks=True,
+    handler=Restore,
+)

@@ -1,40 +1,158 @@
-"""Which handler carries out which command type: the instance handlers of one Platform."""
+"""Every command the service serves, collected from the declarations next to their handlers.
 
-from handlers.backups import Backup, Restore
-from handlers.delete import Delete
-from handlers.lifecycle import BringUp, Restart, TakeDown
+The entry point builds the `Catalog` once at start-up; it refuses a type declared twice, a
+declaration that lacks a part, and a command type of the contract that nobody declared. Every
+per-type table is derived from it: the handler registry, the status machine the ledger decides
+with, the work queue each type is bound to, and what the AsyncAPI document says of each command.
+Adding a command is one declaration at the end of its handler's module and one line below.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from handlers.backups import BACKUP, RESTORE
+from handlers.declarations import Declaration, Queue
+from handlers.delete import DELETE
+from handlers.lifecycle import REACTIVATE, RESTART, START, STOP, SUSPEND, TERMINATE, UNSUSPEND
 from handlers.platform import Platform
-from handlers.provision import Provision
-from handlers.reconcile import Reconcile
-from handlers.resize import Resize
+from handlers.provision import PROVISION
+from handlers.reconcile import RECONCILE
+from handlers.registry import HandlerRegistry, Routed
+from handlers.resize import RESIZE
 from handlers.results import Handler
-from handlers.upgrade import Upgrade
-from messages.events import (
-    ReactivatedEvent,
-    RestartedEvent,
-    StartedEvent,
-    StoppedEvent,
-    SuspendedEvent,
-    TerminatedEvent,
-    UnsuspendedEvent,
+from handlers.upgrade import UPGRADE
+from messages.commands import COMMAND_MODELS, InstanceCommand
+from messages.envelope import Envelope
+from messages.events import Event
+from messages.schema import DocumentedCommand
+from store.lifecycle import StatusMachine, StatusMachineError, Transition
+
+DECLARATIONS: tuple[Declaration[Any], ...] = (
+    PROVISION,
+    START,
+    STOP,
+    RESTART,
+    SUSPEND,
+    UNSUSPEND,
+    RESIZE,
+    UPGRADE,
+    BACKUP,
+    RESTORE,
+    TERMINATE,
+    REACTIVATE,
+    DELETE,
+    RECONCILE,
 )
+"""The service's commands; this order is the status machine's (lifters are named in it)."""
+
+OPTIONAL_PARTS = frozenset({"transition"})
 
 
-def lifecycle_handlers(platform: Platform) -> dict[str, Handler]:
-    """Command type -> handler, for every command of the contract."""
-    return {
-        "odoo.instance.provision.v1": Provision(platform),
-        "odoo.instance.start.v1": BringUp(platform, StartedEvent),
-        "odoo.instance.unsuspend.v1": BringUp(platform, UnsuspendedEvent),
-        "odoo.instance.reactivate.v1": BringUp(platform, ReactivatedEvent),
-        "odoo.instance.stop.v1": TakeDown(platform, StoppedEvent),
-        "odoo.instance.suspend.v1": TakeDown(platform, SuspendedEvent),
-        "odoo.instance.terminate.v1": TakeDown(platform, TerminatedEvent),
-        "odoo.instance.restart.v1": Restart(platform, RestartedEvent),
-        "odoo.instance.delete.v1": Delete(platform),
-        "odoo.instance.resize.v1": Resize(platform),
-        "odoo.instance.upgrade.v1": Upgrade(platform),
-        "odoo.instance.backup.v1": Backup(platform),
-        "odoo.instance.restore.v1": Restore(platform),
-        "odoo.fleet.reconcile.v1": Reconcile(platform),
-    }
+class CatalogError(Exception):
+    """The declarations are wrong (twice, incomplete, or short of the contract): start-up fails."""
+
+
+class Catalog:
+    """The declared command types, checked against the contract's models, and their tables.
+
+    `contract`: command type -> model, the parse table (messages/commands.py); every one of
+    its types must be declared, with that model, and nothing else may be.
+    """
+
+    def __init__(
+        self,
+        declarations: Iterable[Declaration[Any]],
+        contract: Mapping[str, type[Envelope]] = COMMAND_MODELS,
+    ) -> None:
+        self._declarations: dict[str, Declaration[Any]] = {}
+        for declaration in declarations:
+            _check(declaration)
+            command_type = declaration.command_type
+            if command_type in self._declarations:
+                raise CatalogError(f"{command_type} is declared twice")
+            if contract.get(command_type) is not declaration.model:
+                raise CatalogError(f"{command_type} is not a command model of the contract")
+            self._declarations[command_type] = declaration
+        missing = sorted(set(contract) - set(self._declarations))
+        if missing:
+            raise CatalogError(f"no declaration for: {', '.join(missing)}")
+        try:
+            self.status_machine = StatusMachine(self.transitions(), self.instance_locked())
+        except StatusMachineError as error:
+            raise CatalogError(str(error)) from error
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """Every declared command type, in declaration order."""
+        return tuple(self._declarations)
+
+    def declaration(self, command_type: str) -> Declaration[Any]:
+        """The declaration of one command type."""
+        return self._declarations[command_type]
+
+    def transitions(self) -> dict[str, Transition]:
+        """Instance command type -> its transition (commands that change no status have none)."""
+        return {
+            command_type: declaration.transition
+            for command_type, declaration in self._declarations.items()
+            if declaration.transition is not None
+        }
+
+    def instance_locked(self) -> frozenset[str]:
+        """The command types that run holding their instance's lock."""
+        return frozenset(t for t, declaration in self._declarations.items() if declaration.locks)
+
+    def routed_to(self, queue: Queue) -> frozenset[str]:
+        """The command types bound to `queue`."""
+        return frozenset(t for t, d in self._declarations.items() if d.queue is queue)
+
+    def queue_of(self, command_type: str) -> Queue:
+        """The queue a command type is bound to."""
+        return self._declarations[command_type].queue
+
+    def handlers(self, platform: Platform) -> dict[str, Handler]:
+        """Command type -> its handler on `platform`, each fed only commands of its model."""
+        return {
+            command_type: Routed(declaration.model, declaration.handler(platform))
+            for command_type, declaration in self._declarations.items()
+        }
+
+    def registry(self, handlers: Mapping[str, Handler]) -> HandlerRegistry:
+        """A registry of `handlers`, which must carry out every declared type."""
+        registry = HandlerRegistry(self.types)
+        for command_type, handler in handlers.items():
+            registry.register(command_type, handler)
+        registry.require(self.types)
+        return registry
+
+    def documented(self) -> list[DocumentedCommand]:
+        """What the AsyncAPI document states of each command: its model and success event."""
+        return [DocumentedCommand(d.model, d.event_type) for d in self._declarations.values()]
+
+
+def _check(declaration: Declaration[Any]) -> None:
+    """Every part is there and of its kind, and the parts agree with each other."""
+    for part in fields(declaration):
+        if part.name not in OPTIONAL_PARTS and getattr(declaration, part.name) is None:
+            raise CatalogError(f"the declaration of {declaration.model!r} lacks its {part.name}")
+    model, event = declaration.model, declaration.event
+    if not (isinstance(model, type) and issubclass(model, Envelope)):
+        raise CatalogError(f"{model!r} is not a message model")
+    name = model.__name__
+    if not (isinstance(event, type) and issubclass(event, Event)):
+        raise CatalogError(f"{name}'s success event {event!r} is not an event model")
+    if not isinstance(declaration.queue, Queue):
+        raise CatalogError(f"{name}'s queue {declaration.queue!r} is not one of {list(Queue)}")
+    if not callable(declaration.handler):
+        raise CatalogError(f"{name}'s handler is not a factory of handlers")
+    about_one_instance = issubclass(model, InstanceCommand)
+    if about_one_instance and declaration.transition is None:
+        raise CatalogError(f"{name} is about one instance but declares no transition")
+    if not about_one_instance and (declaration.transition is not None or declaration.locks):
+        raise CatalogError(f"{name} has no instance to move or lock")
+
+
+def command_catalog() -> Catalog:
+    """The catalog of this service version: every command of the contract, declared."""
+    return Catalog(DECLARATIONS, COMMAND_MODELS)

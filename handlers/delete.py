@@ -13,6 +13,7 @@ before delete"); if it fails, nothing is deleted.
 """
 
 from handlers.backups import safety_backup_id
+from handlers.declarations import Declaration, Queue
 from handlers.jobs import take_backup
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
@@ -31,9 +32,10 @@ from k8s.kinds import (
     Object,
     name_of,
 )
-from messages.commands import AnyCommand, DeleteCommand
+from messages.commands import DeleteCommand
 from messages.errors import PermanentError
 from messages.events import DeletedEvent, InstanceEventData
+from store.lifecycle import InstanceStatus, Transition
 
 
 class Delete:
@@ -63,10 +65,8 @@ class Delete:
 
         return watch_step(step, deadline, progress, wait, expired)
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: DeleteCommand, context: HandlerContext) -> HandlerResult:
         """Remove what the instance has, in an order that never strands a running pod."""
-        if not isinstance(command, DeleteCommand):
-            raise TypeError(f"delete cannot handle {command.type}")
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError("delete admitted without its instance")
@@ -124,3 +124,27 @@ class Delete:
         progress.finish()
         data = InstanceEventData(instance_id=spec.instance_id)
         return Completed(DeletedEvent.caused_by(command, data))
+
+
+DELETE = Declaration(
+    model=DeleteCommand,
+    queue=Queue.LONG,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.STOPPED,
+                InstanceStatus.SUSPENDED,
+                InstanceStatus.TERMINATED,
+                InstanceStatus.ERROR,
+            }
+        ),
+        InstanceStatus.DELETING,
+        InstanceStatus.DELETED,
+        lifts=True,
+    ),
+    event=DeletedEvent,
+    locks=True,
+    handler=Delete,
+)

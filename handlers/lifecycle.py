@@ -12,15 +12,36 @@ message that says how to recover.
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 
+from handlers.declarations import Declaration, Queue
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from handlers.waiting import health, rollout
 from k8s.spec import InstanceSpec
-from messages.commands import AnyCommand, InstanceCommand
+from messages.commands import (
+    InstanceCommand,
+    ReactivateCommand,
+    RestartCommand,
+    StartCommand,
+    StopCommand,
+    SuspendCommand,
+    TerminateCommand,
+    UnsuspendCommand,
+)
 from messages.errors import PermanentError
-from messages.events import Event, InstanceEventData
+from messages.events import (
+    Event,
+    InstanceEventData,
+    ReactivatedEvent,
+    RestartedEvent,
+    StartedEvent,
+    StoppedEvent,
+    SuspendedEvent,
+    TerminatedEvent,
+    UnsuspendedEvent,
+)
+from store.lifecycle import Hold, InstanceStatus, Transition
 
 
 class ReplicaHandler(ABC):
@@ -30,10 +51,8 @@ class ReplicaHandler(ABC):
         self.platform = platform
         self.event = event
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: InstanceCommand, context: HandlerContext) -> HandlerResult:
         """Run (or resume) the steps; the success event once they are all done."""
-        if not isinstance(command, InstanceCommand):
-            raise TypeError(f"{command.type} is not about one instance")
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError(f"{command.type} admitted without its instance")
@@ -109,3 +128,139 @@ class Restart(ReplicaHandler):
         return rollout("rollout", 1, spec, self.platform, cluster, progress) or health(
             "health", spec, self.platform, progress
         )
+
+
+START = Declaration(
+    model=StartCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.STOPPED,
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.ERROR,
+            }
+        ),
+        InstanceStatus.STARTING,
+        InstanceStatus.RUNNING,
+    ),
+    event=StartedEvent,
+    locks=True,
+    handler=lambda platform: BringUp(platform, StartedEvent),
+)
+
+
+STOP = Declaration(
+    model=StopCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.STOPPED,
+                InstanceStatus.ERROR,
+            }
+        ),
+        InstanceStatus.STOPPING,
+        InstanceStatus.STOPPED,
+    ),
+    event=StoppedEvent,
+    locks=True,
+    handler=lambda platform: TakeDown(platform, StoppedEvent),
+)
+
+
+RESTART = Declaration(
+    model=RestartCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED, InstanceStatus.ERROR}),
+        InstanceStatus.RESTARTING,
+        InstanceStatus.RUNNING,
+    ),
+    event=RestartedEvent,
+    locks=True,
+    handler=lambda platform: Restart(platform, RestartedEvent),
+)
+
+
+# Billing may suspend whatever serves or could serve; a suspended instance stays suspended.
+SUSPEND = Declaration(
+    model=SuspendCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.STOPPED,
+                InstanceStatus.ERROR,
+                InstanceStatus.SUSPENDED,
+            }
+        ),
+        InstanceStatus.STOPPING,
+        InstanceStatus.SUSPENDED,
+        takes=Hold.SUSPENDED,
+    ),
+    event=SuspendedEvent,
+    locks=True,
+    handler=lambda platform: TakeDown(platform, SuspendedEvent),
+)
+
+
+# The predecessor could not leave `suspended`; unsuspend is its one way back to serving.
+UNSUSPEND = Declaration(
+    model=UnsuspendCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset({InstanceStatus.SUSPENDED, InstanceStatus.RUNNING, InstanceStatus.DEGRADED}),
+        InstanceStatus.STARTING,
+        InstanceStatus.RUNNING,
+        lifts=True,
+    ),
+    event=UnsuspendedEvent,
+    locks=True,
+    handler=lambda platform: BringUp(platform, UnsuspendedEvent),
+)
+
+
+# Terminate stops serving and keeps every byte; reactivate is its way back.
+TERMINATE = Declaration(
+    model=TerminateCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.STOPPED,
+                InstanceStatus.SUSPENDED,
+                InstanceStatus.ERROR,
+                InstanceStatus.TERMINATED,
+            }
+        ),
+        InstanceStatus.STOPPING,
+        InstanceStatus.TERMINATED,
+        takes=Hold.TERMINATED,
+    ),
+    event=TerminatedEvent,
+    locks=True,
+    handler=lambda platform: TakeDown(platform, TerminatedEvent),
+)
+
+
+REACTIVATE = Declaration(
+    model=ReactivateCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset({InstanceStatus.TERMINATED}),
+        InstanceStatus.STARTING,
+        InstanceStatus.RUNNING,
+        lifts=True,
+    ),
+    event=ReactivatedEvent,
+    locks=True,
+    handler=lambda platform: BringUp(platform, ReactivatedEvent),
+)

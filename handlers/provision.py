@@ -14,6 +14,7 @@ same data converges from there, and delete removes everything.
 
 from typing import Any
 
+from handlers.declarations import Declaration, Queue
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
@@ -26,9 +27,10 @@ from k8s.exposure import build_ingress, build_network_policy, build_service, hos
 from k8s.kinds import DEPLOYMENT, INGRESS, JOB, NETWORK_POLICY, PVC, SECRET, SERVICE, uid_of
 from k8s.spec import InstanceSpec, TenantCredentials
 from k8s.workload import build_deployment, build_init_job, build_secret, build_volume, image_of
-from messages.commands import AnyCommand, ProvisionCommand
+from messages.commands import ProvisionCommand
 from messages.errors import PermanentError
 from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
+from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceShape, InstanceUpdate
 
 JOB_GONE_SECONDS = 30.0
@@ -40,10 +42,8 @@ class Provision:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: ProvisionCommand, context: HandlerContext) -> HandlerResult:
         """Run (or resume) the provision's steps."""
-        if not isinstance(command, ProvisionCommand):
-            raise TypeError(f"provision cannot handle {command.type}")
         platform, namespace = self.platform, self.platform.namespace
         spec = instance_spec(InstanceShape.asked(command.data))
         image_of(spec, platform.tenants)  # no image for the version: fail before any effect
@@ -167,3 +167,19 @@ class Provision:
                 url=url, internal_url=internal_url, kubernetes_names=kubernetes_names
             ),
         )
+
+
+# A failed provision may be provisioned again (same data; the handler checks the data).
+PROVISION = Declaration(
+    model=ProvisionCommand,
+    queue=Queue.LONG,
+    transition=Transition(
+        frozenset({InstanceStatus.ERROR}),
+        InstanceStatus.PROVISIONING,
+        InstanceStatus.RUNNING,
+        creates=True,
+    ),
+    event=ProvisionedEvent,
+    locks=True,
+    handler=Provision,
+)

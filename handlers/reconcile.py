@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from handlers.declarations import Declaration, Queue
 from handlers.platform import Cluster, Platform
 from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
@@ -32,7 +33,7 @@ from k8s.exposure import build_ingress, build_network_policy, build_service
 from k8s.kinds import kind_named
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from k8s.workload import Manifest, build_deployment, build_volume
-from messages.commands import AnyCommand, ReconcileCommand
+from messages.commands import ReconcileCommand
 from messages.errors import PermanentError, RetryableError
 from messages.events import FleetReconciledData, FleetReconciledEvent
 from store.ledger import Ledger
@@ -275,10 +276,8 @@ class Reconcile:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: ReconcileCommand, context: HandlerContext) -> HandlerResult:
         """Plan against the whole fleet, repair, answer with the counts."""
-        if not isinstance(command, ReconcileCommand):
-            raise TypeError(f"reconcile cannot handle {command.type}")
         cluster = self.platform.cluster()
         observed = observe(cluster)  # before the store: see above
         found = plan(context.ledger.instances(), observed, self.platform)
@@ -297,3 +296,14 @@ class Reconcile:
             orphans=len(found.orphans),
         )
         return Completed(FleetReconciledEvent.caused_by(command, data))
+
+
+# The fleet's command changes no instance's status, and holds the fleet's lock: one at a time.
+RECONCILE = Declaration(
+    model=ReconcileCommand,
+    queue=Queue.LONG,
+    transition=None,
+    event=FleetReconciledEvent,
+    locks=False,
+    handler=Reconcile,
+)

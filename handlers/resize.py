@@ -12,6 +12,7 @@ A stopped or suspended instance is resized in place and stays down.
 
 from dataclasses import replace
 
+from handlers.declarations import Declaration, Queue
 from handlers.jobs import current_replicas
 from handlers.platform import Platform
 from handlers.progress import Progress
@@ -21,9 +22,10 @@ from handlers.waiting import health, rollout
 from k8s.credentials import credentials_in
 from k8s.kinds import DEPLOYMENT, PVC, SECRET
 from k8s.workload import build_deployment, build_secret, build_volume
-from messages.commands import AnyCommand, PlanSpec, ResizeCommand
+from messages.commands import PlanSpec, ResizeCommand
 from messages.errors import PermanentError
 from messages.events import ResizedData, ResizedEvent
+from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceUpdate
 
 
@@ -33,10 +35,8 @@ class Resize:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: ResizeCommand, context: HandlerContext) -> HandlerResult:
         """Apply the new plan and, if the instance runs, wait for its new pod."""
-        if not isinstance(command, ResizeCommand):
-            raise TypeError(f"resize cannot handle {command.type}")
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError("resize admitted without its instance")
@@ -89,3 +89,24 @@ class Resize:
                 storage_gib=plan.storage_gib,
             ),
         )
+
+
+RESIZE = Declaration(
+    model=ResizeCommand,
+    queue=Queue.QUICK,
+    transition=Transition(
+        frozenset(
+            {
+                InstanceStatus.RUNNING,
+                InstanceStatus.DEGRADED,
+                InstanceStatus.STOPPED,
+                InstanceStatus.SUSPENDED,
+            }
+        ),
+        InstanceStatus.RESIZING,
+        None,
+    ),
+    event=ResizedEvent,
+    locks=True,
+    handler=Resize,
+)

@@ -2,9 +2,10 @@
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from messages.commands import AnyCommand
+from messages.envelope import Envelope
 from messages.events import Event
 from store.ledger import Ledger
 from store.records import Admission, InstanceUpdate
@@ -50,8 +51,22 @@ class HandlerContext:
         return self.deadline - time.monotonic()
 
 
-class Handler(Protocol):
-    """Carries out one command type; raises RetryableError or PermanentError on failure."""
+C_contra = TypeVar("C_contra", bound=Envelope, contravariant=True)
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+
+class CommandHandler(Protocol[C_contra]):
+    """Carries out its own command type; raises RetryableError or PermanentError on failure.
+
+    Typed by its command: the registry hands it only commands of its declared model
+    (handlers/declarations.py), so it never checks what it was given.
+    """
+
+    def __call__(self, command: C_contra, context: HandlerContext, /) -> HandlerResult:
+        """Do (or continue) the command's work."""
+
+
+class Handler(Protocol):
+    """What the consumer calls for a delivered command: the registry's answer to its type."""
+
+    def __call__(self, command: AnyCommand, context: HandlerContext, /) -> HandlerResult:
         """Do (or continue) the command's work."""

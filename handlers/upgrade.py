@@ -18,6 +18,7 @@ Only if the way back fails too does the instance end in `error`.
 from dataclasses import replace
 
 from handlers.backups import known_backup, safety_backup_id
+from handlers.declarations import Declaration, Queue
 from handlers.jobs import current_replicas, run_job, take_backup
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
@@ -28,10 +29,11 @@ from k8s.data_jobs import build_restore_job, job_name
 from k8s.kinds import DEPLOYMENT
 from k8s.spec import InstanceSpec
 from k8s.workload import build_deployment, build_update_job
-from messages.commands import AnyCommand, UpgradeCommand
+from messages.commands import UpgradeCommand
 from messages.errors import PermanentError
 from messages.events import UpgradedData, UpgradedEvent
 from store.ledger import Ledger
+from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceUpdate
 
 CAUSE = "rollback_cause"
@@ -43,10 +45,8 @@ class Upgrade:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+    def __call__(self, command: UpgradeCommand, context: HandlerContext) -> HandlerResult:
         """Back up, update, switch images; roll back on failure."""
-        if not isinstance(command, UpgradeCommand):
-            raise TypeError(f"upgrade cannot handle {command.type}")
         instance = context.admission.instance
         if instance is None or context.operation_id is None:
             raise RuntimeError("upgrade admitted without its instance")
@@ -213,3 +213,17 @@ class Upgrade:
                 f"restore Job {self.platform.namespace}/{end.name} failed ({end.failure()})",
             )
         return None
+
+
+UPGRADE = Declaration(
+    model=UpgradeCommand,
+    queue=Queue.LONG,
+    transition=Transition(
+        frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED, InstanceStatus.STOPPED}),
+        InstanceStatus.UPGRADING,
+        None,
+    ),
+    event=UpgradedEvent,
+    locks=True,
+    handler=Upgrade,
+)

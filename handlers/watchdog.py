@@ -165,14 +165,14 @@ class Watchdog:
             return None
         properties = AmqpProperties(message_id=operation.command_id)
         try:
-            command = parse_command(
+            stored = parse_command(
                 json.dumps(operation.command).encode(), properties, self.contract
             )
         except MessageRejected:
             return None
-        if not isinstance(command, InstanceCommand) or command.type != operation.kind:
+        if not isinstance(stored, InstanceCommand) or stored.type != operation.kind:
             return None
-        return command
+        return stored
 
     def _time_out(self, operation: OpenOperation, command: AnyCommand) -> bool:
         """Fail the command: its one answer, the instance's status and the event together

@@ -12,6 +12,7 @@ from pydantic import SecretStr, ValidationError
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health, health_endpoint
 from consumers.topology import TopologyError, declare_on_broker
+from handlers.catalog import command_catalog
 from instance_service import __version__
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
@@ -144,6 +145,7 @@ class MissingPermissionError(Exception):
 
 def run_consume(settings: Settings, *, check_only: bool) -> int:
     """Connect to every dependency, report readiness, then serve until signalled."""
+    catalog = command_catalog()  # a wrong declaration stops start-up before any connection
     try:
         engine = create_engine(settings.store)
         dialect = ping(engine)
@@ -200,7 +202,8 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
     consumer = settings.consumer
     with health_endpoint(health, consumer.health_host, consumer.health_port):
         try:
-            runtime = build_runtime(settings, engine, build_handlers(platform), health=health)
+            handlers = build_handlers(catalog, platform)
+            runtime = build_runtime(settings, engine, catalog, handlers, health=health)
             signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
         except TopologyError as error:
             log.error("cannot consume: %s", error)
@@ -233,7 +236,7 @@ def run_watch(settings: Settings) -> int:
     health = Health()
     watcher_settings = settings.watcher
     with health_endpoint(health, watcher_settings.health_host, watcher_settings.health_port):
-        watcher = build_watcher(settings, engine, api, health)
+        watcher = build_watcher(settings, engine, api, command_catalog(), health)
         previous = {
             sig: signal.signal(sig, lambda _signum, _frame: watcher.stopping.set())
             for sig in (signal.SIGTERM, signal.SIGINT)
@@ -262,6 +265,7 @@ def run_reconcile_command(settings: Settings, arguments: argparse.Namespace) -> 
         return EXIT_UNAVAILABLE
     return run_reconcile(
         engine,
+        command_catalog().status_machine,
         platform,
         dry_run=arguments.dry_run,
         remove_orphans=arguments.remove_orphans or settings.kubernetes.remove_orphans,

@@ -6,6 +6,7 @@ from typing import BinaryIO, TextIO
 
 import yaml
 
+from handlers.catalog import command_catalog
 from instance_service import __version__
 from instance_service.documents import (
     DocumentUnreadableError,
@@ -23,7 +24,7 @@ EXIT_USAGE = 2
 
 def render_asyncapi(settings: ContractSettings) -> str:
     """The AsyncAPI document as YAML, exactly as committed in docs/asyncapi.yaml."""
-    document = asyncapi_document(__version__, settings)
+    document = asyncapi_document(__version__, command_catalog().documented(), settings)
     return yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
 
 

@@ -13,6 +13,7 @@ from handlers.reconcile import carry_out, observe, plan
 from messages.errors import PermanentError, RetryableError
 from store.database import StateEngine, StoreUnavailableError, ping
 from store.ledger import Ledger
+from store.lifecycle import StatusMachine
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 69
@@ -21,6 +22,7 @@ EXIT_CONFIG = 78
 
 def run_reconcile(
     engine: StateEngine,
+    machine: StatusMachine,
     platform: Platform,
     *,
     dry_run: bool,
@@ -29,7 +31,7 @@ def run_reconcile(
 ) -> int:
     """Plan, print, and unless `dry_run` repair; print the counts."""
     started = time.monotonic()
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, machine)
     cluster = platform.cluster()
     namespace = platform.namespace
     try:

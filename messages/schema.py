@@ -1,16 +1,21 @@
 """JSON Schema of every message and the AsyncAPI 3.0 document, generated from the models.
 
-Rules that come from settings (Odoo versions, reserved subdomains, plan bounds) are validators
-in the models; they are written into the schemas here, so the published documents state them.
+What the document says of each command beyond its model (the event that reports its success)
+comes from the command declarations (handlers/declarations.py), handed in by the entry point as
+`DocumentedCommand`s: messages/ imports nothing of ours. Rules that come from settings (Odoo
+versions, reserved subdomains, plan bounds) are validators in the models; they are written into
+the schemas here, so the published documents state them.
 """
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from messages.commands import COMMAND_MODELS
-from messages.envelope import CLOUDEVENTS_CONTENT_TYPE
+from messages.envelope import CLOUDEVENTS_CONTENT_TYPE, Envelope, type_name
 from messages.errors import RejectionCode
 from messages.events import EVENT_MODELS
 from messages.examples import command_example, event_example
@@ -18,6 +23,14 @@ from messages.serialization import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 from messages.settings import ContractSettings
 
 ASYNCAPI_REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class DocumentedCommand:
+    """A command as the AsyncAPI document states it: its model and its success event's type."""
+
+    model: type[Envelope]
+    success_event: str
 
 
 def _apply_settings(node: Any, settings: ContractSettings) -> None:
@@ -89,14 +102,23 @@ def _amqp_operation_binding() -> dict[str, Any]:
     return {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}}
 
 
-def asyncapi_document(version: str, settings: ContractSettings | None = None) -> dict[str, Any]:
-    """The AsyncAPI 3.0 description of both exchanges, every message, and an example of each."""
+def asyncapi_document(
+    version: str, commands: Sequence[DocumentedCommand], settings: ContractSettings | None = None
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0 description of both exchanges, every message, and an example of each;
+    `commands` are the declared commands, in the order the document lists them."""
     settings = settings or ContractSettings()
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     channel_messages: dict[str, dict[str, Any]] = {"commands": {}, "events": {}}
 
-    def add(message_type: str, model: type[BaseModel], command: bool, example: Any) -> None:
+    def add(
+        message_type: str,
+        model: type[BaseModel],
+        command: bool,
+        example: Any,
+        description: str | None = None,
+    ) -> None:
         schema = _schema(model, settings, command=command, ref=ASYNCAPI_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -104,6 +126,7 @@ def asyncapi_document(version: str, settings: ContractSettings | None = None) ->
             "name": message_type,
             "title": message_type,
             "summary": (model.__doc__ or "").strip().splitlines()[0],
+            **({"description": description} if description else {}),
             "contentType": CLOUDEVENTS_CONTENT_TYPE,
             "payload": {"$ref": ASYNCAPI_REF.format(model=model.__name__)},
             "examples": [{"name": model.__name__, "payload": example}],
@@ -111,8 +134,15 @@ def asyncapi_document(version: str, settings: ContractSettings | None = None) ->
         side = "commands" if command else "events"
         channel_messages[side][model.__name__] = {"$ref": f"#/components/messages/{model.__name__}"}
 
-    for message_type, command_model in COMMAND_MODELS.items():
-        add(message_type, command_model, True, command_example(message_type))
+    for documented in commands:
+        message_type = type_name(documented.model)
+        add(
+            message_type,
+            documented.model,
+            True,
+            command_example(message_type),
+            f"Its success is reported by `{documented.success_event}`.",
+        )
     for message_type, event_model in EVENT_MODELS.items():
         example = json.loads(
             event_example(message_type).model_dump_json(by_alias=True, exclude_none=True)

@@ -27,17 +27,7 @@ from messages.serialization import serialize_event
 from store.admission import check_identity, check_record, rejection
 from store.database import traced_session
 from store.instances import instance_record, new_instance
-from store.lifecycle import (
-    TRANSITIONS,
-    Ending,
-    Hold,
-    InstanceStatus,
-    Verdict,
-    decide,
-    hold_on_begin,
-    lifted_by,
-    settle,
-)
+from store.lifecycle import Ending, Hold, InstanceStatus, StatusMachine, Verdict
 from store.locks import InstanceBusyError, InstanceLocks, locks_for
 from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry, utcnow
 from store.records import (
@@ -59,19 +49,23 @@ FLEET_LOCK = "fleet"
 class Ledger:
     """The store's command-facing side.
 
-    `versions_with_image`: the Odoo versions the service has an image for; a provision or
-    upgrade to another is rejected in admission (None: not checked, the handlers' concern).
+    `machine`: the status machine of the service's commands, derived from their declarations
+    at the composition root. `versions_with_image`: the Odoo versions the service has an image
+    for; a provision or upgrade to another is rejected in admission (None: not checked, the
+    handlers' concern).
     """
 
     def __init__(
         self,
         engine: Engine,
+        machine: StatusMachine,
         locks: InstanceLocks | None = None,
         *,
         versions_with_image: Collection[str] | None = None,
         operations: OperationSettings | None = None,
     ) -> None:
         self.engine = engine
+        self.machine = machine
         self.locks = locks if locks is not None else locks_for(engine)
         self.operations = operations or OperationSettings()
         """How long an operation of each type may stay open (its deadline)."""
@@ -189,7 +183,9 @@ class Ledger:
     @contextmanager
     def exclusive(self, command: AnyCommand) -> Iterator[None]:
         """Hold the command's instance (or the fleet) against every other replica."""
-        key = command.subject if isinstance(command, InstanceCommand) else FLEET_LOCK
+        key = FLEET_LOCK
+        if isinstance(command, InstanceCommand) and self.machine.holds_instance(command.type):
+            key = command.subject
         with self.locks.hold(key):
             yield
 
@@ -204,7 +200,7 @@ class Ledger:
         """
         if not isinstance(command, InstanceCommand):
             return Admission(instance=None, transition=None)
-        transition = TRANSITIONS[command.type]
+        transition = self.machine.transition(command.type)
         with self._unit("admit") as session:
             operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
             row = session.get(Instance, command.subject)
@@ -224,12 +220,11 @@ class Ledger:
             check_record(session, command, instance, self.versions_with_image)
         return Admission(instance, transition)
 
-    @staticmethod
-    def _check_status(command: InstanceCommand, instance: InstanceRecord | None) -> None:
+    def _check_status(self, command: InstanceCommand, instance: InstanceRecord | None) -> None:
         """The status machine's verdict: run, wait (InstanceBusyError) or a rejection."""
         status = instance.status if instance else None
         hold = instance.hold if instance else None
-        verdict = decide(status, command.type, hold)
+        verdict = self.machine.decide(status, command.type, hold)
         if verdict is Verdict.WAIT:
             raise InstanceBusyError(command.subject)
         if verdict is Verdict.UNKNOWN_INSTANCE:
@@ -237,8 +232,10 @@ class Ledger:
                 command, RejectionCode.UNKNOWN_INSTANCE, f"no instance {command.subject}"
             )
         if verdict is Verdict.NOT_ALLOWED:
-            allowed = ", ".join(sorted(TRANSITIONS[command.type].allowed_from)) or "none"
-            held = f" (a billing hold: {' or '.join(lifted_by(hold))} lift it)" if hold else ""
+            allowed_from = self.machine.transition(command.type).allowed_from
+            allowed = ", ".join(sorted(allowed_from)) or "none"
+            lifters = " or ".join(self.machine.lifted_by(hold)) if hold else ""
+            held = f" (a billing hold: {lifters} lift it)" if hold else ""
             raise rejection(
                 command,
                 RejectionCode.NOT_ALLOWED_IN_STATE,
@@ -268,7 +265,7 @@ class Ledger:
                 row = new_instance(command)
                 session.add(row)
             row.status = admission.transition.working or row.status
-            row.hold = hold_on_begin(command.type, _hold(row))
+            row.hold = self.machine.hold_on_begin(command.type, _hold(row))
             row.last_command_time = command.time
             row.last_command_id = command.id
             row.current_operation_id = operation_id
@@ -374,7 +371,7 @@ class Ledger:
                 ending = Ending.SUCCEEDED
             else:
                 ending = Ending.ROLLED_BACK if update.rolled_back else Ending.FAILED
-            rest = settle(command.type, before, _hold(row), ending)
+            rest = self.machine.settle(command.type, before, _hold(row), ending)
             row.status, row.hold = rest.status, rest.hold
         for field in (
             "odoo_version",

@@ -1,15 +1,19 @@
 """The instance status machine: which command may run in which status, and where it leads.
 
-This table is the one place that decides; docs/status-machine.md shows it to people, and a test
-checks that the two agree for every (status, command) pair. It also decides billing holds: a
+Each command declares its `Transition` next to its handler (handlers/declarations.py); the
+composition root collects them into the one `StatusMachine` the ledger decides with, so store/
+never imports handlers/. docs/status-machine.md shows the table to people, and a test checks
+that the two agree for every (status, command) pair. It also decides billing holds: a
 suspended or terminated instance is held, the hold is recorded apart from the status (a backup
 of a suspended instance shows `backing_up` while it works), and only unsuspend, reactivate or
 delete lift it. Whatever else ends on a held instance (success, failure, rollback), it rests in
 its hold again, never in a status from which `start` or `restart` would serve it.
 """
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class InstanceStatus(StrEnum):
@@ -88,7 +92,8 @@ class Transition:
 
     `done` None means the instance returns to the status it had before the command. `takes` is
     the hold the command puts on the instance as it begins (billing's decision does not wait for
-    the pods to go, and stays if they do not); `lifts` says that its success ends any hold.
+    the pods to go, and stays if they do not); `lifts` says that its success ends any hold;
+    `creates` that it runs where no instance exists yet (it makes one).
     """
 
     allowed_from: frozenset[InstanceStatus]
@@ -96,81 +101,7 @@ class Transition:
     done: InstanceStatus | None
     takes: Hold | None = None
     lifts: bool = False
-
-
-TRANSITIONS: dict[str, Transition] = {
-    # A failed provision may be provisioned again (same data; the handler checks the data).
-    "odoo.instance.provision.v1": Transition(frozenset({S.ERROR}), S.PROVISIONING, S.RUNNING),
-    "odoo.instance.start.v1": Transition(
-        frozenset({S.STOPPED, S.RUNNING, S.DEGRADED, S.ERROR}), S.STARTING, S.RUNNING
-    ),
-    "odoo.instance.stop.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.ERROR}), S.STOPPING, S.STOPPED
-    ),
-    "odoo.instance.restart.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.ERROR}), S.RESTARTING, S.RUNNING
-    ),
-    # Billing may suspend whatever serves or could serve; a suspended instance stays suspended.
-    "odoo.instance.suspend.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.ERROR, S.SUSPENDED}),
-        S.STOPPING,
-        S.SUSPENDED,
-        takes=Hold.SUSPENDED,
-    ),
-    # The predecessor could not leave `suspended`; unsuspend is its one way back to serving.
-    "odoo.instance.unsuspend.v1": Transition(
-        frozenset({S.SUSPENDED, S.RUNNING, S.DEGRADED}), S.STARTING, S.RUNNING, lifts=True
-    ),
-    "odoo.instance.resize.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED}), S.RESIZING, None
-    ),
-    "odoo.instance.upgrade.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED}), S.UPGRADING, None
-    ),
-    "odoo.instance.backup.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED, S.TERMINATED}),
-        S.BACKING_UP,
-        None,
-    ),
-    "odoo.instance.restore.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.ERROR}), S.RESTORING, None
-    ),
-    # Terminate stops serving and keeps every byte; reactivate is its way back.
-    "odoo.instance.terminate.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED, S.ERROR, S.TERMINATED}),
-        S.STOPPING,
-        S.TERMINATED,
-        takes=Hold.TERMINATED,
-    ),
-    "odoo.instance.reactivate.v1": Transition(
-        frozenset({S.TERMINATED}), S.STARTING, S.RUNNING, lifts=True
-    ),
-    "odoo.instance.delete.v1": Transition(
-        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED, S.TERMINATED, S.ERROR}),
-        S.DELETING,
-        S.DELETED,
-        lifts=True,
-    ),
-}
-"""Instance command type -> its transition. The fleet command has none: it changes no status."""
-
-
-def decide(status: InstanceStatus | None, command_type: str, hold: Hold | None = None) -> Verdict:
-    """Whether `command_type` may run on an instance in `status` (None: no such instance).
-
-    A held instance at rest is judged as its hold's status, whatever its status column says.
-    """
-    transition = TRANSITIONS[command_type]
-    if status is None:
-        is_provision = command_type == "odoo.instance.provision.v1"
-        return Verdict.RUN if is_provision else Verdict.UNKNOWN_INSTANCE
-    if hold is not None and status not in WORKING and status is not S.DELETED:
-        status = HOLD_STATUS[hold]
-    if status in transition.allowed_from:
-        return Verdict.RUN
-    if status in WORKING:
-        return Verdict.WAIT
-    return Verdict.NOT_ALLOWED
+    creates: bool = False
 
 
 def status_after(transition: Transition, before: InstanceStatus) -> InstanceStatus:
@@ -178,17 +109,6 @@ def status_after(transition: Transition, before: InstanceStatus) -> InstanceStat
     if transition.done is not None:
         return transition.done
     return S.RUNNING if before is S.ERROR else before
-
-
-def lifted_by(hold: Hold) -> list[str]:
-    """The command types that may lift `hold`."""
-    status = HOLD_STATUS[hold]
-    return [t for t, tr in TRANSITIONS.items() if tr.lifts and status in tr.allowed_from]
-
-
-def hold_on_begin(command_type: str, hold: Hold | None) -> Hold | None:
-    """The instance's hold once `command_type` began on it."""
-    return TRANSITIONS[command_type].takes or hold
 
 
 @dataclass(frozen=True)
@@ -199,26 +119,86 @@ class Rest:
     hold: Hold | None
 
 
-def settle(
-    command_type: str, before: InstanceStatus | None, hold: Hold | None, ending: Ending
-) -> Rest:
-    """The instance's status and hold after `command_type`, begun in `before` (None: it began
-    by creating the instance), ended so; `hold` is the instance's hold before or since the
-    command began (the same answer either way).
+class StatusMachineError(Exception):
+    """The table handed to the status machine contradicts itself: start-up fails."""
 
-    Only a success of a command that lifts holds ends one; a held instance rests in its hold's
-    status whatever else happened, so no failure leaves it where `start` or `restart` runs.
+
+class StatusMachine:
+    """Decides with a table of instance command type -> transition, built from the declarations.
+
+    `instance_locked`: the command types that hold their instance's lock while they run (the
+    others hold the fleet's). Every command that changes an instance's status must be one of
+    them, or two replicas could move the same instance at once.
     """
-    transition = TRANSITIONS[command_type]
-    hold = transition.takes or hold
-    if ending is Ending.SUCCEEDED:
-        status = status_after(transition, before or S.ERROR)
-        if transition.lifts:
-            hold = None
-    elif ending is Ending.ROLLED_BACK and before is not None:
-        status = before
-    else:
-        status = S.ERROR  # nothing to go back to: `error` lets a provision run again
-    if hold is not None:
+
+    def __init__(
+        self, transitions: Mapping[str, Transition], instance_locked: Collection[str]
+    ) -> None:
+        unlocked = sorted(set(transitions) - set(instance_locked))
+        if unlocked:
+            raise StatusMachineError(
+                f"{', '.join(unlocked)} change an instance's status without holding it"
+            )
+        self.transitions: Mapping[str, Transition] = MappingProxyType(dict(transitions))
+        """Instance command type -> its transition. A fleet command has none."""
+        self.instance_locked = frozenset(instance_locked)
+
+    def transition(self, command_type: str) -> Transition:
+        """The transition of an instance command type."""
+        return self.transitions[command_type]
+
+    def holds_instance(self, command_type: str) -> bool:
+        """Whether `command_type` runs holding its instance's lock (else the fleet's)."""
+        return command_type in self.instance_locked
+
+    def decide(
+        self, status: InstanceStatus | None, command_type: str, hold: Hold | None = None
+    ) -> Verdict:
+        """Whether `command_type` may run on an instance in `status` (None: no such instance).
+
+        A held instance at rest is judged as its hold's status, whatever its status column says.
+        """
+        transition = self.transitions[command_type]
+        if status is None:
+            return Verdict.RUN if transition.creates else Verdict.UNKNOWN_INSTANCE
+        if hold is not None and status not in WORKING and status is not S.DELETED:
+            status = HOLD_STATUS[hold]
+        if status in transition.allowed_from:
+            return Verdict.RUN
+        if status in WORKING:
+            return Verdict.WAIT
+        return Verdict.NOT_ALLOWED
+
+    def lifted_by(self, hold: Hold) -> list[str]:
+        """The command types that may lift `hold`."""
         status = HOLD_STATUS[hold]
-    return Rest(status, hold)
+        return [t for t, tr in self.transitions.items() if tr.lifts and status in tr.allowed_from]
+
+    def hold_on_begin(self, command_type: str, hold: Hold | None) -> Hold | None:
+        """The instance's hold once `command_type` began on it."""
+        return self.transitions[command_type].takes or hold
+
+    def settle(
+        self, command_type: str, before: InstanceStatus | None, hold: Hold | None, ending: Ending
+    ) -> Rest:
+        """The instance's status and hold after `command_type`, begun in `before` (None: it
+        began by creating the instance), ended so; `hold` is the instance's hold before or
+        since the command began (the same answer either way).
+
+        Only a success of a command that lifts holds ends one; a held instance rests in its
+        hold's status whatever else happened, so no failure leaves it where `start` or
+        `restart` runs.
+        """
+        transition = self.transitions[command_type]
+        hold = transition.takes or hold
+        if ending is Ending.SUCCEEDED:
+            status = status_after(transition, before or S.ERROR)
+            if transition.lifts:
+                hold = None
+        elif ending is Ending.ROLLED_BACK and before is not None:
+            status = before
+        else:
+            status = S.ERROR  # nothing to go back to: `error` lets a provision run again
+        if hold is not None:
+            status = HOLD_STATUS[hold]
+        return Rest(status, hold)

@@ -15,7 +15,6 @@ from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import AmqpSettings
 from handlers.results import HandlerContext, HandlerResult
-from instance_service.wiring import build_registry
 from messages.commands import AnyCommand
 from messages.settings import ContractSettings
 from store.database import create_engine
@@ -23,6 +22,7 @@ from store.ledger import Ledger
 from store.migrate import upgrade
 from store.outbox import OutboxRelayStore
 from store.settings import StoreSettings
+from tests.catalog import MACHINE, registry_of
 from tests.consumers.harness import FAST, ProvisionFake
 
 
@@ -39,8 +39,8 @@ def main() -> None:
 
     settings = FAST.model_copy(update={"shutdown_grace_seconds": float(grace)})
     processor = Processor(
-        Ledger(engine),
-        build_registry({"odoo.instance.provision.v1": announced}),
+        Ledger(engine, MACHINE),
+        registry_of({"odoo.instance.provision.v1": announced}),
         settings,
         ContractSettings(),
     )

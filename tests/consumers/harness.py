@@ -8,7 +8,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +24,13 @@ from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import AmqpSettings, ConsumerSettings
 from handlers.results import Completed, Handler, HandlerContext, HandlerResult
-from instance_service.wiring import build_registry
 from messages.commands import AnyCommand, InstanceCommand
 from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
 from messages.publishing import build_command
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
+from tests.catalog import MACHINE, registry_of
 
 FAST = ConsumerSettings(
     health_port=0,
@@ -155,13 +155,15 @@ class Observer:
 def running_consumer(
     amqp_url: str,
     engine: Engine,
-    handlers: dict[str, Handler],
+    handlers: Mapping[str, Handler],
     settings: ConsumerSettings = FAST,
     heartbeat: int = 30,
 ) -> Iterator[ConsumerRuntime]:
     """A consumer serving in a thread until the block ends."""
     amqp = AmqpSettings(url=SecretStr(amqp_url), heartbeat_seconds=heartbeat)
-    processor = Processor(Ledger(engine), build_registry(handlers), settings, ContractSettings())
+    processor = Processor(
+        Ledger(engine, MACHINE), registry_of(handlers), settings, ContractSettings()
+    )
     health = Health()
     runtime = ConsumerRuntime(
         amqp, settings, processor, OutboxRelay(OutboxRelayStore(engine)), health

@@ -30,7 +30,6 @@ from consumers.runtime import ConsumerRuntime
 from consumers.settings import AmqpSettings
 from consumers.topology import declare, served_queues
 from handlers.results import Completed, Handler, HandlerContext, HandlerResult
-from instance_service.wiring import build_registry
 from messages.commands import AnyCommand, InstanceCommand
 from messages.envelope import MAX_BODY_BYTES
 from messages.events import Event, InstanceEventData, RestartedEvent, SuspendedEvent
@@ -38,6 +37,7 @@ from messages.publishing import build_command
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
+from tests.catalog import MACHINE, registry_of
 from tests.consumers.harness import FAST, ProvisionFake, provision_body, running_consumer
 from tests.stack import management_request, quote
 
@@ -449,7 +449,10 @@ def test_an_exception_that_escapes_the_decision_ends_dead_lettered(
 ) -> None:
     settings = FAST.model_copy(update={"max_unexpected_failures": 3})
     processor = _Exploding(
-        Ledger(engine), build_registry({PROVISION: ProvisionFake()}), settings, ContractSettings()
+        Ledger(engine, MACHINE),
+        registry_of({PROVISION: ProvisionFake()}),
+        settings,
+        ContractSettings(),
     )
     health = Health()
     runtime = ConsumerRuntime(
@@ -562,7 +565,7 @@ def test_a_command_from_the_future_does_not_lock_out_billing(
     assert answers["future-restart"]["type"] == "odoo.instance.command.rejected.v1"
     assert answers["future-restart"]["data"]["error"]["code"] == "invalid_data"
     assert answers["billing-suspend"]["type"] == "odoo.instance.suspended.v1"
-    stored = Ledger(engine).instance(instance_id)
+    stored = Ledger(engine, MACHINE).instance(instance_id)
     assert stored is not None
     assert stored.last_command_time < now + timedelta(seconds=300)
 

@@ -16,13 +16,13 @@ from consumers.headers import (
 )
 from consumers.processing import Ack, DeadLetter, Delivery, Processor, Retry
 from handlers.results import HandlerContext, HandlerResult
-from instance_service.wiring import build_registry
 from messages.amqp import AmqpProperties
 from messages.commands import AnyCommand
 from messages.errors import RetryableError
 from messages.examples import command_example
 from messages.settings import ContractSettings
 from store.ledger import Ledger
+from tests.catalog import MACHINE, registry_of
 from tests.consumers.harness import FAST, ProvisionFake, provision_body
 
 PROVISION = "odoo.instance.provision.v1"
@@ -30,8 +30,8 @@ PROVISION = "odoo.instance.provision.v1"
 
 def _processor(engine: Engine, handler: object, **settings: object) -> Processor:
     return Processor(
-        Ledger(engine),
-        build_registry({PROVISION: handler}),  # type: ignore[dict-item]
+        Ledger(engine, MACHINE),
+        registry_of({PROVISION: handler}),  # type: ignore[dict-item]
         FAST.model_copy(update=settings),
         ContractSettings(),
     )

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
 from devstack.layout import default_layout
-from handlers.catalog import lifecycle_handlers
 from handlers.platform import Platform
 from k8s.apply import Kubernetes
 from k8s.health import EndpointSliceResolver
@@ -33,6 +32,7 @@ from store.ledger import Ledger
 from store.models import InboxEntry, OutboxEntry
 from store.records import InstanceRecord
 from store.tenant_database import TenantDatabases
+from tests.catalog import CATALOG, MACHINE
 from tests.consumers.harness import Observer, publish, running_consumer
 
 CONSUMER = ConsumerSettings(
@@ -109,7 +109,7 @@ class Lifecycle:
     def __post_init__(self) -> None:
         self.databases = TenantDatabases.connect(self.admin_url)
         self._build()
-        self.ledger = Ledger(self.engine)
+        self.ledger = Ledger(self.engine, MACHINE)
         self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
 
     def reconfigure(
@@ -140,7 +140,7 @@ class Lifecycle:
         """A consumer with the lifecycle handlers."""
         assert self._consumer is None
         self._consumer = running_consumer(
-            self.amqp_url, self.engine, lifecycle_handlers(self.platform), CONSUMER
+            self.amqp_url, self.engine, CATALOG.handlers(self.platform), CONSUMER
         )
         self._consumer.__enter__()
 

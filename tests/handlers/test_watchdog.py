@@ -29,9 +29,7 @@ from consumers.settings import AmqpSettings, WatcherSettings
 from consumers.topology import queue_for
 from consumers.watcher import Watcher
 from devstack.kwok_stages import NEVER_READY_LABEL, NEVER_READY_VALUE
-from handlers.catalog import lifecycle_handlers
 from handlers.watchdog import TIMED_OUT, Watchdog
-from instance_service.wiring import build_registry
 from k8s.apply import Kubernetes
 from messages.settings import ContractSettings
 from store.ledger import Ledger
@@ -40,6 +38,7 @@ from store.models import Operation
 from store.outbox import OutboxRelayStore
 from store.settings import OperationSettings
 from store.watchdog import RESUMES_KEY
+from tests.catalog import CATALOG, MACHINE
 from tests.handlers.checks import pods
 from tests.handlers.harness import (
     CONSUMER,
@@ -78,7 +77,7 @@ def _ledger(driver: Lifecycle, resumes: int) -> Ledger:
     operations = OperationSettings(
         deadline_seconds={PROVISION: DEADLINE_SECONDS}, resumes=resumes, sweep_seconds=0.5
     )
-    return Ledger(driver.engine, operations=operations)
+    return Ledger(driver.engine, MACHINE, operations=operations)
 
 
 @contextmanager
@@ -86,7 +85,7 @@ def consuming(driver: Lifecycle, ledger: Ledger) -> Iterator[None]:
     """A consumer with the real handlers, writing deadlines from `ledger`'s settings."""
     processor = Processor(
         ledger,
-        build_registry(lifecycle_handlers(driver.platform)),
+        CATALOG.registry(CATALOG.handlers(driver.platform)),
         SHORT_BUDGET,
         ContractSettings(),
     )

@@ -18,6 +18,7 @@ from store.database import create_engine
 from store.ledger import Ledger
 from store.migrate import upgrade
 from store.settings import StoreSettings
+from tests.catalog import MACHINE
 
 BASE_TIME = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -43,7 +44,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def ledger(engine: Engine) -> Ledger:
     """The ledger with the lock kind of its database."""
-    return Ledger(engine)
+    return Ledger(engine, MACHINE)
 
 
 def command(

@@ -15,6 +15,7 @@ from store.ledger import Ledger
 from store.migrate import upgrade
 from store.records import Outcome
 from store.settings import StoreSettings
+from tests.catalog import MACHINE
 from tests.store.conftest import command
 from tests.store.test_ledger import _provision
 
@@ -23,7 +24,7 @@ def main() -> None:
     """Provision, then start: commit the outcome, say so, and wait to be killed."""
     engine = create_engine(StoreSettings(url=SecretStr(sys.argv[1])))
     upgrade(engine)
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, MACHINE)
     _provision(ledger)
     stop = command("odoo.instance.stop.v1", seconds=1)
     assert isinstance(stop, InstanceCommand)

@@ -15,6 +15,7 @@ from messages.examples import INSTANCE_ID
 from store.ledger import Ledger
 from store.models import Operation
 from store.records import BackupRecord, Outcome
+from tests.catalog import MACHINE
 from tests.store.conftest import command
 
 T = "odoo.instance."
@@ -104,7 +105,7 @@ def test_what_is_possible_is_admitted(ledger: Ledger, instance: str) -> None:
 
 
 def test_a_version_without_an_image_is_refused(engine: Engine, instance: str) -> None:
-    ledger = Ledger(engine, versions_with_image={"16.0", "17.0"})
+    ledger = Ledger(engine, MACHINE, versions_with_image={"16.0", "17.0"})
     with pytest.raises(MessageRejected) as refused:
         ledger.admit(command(f"{T}upgrade.v1", seconds=10, odoo_version="18.0"))
     assert refused.value.code is RejectionCode.INVALID_DATA

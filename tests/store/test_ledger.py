@@ -31,6 +31,7 @@ from store.locks import AdvisoryLocks, InstanceBusyError
 from store.models import InboxEntry, Operation, OutboxEntry
 from store.records import InstanceUpdate, Outcome
 from store.settings import StoreSettings
+from tests.catalog import MACHINE
 from tests.store.conftest import command
 
 OTHER_ID = "11111111-2222-4333-8444-555555555555"
@@ -286,7 +287,7 @@ def test_a_database_that_stops_answering_is_a_retryable_interruption() -> None:
     engine = create_engine(StoreSettings(url=SecretStr(url)))
     try:
         with pytest.raises(StoreInterruptedError, match="state database unavailable") as raised:
-            Ledger(engine).outcome_of("any-command")
+            Ledger(engine, MACHINE).outcome_of("any-command")
         assert isinstance(raised.value, RetryableError)
         assert "nothing" not in str(raised.value)
         with pytest.raises(StoreInterruptedError), AdvisoryLocks(engine).hold("instance"):

@@ -70,7 +70,9 @@ def test_racing_commands_never_overlap_and_all_end(ledger: Ledger) -> None:
     commands = [command("odoo.instance.restart.v1", seconds=i + 1) for i in range(WORKERS)]
     race = Race()
     threads = [
-        threading.Thread(target=_process, args=(Ledger(ledger.engine, ledger.locks), c, race))
+        threading.Thread(
+            target=_process, args=(Ledger(ledger.engine, ledger.machine, ledger.locks), c, race)
+        )
         for c in commands
     ]
     for thread in threads:

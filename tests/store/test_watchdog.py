@@ -26,6 +26,7 @@ from store.models import InboxEntry, Operation, OutboxEntry, utcnow
 from store.records import Outcome
 from store.settings import OperationSettings
 from store.watchdog import COMMAND_KEY, OpenOperations
+from tests.catalog import MACHINE
 from tests.store.conftest import command
 
 RESTART = "odoo.instance.restart.v1"
@@ -90,7 +91,7 @@ def test_an_operation_begins_with_its_types_deadline_and_keeps_its_command(
     engine: Engine,
 ) -> None:
     settings = OperationSettings(deadline_seconds={RESTART: 90})
-    ledger = Ledger(engine, operations=settings)
+    ledger = Ledger(engine, MACHINE, operations=settings)
     _running(ledger)
     cmd = command(RESTART, seconds=1)
     before = utcnow()
@@ -185,7 +186,7 @@ def test_a_command_the_broker_did_not_take_is_not_counted_as_resumed(
 
 
 def test_with_no_resumes_an_overdue_operation_is_failed_at_once(engine: Engine) -> None:
-    ledger = Ledger(engine, operations=OperationSettings(resumes=0))
+    ledger = Ledger(engine, MACHINE, operations=OperationSettings(resumes=0))
     _running(ledger)
     cmd = command(RESTART, seconds=1)
     _begun(ledger, cmd)

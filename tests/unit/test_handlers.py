@@ -18,7 +18,6 @@ import pytest
 from pydantic import SecretStr
 
 from handlers.backups import known_backup
-from handlers.catalog import lifecycle_handlers
 from handlers.platform import Platform
 from handlers.results import Completed, Continue, HandlerContext
 from k8s.apply import WaitTimeoutError
@@ -37,6 +36,7 @@ from store.ledger import Ledger
 from store.migrate import upgrade
 from store.records import BackupRecord, Outcome
 from store.settings import StoreSettings
+from tests.catalog import CATALOG, MACHINE
 
 INSTANCE = "6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b"
 T = "odoo.instance."
@@ -139,7 +139,7 @@ class NowhereResolver:
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 's.db'}")))
     upgrade(engine)
-    yield Ledger(engine)
+    yield Ledger(engine, MACHINE)
     engine.dispose()
 
 
@@ -190,7 +190,7 @@ def _existing_instance(ledger: Ledger) -> None:
 
 
 def _run(platform: Platform, command: AnyCommand, context: HandlerContext) -> Any:
-    return lifecycle_handlers(platform)[command.type](command, context)
+    return CATALOG.handlers(platform)[command.type](command, context)
 
 
 def _failed_job(uid: str) -> Any:

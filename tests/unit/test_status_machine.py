@@ -7,18 +7,19 @@ import pytest
 
 from store.lifecycle import (
     HOLD_STATUS,
-    TRANSITIONS,
     WORKING,
     Ending,
     Hold,
     InstanceStatus,
     Verdict,
-    decide,
-    hold_on_begin,
-    lifted_by,
-    settle,
     status_after,
 )
+from tests.catalog import MACHINE
+
+# The service's status machine, as the declarations of its commands make it.
+TRANSITIONS = MACHINE.transitions
+decide, settle = MACHINE.decide, MACHINE.settle
+hold_on_begin, lifted_by = MACHINE.hold_on_begin, MACHINE.lifted_by
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "status-machine.md"
 MARKS = {

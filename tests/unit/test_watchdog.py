@@ -9,9 +9,9 @@ from handlers.deadlines import healthy_bounds
 from handlers.watchdog import Action, decide
 from instance_service.settings import Settings
 from k8s.settings import KubernetesSettings, TenantSettings
-from store.lifecycle import TRANSITIONS
 from store.settings import DEFAULT_DEADLINES, OperationSettings
 from store.watchdog import OpenOperation
+from tests.catalog import MACHINE
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 BACKUP = "odoo.instance.backup.v1"
@@ -52,11 +52,11 @@ def test_an_overdue_operation_is_resumed_while_resumes_are_left_then_timed_out(
 
 
 def test_every_command_that_opens_an_operation_has_a_deadline_and_a_bound() -> None:
-    assert set(DEFAULT_DEADLINES) == set(TRANSITIONS)
-    assert set(healthy_bounds(KubernetesSettings(), TenantSettings())) == set(TRANSITIONS)
+    assert set(DEFAULT_DEADLINES) == set(MACHINE.transitions)
+    assert set(healthy_bounds(KubernetesSettings(), TenantSettings())) == set(MACHINE.transitions)
 
 
-@pytest.mark.parametrize("kind", sorted(TRANSITIONS))
+@pytest.mark.parametrize("kind", sorted(MACHINE.transitions))
 def test_default_deadlines_give_a_healthy_operation_twice_its_waits(kind: str) -> None:
     bound = healthy_bounds(KubernetesSettings(), TenantSettings())[kind]
     assert DEFAULT_DEADLINES[kind] >= 2 * bound
