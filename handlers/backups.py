@@ -31,6 +31,7 @@ from messages.events import BackedUpData, BackedUpEvent, RestoredData, RestoredE
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus, Transition
 from store.records import BackupRecord
+from store.settings import HOUR
 
 UNTOUCHED = frozenset({"checksum_mismatch", "backup_missing", "backup_invalid"})
 """Restore failures found before anything was changed."""
@@ -198,8 +199,11 @@ BACKUP = Declaration(
         ),
         InstanceStatus.BACKING_UP,
         None,
+        deadline_seconds=3 * HOUR,
     ),
     event=BackedUpEvent,
+    # the backup volume, the backup Job
+    healthy_within=lambda waits: waits.data_job,
     locks=True,
     handler=Backup,
 )
@@ -219,8 +223,11 @@ RESTORE = Declaration(
         ),
         InstanceStatus.RESTORING,
         None,
+        deadline_seconds=6 * HOUR,
     ),
     event=RestoredEvent,
+    # a safety backup, down, the restore Job, up again
+    healthy_within=lambda waits: waits.data_job + waits.down + waits.data_job + waits.up,
     locks=True,
     handler=Restore,
 )

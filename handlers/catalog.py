@@ -12,6 +12,7 @@ from dataclasses import fields
 from typing import Any
 
 from handlers.backups import BACKUP, RESTORE
+from handlers.deadlines import Waits
 from handlers.declarations import Declaration, Queue
 from handlers.delete import DELETE
 from handlers.lifecycle import REACTIVATE, RESTART, START, STOP, SUSPEND, TERMINATE, UNSUSPEND
@@ -46,7 +47,7 @@ DECLARATIONS: tuple[Declaration[Any], ...] = (
 )
 """The service's commands; this order is the status machine's (lifters are named in it)."""
 
-OPTIONAL_PARTS = frozenset({"transition"})
+OPTIONAL_PARTS = frozenset({"transition", "healthy_within"})
 
 
 class CatalogError(Exception):
@@ -103,6 +104,14 @@ class Catalog:
         """The command types that run holding their instance's lock."""
         return frozenset(t for t, declaration in self._declarations.items() if declaration.locks)
 
+    def healthy_bounds(self, waits: Waits) -> dict[str, float]:
+        """Command type -> the longest a healthy operation of it takes with these waits."""
+        return {
+            command_type: declaration.healthy_within(waits)
+            for command_type, declaration in self._declarations.items()
+            if declaration.healthy_within is not None
+        }
+
     def routed_to(self, queue: Queue) -> frozenset[str]:
         """The command types bound to `queue`."""
         return frozenset(t for t, d in self._declarations.items() if d.queue is queue)
@@ -151,6 +160,11 @@ def _check(declaration: Declaration[Any]) -> None:
         raise CatalogError(f"{name} is about one instance but declares no transition")
     if not about_one_instance and (declaration.transition is not None or declaration.locks):
         raise CatalogError(f"{name} has no instance to move or lock")
+    if (declaration.transition is None) is not (declaration.healthy_within is None):
+        raise CatalogError(
+            f"{name} opens an operation: it states both its transition and how "
+            "long a healthy one takes (healthy_within), or neither"
+        )
 
 
 def command_catalog() -> Catalog:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from handlers.deadlines import Bound
 from handlers.platform import Platform
 from handlers.results import CommandHandler
 from messages.envelope import Envelope, type_name
@@ -36,6 +37,9 @@ class Declaration(Generic[C]):
     """A command type as the service serves it.
 
     `transition` None: the command changes no instance's status (the fleet reconcile).
+    `healthy_within`: the longest a healthy operation of it takes, as a sum of the handler's
+    waits (handlers/deadlines.py); given exactly when a transition is, since only a command
+    that moves an instance opens an operation the watchdog looks after.
     `locks`: it holds its instance's lock while it runs; otherwise the fleet's, so that one
     such command runs at a time. `handler` builds the command's handler on a Platform; the
     handler is typed by `model` and receives nothing else.
@@ -45,6 +49,7 @@ class Declaration(Generic[C]):
     queue: Queue
     transition: Transition | None
     event: type[Event]
+    healthy_within: Bound | None
     locks: bool
     handler: Callable[[Platform], CommandHandler[C]]
 

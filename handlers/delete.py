@@ -36,6 +36,7 @@ from messages.commands import DeleteCommand
 from messages.errors import PermanentError
 from messages.events import DeletedEvent, InstanceEventData
 from store.lifecycle import InstanceStatus, Transition
+from store.settings import HOUR
 
 
 class Delete:
@@ -143,8 +144,11 @@ DELETE = Declaration(
         InstanceStatus.DELETING,
         InstanceStatus.DELETED,
         lifts=True,
+        deadline_seconds=4 * HOUR,
     ),
     event=DeletedEvent,
+    # a final backup, the Deployment gone, the volume gone
+    healthy_within=lambda waits: waits.data_job + 2 * waits.ready,
     locks=True,
     handler=Delete,
 )

@@ -12,6 +12,7 @@ message that says how to recover.
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 
+from handlers.deadlines import down, up
 from handlers.declarations import Declaration, Queue
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
@@ -42,6 +43,7 @@ from messages.events import (
     UnsuspendedEvent,
 )
 from store.lifecycle import Hold, InstanceStatus, Transition
+from store.settings import HOUR
 
 
 class ReplicaHandler(ABC):
@@ -144,8 +146,10 @@ START = Declaration(
         ),
         InstanceStatus.STARTING,
         InstanceStatus.RUNNING,
+        deadline_seconds=HOUR / 2,
     ),
     event=StartedEvent,
+    healthy_within=up,
     locks=True,
     handler=lambda platform: BringUp(platform, StartedEvent),
 )
@@ -165,8 +169,10 @@ STOP = Declaration(
         ),
         InstanceStatus.STOPPING,
         InstanceStatus.STOPPED,
+        deadline_seconds=HOUR / 2,
     ),
     event=StoppedEvent,
+    healthy_within=down,
     locks=True,
     handler=lambda platform: TakeDown(platform, StoppedEvent),
 )
@@ -179,8 +185,10 @@ RESTART = Declaration(
         frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED, InstanceStatus.ERROR}),
         InstanceStatus.RESTARTING,
         InstanceStatus.RUNNING,
+        deadline_seconds=HOUR / 2,
     ),
     event=RestartedEvent,
+    healthy_within=up,
     locks=True,
     handler=lambda platform: Restart(platform, RestartedEvent),
 )
@@ -203,8 +211,10 @@ SUSPEND = Declaration(
         InstanceStatus.STOPPING,
         InstanceStatus.SUSPENDED,
         takes=Hold.SUSPENDED,
+        deadline_seconds=HOUR / 2,
     ),
     event=SuspendedEvent,
+    healthy_within=down,
     locks=True,
     handler=lambda platform: TakeDown(platform, SuspendedEvent),
 )
@@ -219,8 +229,10 @@ UNSUSPEND = Declaration(
         InstanceStatus.STARTING,
         InstanceStatus.RUNNING,
         lifts=True,
+        deadline_seconds=HOUR / 2,
     ),
     event=UnsuspendedEvent,
+    healthy_within=up,
     locks=True,
     handler=lambda platform: BringUp(platform, UnsuspendedEvent),
 )
@@ -244,8 +256,10 @@ TERMINATE = Declaration(
         InstanceStatus.STOPPING,
         InstanceStatus.TERMINATED,
         takes=Hold.TERMINATED,
+        deadline_seconds=HOUR / 2,
     ),
     event=TerminatedEvent,
+    healthy_within=down,
     locks=True,
     handler=lambda platform: TakeDown(platform, TerminatedEvent),
 )
@@ -259,8 +273,10 @@ REACTIVATE = Declaration(
         InstanceStatus.STARTING,
         InstanceStatus.RUNNING,
         lifts=True,
+        deadline_seconds=HOUR / 2,
     ),
     event=ReactivatedEvent,
+    healthy_within=up,
     locks=True,
     handler=lambda platform: BringUp(platform, ReactivatedEvent),
 )

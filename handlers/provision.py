@@ -32,6 +32,7 @@ from messages.errors import PermanentError
 from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
 from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceShape, InstanceUpdate
+from store.settings import HOUR
 
 JOB_GONE_SECONDS = 30.0
 
@@ -178,8 +179,11 @@ PROVISION = Declaration(
         InstanceStatus.PROVISIONING,
         InstanceStatus.RUNNING,
         creates=True,
+        deadline_seconds=2 * HOUR,
     ),
     event=ProvisionedEvent,
+    # the init Job, then the server
+    healthy_within=lambda waits: waits.init + waits.up,
     locks=True,
     handler=Provision,
 )

@@ -304,6 +304,7 @@ RECONCILE = Declaration(
     queue=Queue.LONG,
     transition=None,
     event=FleetReconciledEvent,
+    healthy_within=None,
     locks=False,
     handler=Reconcile,
 )

@@ -12,6 +12,7 @@ A stopped or suspended instance is resized in place and stays down.
 
 from dataclasses import replace
 
+from handlers.deadlines import up
 from handlers.declarations import Declaration, Queue
 from handlers.jobs import current_replicas
 from handlers.platform import Platform
@@ -27,6 +28,7 @@ from messages.errors import PermanentError
 from messages.events import ResizedData, ResizedEvent
 from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceUpdate
+from store.settings import HOUR
 
 
 class Resize:
@@ -105,8 +107,10 @@ RESIZE = Declaration(
         ),
         InstanceStatus.RESIZING,
         None,
+        deadline_seconds=HOUR / 2,
     ),
     event=ResizedEvent,
+    healthy_within=up,
     locks=True,
     handler=Resize,
 )

@@ -35,6 +35,7 @@ from messages.events import UpgradedData, UpgradedEvent
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceUpdate
+from store.settings import HOUR
 
 CAUSE = "rollback_cause"
 
@@ -222,8 +223,13 @@ UPGRADE = Declaration(
         frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED, InstanceStatus.STOPPED}),
         InstanceStatus.UPGRADING,
         None,
+        deadline_seconds=8 * HOUR,
     ),
     event=UpgradedEvent,
+    # a backup, down, the update Job, up; and the way back: down, restore, up
+    healthy_within=lambda waits: (
+        waits.data_job + waits.down + waits.init + waits.up + waits.down + waits.data_job + waits.up
+    ),
     locks=True,
     handler=Upgrade,
 )

@@ -106,7 +106,7 @@ class Watchdog:
         self.ledger = ledger
         self.settings = ledger.operations
         self.contract = contract
-        self.operations = OpenOperations(ledger.engine, self.settings)
+        self.operations = OpenOperations(ledger.engine, self.settings, ledger.machine)
         self._clock = clock
 
     def sweep(self, publish: CommandPublisher | None) -> Sweep:

@@ -12,7 +12,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.settings import AmqpSettings, ConsumerSettings, WatcherSettings
-from handlers.deadlines import healthy_bounds
+from handlers.catalog import command_catalog
+from handlers.deadlines import Waits
 from k8s.settings import KubernetesSettings, TenantSettings
 from messages.settings import ContractSettings
 from store.settings import OperationSettings, StoreSettings
@@ -41,11 +42,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _deadlines_outlast_the_waits(self) -> Self:
-        """A healthy operation is never cut: each type's deadline is at least its waits' sum."""
+        """Deadlines name commands that open operations, and never cut a healthy one: each
+        type's deadline is at least its waits' sum (its declaration's `healthy_within`)."""
+        catalog = command_catalog()
+        machine = catalog.status_machine
+        unknown = sorted(set(self.operations.deadline_seconds) - set(machine.transitions))
+        if unknown:
+            raise ValueError(
+                f"not a command type that opens an operation: {', '.join(unknown)} "
+                f"(one of {', '.join(sorted(machine.transitions))})"
+            )
+        bounds = catalog.healthy_bounds(Waits.of(self.kubernetes, self.tenants))
         short = [
-            f"{kind}: {self.operations.deadline_for(kind):g} s < {bound:g} s"
-            for kind, bound in sorted(healthy_bounds(self.kubernetes, self.tenants).items())
-            if self.operations.deadline_for(kind) < bound
+            f"{kind}: {machine.deadline(kind, self.operations):g} s < {bound:g} s"
+            for kind, bound in sorted(bounds.items())
+            if machine.deadline(kind, self.operations) < bound
         ]
         if short:
             raise ValueError(

@@ -255,7 +255,9 @@ class Ledger:
         if not isinstance(command, InstanceCommand) or admission.transition is None:
             return None
         operation_id = str(uuid.uuid4())
-        deadline = utcnow() + timedelta(seconds=self.operations.deadline_for(command.type))
+        deadline = utcnow() + timedelta(
+            seconds=self.machine.deadline(command.type, self.operations)
+        )
         with self._unit("begin", write=True) as session:
             row = session.get(Instance, command.subject)
             before = InstanceStatus(row.status) if row else None

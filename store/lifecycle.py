@@ -11,9 +11,11 @@ its hold again, never in a status from which `start` or `restart` would serve it
 """
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+
+from store.settings import HOUR, OperationSettings
 
 
 class InstanceStatus(StrEnum):
@@ -93,7 +95,9 @@ class Transition:
     `done` None means the instance returns to the status it had before the command. `takes` is
     the hold the command puts on the instance as it begins (billing's decision does not wait for
     the pods to go, and stays if they do not); `lifts` says that its success ends any hold;
-    `creates` that it runs where no instance exists yet (it makes one).
+    `creates` that it runs where no instance exists yet (it makes one). `deadline_seconds` is
+    how long the operation it opens may stay open before the watchdog steps in (settings may
+    lengthen it): at least twice what a healthy one takes with the default waits.
     """
 
     allowed_from: frozenset[InstanceStatus]
@@ -102,6 +106,7 @@ class Transition:
     takes: Hold | None = None
     lifts: bool = False
     creates: bool = False
+    deadline_seconds: float = field(kw_only=True)
 
 
 def status_after(transition: Transition, before: InstanceStatus) -> InstanceStatus:
@@ -168,6 +173,13 @@ class StatusMachine:
         if status in WORKING:
             return Verdict.WAIT
         return Verdict.NOT_ALLOWED
+
+    def deadline(self, command_type: str, operations: OperationSettings) -> float:
+        """Seconds an operation of `command_type` may stay open: as configured, else as
+        declared (an hour for a type this version does not know, left by another)."""
+        transition = self.transitions.get(command_type)
+        declared = transition.deadline_seconds if transition is not None else HOUR
+        return operations.deadline_seconds.get(command_type, declared)
 
     def lifted_by(self, hold: Hold) -> list[str]:
         """The command types that may lift `hold`."""

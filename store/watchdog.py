@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from messages.commands import AnyCommand
 from store.database import traced_session
+from store.lifecycle import StatusMachine
 from store.models import Instance, Operation
 from store.settings import OperationSettings
 
@@ -60,9 +61,10 @@ class OpenOperation:
 class OpenOperations:
     """Reads and notes the operations the watchdog looks after."""
 
-    def __init__(self, engine: Engine, settings: OperationSettings) -> None:
+    def __init__(self, engine: Engine, settings: OperationSettings, machine: StatusMachine) -> None:
         self.engine = engine
         self.settings = settings
+        self.machine = machine
 
     def all(self) -> list[OpenOperation]:
         """Every instance's open operation, in one query (through the instances, whose number
@@ -91,7 +93,7 @@ class OpenOperations:
         type's deadline from now (what a healthy operation may still need). Returns it."""
         with traced_session(self.engine, "operation_resumed", write=True) as session:
             row = session.get_one(Operation, operation_id, with_for_update=True)
-            row.deadline = now + timedelta(seconds=self.settings.deadline_for(row.kind))
+            row.deadline = now + timedelta(seconds=self.machine.deadline(row.kind, self.settings))
             row.result = {**row.result, RESUMES_KEY: _resumes(row.result) + 1}
             return row.deadline
 
@@ -99,7 +101,7 @@ class OpenOperations:
         if row.instance_id is None:  # only instance commands open operations
             raise ValueError(f"operation {row.id} belongs to no instance")
         deadline = row.deadline or row.created_at + timedelta(
-            seconds=self.settings.deadline_for(row.kind)
+            seconds=self.machine.deadline(row.kind, self.settings)
         )
         document = row.result.get(COMMAND_KEY)
         return OpenOperation(

@@ -96,7 +96,7 @@ def test_an_operation_begins_with_its_types_deadline_and_keeps_its_command(
     cmd = command(RESTART, seconds=1)
     before = utcnow()
     operation_id = _begun(ledger, cmd)
-    (seen,) = OpenOperations(engine, settings).all()
+    (seen,) = OpenOperations(engine, settings, MACHINE).all()
     assert seen.id == operation_id
     assert (seen.command_id, seen.kind, seen.resumes) == (cmd.id, RESTART, 0)
     assert before + timedelta(seconds=90) <= seen.deadline <= utcnow() + timedelta(seconds=90)

@@ -18,7 +18,14 @@ from pydantic import SecretStr
 
 from consumers.settings import ConsumerSettings
 from consumers.topology import queue_for, work_queues
-from handlers.catalog import DECLARATIONS, Catalog, CatalogError, command_catalog
+from handlers.catalog import (
+    DECLARATIONS,
+    OPTIONAL_PARTS,
+    Catalog,
+    CatalogError,
+    command_catalog,
+)
+from handlers.deadlines import Waits
 from handlers.declarations import Declaration, Queue
 from handlers.platform import Platform
 from handlers.results import Completed, HandlerContext, HandlerResult
@@ -33,7 +40,7 @@ from store.ledger import Ledger
 from store.lifecycle import Ending, InstanceStatus, Rest, Transition, Verdict
 from store.migrate import upgrade
 from store.records import Admission
-from store.settings import StoreSettings
+from store.settings import OperationSettings, StoreSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_TYPE = "odoo.instance.probe.v1"
@@ -71,8 +78,11 @@ class Probe:
 PROBE = Declaration(
     model=ProbeCommand,
     queue=Queue.QUICK,
-    transition=Transition(frozenset({S.RUNNING, S.DEGRADED}), S.RESTARTING, None),
+    transition=Transition(
+        frozenset({S.RUNNING, S.DEGRADED}), S.RESTARTING, None, deadline_seconds=600
+    ),
     event=ProbedEvent,
+    healthy_within=lambda waits: waits.up,
     locks=True,
     handler=Probe,
 )
@@ -139,6 +149,16 @@ def test_the_status_machine_and_the_ledger_know_the_new_command(
     assert refused.value.code is RejectionCode.UNKNOWN_INSTANCE
 
 
+def test_the_watchdog_knows_the_new_commands_deadline_and_healthy_bound(
+    catalog: Catalog,
+) -> None:
+    waits = Waits(ready=100, health=10, init=1000, data_job=500)
+    assert catalog.healthy_bounds(waits)[PROBE_TYPE] == 110
+    assert catalog.status_machine.deadline(PROBE_TYPE, OperationSettings()) == 600
+    configured = OperationSettings(deadline_seconds={PROBE_TYPE: 900})
+    assert catalog.status_machine.deadline(PROBE_TYPE, configured) == 900
+
+
 def test_the_new_command_is_bound_to_its_declared_queue(catalog: Catalog) -> None:
     settings = ConsumerSettings()
     quick, long = work_queues(settings, catalog)
@@ -173,7 +193,8 @@ def test_a_type_declared_twice_stops_start_up() -> None:
 
 
 @pytest.mark.parametrize(
-    "part", [f.name for f in dataclasses.fields(Declaration) if f.name != "transition"]
+    "part",
+    [f.name for f in dataclasses.fields(Declaration) if f.name not in OPTIONAL_PARTS],
 )
 def test_a_declaration_without_a_part_stops_start_up(part: str) -> None:
     missing: dict[str, Any] = {part: None}  # as a declaration written without it
@@ -200,6 +221,7 @@ def test_a_type_outside_the_contract_stops_start_up() -> None:
     ("changes", "message"),
     [
         ({"transition": None}, "about one instance but declares no transition"),
+        ({"healthy_within": None}, "opens an operation: it states both its transition"),
         ({"locks": False}, "change an instance's status without holding it"),
         ({"event": ProbeCommand}, "is not an event model"),
         ({"queue": "quick"}, "is not one of"),

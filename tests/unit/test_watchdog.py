@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from handlers.deadlines import healthy_bounds
+from handlers.deadlines import Waits
 from handlers.watchdog import Action, decide
 from instance_service.settings import Settings
 from k8s.settings import KubernetesSettings, TenantSettings
-from store.settings import DEFAULT_DEADLINES, OperationSettings
+from store.settings import OperationSettings
 from store.watchdog import OpenOperation
-from tests.catalog import MACHINE
+from tests.catalog import CATALOG, MACHINE
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 BACKUP = "odoo.instance.backup.v1"
@@ -51,16 +51,21 @@ def test_an_overdue_operation_is_resumed_while_resumes_are_left_then_timed_out(
     assert decide(operation, readable, NOW, settings) is expected
 
 
+def healthy_bounds(kubernetes: KubernetesSettings, tenants: TenantSettings) -> dict[str, float]:
+    return CATALOG.healthy_bounds(Waits.of(kubernetes, tenants))
+
+
 def test_every_command_that_opens_an_operation_has_a_deadline_and_a_bound() -> None:
-    assert set(DEFAULT_DEADLINES) == set(MACHINE.transitions)
+    assert all(t.deadline_seconds > 0 for t in MACHINE.transitions.values())
     assert set(healthy_bounds(KubernetesSettings(), TenantSettings())) == set(MACHINE.transitions)
 
 
 @pytest.mark.parametrize("kind", sorted(MACHINE.transitions))
 def test_default_deadlines_give_a_healthy_operation_twice_its_waits(kind: str) -> None:
     bound = healthy_bounds(KubernetesSettings(), TenantSettings())[kind]
-    assert DEFAULT_DEADLINES[kind] >= 2 * bound
-    assert OperationSettings().deadline_for(kind) == DEFAULT_DEADLINES[kind]
+    declared = MACHINE.transition(kind).deadline_seconds
+    assert declared >= 2 * bound
+    assert MACHINE.deadline(kind, OperationSettings()) == declared
 
 
 def test_the_bounds_follow_the_handlers_waits() -> None:
@@ -80,8 +85,8 @@ def test_deadlines_are_read_per_type_from_json(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("INSTANCE_SERVICE_OPERATIONS__DEADLINE_SECONDS", f'{{"{BACKUP}": 21600}}')
     monkeypatch.setenv("INSTANCE_SERVICE_OPERATIONS__RESUMES", "2")
     operations = Settings().operations
-    assert operations.deadline_for(BACKUP) == 21600
-    assert operations.deadline_for("odoo.instance.stop.v1") == 1800  # the others keep theirs
+    assert MACHINE.deadline(BACKUP, operations) == 21600
+    assert MACHINE.deadline("odoo.instance.stop.v1", operations) == 1800  # the others keep theirs
     assert operations.resumes == 2
 
 
@@ -100,7 +105,7 @@ def test_a_deadline_shorter_than_the_waits_it_must_cover_is_refused(
         '{"odoo.instance.backup.v1": 28800, "odoo.instance.restore.v1": 43200, '
         '"odoo.instance.upgrade.v1": 43200, "odoo.instance.delete.v1": 28800}',
     )
-    assert Settings().operations.deadline_for(BACKUP) == 28800
+    assert MACHINE.deadline(BACKUP, Settings().operations) == 28800
 
 
 @pytest.mark.parametrize(
@@ -109,4 +114,4 @@ def test_a_deadline_shorter_than_the_waits_it_must_cover_is_refused(
 )
 def test_a_deadline_names_a_command_that_opens_an_operation(deadlines: dict[str, float]) -> None:
     with pytest.raises(ValidationError):
-        OperationSettings(deadline_seconds=deadlines)
+        Settings(operations={"deadline_seconds": deadlines})
