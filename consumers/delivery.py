@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from consumers.headers import DELIVERY_COUNT_HEADER, Counters
 from messages.amqp import AmqpProperties
+from messages.commands import AnyCommand
+from messages.errors import MessageRejected
+from messages.parsing import parse_command
+from messages.serialization import COMMANDS_EXCHANGE
+from messages.settings import ContractSettings
 from telemetry.metrics import UNREADABLE
 
 
@@ -60,6 +65,16 @@ class Delivery:
     def counters(self, now: float | None = None) -> Counters:
         """The service's counters of earlier attempts (none on a message as first published)."""
         return Counters.read(self.properties.headers, now) if self.came_back else Counters()
+
+    def parse(self, contract: ContractSettings) -> AnyCommand | MessageRejected:
+        """Its command, or why it is refused."""
+        # Only as first published is the routing key the sender's: a retry comes back with the
+        # work queue's name as its key.
+        routing_key = self.routing_key if self.exchange == COMMANDS_EXCHANGE else None
+        try:
+            return parse_command(self.body, self.properties, contract, routing_key=routing_key)
+        except MessageRejected as rejection:
+            return rejection
 
     def deliveries(self) -> int:
         """How often the broker delivered it before (its count only on a redelivery, which the

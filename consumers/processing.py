@@ -15,30 +15,28 @@ decision on the connection thread.
                            PermanentError ─────────> failed event + dead-letter
                            anything else ──────────> retry, until the limit, then failed
 
-The body is parsed before anything else reads it (trace context included: from the headers, or
-from the parsed command). Counters of earlier attempts are read only from a delivery that came
-back from the service's own delay queues (consumers.headers).
+The body is parsed before anything else reads it. Counters of earlier attempts are read only
+from a delivery that came back from the service's own delay queues (consumers.headers). What is
+traced, counted and logged of it all is consumers/observed.py's business, and how an answer is
+recorded consumers/answers.py's.
 """
 
 import random
 import time
 from dataclasses import replace
 
+from consumers.answers import answered_before, carry_on, complete, fail, refuse, reject
 from consumers.delivery import Ack, DeadLetter, Decision, Delivery, Retry
-from consumers.headers import MAX_DELAY_SECONDS, Counters
+from consumers.headers import Counters
 from consumers.observed import DeliveryTelemetry, command_type_of
 from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
 from handlers.results import Completed, HandlerContext
-from messages.commands import AnyCommand, InstanceCommand
+from messages.commands import AnyCommand
 from messages.errors import MessageRejected, PermanentError, RejectionCode, RetryableError
-from messages.events import CommandFailedData, CommandFailedEvent, CommandRejectedEvent, ErrorInfo
-from messages.parsing import parse_command
-from messages.serialization import COMMANDS_EXCHANGE
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.locks import InstanceBusyError
-from store.records import InstanceUpdate, Outcome, StoredOutcome
 
 __all__ = ["Ack", "DeadLetter", "Decision", "Delivery", "Processor", "Retry"]
 
@@ -75,7 +73,7 @@ class Processor:
         """Decide about one delivery, observed (consumers/observed.py)."""
         counters = delivery.counters()
         wait = counters.wait_seconds()
-        parsed = self._parse(delivery) if wait <= DUE_WITHIN_SECONDS else None
+        parsed = delivery.parse(self.contract) if wait <= DUE_WITHIN_SECONDS else None
 
         def decide() -> Decision:
             if parsed is None:  # a long delay travels in hops through the longest delay queue
@@ -89,26 +87,13 @@ class Processor:
             decision = replace(decision, command_type=command_type_of(parsed))
         return decision
 
-    def _parse(self, delivery: Delivery) -> AnyCommand | MessageRejected:
-        """The delivery's command, or why it is refused."""
-        # Only as first published is the routing key the sender's: a retry comes back with the
-        # work queue's name as its key.
-        routing_key = delivery.routing_key if delivery.exchange == COMMANDS_EXCHANGE else None
-        try:
-            return parse_command(
-                delivery.body, delivery.properties, self.contract, routing_key=routing_key
-            )
-        except MessageRejected as rejection:
-            return rejection
-
     def _refuse(
         self, delivery: Delivery, rejection: MessageRejected, counters: Counters
     ) -> Decision:
         """Answer a message that is not a command of ours (or hand on one a newer replica knows)."""
-        work_queues = (self.settings.quick_queue, self.settings.long_queue)
         if (
             rejection.code is RejectionCode.UNSUPPORTED_TYPE
-            and delivery.queue in work_queues
+            and delivery.queue in (self.settings.quick_queue, self.settings.long_queue)
             and counters.retries < self.settings.max_retries
         ):
             # Bound to a work queue, so some version of the service serves it: during a rolling
@@ -120,9 +105,9 @@ class Processor:
                 replace(counters, retries=retries, not_before_ms=0),
                 "handed_on",
             )
-        self.ledger.record_rejection(rejection, CommandRejectedEvent.for_rejection(rejection))
+        answer = refuse(self.ledger, rejection)
         self.observe.refused(rejection)
-        return DeadLetter(str(rejection.code), rejection.message)
+        return answer
 
     def _process_command(
         self, command: AnyCommand, delivery: Delivery, counters: Counters
@@ -130,22 +115,21 @@ class Processor:
         """Answer from the inbox, or run the command holding its instance."""
         stored = self.ledger.outcome_of(command.id)
         if stored is not None:
-            return _answered(stored)
+            return answered_before(stored)
         try:
             with self.ledger.exclusive(command):
                 # Asked again under the lock: another replica may have just finished it.
                 stored = self.ledger.outcome_of(command.id)
                 if stored is not None:
-                    return _answered(stored)
+                    return answered_before(stored)
                 return self._run(command, delivery, counters)
         except InstanceBusyError as busy:
             # Lock contention passes in a moment; an operation in progress may take minutes:
             # back off along the schedule, but never past its third step.
-            busy_count = counters.busy
             return Retry(
-                self.delay(min(busy_count, 2)),
+                self.delay(min(counters.busy, 2)),
                 str(busy),
-                replace(counters, busy=busy_count + 1, not_before_ms=0),
+                replace(counters, busy=counters.busy + 1, not_before_ms=0),
                 "busy",
             )
 
@@ -157,20 +141,14 @@ class Processor:
             self.observe.redelivered(command, deliveries)
         if deliveries >= self.settings.delivery_limit - 1:
             # The broker would dead-letter the next delivery without an answer: answer now.
-            failure = PermanentError(
-                "delivery_limit", f"delivered {deliveries + 1} times without an outcome"
-            )
-            return self._fail(command, failure)
+            limit = f"delivered {deliveries + 1} times without an outcome"
+            return self._fail(command, PermanentError("delivery_limit", limit))
         try:
             begun = self.ledger.start(command)
         except MessageRejected as rejection:
-            subject = command.subject if isinstance(command, InstanceCommand) else None
-            event = CommandRejectedEvent.for_rejection(
-                rejection, subject=subject, correlationid=command.correlationid or command.id
-            )
-            self.ledger.record(command, Outcome.REJECTED, event)
+            answer = reject(self.ledger, command, rejection)
             self.observe.rejected(command, rejection)
-            return DeadLetter(str(rejection.code), rejection.message)
+            return answer
         try:
             handler = self.observe.handler(self.registry.handler_for(command.type))
             context = HandlerContext(
@@ -181,33 +159,18 @@ class Processor:
             )
             result = handler(command, context)
             if isinstance(result, Completed):
-                self.ledger.record(
-                    command,
-                    Outcome.SUCCEEDED,
-                    result.event,
-                    update=result.update,
-                    more_events=result.more_events,
-                )
+                done = complete(self.ledger, command, result)
                 self.observe.completed(command, result, started)
-                return Ack("completed")
-            if begun.operation_id is None:
-                raise RuntimeError(f"{command.type} asked to continue without an operation")
-            self.ledger.advance(begun.operation_id, result.step, **result.result)
+                return done
+            longest = self.settings.retry_delays_seconds[-1]
+            later = carry_on(self.ledger, command, begun, result, counters, longest)
             self.observe.continues(command, result.step, started)
-            after = min(result.after_seconds, MAX_DELAY_SECONDS)
-            not_before = 0
-            if after > self.settings.retry_delays_seconds[-1]:
-                not_before = int((time.time() + after) * 1000)
-            # A new step starts with fresh counters; only the busy count goes on.
-            fresh = Counters(busy=counters.busy, not_before_ms=not_before)
-            return Retry(after, f"continue at {result.step}", fresh, "continue")
+            return later
         except RetryableError as error:
             retries = counters.retries + 1
             if retries > self.settings.max_retries:
-                failure = PermanentError(
-                    "retries_exhausted", f"still failing after {retries - 1} retries: {error}"
-                )
-                return self._fail(command, failure)
+                exhausted = f"still failing after {retries - 1} retries: {error}"
+                return self._fail(command, PermanentError("retries_exhausted", exhausted))
             delay = error.delay if error.delay is not None else self.delay(retries - 1)
             return Retry(delay, str(error), replace(counters, retries=retries, not_before_ms=0))
         except PermanentError as failure:
@@ -228,27 +191,6 @@ class Processor:
             )
 
     def _fail(self, command: AnyCommand, failure: PermanentError) -> Decision:
-        data = CommandFailedData(
-            instance_id=command.subject if isinstance(command, InstanceCommand) else None,
-            command_id=command.id,
-            command_type=command.type,
-            error=ErrorInfo(code=failure.code, message=str(failure)),
-            rolled_back=failure.rolled_back,
-        )
-        # Where the instance goes (as it was, `error`, or back into its billing hold) is the
-        # status machine's decision (store.lifecycle.settle); this only says how it ended.
-        self.ledger.record(
-            command,
-            Outcome.FAILED,
-            CommandFailedEvent.caused_by(command, data),
-            update=InstanceUpdate(last_error=str(failure), rolled_back=failure.rolled_back),
-        )
+        answer = fail(self.ledger, command, failure)
         self.observe.failed(command, failure)
-        return DeadLetter(f"failed:{failure.code}", str(failure))
-
-
-def _answered(stored: StoredOutcome) -> Decision:
-    """Answered before: a success is acknowledged, a refusal goes to the dead letters again."""
-    if stored.outcome is Outcome.SUCCEEDED:
-        return Ack(f"already answered ({stored.outcome}); nothing repeated")
-    return DeadLetter(f"answered:{stored.outcome}", "already answered; see its terminal event")
+        return answer
