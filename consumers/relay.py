@@ -23,6 +23,7 @@ from pika.spec import BasicProperties
 from messages.envelope import CLOUDEVENTS_CONTENT_TYPE
 from store.database import StoreUnavailableError
 from store.outbox import OutboxRelayStore, PendingEvent
+from telemetry.messaging import SEND, rabbitmq_attributes
 from telemetry.metrics import METRICS
 from telemetry.tracing import extracted
 
@@ -115,14 +116,13 @@ def _publish_one(channel: BlockingChannel, pending: PendingEvent) -> None:
         f"{pending.exchange} publish",
         context=extracted(pending.headers),
         kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": pending.exchange,
-            "messaging.rabbitmq.destination.routing_key": pending.routing_key,
-            "messaging.message.id": pending.event_id,
-            "messaging.message.body.size": len(pending.body),
-        },
+        attributes=rabbitmq_attributes(
+            SEND,
+            exchange=pending.exchange,
+            routing_key=pending.routing_key,
+            message_id=pending.event_id,
+            body_size=len(pending.body),
+        ),
     ):
         try:
             channel.basic_publish(

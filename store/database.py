@@ -8,7 +8,7 @@ explicit locks where order matters.
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeAlias
 
 import sqlalchemy
@@ -81,19 +81,15 @@ def create_engine(settings: StoreSettings) -> Engine:
 
 
 @contextmanager
-def traced_session(engine: Engine, name: str, *, write: bool = False) -> Iterator[Session]:
+def traced_session(engine: Engine, name: str | None, *, write: bool = False) -> Iterator[Session]:
     """A session for one unit of work (one transaction when `write`) in a CLIENT span
     `db <name>`, so a trace shows each read and each commit of the service's own state.
 
-    Only work inside a trace gets a span: the relay's idle polling would otherwise start a new
-    trace every turn.
+    `name` None: the unit's steps are traced one by one instead (`traced_step`), for a
+    transaction that does two things a trace should tell apart.
     """
-    attributes = {"db.system.name": engine.dialect.name, "db.operation.name": name}
-    traced = trace.get_current_span().is_recording()
     with (
-        tracer.start_as_current_span(f"db {name}", kind=SpanKind.CLIENT, attributes=attributes)
-        if traced
-        else nullcontext(),
+        traced_step(engine, name) if name is not None else nullcontext(),
         Session(engine, expire_on_commit=False) as session,
     ):
         try:
@@ -101,6 +97,18 @@ def traced_session(engine: Engine, name: str, *, write: bool = False) -> Iterato
                 yield session
         except sqlalchemy.exc.OperationalError as error:
             raise interrupted(error) from error
+
+
+def traced_step(engine: Engine, name: str) -> AbstractContextManager[object]:
+    """A CLIENT span `db <name>` for a unit of work or one step of it.
+
+    Only work inside a trace gets a span: the relay's idle polling would otherwise start a new
+    trace every turn.
+    """
+    if not trace.get_current_span().is_recording():
+        return nullcontext()
+    attributes = {"db.system.name": engine.dialect.name, "db.operation.name": name}
+    return tracer.start_as_current_span(f"db {name}", kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def _sqlite_connect(connection: sqlite3.Connection, _record: Any) -> None:

@@ -5,8 +5,9 @@ The order of work for a command (driven by the consumer, issue 4/10):
 
     stored = ledger.outcome_of(command.id)       # a redelivery: answer with this, do nothing
     with ledger.exclusive(command):              # InstanceBusyError: retry later
-        admission = ledger.admit(command)        # MessageRejected: stale, state, unknown...
-        operation_id = ledger.begin(command, admission)
+        ledger.outcome_of(command.id)            # asked again under the lock
+        started = ledger.start(command)          # admit + begin in one transaction;
+                                                 # MessageRejected: stale, state, unknown...
         ...side effects...
         ledger.record(command, Outcome.SUCCEEDED, event, update=...)
 """
@@ -14,6 +15,7 @@ The order of work for a command (driven by the consumer, issue 4/10):
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -25,7 +27,7 @@ from messages.errors import MessageRejected, PermanentError, RejectionCode
 from messages.events import Event
 from messages.serialization import serialize_event
 from store.admission import check_identity, check_record, rejection
-from store.database import traced_session
+from store.database import traced_session, traced_step
 from store.instances import instance_record, new_instance
 from store.lifecycle import Ending, Hold, InstanceStatus, StatusMachine, Verdict
 from store.locks import InstanceBusyError, InstanceLocks, locks_for
@@ -44,6 +46,14 @@ from store.settings import OperationSettings
 from store.watchdog import COMMAND_KEY, command_document
 
 FLEET_LOCK = "fleet"
+
+
+@dataclass(frozen=True)
+class Started:
+    """A command admitted and begun (`Ledger.start`): what its handler is given."""
+
+    admission: Admission
+    operation_id: str | None
 
 
 class Ledger:
@@ -73,9 +83,22 @@ class Ledger:
             frozenset(versions_with_image) if versions_with_image is not None else None
         )
 
-    def _unit(self, name: str, *, write: bool = False) -> AbstractContextManager[Session]:
-        """A session for one unit of work (a transaction when `write`), traced as `db <name>`."""
+    def _unit(self, name: str | None, *, write: bool = False) -> AbstractContextManager[Session]:
+        """A session for one unit of work (a transaction when `write`), traced as `db <name>`
+        (None: its steps are traced instead)."""
         return traced_session(self.engine, name, write=write)
+
+    @contextmanager
+    def _step(self, within: Session | None, name: str, *, write: bool = False) -> Iterator[Session]:
+        """A unit of work of its own, or a traced step of the caller's (`within`)."""
+        if within is None:
+            with self._unit(name, write=write) as session:
+                yield session
+            return
+        with traced_step(self.engine, name):
+            yield within
+            if write:
+                within.flush()  # the step's statements inside its span
 
     def outcome_of(self, command_id: str) -> StoredOutcome | None:
         """The recorded outcome of a command id, if it has one."""
@@ -189,7 +212,7 @@ class Ledger:
         with self.locks.hold(key):
             yield
 
-    def admit(self, command: AnyCommand) -> Admission:
+    def admit(self, command: AnyCommand, *, within: Session | None = None) -> Admission:
         """Decide whether the command may run now; raise MessageRejected or InstanceBusyError.
 
         Every refusal is decided here, before anything is recorded as begun: a provision's
@@ -201,7 +224,7 @@ class Ledger:
         if not isinstance(command, InstanceCommand):
             return Admission(instance=None, transition=None)
         transition = self.machine.transition(command.type)
-        with self._unit("admit") as session:
+        with self._step(within, "admit") as session:
             operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
             row = session.get(Instance, command.subject)
             instance = instance_record(row) if row else None
@@ -242,7 +265,9 @@ class Ledger:
                 f"instance is {status}{held}; {command.type} needs one of: {allowed}",
             )
 
-    def begin(self, command: AnyCommand, admission: Admission) -> str | None:
+    def begin(
+        self, command: AnyCommand, admission: Admission, *, within: Session | None = None
+    ) -> str | None:
         """Mark the instance as working and open the command's operation; return its id.
 
         Resuming (admission.operation_id set) changes nothing. The fleet command has no
@@ -258,7 +283,7 @@ class Ledger:
         deadline = utcnow() + timedelta(
             seconds=self.machine.deadline(command.type, self.operations)
         )
-        with self._unit("begin", write=True) as session:
+        with self._step(within, "begin", write=True) as session:
             row = session.get(Instance, command.subject)
             before = InstanceStatus(row.status) if row else None
             if row is None:
@@ -286,6 +311,17 @@ class Ledger:
                 )
             )
         return operation_id
+
+    def start(self, command: AnyCommand) -> Started:
+        """`admit`, then `begin`, in one transaction: one round trip to the store, not two.
+
+        Raises what `admit` raises, and nothing is written then. Each step keeps its span.
+        """
+        if not isinstance(command, InstanceCommand):  # the fleet's: nothing to read or write
+            return Started(Admission(instance=None, transition=None), None)
+        with self._unit(None, write=True) as session:
+            admission = self.admit(command, within=session)
+            return Started(admission, self.begin(command, admission, within=session))
 
     def advance(self, operation_id: str, step: str, **result: object) -> None:
         """Record that an operation reached `step`, with any results so far."""

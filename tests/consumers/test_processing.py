@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from consumers.headers import (
@@ -21,6 +22,7 @@ from messages.commands import AnyCommand
 from messages.errors import RetryableError
 from messages.examples import command_example
 from messages.settings import ContractSettings
+from store.database import is_postgresql
 from store.ledger import Ledger
 from tests.catalog import MACHINE, registry_of
 from tests.consumers.harness import FAST, ProvisionFake, provision_body
@@ -226,3 +228,26 @@ def test_a_redelivery_that_runs_the_handler_again_says_so_with_its_count(
     logged = [r for r in caplog.records if r.getMessage() == "command redelivered"]
     assert [(r.command_id, r.deliveries) for r in logged] == [("provision-7", 3)]  # type: ignore[attr-defined]
     assert fake.calls == {"provision-7": 1}
+
+
+def test_a_quick_command_takes_four_transactions_of_the_store(engine: Engine) -> None:
+    """The inbox before the lock, the inbox again under it, admission and operation together
+    (Ledger.start), the outcome: four transactions (five while admit and begin were two). On
+    PostgreSQL the instance lock takes and frees an advisory lock, two more."""
+    processor = _processor(engine, ProvisionFake())
+    _, body = provision_body(8)
+    transactions: list[object] = []
+
+    def count(connection: object) -> None:
+        transactions.append(connection)
+
+    lock = 2 if is_postgresql(engine) else 0
+    event.listen(engine, "begin", count)
+    try:
+        assert processor.process(_delivery(body)) == Ack("completed")
+        assert len(transactions) == 4 + lock
+        transactions.clear()
+        assert isinstance(processor.process(_delivery(body)), Ack)  # answered from the inbox
+        assert len(transactions) == 1
+    finally:
+        event.remove(engine, "begin", count)
