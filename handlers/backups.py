@@ -184,20 +184,14 @@ class Restore:
         return Completed(RestoredEvent.caused_by(command, data))
 
 
+S = InstanceStatus
+
 BACKUP = Declaration(
     model=BackupCommand,
     queue=Queue.LONG,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.STOPPED,
-                InstanceStatus.SUSPENDED,
-                InstanceStatus.TERMINATED,
-            }
-        ),
-        InstanceStatus.BACKING_UP,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED, S.TERMINATED}),
+        S.BACKING_UP,
         None,
         deadline_seconds=3 * HOUR,
     ),
@@ -213,15 +207,8 @@ RESTORE = Declaration(
     model=RestoreCommand,
     queue=Queue.LONG,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.STOPPED,
-                InstanceStatus.ERROR,
-            }
-        ),
-        InstanceStatus.RESTORING,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.ERROR}),
+        S.RESTORING,
         None,
         deadline_seconds=6 * HOUR,
     ),

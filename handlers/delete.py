@@ -127,22 +127,15 @@ class Delete:
         return Completed(DeletedEvent.caused_by(command, data))
 
 
+S = InstanceStatus
+
 DELETE = Declaration(
     model=DeleteCommand,
     queue=Queue.LONG,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.STOPPED,
-                InstanceStatus.SUSPENDED,
-                InstanceStatus.TERMINATED,
-                InstanceStatus.ERROR,
-            }
-        ),
-        InstanceStatus.DELETING,
-        InstanceStatus.DELETED,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED, S.TERMINATED, S.ERROR}),
+        S.DELETING,
+        S.DELETED,
         lifts=True,
         deadline_seconds=4 * HOUR,
     ),

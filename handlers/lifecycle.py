@@ -132,20 +132,15 @@ class Restart(ReplicaHandler):
         )
 
 
+S = InstanceStatus
+
 START = Declaration(
     model=StartCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.STOPPED,
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.ERROR,
-            }
-        ),
-        InstanceStatus.STARTING,
-        InstanceStatus.RUNNING,
+        frozenset({S.STOPPED, S.RUNNING, S.DEGRADED, S.ERROR}),
+        S.STARTING,
+        S.RUNNING,
         deadline_seconds=HOUR / 2,
     ),
     event=StartedEvent,
@@ -159,16 +154,9 @@ STOP = Declaration(
     model=StopCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.STOPPED,
-                InstanceStatus.ERROR,
-            }
-        ),
-        InstanceStatus.STOPPING,
-        InstanceStatus.STOPPED,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.ERROR}),
+        S.STOPPING,
+        S.STOPPED,
         deadline_seconds=HOUR / 2,
     ),
     event=StoppedEvent,
@@ -182,9 +170,9 @@ RESTART = Declaration(
     model=RestartCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED, InstanceStatus.ERROR}),
-        InstanceStatus.RESTARTING,
-        InstanceStatus.RUNNING,
+        frozenset({S.RUNNING, S.DEGRADED, S.ERROR}),
+        S.RESTARTING,
+        S.RUNNING,
         deadline_seconds=HOUR / 2,
     ),
     event=RestartedEvent,
@@ -199,17 +187,9 @@ SUSPEND = Declaration(
     model=SuspendCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.STOPPED,
-                InstanceStatus.ERROR,
-                InstanceStatus.SUSPENDED,
-            }
-        ),
-        InstanceStatus.STOPPING,
-        InstanceStatus.SUSPENDED,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.ERROR, S.SUSPENDED}),
+        S.STOPPING,
+        S.SUSPENDED,
         takes=Hold.SUSPENDED,
         deadline_seconds=HOUR / 2,
     ),
@@ -225,9 +205,9 @@ UNSUSPEND = Declaration(
     model=UnsuspendCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset({InstanceStatus.SUSPENDED, InstanceStatus.RUNNING, InstanceStatus.DEGRADED}),
-        InstanceStatus.STARTING,
-        InstanceStatus.RUNNING,
+        frozenset({S.SUSPENDED, S.RUNNING, S.DEGRADED}),
+        S.STARTING,
+        S.RUNNING,
         lifts=True,
         deadline_seconds=HOUR / 2,
     ),
@@ -243,18 +223,9 @@ TERMINATE = Declaration(
     model=TerminateCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.STOPPED,
-                InstanceStatus.SUSPENDED,
-                InstanceStatus.ERROR,
-                InstanceStatus.TERMINATED,
-            }
-        ),
-        InstanceStatus.STOPPING,
-        InstanceStatus.TERMINATED,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED, S.ERROR, S.TERMINATED}),
+        S.STOPPING,
+        S.TERMINATED,
         takes=Hold.TERMINATED,
         deadline_seconds=HOUR / 2,
     ),
@@ -269,9 +240,9 @@ REACTIVATE = Declaration(
     model=ReactivateCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset({InstanceStatus.TERMINATED}),
-        InstanceStatus.STARTING,
-        InstanceStatus.RUNNING,
+        frozenset({S.TERMINATED}),
+        S.STARTING,
+        S.RUNNING,
         lifts=True,
         deadline_seconds=HOUR / 2,
     ),

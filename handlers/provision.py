@@ -170,14 +170,16 @@ class Provision:
         )
 
 
+S = InstanceStatus
+
 # A failed provision may be provisioned again (same data; the handler checks the data).
 PROVISION = Declaration(
     model=ProvisionCommand,
     queue=Queue.LONG,
     transition=Transition(
-        frozenset({InstanceStatus.ERROR}),
-        InstanceStatus.PROVISIONING,
-        InstanceStatus.RUNNING,
+        frozenset({S.ERROR}),
+        S.PROVISIONING,
+        S.RUNNING,
         creates=True,
         deadline_seconds=2 * HOUR,
     ),

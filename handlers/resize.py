@@ -93,19 +93,14 @@ class Resize:
         )
 
 
+S = InstanceStatus
+
 RESIZE = Declaration(
     model=ResizeCommand,
     queue=Queue.QUICK,
     transition=Transition(
-        frozenset(
-            {
-                InstanceStatus.RUNNING,
-                InstanceStatus.DEGRADED,
-                InstanceStatus.STOPPED,
-                InstanceStatus.SUSPENDED,
-            }
-        ),
-        InstanceStatus.RESIZING,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED, S.SUSPENDED}),
+        S.RESIZING,
         None,
         deadline_seconds=HOUR / 2,
     ),

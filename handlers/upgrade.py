@@ -216,12 +216,14 @@ class Upgrade:
         return None
 
 
+S = InstanceStatus
+
 UPGRADE = Declaration(
     model=UpgradeCommand,
     queue=Queue.LONG,
     transition=Transition(
-        frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED, InstanceStatus.STOPPED}),
-        InstanceStatus.UPGRADING,
+        frozenset({S.RUNNING, S.DEGRADED, S.STOPPED}),
+        S.UPGRADING,
         None,
         deadline_seconds=8 * HOUR,
     ),
