@@ -15,8 +15,8 @@ size, copied and extended, would no longer fit.
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeGuard
+from dataclasses import dataclass, replace
+from typing import Literal, TypeGuard
 
 RETRIES_HEADER = "x-instance-service-retries"
 UNEXPECTED_HEADER = "x-instance-service-unexpected-failures"
@@ -60,6 +60,11 @@ class Counters:
             busy=_counter(headers.get(BUSY_HEADER)),
             not_before_ms=min(not_before, latest) if _is_count(not_before) else 0,
         )
+
+    def counted(self, kind: Literal["retries", "unexpected", "busy"]) -> "Counters":
+        """These counters with one more attempt of `kind`, due now (a delay queue times it)."""
+        counts: dict[str, int] = {kind: getattr(self, kind) + 1}
+        return replace(self, not_before_ms=0, **counts)
 
     def wait_seconds(self, now: float | None = None) -> float:
         """How long until the message is due (0 or less: now)."""

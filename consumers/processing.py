@@ -95,11 +95,10 @@ class Processor:
         ):
             # Bound to a work queue, so some version of the service serves it: during a rolling
             # upgrade a newer replica takes it from the queue after this delay.
-            retries = counters.retries + 1
             return Retry(
-                self.delay(retries - 1),
+                self.delay(counters.retries),
                 f"type {rejection.command_type} is served by another version of the service",
-                replace(counters, retries=retries, not_before_ms=0),
+                counters.counted("retries"),
                 "handed_on",
             )
         answer = refuse(self.ledger, rejection)
@@ -126,7 +125,7 @@ class Processor:
             return Retry(
                 self.delay(min(counters.busy, 2)),
                 str(busy),
-                replace(counters, busy=counters.busy + 1, not_before_ms=0),
+                counters.counted("busy"),
                 "busy",
             )
 
@@ -169,7 +168,7 @@ class Processor:
                 exhausted = f"still failing after {retries - 1} retries: {error}"
                 return self._fail(command, PermanentError("retries_exhausted", exhausted))
             delay = error.delay if error.delay is not None else self.delay(retries - 1)
-            return Retry(delay, str(error), replace(counters, retries=retries, not_before_ms=0))
+            return Retry(delay, str(error), counters.counted("retries"))
         except PermanentError as failure:
             return self._fail(command, failure)
         except Exception as error:  # noqa: BLE001 - observe.unexpected logs it, with its trace
@@ -180,7 +179,7 @@ class Processor:
                 return Retry(
                     self.delay(unexpected - 1),
                     repr(error),
-                    replace(counters, unexpected=unexpected, not_before_ms=0),
+                    counters.counted("unexpected"),
                     "unexpected",
                 )
             return self._fail(

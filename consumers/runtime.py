@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import FrameType
 
 import pika
@@ -281,7 +281,7 @@ class ConsumerRuntime:
                 return Retry(
                     self.processor.delay(retries - 1),
                     f"processing interrupted: {error}",
-                    replace(counters, retries=retries, not_before_ms=0),
+                    counters.counted("retries"),
                     "processing",
                 )
             code = "processing_interrupted"
@@ -292,7 +292,7 @@ class ConsumerRuntime:
                 return Retry(
                     self.processor.delay(unexpected - 1),
                     f"processing failed: {error!r}",
-                    replace(counters, unexpected=unexpected, not_before_ms=0),
+                    counters.counted("unexpected"),
                     "processing",
                 )
             log.exception("processing failed, final; dead-lettering the delivery")
