@@ -102,6 +102,8 @@ class Upgrade:
         )
 
     def _down(self, prefix: str, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
+        """No pod left that uses the database."""
+
         def stop(_: Progress) -> StepOutcome:
             cluster.scale(spec.names.base, self.platform.namespace, 0, absent_ok=True)
             return None
@@ -114,6 +116,8 @@ class Upgrade:
     def _up(
         self, prefix: str, spec: InstanceSpec, replicas: int, cluster: Cluster
     ) -> tuple[Step, ...]:
+        """`spec`'s image at `replicas`, and (if any) serving."""
+
         def deployment(_: Progress) -> StepOutcome:
             manifest = build_deployment(
                 spec, self.platform.tenants, self.platform.namespace, replicas=replicas
@@ -135,6 +139,7 @@ class Upgrade:
         cluster: Cluster,
         operation_id: str,
     ) -> tuple[Step | Check, ...]:
+        """Stop, update the database, start the new version."""
         name = job_name(new, "update", operation_id)
         manifest = build_update_job(new, self.platform.tenants, self.platform.namespace, name)
 
@@ -184,6 +189,7 @@ class Upgrade:
         cluster: Cluster,
         context: HandlerContext,
     ) -> tuple[Step | Check, ...]:
+        """Stop, the old image, the pre-upgrade backup restored, the old version started."""
         namespace = self.platform.namespace
 
         def image(_: Progress) -> StepOutcome:
