@@ -120,31 +120,6 @@ class Restore:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
-        """Safety backup, stop, restore, start again."""
-        if not isinstance(command, RestoreCommand):
-            raise TypeError(f"restore cannot handle {command.type}")
-        instance = context.admission.instance
-        if instance is None or context.operation_id is None:
-            raise RuntimeError("restore admitted without its instance")
-        platform = self.platform
-        spec = spec_of_instance(instance)
-        backup = known_backup(
-            context.ledger, command.data.backup_id, spec.instance_id, spec.odoo_version
-        )
-        cluster = platform.cluster()
-        progress = Progress(command, context, platform.faults, cluster)
-        if "replicas_before" not in progress.noted:
-            progress.note(replicas_before=current_replicas(spec, platform, cluster))
-        replicas = int(progress.noted["replicas_before"])
-        steps = self._steps(spec, backup, replicas, cluster, context.ledger, progress.operation_id)
-        waiting = run_steps(steps, progress)
-        if waiting is not None:
-            return waiting
-        progress.finish()
-        data = RestoredData(instance_id=spec.instance_id, backup_id=backup.id)
-        return Completed(RestoredEvent.caused_by(command, data))
-
     def _steps(
         self,
         spec: InstanceSpec,
@@ -218,3 +193,28 @@ class Restore:
             Check(restored),
             *(started if replicas > 0 else ()),
         )
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Safety backup, stop, restore, start again."""
+        if not isinstance(command, RestoreCommand):
+            raise TypeError(f"restore cannot handle {command.type}")
+        instance = context.admission.instance
+        if instance is None or context.operation_id is None:
+            raise RuntimeError("restore admitted without its instance")
+        platform = self.platform
+        spec = spec_of_instance(instance)
+        backup = known_backup(
+            context.ledger, command.data.backup_id, spec.instance_id, spec.odoo_version
+        )
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        if "replicas_before" not in progress.noted:
+            progress.note(replicas_before=current_replicas(spec, platform, cluster))
+        replicas = int(progress.noted["replicas_before"])
+        steps = self._steps(spec, backup, replicas, cluster, context.ledger, progress.operation_id)
+        waiting = run_steps(steps, progress)
+        if waiting is not None:
+            return waiting
+        progress.finish()
+        data = RestoredData(instance_id=spec.instance_id, backup_id=backup.id)
+        return Completed(RestoredEvent.caused_by(command, data))

@@ -52,24 +52,6 @@ class Delete:
 
         return watch_step(step, deadline, wait, expired)
 
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
-        """Remove what the instance has, in an order that never strands a running pod."""
-        if not isinstance(command, DeleteCommand):
-            raise TypeError(f"delete cannot handle {command.type}")
-        instance = context.admission.instance
-        if instance is None:
-            raise RuntimeError("delete admitted without its instance")
-        spec, platform = spec_of_instance(instance), self.platform
-        cluster = platform.cluster()
-        progress = Progress(command, context, platform.faults, cluster)
-        steps = self._steps(command, spec, cluster, context.ledger, progress.operation_id)
-        waiting = run_steps(steps, progress)
-        if waiting is not None:
-            return waiting
-        progress.finish()
-        data = InstanceEventData(instance_id=spec.instance_id)
-        return Completed(DeletedEvent.caused_by(command, data))
-
     def _steps(
         self,
         command: DeleteCommand,
@@ -135,3 +117,21 @@ class Delete:
             Step("exposure", exposure),
             *(() if command.data.keep_data else data),
         )
+
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Remove what the instance has, in an order that never strands a running pod."""
+        if not isinstance(command, DeleteCommand):
+            raise TypeError(f"delete cannot handle {command.type}")
+        instance = context.admission.instance
+        if instance is None:
+            raise RuntimeError("delete admitted without its instance")
+        spec, platform = spec_of_instance(instance), self.platform
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        steps = self._steps(command, spec, cluster, context.ledger, progress.operation_id)
+        waiting = run_steps(steps, progress)
+        if waiting is not None:
+            return waiting
+        progress.finish()
+        data = InstanceEventData(instance_id=spec.instance_id)
+        return Completed(DeletedEvent.caused_by(command, data))

@@ -28,43 +28,16 @@ from messages.events import ResizedData, ResizedEvent
 from store.records import InstanceUpdate
 
 
+def _replicas(noted: Noted) -> int:
+    """The replicas the instance had when it was resized (noted by the `config` step)."""
+    return int(noted.get("replicas", 0))
+
+
 class Resize:
     """The resize handler."""
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-
-    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
-        """Apply the new plan and, if the instance runs, wait for its new pod."""
-        if not isinstance(command, ResizeCommand):
-            raise TypeError(f"resize cannot handle {command.type}")
-        instance = context.admission.instance
-        if instance is None:
-            raise RuntimeError("resize admitted without its instance")
-        platform = self.platform
-        before = spec_of_instance(instance)
-        plan = command.data.plan
-        spec = replace(
-            before,
-            cpu_millicores=plan.cpu_millicores,
-            memory_mib=plan.memory_mib,
-            storage_gib=plan.storage_gib,
-        )
-        cluster = platform.cluster()
-        progress = Progress(command, context, platform.faults, cluster)
-        waiting = run_steps(self._steps(before, spec, cluster), progress)
-        if waiting is not None:
-            return waiting
-        progress.finish()
-        data = ResizedData(instance_id=spec.instance_id, plan=PlanSpec(**plan.model_dump()))
-        return Completed(
-            ResizedEvent.caused_by(command, data),
-            update=InstanceUpdate(
-                cpu_millicores=plan.cpu_millicores,
-                memory_mib=plan.memory_mib,
-                storage_gib=plan.storage_gib,
-            ),
-        )
 
     def _steps(
         self, before: InstanceSpec, spec: InstanceSpec, cluster: Cluster
@@ -113,7 +86,34 @@ class Resize:
             health("health", spec, platform).only_if(running),
         )
 
-
-def _replicas(noted: Noted) -> int:
-    """The replicas the instance had when it was resized (noted by the `config` step)."""
-    return int(noted.get("replicas", 0))
+    def __call__(self, command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        """Apply the new plan and, if the instance runs, wait for its new pod."""
+        if not isinstance(command, ResizeCommand):
+            raise TypeError(f"resize cannot handle {command.type}")
+        instance = context.admission.instance
+        if instance is None:
+            raise RuntimeError("resize admitted without its instance")
+        platform = self.platform
+        before = spec_of_instance(instance)
+        plan = command.data.plan
+        spec = replace(
+            before,
+            cpu_millicores=plan.cpu_millicores,
+            memory_mib=plan.memory_mib,
+            storage_gib=plan.storage_gib,
+        )
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        waiting = run_steps(self._steps(before, spec, cluster), progress)
+        if waiting is not None:
+            return waiting
+        progress.finish()
+        data = ResizedData(instance_id=spec.instance_id, plan=PlanSpec(**plan.model_dump()))
+        return Completed(
+            ResizedEvent.caused_by(command, data),
+            update=InstanceUpdate(
+                cpu_millicores=plan.cpu_millicores,
+                memory_mib=plan.memory_mib,
+                storage_gib=plan.storage_gib,
+            ),
+        )
