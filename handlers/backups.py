@@ -18,13 +18,22 @@ have, or of another Odoo version's data, before anything began (store/admission.
 import uuid
 
 from handlers.declarations import Declaration, Queue
-from handlers.jobs import current_replicas, run_job, take_backup
-from handlers.platform import Platform
+from handlers.jobs import (
+    backup_made,
+    backup_steps,
+    current_replicas,
+    job,
+    job_end,
+)
+from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
-from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
+from handlers.steps import Check, Step, StepOutcome, run_steps
 from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
+from k8s.spec import InstanceSpec
+from k8s.workload import Manifest
 from messages.commands import BackupCommand, RestoreCommand
 from messages.errors import PermanentError
 from messages.events import BackedUpData, BackedUpEvent, RestoredData, RestoredEvent
@@ -52,19 +61,28 @@ class Backup:
         cluster = self.platform.cluster()
         progress = Progress(command, context, self.platform.faults, cluster)
         backup_id = command.data.backup_id
-        made = take_backup(
+        steps = backup_steps(
             "backup",
             spec,
             backup_id,
             command.data.label,
             self.platform,
             cluster,
-            progress,
             context.ledger,
             rolled_back=True,  # a failed backup leaves the instance as it was
         )
-        if isinstance(made, Continue):
-            return made
+        waiting = run_steps(steps, progress)
+        if waiting is not None:
+            return waiting
+        made = backup_made(
+            "backup",
+            spec,
+            backup_id,
+            command.data.label,
+            self.platform,
+            progress.noted,
+            rolled_back=True,
+        )
         progress.finish()
         data = BackedUpData(
             instance_id=spec.instance_id,
@@ -109,53 +127,36 @@ class Restore:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: RestoreCommand, context: HandlerContext) -> HandlerResult:
-        """Safety backup, stop, restore, start again."""
-        instance = context.admission.instance
-        if instance is None or context.operation_id is None:
-            raise RuntimeError("restore admitted without its instance")
+    def _steps(
+        self,
+        spec: InstanceSpec,
+        backup: BackupRecord,
+        replicas: int,
+        cluster: Cluster,
+        ledger: Ledger,
+        operation_id: str,
+    ) -> tuple[Step | Check, ...]:
+        """The restore, in the order of the module's docstring."""
         platform, namespace = self.platform, self.platform.namespace
-        spec = instance_spec(instance)
-        backup = known_backup(
-            context.ledger, command.data.backup_id, spec.instance_id, spec.odoo_version
-        )
-        cluster = platform.cluster()
-        progress = Progress(command, context, platform.faults, cluster)
-        if "replicas_before" not in progress.noted:
-            progress.note(replicas_before=current_replicas(spec, platform, cluster))
-        replicas = int(progress.noted["replicas_before"])
-        if replicas > 0:
-            safety = take_backup(
-                "safety",
-                spec,
-                safety_backup_id(context.operation_id, "safety"),
-                f"before restoring {backup.id}",
-                platform,
-                cluster,
-                progress,
-                context.ledger,
-                rolled_back=True,
-            )
-            if isinstance(safety, Continue):
-                return safety
-        if not progress.done("stop"):
+
+        def stop(_: Progress) -> StepOutcome:
             cluster.scale(spec.names.base, 0, absent_ok=True)
-            progress.complete("stop")
-        waiting = rollout("stopped", 0, spec, platform, cluster, progress)
-        if waiting is not None:
-            return waiting
-        manifest = build_restore_job(
-            spec,
-            platform.tenants,
-            namespace,
-            name=job_name(spec, "restore", context.operation_id),
-            location=backup.location,
-            sha256=backup.sha256,
-        )
-        end = run_job("restore-job", manifest, platform, cluster, progress)
-        if isinstance(end, Continue):
-            return end
-        if not end.succeeded or end.report is None or not end.report.ok:
+            return None
+
+        def manifest(_: Progress) -> Manifest:
+            return build_restore_job(
+                spec,
+                platform.tenants,
+                namespace,
+                name=job_name(spec, "restore", operation_id),
+                location=backup.location,
+                sha256=backup.sha256,
+            )
+
+        def restored(progress: Progress) -> None:
+            end = job_end("restore-job", progress.noted)
+            if end.succeeded and end.report is not None and end.report.ok:
+                return
             untouched = end.report is not None and end.report.error_code in UNTOUCHED
             if untouched and replicas > 0:
                 cluster.scale(spec.names.base, replicas, absent_ok=True)
@@ -170,15 +171,55 @@ class Restore:
                 ),
                 rolled_back=untouched,
             )
-        if replicas > 0:
-            if not progress.done("start"):
-                cluster.scale(spec.names.base, replicas, absent_ok=True)
-                progress.complete("start")
-            waiting = rollout("started", replicas, spec, platform, cluster, progress) or health(
-                "health", spec, platform, progress
-            )
-            if waiting is not None:
-                return waiting
+
+        def start(_: Progress) -> StepOutcome:
+            cluster.scale(spec.names.base, replicas, absent_ok=True)
+            return None
+
+        safety = backup_steps(
+            "safety",
+            spec,
+            safety_backup_id(operation_id, "safety"),
+            f"before restoring {backup.id}",
+            platform,
+            cluster,
+            ledger,
+            rolled_back=True,
+        )
+        started = (
+            Step("start", start),
+            rollout("started", replicas, spec, platform, cluster),
+            health("health", spec, platform),
+        )
+        # A backup first, and the start again, only of an instance that ran.
+        return (
+            *(safety if replicas > 0 else ()),
+            Step("stop", stop),
+            rollout("stopped", 0, spec, platform, cluster),
+            job("restore-job", manifest, platform, cluster),
+            Check(restored),
+            *(started if replicas > 0 else ()),
+        )
+
+    def __call__(self, command: RestoreCommand, context: HandlerContext) -> HandlerResult:
+        """Safety backup, stop, restore, start again."""
+        instance = context.admission.instance
+        if instance is None or context.operation_id is None:
+            raise RuntimeError("restore admitted without its instance")
+        platform = self.platform
+        spec = instance_spec(instance)
+        backup = known_backup(
+            context.ledger, command.data.backup_id, spec.instance_id, spec.odoo_version
+        )
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        if "replicas_before" not in progress.noted:
+            progress.note(replicas_before=current_replicas(spec, platform, cluster))
+        replicas = int(progress.noted["replicas_before"])
+        steps = self._steps(spec, backup, replicas, cluster, context.ledger, progress.operation_id)
+        waiting = run_steps(steps, progress)
+        if waiting is not None:
+            return waiting
         progress.finish()
         data = RestoredData(instance_id=spec.instance_id, backup_id=backup.id)
         return Completed(RestoredEvent.caused_by(command, data))

@@ -14,11 +14,12 @@ before delete"); if it fails, nothing is deleted.
 
 from handlers.backups import safety_backup_id
 from handlers.declarations import Declaration, Queue
-from handlers.jobs import take_backup
+from handlers.jobs import backup_steps
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
-from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
+from handlers.steps import Step, StepOutcome, run_steps
 from handlers.waiting import watch_step
 from k8s.kinds import (
     DEPLOYMENT,
@@ -32,9 +33,11 @@ from k8s.kinds import (
     Object,
     name_of,
 )
+from k8s.spec import InstanceSpec
 from messages.commands import DeleteCommand
 from messages.errors import PermanentError
 from messages.events import DeletedEvent, InstanceEventData
+from store.ledger import Ledger
 from store.lifecycle import InstanceStatus, Transition
 from store.settings import HOUR
 
@@ -45,14 +48,12 @@ class Delete:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def _gone(
-        self, step: str, kind: Kind[Object], name: str, progress: Progress, cluster: Cluster
-    ) -> Continue | None:
+    def _gone(self, step: str, kind: Kind[Object], name: str, cluster: Cluster) -> Step:
         """Wait (watching) until the object is gone, within the ready deadline."""
         namespace = self.platform.namespace
         deadline = self.platform.kubernetes.ready_deadline_seconds
 
-        def wait(window: float, _until: float) -> None:
+        def wait(_: Progress, window: float, _until: float) -> None:
             cluster.wait_gone(kind, name, window)
 
         def expired() -> PermanentError:
@@ -64,38 +65,24 @@ class Delete:
                 f"(finalizers: {finalizers or 'none'}); a pod that still uses it keeps it",
             )
 
-        return watch_step(step, deadline, progress, wait, expired)
+        return watch_step(step, deadline, wait, expired)
 
-    def __call__(self, command: DeleteCommand, context: HandlerContext) -> HandlerResult:
-        """Remove what the instance has, in an order that never strands a running pod."""
-        instance = context.admission.instance
-        if instance is None:
-            raise RuntimeError("delete admitted without its instance")
-        spec, platform = instance_spec(instance), self.platform
-        names = spec.names
-        cluster = platform.cluster()
-        progress = Progress(command, context, platform.faults, cluster)
-        if command.data.final_backup and context.operation_id is not None:
-            final = take_backup(
-                "final",
-                spec,
-                safety_backup_id(context.operation_id, "final"),
-                "final backup before delete",
-                platform,
-                cluster,
-                progress,
-                context.ledger,
-                rolled_back=True,  # nothing is deleted before the backup is good
-            )
-            if isinstance(final, Continue):
-                return final
-        if not progress.done("workload"):
+    def _steps(
+        self,
+        command: DeleteCommand,
+        spec: InstanceSpec,
+        cluster: Cluster,
+        ledger: Ledger,
+        operation_id: str,
+    ) -> tuple[Step, ...]:
+        """The delete, in the order of the module's docstring."""
+        platform, names = self.platform, spec.names
+
+        def workload(_: Progress) -> StepOutcome:
             cluster.delete(DEPLOYMENT, names.base)
-            progress.complete("workload")
-        waiting = self._gone("workload-gone", DEPLOYMENT, names.base, progress, cluster)
-        if waiting is not None:
-            return waiting
-        if not progress.done("exposure"):
+            return None
+
+        def exposure(_: Progress) -> StepOutcome:
             for kind, name in (
                 (INGRESS, names.base),
                 (SERVICE, names.base),
@@ -107,21 +94,57 @@ class Delete:
             ours = f"app.kubernetes.io/instance={names.base}"
             for job in cluster.objects(JOB, selector=ours):
                 cluster.delete(JOB, name_of(job))
-            progress.complete("exposure")
-        if not command.data.keep_data:
-            if not progress.done("volume"):
-                cluster.delete(PVC, names.volume)
-                progress.complete("volume")
+            return None
+
+        def volume(_: Progress) -> StepOutcome:
+            cluster.delete(PVC, names.volume)
+            return None
+
+        def database(_: Progress) -> StepOutcome:
+            platform.databases.drop(names.role, names.database)
+            return None
+
+        def credentials(_: Progress) -> StepOutcome:
+            cluster.delete(SECRET, names.secret)
+            return None
+
+        final = backup_steps(
+            "final",
+            spec,
+            safety_backup_id(operation_id, "final"),
+            "final backup before delete",
+            platform,
+            cluster,
+            ledger,
+            rolled_back=True,  # nothing is deleted before the backup is good
+        )
+        data = (
+            Step("volume", volume),
             # The PVC protection finalizer holds the claim until no pod uses it.
-            waiting = self._gone("volume-gone", PVC, names.volume, progress, cluster)
-            if waiting is not None:
-                return waiting
-            if not progress.done("database"):
-                platform.databases.drop(names.role, names.database)
-                progress.complete("database")
-            if not progress.done("credentials"):
-                cluster.delete(SECRET, names.secret)
-                progress.complete("credentials")
+            self._gone("volume-gone", PVC, names.volume, cluster),
+            Step("database", database),
+            Step("credentials", credentials),
+        )
+        return (
+            *(final if command.data.final_backup else ()),
+            Step("workload", workload),
+            self._gone("workload-gone", DEPLOYMENT, names.base, cluster),
+            Step("exposure", exposure),
+            *(() if command.data.keep_data else data),
+        )
+
+    def __call__(self, command: DeleteCommand, context: HandlerContext) -> HandlerResult:
+        """Remove what the instance has, in an order that never strands a running pod."""
+        instance = context.admission.instance
+        if instance is None:
+            raise RuntimeError("delete admitted without its instance")
+        spec, platform = instance_spec(instance), self.platform
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        steps = self._steps(command, spec, cluster, context.ledger, progress.operation_id)
+        waiting = run_steps(steps, progress)
+        if waiting is not None:
+            return waiting
         progress.finish()
         data = InstanceEventData(instance_id=spec.instance_id)
         return Completed(DeletedEvent.caused_by(command, data))

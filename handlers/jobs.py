@@ -7,12 +7,14 @@ Job whose database went away is run again by the Job controller itself (k8s/data
 "finished" here is the end of its last attempt.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Continue
+from handlers.steps import Noted, Step, StepOutcome
 from handlers.waiting import selector_of
 from k8s.apply import WaitTimeoutError
 from k8s.conditions import job_failure, job_outcome
@@ -78,13 +80,33 @@ class JobEnd:
         )
 
 
-def run_job(
+def job(
+    step: str,
+    manifest: Callable[[Progress], Manifest],
+    platform: Platform,
+    cluster: Cluster,
+) -> Step:
+    """Apply the Job unless it exists, wait for its end; the step records it (`job_end`)."""
+
+    def run(progress: Progress) -> StepOutcome:
+        end = _run_job(step, manifest(progress), platform, cluster, progress)
+        return end if isinstance(end, Continue) else {_end_key(step): end.to_note()}
+
+    return Step(step, run)
+
+
+def job_end(step: str, noted: Noted) -> JobEnd:
+    """How the Job of the recorded `step` ended."""
+    return JobEnd.from_note(noted[_end_key(step)])
+
+
+def _end_key(step: str) -> str:
+    return f"{step}_job"
+
+
+def _run_job(
     step: str, manifest: Manifest, platform: Platform, cluster: Cluster, progress: Progress
 ) -> Continue | JobEnd:
-    """Apply the Job unless it exists, wait for its end, record the step with it."""
-    key = f"{step}_job"
-    if progress.done(step):
-        return JobEnd.from_note(progress.noted[key])
     name = manifest["metadata"]["name"]
     owner = progress.operation_id
     manifest["metadata"].setdefault("annotations", {})[OWNER_ANNOTATION] = owner
@@ -114,9 +136,7 @@ def run_job(
     pods = cluster.objects(POD, selector=f"batch.kubernetes.io/job-name={name}")
     ran = [getattr(job.status, count, None) or 0 for count in ("succeeded", "failed")]
     reason = "" if succeeded else job_failure(job)
-    end = JobEnd(name, succeeded, report_of(pods), reason, max(sum(ran), 1))
-    progress.complete(step, **{key: end.to_note()})
-    return end
+    return JobEnd(name, succeeded, report_of(pods), reason, max(sum(ran), 1))
 
 
 def current_replicas(spec: InstanceSpec, platform: Platform, cluster: Cluster) -> int:
@@ -127,21 +147,22 @@ def current_replicas(spec: InstanceSpec, platform: Platform, cluster: Cluster) -
     return int(deployment.spec.replicas or 0)
 
 
-def take_backup(
+def backup_steps(
     prefix: str,
     spec: InstanceSpec,
     backup_id: str,
     label: str | None,
     platform: Platform,
     cluster: Cluster,
-    progress: Progress,
     ledger: Ledger,
     *,
     rolled_back: bool,
-) -> Continue | BackupRecord:
+) -> tuple[Step, ...]:
     """Back the instance up under `backup_id` and record it; steps `<prefix>-...`."""
     namespace, names = platform.namespace, spec.names
-    if not progress.done(f"{prefix}-volume"):
+    beside_key = f"{prefix}_beside_server"
+
+    def volume(progress: Progress) -> StepOutcome:
         missing = [
             f"{kind} {namespace}/{name}"
             for kind, name in ((PVC, names.volume), (SECRET, names.secret))
@@ -159,17 +180,43 @@ def take_backup(
         # Beside a server pod that is on a node: the data volume is ReadWriteOnce.
         pods = cluster.objects(POD, selector=selector_of(spec))
         beside = any(getattr(pod.spec, "node_name", None) for pod in pods)
-        progress.complete(f"{prefix}-volume", **{f"{prefix}_beside_server": beside})
-    manifest = build_backup_job(
-        spec,
-        platform.tenants,
-        namespace,
-        backup_id,
-        beside_server=bool(progress.noted.get(f"{prefix}_beside_server")),
+        return {beside_key: beside}
+
+    def manifest(progress: Progress) -> Manifest:
+        return build_backup_job(
+            spec,
+            platform.tenants,
+            namespace,
+            backup_id,
+            beside_server=bool(progress.noted.get(beside_key)),
+        )
+
+    def record(progress: Progress) -> StepOutcome:
+        noted = progress.noted
+        made = backup_made(prefix, spec, backup_id, label, platform, noted, rolled_back=rolled_back)
+        ledger.add_backup(made)
+        return None
+
+    return (
+        Step(f"{prefix}-volume", volume),
+        job(f"{prefix}-job", manifest, platform, cluster),
+        Step(f"{prefix}-record", record),
     )
-    end = run_job(f"{prefix}-job", manifest, platform, cluster, progress)
-    if isinstance(end, Continue):
-        return end
+
+
+def backup_made(
+    prefix: str,
+    spec: InstanceSpec,
+    backup_id: str,
+    label: str | None,
+    platform: Platform,
+    noted: Noted,
+    *,
+    rolled_back: bool,
+) -> BackupRecord:
+    """The backup the recorded `<prefix>-job` made, or a permanent failure if it made none."""
+    namespace = platform.namespace
+    end = job_end(f"{prefix}-job", noted)
     report = end.report
     if not end.succeeded or report is None or not report.ok or report.sha256 is None:
         raise PermanentError(
@@ -178,7 +225,7 @@ def take_backup(
             f"recorded. Its logs: kubectl logs -n {namespace} job/{end.name}",
             rolled_back=rolled_back,
         )
-    record = BackupRecord(
+    return BackupRecord(
         id=backup_id,
         instance_id=spec.instance_id,
         location=archive_path(spec, backup_id),  # as every Job sees the backup volume
@@ -187,7 +234,3 @@ def take_backup(
         label=label,
         odoo_version=spec.odoo_version,
     )
-    if not progress.done(f"{prefix}-record"):
-        ledger.add_backup(record)
-        progress.complete(f"{prefix}-record")
-    return record

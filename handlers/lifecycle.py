@@ -16,8 +16,9 @@ from handlers.deadlines import down, up
 from handlers.declarations import Declaration, Queue
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
-from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
+from handlers.steps import Step, StepOutcome, run_steps
 from handlers.waiting import health, rollout
 from k8s.spec import InstanceSpec
 from messages.commands import (
@@ -61,7 +62,7 @@ class ReplicaHandler(ABC):
         spec = instance_spec(instance)
         cluster = self.platform.cluster()
         progress = Progress(command, context, self.platform.faults, cluster)
-        waiting = self.steps(spec, cluster, progress)
+        waiting = run_steps(self.steps(spec, cluster), progress)
         if waiting is not None:
             return waiting
         progress.finish()
@@ -70,54 +71,63 @@ class ReplicaHandler(ABC):
         )
 
     @abstractmethod
-    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
-        """Do the steps not yet done; a Continue to wait longer."""
+    def steps(self, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
+        """The command's steps, in order."""
 
-    def scale_up(self, spec: InstanceSpec, cluster: Cluster, progress: Progress, verb: str) -> None:
+    def scale_up(self, spec: InstanceSpec, cluster: Cluster, verb: str) -> Step:
         """One replica (the `scale` step); a missing Deployment is a permanent failure."""
-        if progress.done("scale"):
-            return
-        namespace = self.platform.namespace
-        if not cluster.scale(spec.names.base, 1, absent_ok=True):
-            raise PermanentError(
-                "missing_deployment",
-                f"Deployment {namespace}/{spec.names.base} does not exist, so there is nothing "
-                f"to {verb}; provision the instance again with the same data, or delete it",
-            )
-        progress.complete("scale")
+
+        def run(_: Progress) -> StepOutcome:
+            namespace = self.platform.namespace
+            if not cluster.scale(spec.names.base, 1, absent_ok=True):
+                raise PermanentError(
+                    "missing_deployment",
+                    f"Deployment {namespace}/{spec.names.base} does not exist, so there is "
+                    f"nothing to {verb}; provision the instance again with the same data, or "
+                    "delete it",
+                )
+            return None
+
+        return Step("scale", run)
 
 
 class BringUp(ReplicaHandler):
     """One ready, healthy pod: start, unsuspend, reactivate."""
 
-    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
+    def steps(self, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
         """Scale to one, wait for it to be Ready, check its health."""
-        self.scale_up(spec, cluster, progress, "start")
-        return rollout("rollout", 1, spec, self.platform, cluster, progress) or health(
-            "health", spec, self.platform, progress
+        return (
+            self.scale_up(spec, cluster, "start"),
+            rollout("rollout", 1, spec, self.platform, cluster),
+            health("health", spec, self.platform),
         )
 
 
 class TakeDown(ReplicaHandler):
     """No pods, everything else kept: stop, suspend, terminate."""
 
-    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
-        """Scale to zero and wait until no pod is left."""
-        if not progress.done("scale"):
+    def steps(self, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
+        """Scale to zero and wait until no pod is left (none to wait for without a Deployment)."""
+
+        def scale(_: Progress) -> StepOutcome:
             exists = cluster.scale(spec.names.base, 0, absent_ok=True)
-            progress.complete("scale", deployment_absent=not exists)
-        if progress.noted.get("deployment_absent"):
-            return None  # nothing runs: already down
-        return rollout("rollout", 0, spec, self.platform, cluster, progress)
+            return {"deployment_absent": not exists}
+
+        return (
+            Step("scale", scale),
+            rollout("rollout", 0, spec, self.platform, cluster).only_if(
+                lambda noted: not noted.get("deployment_absent")  # nothing runs: already down
+            ),
+        )
 
 
 class Restart(ReplicaHandler):
     """A new pod for the same template: restart (at one replica, whatever it had)."""
 
-    def steps(self, spec: InstanceSpec, cluster: Cluster, progress: Progress) -> Continue | None:
+    def steps(self, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
         """Stamp the pod template once, then wait for the new pod and its health."""
-        self.scale_up(spec, cluster, progress, "restart")  # `error` may have left it at zero
-        if not progress.done("restart"):
+
+        def restart(progress: Progress) -> StepOutcome:
             # Chosen once and noted before the patch: a re-run patches the same stamp, which
             # changes nothing, so a crash here never restarts the pods twice.
             stamp = progress.noted.get("restart_stamp")
@@ -126,9 +136,13 @@ class Restart(ReplicaHandler):
                 progress.note(restart_stamp=stamp)
             at = datetime.fromisoformat(str(stamp))
             cluster.restart(spec.names.base, at)
-            progress.complete("restart")
-        return rollout("rollout", 1, spec, self.platform, cluster, progress) or health(
-            "health", spec, self.platform, progress
+            return None
+
+        return (
+            self.scale_up(spec, cluster, "restart"),  # `error` may have left it at zero
+            Step("restart", restart),
+            rollout("rollout", 1, spec, self.platform, cluster),
+            health("health", spec, self.platform),
         )
 
 

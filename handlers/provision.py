@@ -19,6 +19,7 @@ from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
+from handlers.steps import Step, StepOutcome, run_steps
 from handlers.waiting import health, rollout
 from k8s.apply import WaitTimeoutError
 from k8s.conditions import job_failure, job_outcome
@@ -45,44 +46,57 @@ class Provision:
 
     def __call__(self, command: ProvisionCommand, context: HandlerContext) -> HandlerResult:
         """Run (or resume) the provision's steps."""
-        platform, namespace = self.platform, self.platform.namespace
+        platform = self.platform
         spec = instance_spec(InstanceShape.asked(command.data))
         image_of(spec, platform.tenants)  # no image for the version: fail before any effect
         cluster = platform.cluster()
         progress = Progress(command, context, platform.faults, cluster)
-        if not progress.done("credentials"):
+        waiting = run_steps(self._steps(spec, cluster), progress)
+        if waiting is not None:
+            return waiting
+        progress.finish()
+        return self._provisioned(command, spec)
+
+    def _steps(self, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
+        """The provision, in the order of the module's docstring."""
+        platform, namespace = self.platform, self.platform.namespace
+
+        def secret(_: Progress) -> StepOutcome:
             existing = cluster.get(SECRET, spec.names.secret)
             credentials = credentials_in(existing) or generate_credentials()
             cluster.apply(SECRET, build_secret(spec, credentials, platform.tenants, namespace))
-            progress.complete("credentials")
-        if not progress.done("database"):
+            return None
+
+        def database(_: Progress) -> StepOutcome:
             credentials = self._credentials(cluster, spec)
             names = spec.names
             platform.databases.ensure(names.role, names.database, credentials.database_password)
-            progress.complete("database")
-        if not progress.done("objects"):
+            return None
+
+        def objects(_: Progress) -> StepOutcome:
             # The Service goes first: the EndpointSlice controller finds a pod's Services in its
             # cache when the pod becomes Ready, and may miss one that arrives after the pod.
             cluster.apply(SERVICE, build_service(spec, namespace))
             cluster.apply(NETWORK_POLICY, build_network_policy(spec, platform.tenants, namespace))
             cluster.apply(INGRESS, build_ingress(spec, platform.tenants, namespace))
             cluster.apply(PVC, build_volume(spec, platform.tenants, namespace))
-            progress.complete("objects")
-        waiting = self._initialise(spec, cluster, progress)
-        if waiting is not None:
-            return waiting
-        if not progress.done("deployment"):
+            return None
+
+        def deployment(_: Progress) -> StepOutcome:
             cluster.apply(
                 DEPLOYMENT, build_deployment(spec, platform.tenants, namespace, replicas=1)
             )
-            progress.complete("deployment")
-        waiting = rollout("rollout", 1, spec, platform, cluster, progress) or health(
-            "health", spec, platform, progress
+            return None
+
+        return (
+            Step("credentials", secret),
+            Step("database", database),
+            Step("objects", objects),
+            Step("initialise", lambda progress: self._initialise(spec, cluster, progress)),
+            Step("deployment", deployment),
+            rollout("rollout", 1, spec, platform, cluster),
+            health("health", spec, platform),
         )
-        if waiting is not None:
-            return waiting
-        progress.finish()
-        return self._provisioned(command, spec)
 
     def _credentials(self, cluster: Cluster, spec: InstanceSpec) -> TenantCredentials:
         secret = cluster.get(SECRET, spec.names.secret)
@@ -99,8 +113,6 @@ class Provision:
         self, spec: InstanceSpec, cluster: Cluster, progress: Progress
     ) -> Continue | None:
         """Run the init Job once per operation; an earlier operation's failed Job is replaced."""
-        if progress.done("initialise"):
-            return None
         namespace, name = self.platform.namespace, spec.names.init_job
         job = cluster.get(JOB, name)
         if job is not None and job_outcome(job) == "Failed":
@@ -128,7 +140,6 @@ class Provision:
                 return progress.pause("initialise")
         if job_outcome(job) == "Failed":
             raise self._init_failed(job, name)
-        progress.complete("initialise")
         return None
 
     def _init_failed(self, job: Any, name: str) -> PermanentError:

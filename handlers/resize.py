@@ -15,13 +15,15 @@ from dataclasses import replace
 from handlers.deadlines import up
 from handlers.declarations import Declaration, Queue
 from handlers.jobs import current_replicas
-from handlers.platform import Platform
+from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
+from handlers.steps import Noted, Step, StepOutcome, run_steps
 from handlers.waiting import health, rollout
 from k8s.credentials import credentials_in
 from k8s.kinds import DEPLOYMENT, PVC, SECRET
+from k8s.spec import InstanceSpec
 from k8s.workload import build_deployment, build_secret, build_volume
 from messages.commands import PlanSpec, ResizeCommand
 from messages.errors import PermanentError
@@ -31,33 +33,29 @@ from store.records import InstanceUpdate
 from store.settings import HOUR
 
 
+def _replicas(noted: Noted) -> int:
+    """The replicas the instance had when it was resized (noted by the `config` step)."""
+    return int(noted.get("replicas", 0))
+
+
 class Resize:
     """The resize handler."""
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    def __call__(self, command: ResizeCommand, context: HandlerContext) -> HandlerResult:
-        """Apply the new plan and, if the instance runs, wait for its new pod."""
-        instance = context.admission.instance
-        if instance is None:
-            raise RuntimeError("resize admitted without its instance")
+    def _steps(
+        self, before: InstanceSpec, spec: InstanceSpec, cluster: Cluster
+    ) -> tuple[Step, ...]:
+        """The resize, in the order of the module's docstring."""
         platform, namespace = self.platform, self.platform.namespace
-        before = instance_spec(instance)
-        plan = command.data.plan
-        spec = replace(
-            before,
-            cpu_millicores=plan.cpu_millicores,
-            memory_mib=plan.memory_mib,
-            storage_gib=plan.storage_gib,
-        )
-        cluster = platform.cluster()
-        progress = Progress(command, context, platform.faults, cluster)
-        if not progress.done("volume"):
+
+        def volume(_: Progress) -> StepOutcome:
             if spec.storage_gib > before.storage_gib:
                 cluster.apply(PVC, build_volume(spec, platform.tenants, namespace))
-            progress.complete("volume")
-        if not progress.done("config"):
+            return None
+
+        def config(_: Progress) -> StepOutcome:
             secret = cluster.get(SECRET, spec.names.secret)
             credentials = credentials_in(secret)
             if credentials is None:
@@ -69,18 +67,49 @@ class Resize:
                 )
             cluster.apply(SECRET, build_secret(spec, credentials, platform.tenants, namespace))
             replicas = current_replicas(spec, platform, cluster)
-            progress.complete("config", replicas=replicas)
-        replicas = int(progress.noted.get("replicas", 0))
-        if not progress.done("deployment"):
+            return {"replicas": replicas}
+
+        def deployment(progress: Progress) -> StepOutcome:
+            replicas = _replicas(progress.noted)
             deployment = build_deployment(spec, platform.tenants, namespace, replicas=replicas)
             cluster.apply(DEPLOYMENT, deployment)
-            progress.complete("deployment")
-        if replicas > 0:
-            waiting = rollout("rollout", replicas, spec, platform, cluster, progress) or health(
-                "health", spec, platform, progress
-            )
-            if waiting is not None:
-                return waiting
+            return None
+
+        def new_pod(progress: Progress) -> StepOutcome:
+            # To the replicas `config` found: known once it has run, so the wait is made here.
+            replicas = _replicas(progress.noted)
+            return rollout("rollout", replicas, spec, platform, cluster).run(progress)
+
+        def running(noted: Noted) -> bool:
+            return _replicas(noted) > 0
+
+        return (
+            Step("volume", volume),
+            Step("config", config),
+            Step("deployment", deployment),
+            Step("rollout", new_pod).only_if(running),
+            health("health", spec, platform).only_if(running),
+        )
+
+    def __call__(self, command: ResizeCommand, context: HandlerContext) -> HandlerResult:
+        """Apply the new plan and, if the instance runs, wait for its new pod."""
+        instance = context.admission.instance
+        if instance is None:
+            raise RuntimeError("resize admitted without its instance")
+        platform = self.platform
+        before = instance_spec(instance)
+        plan = command.data.plan
+        spec = replace(
+            before,
+            cpu_millicores=plan.cpu_millicores,
+            memory_mib=plan.memory_mib,
+            storage_gib=plan.storage_gib,
+        )
+        cluster = platform.cluster()
+        progress = Progress(command, context, platform.faults, cluster)
+        waiting = run_steps(self._steps(before, spec, cluster), progress)
+        if waiting is not None:
+            return waiting
         progress.finish()
         data = ResizedData(instance_id=spec.instance_id, plan=PlanSpec(**plan.model_dump()))
         return Completed(

@@ -19,20 +19,20 @@ from dataclasses import replace
 
 from handlers.backups import known_backup, safety_backup_id
 from handlers.declarations import Declaration, Queue
-from handlers.jobs import current_replicas, run_job, take_backup
+from handlers.jobs import backup_steps, current_replicas, job, job_end
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
+from handlers.steps import Check, Step, StepOutcome, run_steps
 from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
 from k8s.kinds import DEPLOYMENT
 from k8s.spec import InstanceSpec
-from k8s.workload import build_deployment, build_update_job
+from k8s.workload import Manifest, build_deployment, build_update_job
 from messages.commands import UpgradeCommand
 from messages.errors import PermanentError
 from messages.events import UpgradedData, UpgradedEvent
-from store.ledger import Ledger
 from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceUpdate
 from store.settings import HOUR
@@ -60,22 +60,23 @@ class Upgrade:
             progress.note(replicas_before=current_replicas(old, platform, cluster))
         replicas = int(progress.noted["replicas_before"])
         backup_id = safety_backup_id(context.operation_id, "pre-upgrade")
-        made = take_backup(
+        backup = backup_steps(
             "pre-upgrade",
             old,
             backup_id,
             f"before the upgrade to {new.odoo_version}",
             platform,
             cluster,
-            progress,
             context.ledger,
             rolled_back=True,
         )
-        if isinstance(made, Continue):
-            return made
+        waiting = run_steps(backup, progress)
+        if waiting is not None:
+            return waiting
         if CAUSE not in progress.noted:
             try:
-                waiting = self._forward(old, new, replicas, cluster, progress, context)
+                forward = self._forward(old, new, replicas, cluster, progress.operation_id)
+                waiting = run_steps(forward, progress)
             except PermanentError as failure:
                 progress.note(**{CAUSE: f"{failure.code}: {failure}"})
             else:
@@ -102,33 +103,35 @@ class Upgrade:
             update=InstanceUpdate(odoo_version=new.odoo_version),
         )
 
-    def _down(
-        self, prefix: str, spec: InstanceSpec, cluster: Cluster, progress: Progress
-    ) -> Continue | None:
-        if not progress.done(f"{prefix}stop"):
+    def _down(self, prefix: str, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
+        """No pod left that uses the database."""
+
+        def stop(_: Progress) -> StepOutcome:
             cluster.scale(spec.names.base, 0, absent_ok=True)
-            progress.complete(f"{prefix}stop")
-        return rollout(f"{prefix}stopped", 0, spec, self.platform, cluster, progress)
+            return None
+
+        return (
+            Step(f"{prefix}stop", stop),
+            rollout(f"{prefix}stopped", 0, spec, self.platform, cluster),
+        )
 
     def _up(
-        self,
-        prefix: str,
-        spec: InstanceSpec,
-        replicas: int,
-        cluster: Cluster,
-        progress: Progress,
-    ) -> Continue | None:
-        if not progress.done(f"{prefix}deployment"):
+        self, prefix: str, spec: InstanceSpec, replicas: int, cluster: Cluster
+    ) -> tuple[Step, ...]:
+        """`spec`'s image at `replicas`, and (if any) serving."""
+
+        def deployment(_: Progress) -> StepOutcome:
             manifest = build_deployment(
                 spec, self.platform.tenants, self.platform.namespace, replicas=replicas
             )
             cluster.apply(DEPLOYMENT, manifest)
-            progress.complete(f"{prefix}deployment")
-        if replicas == 0:
             return None
-        return rollout(f"{prefix}rollout", replicas, spec, self.platform, cluster, progress) or (
-            health(f"{prefix}health", spec, self.platform, progress)
+
+        serving = (
+            rollout(f"{prefix}rollout", replicas, spec, self.platform, cluster),
+            health(f"{prefix}health", spec, self.platform),
         )
+        return (Step(f"{prefix}deployment", deployment), *(serving if replicas > 0 else ()))
 
     def _forward(
         self,
@@ -136,23 +139,26 @@ class Upgrade:
         new: InstanceSpec,
         replicas: int,
         cluster: Cluster,
-        progress: Progress,
-        context: HandlerContext,
-    ) -> Continue | None:
-        waiting = self._down("", old, cluster, progress)
-        if waiting is not None:
-            return waiting
-        name = job_name(new, "update", str(context.operation_id))
+        operation_id: str,
+    ) -> tuple[Step | Check, ...]:
+        """Stop, update the database, start the new version."""
+        name = job_name(new, "update", operation_id)
         manifest = build_update_job(new, self.platform.tenants, self.platform.namespace, name)
-        end = run_job("update-job", manifest, self.platform, cluster, progress)
-        if isinstance(end, Continue):
-            return end
-        if not end.succeeded:
-            raise PermanentError(
-                "update_failed",
-                f"update Job {self.platform.namespace}/{end.name} failed ({end.failure()})",
-            )
-        return self._up("", new, replicas, cluster, progress)
+
+        def updated(progress: Progress) -> None:
+            end = job_end("update-job", progress.noted)
+            if not end.succeeded:
+                raise PermanentError(
+                    "update_failed",
+                    f"update Job {self.platform.namespace}/{end.name} failed ({end.failure()})",
+                )
+
+        return (
+            *self._down("", old, cluster),
+            job("update-job", lambda _: manifest, self.platform, cluster),
+            Check(updated),
+            *self._up("", new, replicas, cluster),
+        )
 
     def _back(
         self,
@@ -166,19 +172,8 @@ class Upgrade:
     ) -> Continue | None:
         """The old image, the pre-upgrade data, the old version serving again."""
         try:
-            waiting = self._down("rollback-", new, cluster, progress)
-            if waiting is not None:
-                return waiting
-            if not progress.done("rollback-image"):
-                manifest = build_deployment(
-                    old, self.platform.tenants, self.platform.namespace, replicas=0
-                )
-                cluster.apply(DEPLOYMENT, manifest)
-                progress.complete("rollback-image")
-            waiting = self._restore(old, backup_id, cluster, progress, context.ledger, context)
-            if waiting is not None:
-                return waiting
-            return self._up("rollback-", old, replicas, cluster, progress)
+            back = self._back_steps(old, new, replicas, backup_id, cluster, context)
+            return run_steps(back, progress)
         except PermanentError as failure:
             raise PermanentError(
                 "rollback_failed",
@@ -187,33 +182,49 @@ class Upgrade:
                 "the data from before the upgrade",
             ) from failure
 
-    def _restore(
+    def _back_steps(
         self,
-        spec: InstanceSpec,
+        old: InstanceSpec,
+        new: InstanceSpec,
+        replicas: int,
         backup_id: str,
         cluster: Cluster,
-        progress: Progress,
-        ledger: Ledger,
         context: HandlerContext,
-    ) -> Continue | None:
-        backup = known_backup(ledger, backup_id, spec.instance_id, spec.odoo_version)
-        manifest = build_restore_job(
-            spec,
-            self.platform.tenants,
-            self.platform.namespace,
-            name=job_name(spec, "rollback", str(context.operation_id)),
-            location=backup.location,
-            sha256=backup.sha256,
-        )
-        end = run_job("rollback-restore", manifest, self.platform, cluster, progress)
-        if isinstance(end, Continue):
-            return end
-        if not end.succeeded or end.report is None or not end.report.ok:
-            raise PermanentError(
-                "restore_failed",
-                f"restore Job {self.platform.namespace}/{end.name} failed ({end.failure()})",
+    ) -> tuple[Step | Check, ...]:
+        """Stop, the old image, the pre-upgrade backup restored, the old version started."""
+        namespace = self.platform.namespace
+
+        def image(_: Progress) -> StepOutcome:
+            manifest = build_deployment(old, self.platform.tenants, namespace, replicas=0)
+            cluster.apply(DEPLOYMENT, manifest)
+            return None
+
+        def restore(_: Progress) -> Manifest:
+            backup = known_backup(context.ledger, backup_id, old.instance_id, old.odoo_version)
+            return build_restore_job(
+                old,
+                self.platform.tenants,
+                namespace,
+                name=job_name(old, "rollback", str(context.operation_id)),
+                location=backup.location,
+                sha256=backup.sha256,
             )
-        return None
+
+        def restored(progress: Progress) -> None:
+            end = job_end("rollback-restore", progress.noted)
+            if not end.succeeded or end.report is None or not end.report.ok:
+                raise PermanentError(
+                    "restore_failed",
+                    f"restore Job {namespace}/{end.name} failed ({end.failure()})",
+                )
+
+        return (
+            *self._down("rollback-", new, cluster),
+            Step("rollback-image", image),
+            job("rollback-restore", restore, self.platform, cluster),
+            Check(restored),
+            *self._up("rollback-", old, replicas, cluster),
+        )
 
 
 S = InstanceStatus
