@@ -5,6 +5,11 @@ this checks the older commit out into a temporary git worktree and runs `bench.o
 and here in turn, `--runs` times each (base first, then this tree), and prints each run and the
 medians of commands per second per store with the ratio this/base. Needs the local stack.
 
+Throughput here waits mostly on the broker's disk (a quorum queue confirms after an fsync), so
+two runs of one commit can differ by half. The CPU time the benchmark's process used per
+command (setup included, the same on both sides) moves far less and is printed beside it:
+a change that adds work per command shows there first.
+
     .venv/bin/python -m bench.compare --base <commit> [--runs 3] [--commands 500]
 
 Both sides use this virtualenv; a commit that needs other packages cannot be compared so.
@@ -13,6 +18,7 @@ Both sides use this virtualenv; a commit that needs other packages cannot be com
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,9 +48,20 @@ def checked_out(revision: str) -> Iterator[Path]:
             )
 
 
+CPU = "cpu"
+"""The key of a run's CPU milliseconds per command (both stores' commands together)."""
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def overhead(tree: Path, commands: int) -> dict[str, float]:
-    """Commands per second by store, from one run of `bench.overhead` in `tree`."""
+    """Commands per second by store, and CPU ms per command, from one run of `bench.overhead`
+    in `tree`."""
     environment = {**os.environ, "PYTHONPATH": str(tree)}
+    cpu_before = _children_cpu_seconds()
     finished = subprocess.run(
         [sys.executable, "-m", "bench.overhead", "--commands", str(commands)],
         cwd=tree,
@@ -59,6 +76,7 @@ def overhead(tree: Path, commands: int) -> dict[str, float]:
             f"bench.overhead failed in {tree} (exit {finished.returncode}):\n"
             f"{finished.stdout}\n{finished.stderr[-3000:]}"
         )
+    figures[CPU] = (_children_cpu_seconds() - cpu_before) * 1000 / (commands * len(figures))
     return figures
 
 
@@ -75,15 +93,22 @@ def main() -> None:
             for side, tree in (("base", base), ("this", ROOT)):
                 figures = overhead(tree, arguments.commands)
                 runs[side].append(figures)
-                shown = "  ".join(f"{store} {rate:7.1f}/s" for store, rate in figures.items())
+                shown = "  ".join(
+                    f"{store} {rate:7.1f}/s" for store, rate in figures.items() if store != CPU
+                )
+                shown += f"  cpu {figures[CPU]:5.2f} ms/command"
                 print(f"run {index + 1}/{arguments.runs} {side:<4}  {shown}", flush=True)
     print(f"\nmedians of {arguments.runs} runs, {arguments.commands} no-op provisions each")
-    print(f"{'store':<11} {'base /s':>8} {'this /s':>8} {'this/base':>10}")
-    for store in ("sqlite", "postgresql"):
-        base_median = statistics.median(run[store] for run in runs["base"])
-        this_median = statistics.median(run[store] for run in runs["this"])
+    print(f"{'figure':<18} {'base':>8} {'this':>8} {'this/base':>10}")
+    for key, label in (
+        ("sqlite", "sqlite /s"),
+        ("postgresql", "postgresql /s"),
+        (CPU, "cpu ms/command"),
+    ):
+        base_median = statistics.median(run[key] for run in runs["base"])
+        this_median = statistics.median(run[key] for run in runs["this"])
         ratio = this_median / base_median
-        print(f"{store:<11} {base_median:>8.1f} {this_median:>8.1f} {ratio:>10.2f}")
+        print(f"{label:<18} {base_median:>8.2f} {this_median:>8.2f} {ratio:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from typing import Any
 from pydantic import SecretStr
 
 from bench.stack import (
+    depth_of,
     observer,
     postgres_database,
     provision_data,
     publish,
     serving,
     vhost,
-    waiting,
 )
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
@@ -75,8 +75,11 @@ def measure(store_url: str, count: int) -> dict[str, float]:
         events = observer(amqp_url)
         publish(amqp_url, _commands(count))
         started = time.perf_counter()
-        with serving(amqp_url, engine, {PROVISION: no_op}, SETTINGS):
-            while waiting(amqp_url, events) < count:
+        with (
+            depth_of(amqp_url, events) as answered,
+            serving(amqp_url, engine, {PROVISION: no_op}, SETTINGS),
+        ):
+            while answered() < count:
                 time.sleep(0.02)
             took = time.perf_counter() - started
     engine.dispose()
