@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from bench import cold_start, overhead, provision, reaction, reconcile
+from bench import cold_start, floor, overhead, provision, reaction, reconcile
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Sizes:
     """How much each benchmark does."""
 
     commands: int
+    floor_messages: int
     provisions: tuple[int, ...]
     reaction_instances: int
     reaction_cycles: int
@@ -38,6 +39,7 @@ class Sizes:
 
 FULL = Sizes(
     commands=500,
+    floor_messages=2000,
     provisions=(50, 200),  # the fake node fits 400 Odoo pods at 500m
     reaction_instances=3,
     reaction_cycles=3,
@@ -47,6 +49,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     commands=50,
+    floor_messages=100,
     provisions=(5,),
     reaction_instances=1,
     reaction_cycles=1,
@@ -79,12 +82,23 @@ def machine() -> dict[str, Any]:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Five panels: framework throughput, provision latency, reaction, cold start, reconcile."""
+    """Five panels: framework throughput beside the raw loops, provision latency, reaction,
+    cold start, reconcile."""
     figure, (left, latency, react, middle, right) = plt.subplots(1, 5, figsize=(25, 4.5))
     stores = list(results["overhead"])
-    left.bar(stores, [results["overhead"][s]["per_second"] for s in stores], color="#4c72b0")
-    left.set_title("no-op handler: commands per second")
-    left.set_ylabel("commands / s")
+    bars = {
+        "service, no-op": [results["overhead"][s]["per_second"] for s in stores],
+        "raw loop, one at a time": [results["floor"][s]["one_at_a_time"] for s in stores],
+        "raw loop, batched": [results["floor"][s]["batched"] for s in stores],
+    }
+    for offset, (label, values) in enumerate(bars.items()):
+        positions = [i + (offset - 1) * 0.25 for i in range(len(stores))]
+        left.bar(positions, values, 0.25, label=label)
+    left.set_xticks(range(len(stores)), stores)
+    left.set_yscale("log")
+    left.set_title("no-op commands per second, and the floor")
+    left.set_ylabel("messages / s (log)")
+    left.legend(fontsize="small")
 
     rows = results["provision"]["provision"]
     labels = [str(row["provisions"]) for row in rows]
@@ -147,6 +161,17 @@ def main() -> None:
     results["overhead"] = overhead.run(sizes.commands)
     for store, figures in results["overhead"].items():
         print(f"{store:<11} {figures['seconds']:>8.2f} s {figures['per_second']:>9.1f} commands/s")
+    print(f"== the floor: plain pika and the same database ({sizes.floor_messages} messages)")
+    results["floor"] = floor.run(sizes.floor_messages, floor.BATCH)
+    results["floor_ratios"] = floor.ratios(results["overhead"], results["floor"])
+    for store, loops in results["floor"].items():
+        ratio = results["floor_ratios"][store]
+        print(
+            f"{store:<11} one at a time {loops['one_at_a_time']:>8.1f}/s (service"
+            f" {ratio['one_at_a_time']:.3f} of it)  batched {loops['batched']:>8.1f}/s"
+            f" (service {ratio['batched']:.3f} of it)",
+            flush=True,
+        )
     print(f"== provisions through one consumer ({sizes.provisions})", flush=True)
     results["provision"] = provision.run(list(sizes.provisions))
     print("== reaction: watching vs polling every 5 s", flush=True)
@@ -164,6 +189,9 @@ def main() -> None:
     print(f"{'figure':<52} {'value':>12}")
     for store, figures in results["overhead"].items():
         print(f"{'no-op commands per second, ' + store:<52} {figures['per_second']:>12.1f}")
+        for loop, ratio in results["floor_ratios"][store].items():
+            label = f"  ... of the raw loop, {loop.replace('_', ' ')}"
+            print(f"{label:<52} {ratio:>12.3f}")
     for row in results["provision"]["provision"]:
         label = f"provisions at once: {row['provisions']}, p95 s"
         print(f"{label:<52} {row['p95_s']:>12.2f}")

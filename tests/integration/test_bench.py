@@ -29,6 +29,8 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert set(figures) >= {
         "machine",
         "overhead",
+        "floor",
+        "floor_ratios",
         "provision",
         "reaction",
         "cold_start",
@@ -39,6 +41,8 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert provisioned["succeeded"] == provisioned["provisions"] == 5
     assert figures["provision"]["requests"]["provision"] > 0
     assert figures["overhead"]["sqlite"]["commands"] == 50
+    assert set(figures["floor"]["postgresql"]) == {"one_at_a_time", "batched"}
+    assert all(rate > 0 for loops in figures["floor"].values() for rate in loops.values())
     assert len(figures["cold_start"]["runs"]) == 2
     assert [row["requests"] for row in figures["reconcile"]] == [6, 8, 6, 8]
     assert (run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
