@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from bench import cold_start, floor, overhead, provision, reaction, reconcile
+from bench import ceilings, cold_start, floor, overhead, provision, reaction, reconcile
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Sizes:
 
     commands: int
     floor_messages: int
+    ceiling_instances: int
+    ceiling_threads: tuple[int, ...]
     provisions: tuple[int, ...]
     reaction_instances: int
     reaction_cycles: int
@@ -40,6 +42,8 @@ class Sizes:
 FULL = Sizes(
     commands=500,
     floor_messages=2000,
+    ceiling_instances=60,
+    ceiling_threads=(1, 4, 8),
     provisions=(50, 200),  # the fake node fits 400 Odoo pods at 500m
     reaction_instances=3,
     reaction_cycles=3,
@@ -50,6 +54,8 @@ FULL = Sizes(
 QUICK = Sizes(
     commands=50,
     floor_messages=100,
+    ceiling_instances=6,
+    ceiling_threads=(2,),
     provisions=(5,),
     reaction_instances=1,
     reaction_cycles=1,
@@ -174,6 +180,18 @@ def main() -> None:
         )
     print(f"== provisions through one consumer ({sizes.provisions})", flush=True)
     results["provision"] = provision.run(list(sizes.provisions))
+    print(f"== provisioning ceilings ({sizes.ceiling_instances} instances)", flush=True)
+    results["ceilings"] = ceilings.run(sizes.ceiling_instances, list(sizes.ceiling_threads))
+    slower = min(figures["best"] for figures in results["ceilings"].values())
+    for key, figures in results["ceilings"].items():
+        print(f"{key:<11} best {figures['best']:>8.1f} instances/s", flush=True)
+    for row in results["provision"]["provision"]:
+        row["of_ceiling"] = row["per_second"] / slower
+        print(
+            f"{row['provisions']} provisions: {row['per_second']:.2f}/s,"
+            f" {row['of_ceiling']:.2f} of the slower ceiling ({slower:.1f}/s)",
+            flush=True,
+        )
     print("== reaction: watching vs polling every 5 s", flush=True)
     results["reaction"] = reaction.run(sizes.reaction_instances, sizes.reaction_cycles)
     print("== cold start", flush=True)
@@ -196,6 +214,7 @@ def main() -> None:
         label = f"provisions at once: {row['provisions']}, p95 s"
         print(f"{label:<52} {row['p95_s']:>12.2f}")
         print(f"{'  ... provisions per second':<52} {row['per_second']:>12.2f}")
+        print(f"{'  ... of the slower ceiling':<52} {row['of_ceiling']:>12.2f}")
     for variant, median in results["reaction"]["medians"].items():
         print(f"{'rollout to event, median s, ' + variant:<52} {median:>12.3f}")
     print(f"{'cold start to first ack, median s':<52} {cold['median_acknowledged_s']:>12.3f}")

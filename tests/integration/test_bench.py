@@ -31,6 +31,7 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
         "overhead",
         "floor",
         "floor_ratios",
+        "ceilings",
         "provision",
         "reaction",
         "cold_start",
@@ -42,6 +43,8 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert figures["provision"]["requests"]["provision"] > 0
     assert figures["overhead"]["sqlite"]["commands"] == 50
     assert set(figures["floor"]["postgresql"]) == {"one_at_a_time", "batched"}
+    assert set(figures["ceilings"]) == {"databases", "objects"}
+    assert provisioned["of_ceiling"] > 0
     assert all(rate > 0 for loops in figures["floor"].values() for rate in loops.values())
     assert len(figures["cold_start"]["runs"]) == 2
     assert [row["requests"] for row in figures["reconcile"]] == [6, 8, 6, 8]
