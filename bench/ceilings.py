@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.stack import Tenants, provision_data, tenant_namespace
+from bench.stack import Tenants, provisions, tenant_namespace
 from handlers.specs import instance_spec
 from k8s.apply import Kubernetes
 from k8s.credentials import generate_credentials
@@ -26,7 +26,6 @@ from k8s.spec import InstanceSpec
 from k8s.workload import build_deployment, build_init_job, build_secret, build_volume
 from messages.commands import ProvisionCommand
 from messages.parsing import parse_command
-from messages.publishing import build_command
 from store.records import InstanceShape
 
 OBJECTS = 7
@@ -36,12 +35,7 @@ the init Job and the Deployment."""
 
 def _specs(count: int) -> list[InstanceSpec]:
     specs = []
-    for index in range(count):
-        message = build_command(
-            "odoo.instance.provision.v1",
-            provision_data(str(uuid.uuid4()), f"c{index}-{uuid.uuid4().hex[:8]}"),
-            source="/bench",
-        )
+    for message in provisions(count, "c"):
         command = parse_command(message.body, message.properties)
         if not isinstance(command, ProvisionCommand):
             raise SystemExit(f"the benchmark's own provision did not parse: {command}")

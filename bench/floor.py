@@ -16,7 +16,6 @@ import argparse
 import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -27,8 +26,7 @@ import psycopg
 from pika.adapters.blocking_connection import BlockingChannel
 from psycopg import sql
 
-from bench.stack import postgres_database, provision_data, vhost
-from messages.publishing import build_command
+from bench.stack import postgres_database, provisions, vhost
 
 QUORUM = {"x-queue-type": "quorum"}
 BATCH = 50
@@ -96,12 +94,7 @@ def _declare(channel: BlockingChannel) -> None:
 
 def _fill(channel: BlockingChannel, count: int) -> None:
     channel.confirm_delivery()
-    for index in range(count):
-        message = build_command(
-            "odoo.instance.provision.v1",
-            provision_data(str(uuid.uuid4()), f"f{index}-{uuid.uuid4().hex[:8]}"),
-            source="/bench",
-        )
+    for message in provisions(count, "f"):
         properties = pika.BasicProperties(delivery_mode=2, message_id=message.properties.message_id)
         channel.basic_publish("", COMMANDS, message.body, properties)
 

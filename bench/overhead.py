@@ -12,9 +12,7 @@ deployed) and the clock runs until the N-th result event is in the observing que
 import argparse
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
@@ -22,7 +20,7 @@ from bench.stack import (
     depth_of,
     observer,
     postgres_database,
-    provision_data,
+    provisions,
     publish,
     serving,
     vhost,
@@ -32,7 +30,6 @@ from consumers.topology import declare_on_broker
 from handlers.results import Completed, HandlerContext, HandlerResult
 from messages.commands import AnyCommand, InstanceCommand
 from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
-from messages.publishing import build_command
 from store.database import create_engine
 from store.migrate import upgrade
 from store.settings import StoreSettings
@@ -54,17 +51,6 @@ def no_op(command: AnyCommand, context: HandlerContext) -> HandlerResult:
     return Completed(ProvisionedEvent.caused_by(command, data))
 
 
-def _commands(count: int) -> list[Any]:
-    return [
-        build_command(
-            PROVISION,
-            provision_data(str(uuid.uuid4()), f"b{index}-{uuid.uuid4().hex[:8]}"),
-            source="/bench",
-        )
-        for index in range(count)
-    ]
-
-
 def measure(store_url: str, count: int) -> dict[str, float]:
     """Commands per second for `count` no-op provisions on this store."""
     engine = create_engine(StoreSettings(url=SecretStr(store_url)))
@@ -73,7 +59,7 @@ def measure(store_url: str, count: int) -> dict[str, float]:
         amqp = AmqpSettings(url=SecretStr(amqp_url))
         declare_on_broker(amqp, SETTINGS)
         events = observer(amqp_url)
-        publish(amqp_url, _commands(count))
+        publish(amqp_url, provisions(count, "b"))
         started = time.perf_counter()
         with (
             depth_of(amqp_url, events) as answered,

@@ -36,6 +36,7 @@ from k8s.settings import KubernetesSettings, TenantSettings
 from messages.amqp import OutgoingMessage
 from messages.commands import AnyCommand
 from messages.errors import PermanentError
+from messages.publishing import build_command
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
@@ -134,6 +135,18 @@ def observer(amqp_url: str) -> str:
         channel.queue_declare(queue, durable=True)
         channel.queue_bind(queue, "instance.events", "#")
         return queue
+
+
+def provisions(count: int, prefix: str) -> list[OutgoingMessage]:
+    """`count` provision commands of distinct new instances, subdomains starting `prefix`."""
+    return [
+        build_command(
+            "odoo.instance.provision.v1",
+            provision_data(str(uuid.uuid4()), f"{prefix}{index}-{uuid.uuid4().hex[:8]}"),
+            source="/bench",
+        )
+        for index in range(count)
+    ]
 
 
 @contextmanager
