@@ -96,18 +96,6 @@ class Ledger:
         (None: its steps are traced instead)."""
         return traced_session(self.engine, name, write=write)
 
-    @contextmanager
-    def _step(self, within: Session | None, name: str, *, write: bool = False) -> Iterator[Session]:
-        """A unit of work of its own, or a traced step of the caller's (`within`)."""
-        if within is None:
-            with self._unit(name, write=write) as session:
-                yield session
-            return
-        with traced_step(self.engine, name):
-            yield within
-            if write:
-                within.flush()  # the step's statements inside its span
-
     def outcome_of(self, command_id: str) -> StoredOutcome | None:
         """The recorded outcome of a command id, if it has one."""
         return self.outcomes_of([command_id]).get(command_id)
@@ -278,10 +266,8 @@ class Ledger:
             return start_all(Snapshot(), Beginnings(), commands, self.rules, now)
         with transaction(self.engine) as connection:
             with traced_step(self.engine, "admit", len(commands)):
-                snapshot, beginnings = (
-                    read_for_admission(connection, asked, lock=True),
-                    Beginnings(),
-                )
+                snapshot = read_for_admission(connection, asked, lock=True)
+                beginnings = Beginnings()
                 results = start_all(snapshot, beginnings, commands, self.rules, now)
             if beginnings.operations:
                 with traced_step(self.engine, "begin", len(beginnings.operations)):
