@@ -281,13 +281,8 @@ class AdvisoryLocks(KeyLocks[_Session]):
             connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except OperationalError as error:
             raise interrupted(error) from error
-        try:
-            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-            connection.commit()
-        except DBAPIError as error:
-            connection.invalidate()
-            connection.close()
-            raise _interrupted(error) from error
+        # libpq knows its backend's pid from the handshake: no round trip to ask it.
+        pid = connection.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
         self._line.connection, self._line.session = connection, _Session(int(pid))
         return connection, self._line.session
 

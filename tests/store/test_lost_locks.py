@@ -54,7 +54,12 @@ def test_a_lost_lock_session_fails_every_holders_next_write(
     ledger = Ledger(engine, MACHINE, locks)
     _provision(ledger)
     stop = command("odoo.instance.stop.v1", seconds=1)
-    provision = command("odoo.instance.provision.v1", instance_id=OTHER_ID, subdomain="beta")
+    provision = command(
+        "odoo.instance.provision.v1",
+        command_id="provision-b",
+        instance_id=OTHER_ID,
+        subdomain="beta",
+    )
     held = locks.take([INSTANCE_ID, OTHER_ID])
     assert held.keys == {INSTANCE_ID, OTHER_ID}
     ledger.start(stop)  # fenced, and the session is alive: it passes
