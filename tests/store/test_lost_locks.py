@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from messages.errors import RetryableError
 from messages.events import InstanceEventData, StoppedEvent
 from messages.examples import INSTANCE_ID
-from store.database import create_engine
+from store.database import StoreInterruptedError, create_engine
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus
 from store.locks import AdvisoryLocks, LockLostError
@@ -109,4 +109,33 @@ def test_keys_of_one_batch_are_taken_and_freed_in_one_statement_each(engine: Eng
     assert len(statements) == 2
     assert "pg_try_advisory_lock" in statements[0]
     assert "pg_advisory_unlock" in statements[1]
+    locks.close()
+
+
+def test_a_take_on_a_cut_session_is_retryable_and_fences_the_keys_held_on_it(
+    engine: Engine, postgres_database: str
+) -> None:
+    locks = AdvisoryLocks(engine)
+    ledger = Ledger(engine, MACHINE, locks)
+    _provision(ledger)
+    stop = command("odoo.instance.stop.v1", seconds=1)
+    held = locks.take([INSTANCE_ID])
+    pid = locks.backend_pid
+    assert pid is not None
+    _terminate(postgres_database, pid)
+
+    with pytest.raises(StoreInterruptedError) as cut:
+        locks.take([OTHER_ID])  # the first use of the cut connection finds it broken
+    assert isinstance(cut.value, RetryableError)
+    with pytest.raises(LockLostError):
+        ledger.start(stop)  # known lost: refused without asking the server
+    assert _status(ledger, INSTANCE_ID) is InstanceStatus.RUNNING
+
+    with locks.take([OTHER_ID]) as other:  # a new session serves new keys at once
+        assert other.keys == {OTHER_ID}
+        assert locks.backend_pid not in (None, pid)
+    held.release()
+    with ledger.exclusive(stop):
+        ledger.start(stop)
+    assert _status(ledger, INSTANCE_ID) is InstanceStatus.STOPPING
     locks.close()
