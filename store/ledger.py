@@ -34,6 +34,7 @@ from store.instances import instance_record
 from store.lifecycle import InstanceStatus, StatusMachine
 from store.locks import InstanceLocks, locks_for
 from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry, utcnow
+from store.outbox import Claim
 from store.recording import Record, Recorded, outcomes, record_all
 from store.records import (
     Admission,
@@ -58,7 +59,7 @@ from store.starting import (
     write_beginnings,
 )
 
-__all__ = ["FLEET_LOCK", "Ledger", "Record", "Recorded", "StartResult", "Started"]
+__all__ = ["FLEET_LOCK", "Claim", "Ledger", "Record", "Recorded", "StartResult", "Started"]
 
 FLEET_LOCK = "fleet"
 
@@ -302,17 +303,20 @@ class Ledger:
         record = Record(command, outcome, terminal, update, tuple(more_events))
         return self.record_many([record])[0].stored
 
-    def record_many(self, records: Sequence[Record]) -> list[Recorded]:
+    def record_many(
+        self, records: Sequence[Record], *, claim: Claim | None = None
+    ) -> list[Recorded]:
         """`record` for many commands in one transaction, answers in input order, each with the
-        outbox rows it wrote (to publish at once). An id already recorded, in the store or
-        earlier in the batch, answers with its stored outcome and writes nothing."""
+        outbox rows it wrote (to publish at once; `claim`: written claimed by the publisher, so
+        a relay leaves them alone until the claim expires). An id already recorded, in the
+        store or earlier in the batch, answers with its stored outcome and writes nothing."""
         if not records:
             return []
         with (
             traced_step(self.engine, "record", len(records)),
             transaction(self.engine) as connection,
         ):
-            recorded = record_all(connection, records, self.machine, utcnow())
+            recorded = record_all(connection, records, self.machine, utcnow(), claim)
             if any(r.events for r in recorded):
                 self.locks.fence(connection, self._keys(r.command for r in records))
         return recorded

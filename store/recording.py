@@ -11,7 +11,7 @@ batch of one.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -22,7 +22,7 @@ from messages.events import Event
 from messages.serialization import serialize_event
 from store.lifecycle import Ending, Hold, InstanceStatus, StatusMachine
 from store.models import InboxEntry, OutboxEntry
-from store.outbox import PendingEvent
+from store.outbox import Claim, PendingEvent
 from store.records import READY_AT_KEY, InstanceUpdate, Outcome, StoredOutcome
 from store.snapshot import INSTANCES, OPERATIONS, Snapshot
 
@@ -103,9 +103,14 @@ def outcomes(connection: Connection, command_ids: Sequence[str]) -> dict[str, St
 
 
 def record_all(
-    connection: Connection, records: Sequence[Record], machine: StatusMachine, now: datetime
+    connection: Connection,
+    records: Sequence[Record],
+    machine: StatusMachine,
+    now: datetime,
+    claim: Claim | None = None,
 ) -> list[Recorded]:
-    """Record each outcome in turn, in the caller's transaction; the answers in input order."""
+    """Record each outcome in turn, in the caller's transaction; the answers in input order.
+    `claim`: the outbox rows are written claimed by its holder (who publishes them at once)."""
     stored = outcomes(connection, [r.command.id for r in records])
     fresh = [r for r in records if r.command.id not in stored]
     snapshot = Snapshot()
@@ -139,7 +144,8 @@ def record_all(
         first = len(writes.outbox)
         ready_at = _ready_at(snapshot, command) if record.outcome is Outcome.SUCCEEDED else None
         for position, event in enumerate([record.terminal, *record.more_events]):
-            writes.outbox.append(_outbox_row(event, now, ready_at if position == 0 else None))
+            row = _outbox_row(event, now, ready_at if position == 0 else None, claim)
+            writes.outbox.append(row)
         answers.append((stored[command.id], slice(first, len(writes.outbox))))
     events = _write(connection, snapshot, writes)
     return [Recorded(outcome, tuple(events[part])) for outcome, part in answers]
@@ -203,9 +209,13 @@ def _write(connection: Connection, snapshot: Snapshot, writes: _Writes) -> list[
     ]
 
 
-def _outbox_row(event: Event, now: datetime, ready_at: datetime | None) -> dict[str, Any]:
+def _outbox_row(
+    event: Event, now: datetime, ready_at: datetime | None, claim: Claim | None
+) -> dict[str, Any]:
     message = serialize_event(event)
     return {
+        "claimed_by": claim.holder if claim else None,
+        "claimed_until": now + timedelta(seconds=claim.seconds) if claim else None,
         "event_id": event.id,
         "exchange": message.exchange,
         "routing_key": message.routing_key,

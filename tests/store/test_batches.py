@@ -22,6 +22,7 @@ from messages.examples import INSTANCE_ID
 from store.ledger import Ledger, Record, Started, StartResult
 from store.locks import InstanceBusyError
 from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry
+from store.outbox import Claim, OutboxRelayStore
 from store.records import InstanceUpdate, Outcome
 from tests.store.conftest import command
 from tests.store.test_ledger import OTHER_ID, _count, _provisioned
@@ -303,3 +304,29 @@ def test_outcomes_of_answers_for_the_ids_that_have_one(ledger: Ledger) -> None:
     stored = ledger.record(provision, Outcome.SUCCEEDED, _provisioned(provision))
     assert ledger.outcomes_of([provision.id, "never-seen", provision.id]) == {provision.id: stored}
     assert ledger.outcomes_of([]) == {}
+
+
+def test_events_written_claimed_are_left_to_their_publisher_until_the_claim_expires(
+    ledger: Ledger, engine: Engine
+) -> None:
+    relay = OutboxRelayStore(engine)
+    first = command("odoo.instance.provision.v1")
+    second = command(
+        "odoo.instance.provision.v1",
+        command_id="provision-b",
+        instance_id=OTHER_ID,
+        subdomain="beta",
+    )
+    assert all(isinstance(s, Started) for s in ledger.start_many([first, second]))
+    mine = ledger.record_many(
+        [Record(first, Outcome.SUCCEEDED, _provisioned(first))], claim=Claim("runtime-1", 30)
+    )
+    assert relay.claim() == [], "a relay must not publish what its publisher holds"
+    relay.mark_published([e.event_id for e in mine[0].events])  # the publisher's confirm
+    assert relay.backlog() == 0
+
+    lapsed = ledger.record_many(
+        [Record(second, Outcome.SUCCEEDED, _provisioned(second))],
+        claim=Claim("runtime-2", 0),  # its publisher died at once: the claim has lapsed
+    )
+    assert [e.event_id for e in relay.claim()] == [e.event_id for e in lapsed[0].events]
