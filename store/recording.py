@@ -50,7 +50,9 @@ _OUTCOMES = select(
     INBOX.c.terminal_event_id,
 ).where(INBOX.c.command_id.in_(bindparam("ids", expanding=True)))
 _INSERT_INBOX = insert(INBOX)
-_INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.seq, sort_by_parameter_order=True)
+# Matched back by event id, not by position: asking RETURNING for the parameters' order makes
+# SQLite insert row by row.
+_INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.event_id, OUTBOX.c.seq)
 _UPDATE_ENDED = update(INSTANCES).where(INSTANCES.c.id == bindparam("b_id"))
 _UPDATE_OPERATIONS = update(OPERATIONS).where(OPERATIONS.c.id == bindparam("b_id"))
 
@@ -193,10 +195,11 @@ def _write(connection: Connection, snapshot: Snapshot, writes: _Writes) -> list[
         connection.execute(_INSERT_INBOX, writes.inbox)
     if not writes.outbox:
         return []
-    seqs = connection.execute(_INSERT_OUTBOX, writes.outbox).scalars().all()
+    written = connection.execute(_INSERT_OUTBOX, writes.outbox)
+    seqs: dict[str, int] = dict(written.all())
     return [
         PendingEvent(
-            seq=seq,
+            seq=seqs[row["event_id"]],
             event_id=row["event_id"],
             exchange=row["exchange"],
             routing_key=row["routing_key"],
@@ -205,7 +208,7 @@ def _write(connection: Connection, snapshot: Snapshot, writes: _Writes) -> list[
             created_at=row["created_at"],
             ready_at=row["ready_at"],
         )
-        for seq, row in zip(seqs, writes.outbox, strict=True)
+        for row in writes.outbox
     ]
 
 
