@@ -7,7 +7,7 @@ busy ones, without waiting; the `Held` handle it returns releases them, all or s
 thread. `hold(key)` is the one-key form, a `with` block.
 
 PostgreSQL: session-level advisory locks, all on ONE connection per `AdvisoryLocks` (one per
-process; a mutex serialises its use): one statement takes a batch's keys, one frees them. The
+ledger, so one per process as the service is wired; a mutex serialises its use): one statement takes a batch's keys, one frees them. The
 locks live as long as that connection's server session, so a crashed process frees its keys.
 The danger is the other way round: the session can end while the process still believes it
 holds the keys (the server restarts or terminates the backend, a network cut ends in a reset).
@@ -19,9 +19,9 @@ at once; otherwise one query asks `pg_locks` whether that backend still holds th
 under a lost key fails as `LockLostError`, retryable: nothing is recorded, the delivery comes
 back later and takes its key anew. The next `take` opens a new session; a key that was lost
 stays taken in this process until its holder releases it, so no second holder here starts
-meanwhile. What the fence cannot see is a session dying between its check and the commit:
-admission reads the instance row `FOR UPDATE`, so whoever takes the key next waits for that
-commit and then sees its outcome (a working status, or the recorded end).
+meanwhile. What the fence cannot see is a session dying between its check and the commit: the
+ledger's writers read instance rows `FOR UPDATE`, so whoever takes the key next waits in its
+admission for that commit and then sees its outcome (a working status, or the recorded end).
 
 SQLite: an flock(2) on a file per key beside the database, which excludes threads and processes
 on the machine alike and dies with its holder; an open file's lock cannot be lost, so there is
