@@ -7,8 +7,9 @@ busy ones, without waiting; the `Held` handle it returns releases them, all or s
 thread. `hold(key)` is the one-key form, a `with` block.
 
 PostgreSQL: session-level advisory locks, all on ONE connection per `AdvisoryLocks` (one per
-ledger, so one per process as the service is wired; a mutex serialises its use): one statement takes a batch's keys, one frees them. The
-locks live as long as that connection's server session, so a crashed process frees its keys.
+ledger, so one per process as the service is wired; a mutex serialises its use): one statement
+takes a batch's keys, one frees them. The locks live as long as that connection's server
+session, so a crashed process frees its keys.
 The danger is the other way round: the session can end while the process still believes it
 holds the keys (the server restarts or terminates the backend, a network cut ends in a reset).
 PostgreSQL then frees the keys at once and another replica may take them, while this process's
