@@ -46,6 +46,15 @@ class NackFrame:
 Frame = AckFrame | NackFrame
 
 
+@dataclass
+class AckCounts:
+    """Deliveries settled and the frames that carried them, over a runtime's connections (the
+    I/O thread counts; others read them for figures)."""
+
+    deliveries: int = 0
+    frames: int = 0
+
+
 class AckQueue:
     """The unsettled deliveries of one channel, in the order the broker delivered them."""
 

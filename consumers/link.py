@@ -25,7 +25,7 @@ import pika.frame
 from pika.adapters.select_connection import SelectConnection
 from pika.spec import Basic, BasicProperties
 
-from consumers.ackqueue import AckFrame, AckQueue, Settlement
+from consumers.ackqueue import AckCounts, AckFrame, AckQueue, Settlement
 from consumers.confirms import Confirms, OnOutcome
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Link:
         on_consuming: Callable[[], None],
         on_tick: Callable[[], None],
         tick_seconds: float,
+        counts: AckCounts | None = None,
     ) -> None:
         self.parameters = parameters
         self.queues = tuple(queues)
@@ -57,6 +58,7 @@ class Link:
         self._on_tick = on_tick
         self._tick_seconds = tick_seconds
         self.acks = AckQueue()
+        self.counts = counts if counts is not None else AckCounts()
         self.confirms = Confirms()
         self.lost: BaseException | str | None = None
         """Why the connection ended, unless it was closed on purpose."""
@@ -136,7 +138,11 @@ class Link:
         channel = self._channel
         if channel is None or not channel.is_open:
             return  # the broker delivers what was unsettled again
-        for frame in self.acks.flush():
+        before = len(self.acks)
+        frames = self.acks.flush()
+        self.counts.deliveries += before - len(self.acks)
+        self.counts.frames += len(frames)
+        for frame in frames:
             if isinstance(frame, AckFrame):
                 channel.basic_ack(frame.tag, multiple=frame.multiple)
             else:

@@ -30,7 +30,7 @@ from types import FrameType
 import pika.exceptions
 from pika.spec import Basic, BasicProperties
 
-from consumers.ackqueue import Settlement
+from consumers.ackqueue import AckCounts, Settlement
 from consumers.confirms import Outcome
 from consumers.connection import BrokerUnavailableError, connection_parameters
 from consumers.headers import MAX_REASON_CHARS, came_back, dead_letter_headers, retry_headers
@@ -122,6 +122,10 @@ class ConsumerRuntime:
         self._outbox = PromptRelay(relay, settings.relay_interval_seconds)
         self.connections = 0
         """How many times the runtime connected (1 unless the broker dropped it)."""
+        self.acks = AckCounts()
+        """Deliveries settled and the ack/nack frames that carried them."""
+        self.link: Link | None = None
+        """The current connection (None between connections)."""
 
     # -- main loop -----------------------------------------------------------------------
 
@@ -199,11 +203,14 @@ class ConsumerRuntime:
             on_consuming=consuming,
             on_tick=lambda: self._tick(session),
             tick_seconds=TICK_SECONDS,
+            counts=self.acks,
         )
         session = _Session(link, pools)
+        self.link = link
         try:
             link.run()
         finally:
+            self.link = None
             self.health.set_ready(False)
             self._outbox.detach(link)
             for pool in pools.values():
