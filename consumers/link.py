@@ -97,12 +97,32 @@ class Link:
         ioloop = self._connection.ioloop
         try:
             ioloop.start()
+        except pika.exceptions.AMQPError as error:
+            # A channel call failed inside a callback: the connection is no good any more.
+            self.lost = error
+            self._close_after_failure()
+        except BaseException:
+            self._close_after_failure()
+            raise
         finally:
             with self._guard:
                 self._ended = True
             self._channel = None
             self.confirms.lost()
             ioloop.close()
+
+    def _close_after_failure(self) -> None:
+        """Close the connection after an exception ended the loop, running it until closed."""
+        connection = self._connection
+        self._closing = True
+        if connection is None or connection.is_closed:
+            return
+        if not connection.is_closing:
+            try:
+                connection.close()
+            except pika.exceptions.AMQPError:
+                return
+        connection.ioloop.start()  # `_closed` stops it
 
     @property
     def usable(self) -> bool:

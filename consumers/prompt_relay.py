@@ -11,8 +11,9 @@ thread, which it would stall; only the `basic_publish` calls run there (consumer
 
 Several claimed batches may be in flight at once (MAX_BATCHES_IN_FLIGHT); their events leave
 in claim order on one channel, so the events of one instance keep the order they were recorded
-in. An event the broker refused (nack) or that was lost with the connection is released and
-published again later, under the same id.
+in. An event lost with the connection is released and published again on the next one; an
+event the broker refused (nack) stays claimed until its lease ends, then goes again; both under
+the same id.
 """
 
 import functools
@@ -21,11 +22,12 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pika.exceptions
+from pika.spec import BasicProperties
 
-from consumers.confirms import Outcome
-from consumers.link import Link
+from consumers.confirms import OnOutcome, Outcome
 from consumers.relay import OutboxRelay, confirmed, event_properties, publish_span, unroutable
 from store.outbox import PendingEvent
 
@@ -33,6 +35,25 @@ log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 4
 """Claimed batches published and not yet all answered, at most."""
+
+
+class Link(Protocol):
+    """What the relay needs of a connection (consumers/link.py's Link)."""
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> bool:
+        """Have the I/O thread call `callback`; False once the connection is over."""
+        ...
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: BasicProperties,
+        on_outcome: OnOutcome,
+    ) -> None:
+        """Publish `mandatory`, on the I/O thread; `on_outcome` learns what became of it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -246,12 +267,15 @@ class PromptRelay:
             unroutable(pending)
             confirmed(pending)
             batch.published.append(pending.event_id)
+        elif outcome is Outcome.NACKED:
+            # Kept claimed until its lease ends: a broker that keeps refusing is not asked again
+            # at once, in a loop.
+            log.warning(
+                "event refused by the broker; it will be published again",
+                extra={"event_id": pending.event_id, "type": pending.routing_key},
+            )
+            batch.held += 1
         else:
-            if outcome is Outcome.NACKED:
-                log.warning(
-                    "event refused by the broker; it will be published again",
-                    extra={"event_id": pending.event_id, "type": pending.routing_key},
-                )
             batch.released.append(pending.event_id)
         self._check(batch)
 
