@@ -3,7 +3,8 @@
 The I/O thread runs pika's SelectConnection (consumers/link.py) and is the only one to call the
 channel; workers hand their decisions back with `call_soon_threadsafe`, so heartbeats go on
 during long handlers and nothing waits for the broker per message: retries and dead letters are
-confirmed asynchronously (the delivery is acknowledged once its re-publication is confirmed;
+confirmed asynchronously (consumers/settling.py: the delivery is acknowledged once its
+re-publication is confirmed;
 if the connection dies first nothing is acknowledged and the broker delivers it again), and
 acknowledgements go out as `multiple` acks over the longest settled prefix of delivery tags.
 A worker that has recorded a decision kicks the outbox relay (consumers/prompt_relay.py), which
@@ -31,20 +32,19 @@ import pika.exceptions
 from pika.spec import Basic, BasicProperties
 
 from consumers.ackqueue import AckCounts, Settlement
-from consumers.confirms import Outcome
 from consumers.connection import BrokerUnavailableError, connection_parameters
-from consumers.headers import MAX_REASON_CHARS, came_back, dead_letter_headers, retry_headers
+from consumers.headers import MAX_REASON_CHARS
 from consumers.health import Health
 from consumers.link import Link
 from consumers.processing import DeadLetter, Decision, Delivery, Processor, Retry
 from consumers.prompt_relay import PromptRelay
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
+from consumers.settling import Settler, delivery_of
 from consumers.topology import WorkQueue, declare_on_broker, served_queues
-from messages.amqp import AmqpProperties
 from messages.backoff import RECONNECT
 from messages.errors import RetryableError
-from telemetry.metrics import METRICS, UNREADABLE
+from telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +53,6 @@ HEALTHY_AFTER_SECONDS = 10.0
 
 TICK_SECONDS = 0.1
 """How often the I/O thread beats the health check and looks whether to stop."""
-
-
-def _delivery(
-    properties: BasicProperties, body: bytes, queue: WorkQueue, method: Basic.Deliver
-) -> Delivery:
-    headers = dict(properties.headers or {})
-    exchange, routing_key = str(method.exchange or ""), str(method.routing_key or "")
-    return Delivery(
-        queue=queue.name,
-        exchange=exchange,
-        routing_key=routing_key,
-        redelivered=bool(method.redelivered),
-        came_back=came_back(headers, exchange, routing_key, queue.name, queue.delay_queues),
-        body=body,
-        properties=AmqpProperties(
-            content_type=properties.content_type,
-            message_id=properties.message_id,
-            delivery_mode=properties.delivery_mode,
-            headers=headers,
-        ),
-    )
 
 
 @dataclass
@@ -120,6 +99,7 @@ class ConsumerRuntime:
         self._queues = {queue.name: queue for queue in served_queues(settings)}
         self._rng = random.Random()  # noqa: S311 - jitter
         self._outbox = PromptRelay(relay, settings.relay_interval_seconds)
+        self._settler = Settler(settings)
         self.connections = 0
         """How many times the runtime connected (1 unless the broker dropped it)."""
         self.acks = AckCounts()
@@ -277,7 +257,7 @@ class ConsumerRuntime:
         properties: BasicProperties,
         body: bytes,
     ) -> None:
-        delivery = _delivery(properties, body, queue, method)
+        delivery = delivery_of(properties, body, queue, method)
         tag = method.delivery_tag
         session.in_flight[tag] = session.pools[queue.name].submit(
             self._work, session, queue, tag, delivery
@@ -349,124 +329,7 @@ class ConsumerRuntime:
         delivery: Delivery,
         decision: Decision,
     ) -> None:
-        """Carry out a decision on the I/O thread: publish what it needs, ack once confirmed."""
-        link = session.link
-        if session.in_flight.pop(tag, None) is None or not link.usable:
+        """On the I/O thread: carry out a decision, unless its delivery is no longer ours."""
+        if session.in_flight.pop(tag, None) is None or not session.link.usable:
             return  # handed back at shutdown, or the channel went away: redelivery follows
-        if not isinstance(decision, Retry | DeadLetter):
-            log.debug("acknowledged", extra={"note": decision.note})
-            link.settle(tag, Settlement.ACK)
-            return
-
-        def published(outcome: Outcome, said: Callable[[], None]) -> None:
-            if tag not in session.publishing:
-                return  # handed back meanwhile
-            session.publishing.discard(tag)
-            if outcome is Outcome.CONFIRMED:
-                said()
-                link.settle(tag, Settlement.ACK)
-            elif outcome is Outcome.LOST:
-                pass  # nothing acknowledged: the broker delivers it again
-            else:
-                self._reject(link, tag, delivery, f"the broker answered {outcome.value}")
-
-        session.publishing.add(tag)
-        try:
-            if isinstance(decision, Retry):
-                self._publish_retry(link, queue, delivery, decision, published)
-            else:
-                self._publish_dead_letter(link, delivery, decision, published)
-        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError):
-            # The connection or channel is gone: the broker redelivers; reconnecting follows.
-            session.publishing.discard(tag)
-        except Exception as error:  # noqa: BLE001 - one message's problem, not the connection's
-            session.publishing.discard(tag)
-            self._reject(link, tag, delivery, f"{type(error).__name__}: {error}")
-
-    def _reject(self, link: Link, tag: int, delivery: Delivery, error: str) -> None:
-        """The message could not be re-published: the work queue dead-letters it itself."""
-        log.error(
-            "could not publish for this delivery; handing it to the dead letters",
-            extra={
-                "message_id": delivery.properties.message_id,
-                "error": error[:MAX_REASON_CHARS],
-            },
-        )
-        METRICS.dead_lettered(UNREADABLE, "publish_failed")
-        # The work queues dead-letter a rejected message at least once, reason `rejected`.
-        link.settle(tag, Settlement.REJECT)
-
-    def _publish_retry(
-        self,
-        link: Link,
-        queue: WorkQueue,
-        delivery: Delivery,
-        decision: Retry,
-        published: Callable[[Outcome, Callable[[], None]], None],
-    ) -> None:
-        tiers = queue.delays_seconds
-        tier = next((i for i, base in enumerate(tiers) if base >= decision.delay), len(tiers) - 1)
-        # Messages of one delay queue expire within (1 - jitter) x its delay and its delay, so
-        # one waiting at the head never holds the others back by more than that spread.
-        base = tiers[tier]
-        floor = base * (1 - self.settings.retry_jitter)
-        expiration = min(base, max(decision.delay, floor))
-
-        def said() -> None:
-            if decision.cause != "not_due":  # a hop of a long delay, not a new attempt
-                METRICS.retried(decision.command_type, decision.cause)
-            log.info(
-                "retry scheduled",
-                extra={
-                    "message_id": delivery.properties.message_id,
-                    "delay_seconds": round(expiration, 3),
-                    "reason": decision.reason[:MAX_REASON_CHARS],
-                },
-            )
-
-        link.publish(
-            "",
-            queue.delay_queue(tier),
-            delivery.body,
-            BasicProperties(
-                content_type=delivery.properties.content_type,
-                message_id=delivery.properties.message_id,
-                delivery_mode=2,
-                expiration=str(max(0, int(expiration * 1000))),
-                headers=retry_headers(decision.counters, delivery.properties.headers),
-            ),
-            lambda outcome: published(outcome, said),
-        )
-
-    def _publish_dead_letter(
-        self,
-        link: Link,
-        delivery: Delivery,
-        decision: DeadLetter,
-        published: Callable[[Outcome, Callable[[], None]], None],
-    ) -> None:
-        headers = dead_letter_headers(decision.code, decision.reason, delivery.properties.headers)
-
-        def said() -> None:
-            METRICS.dead_lettered(decision.command_type, decision.code)
-            log.warning(
-                "dead-lettered",
-                extra={
-                    "message_id": delivery.properties.message_id,
-                    "code": decision.code,
-                    "reason": decision.reason[:MAX_REASON_CHARS],
-                },
-            )
-
-        link.publish(
-            self.settings.dead_letter_exchange,
-            self.settings.dead_letter_queue,
-            delivery.body,
-            BasicProperties(
-                content_type=delivery.properties.content_type,
-                message_id=delivery.properties.message_id,
-                delivery_mode=2,
-                headers=headers,
-            ),
-            lambda outcome: published(outcome, said),
-        )
+        self._settler.carry_out(session.link, session.publishing, queue, tag, delivery, decision)
