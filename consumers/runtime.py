@@ -4,9 +4,9 @@ The I/O thread runs pika's SelectConnection (consumers/link.py) and is the only 
 channel; workers hand their decisions back with `call_soon_threadsafe`, so heartbeats go on
 during long handlers and nothing waits for the broker per message: retries and dead letters are
 confirmed asynchronously (consumers/settling.py: the delivery is acknowledged once its
-re-publication is confirmed;
-if the connection dies first nothing is acknowledged and the broker delivers it again), and
-acknowledgements go out as `multiple` acks over the longest settled prefix of delivery tags.
+re-publication is confirmed; if the connection dies first nothing is acknowledged and the
+broker delivers it again), and acknowledgements go out as `multiple` acks over the longest
+settled prefix of delivery tags.
 A worker that has recorded a decision kicks the outbox relay (consumers/prompt_relay.py), which
 publishes the new events at once. Each work queue has its own worker pool, so long commands
 never hold up quick ones.
