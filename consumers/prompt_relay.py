@@ -20,6 +20,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 4
 """Claimed batches published and not yet all answered, at most."""
+
+CLAIM_GAP_SECONDS = 0.01
+"""Turns (a claim, a mark) come at most this often: under load a claim takes what several
+commands recorded, which costs an event a few milliseconds and saves a transaction per command."""
 
 
 class Link(Protocol):
@@ -162,16 +167,25 @@ class PromptRelay:
     # -- the relay thread --------------------------------------------------------------------
 
     def _run(self) -> None:
+        turned = 0.0
         while True:
             try:
                 messages = [self._inbox.get(timeout=self.interval_seconds)]
             except queue.Empty:
                 messages = []
+            # Busy: gather what arrives until CLAIM_GAP_SECONDS after the last turn, so one
+            # claim serves many commands. Idle: the first kick is served at once.
+            while (wait := turned + CLAIM_GAP_SECONDS - time.monotonic()) > 0:
+                try:
+                    messages.append(self._inbox.get(timeout=wait))
+                except queue.Empty:
+                    break
             while True:  # whatever else arrived meanwhile, handled in one turn
                 try:
                     messages.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
+            turned = time.monotonic()
             if not self._turn(messages):
                 return
 
