@@ -6,6 +6,9 @@ work queue has its own worker pool, so long commands never hold up quick ones. C
 channel lost: reconnect with backoff and resume (unacknowledged work comes back from the broker
 and is answered from the inbox or resumed from its operation). SIGTERM/SIGINT: stop taking work,
 let in-flight work finish within the grace period, hand back the rest, flush the outbox, exit 0.
+With a parking lot (consumers/parking.py), a delivery whose handler waits (`Park`) stays
+unacknowledged in `in_flight` without a thread until the lot resumes it into its pool again;
+at shutdown or a lost connection parked deliveries are handed back like any unfinished one.
 """
 
 import contextlib
@@ -28,7 +31,8 @@ from pika.spec import Basic, BasicProperties
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.headers import MAX_REASON_CHARS, came_back, dead_letter_headers, retry_headers
 from consumers.health import Health
-from consumers.processing import DeadLetter, Decision, Delivery, Processor, Retry
+from consumers.parking import ParkingLot
+from consumers.processing import DeadLetter, Decision, Delivery, Park, Processor, Retry
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import WorkQueue, declare, served_queues
@@ -89,8 +93,10 @@ class ConsumerRuntime:
         processor: Processor,
         relay: OutboxRelay,
         health: Health,
+        parking: ParkingLot | None = None,
     ) -> None:
         self.amqp = amqp
+        self.parking = parking
         self.settings = settings
         self.processor = processor
         self.relay = relay
@@ -190,6 +196,8 @@ class ConsumerRuntime:
                 self.health.beat()
             self._drain(session, tags)
         finally:
+            if self.parking is not None:
+                self.parking.cancel_all()  # their channel is gone: the broker has them back
             for pool in pools.values():
                 pool.shutdown(wait=False, cancel_futures=True)
 
@@ -199,6 +207,8 @@ class ConsumerRuntime:
         self.health.set_ready(False)
         for tag in tags:
             channel.basic_cancel(tag)
+        if self.parking is not None:
+            self.parking.cancel_all()  # parked: handed back below, never resumed
         deadline = time.monotonic() + self.settings.shutdown_grace_seconds
         while session.in_flight and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.2)
@@ -309,6 +319,14 @@ class ConsumerRuntime:
     ) -> None:
         """Carry out a decision on the connection thread: publish what it needs, then ack."""
         channel = session.channel
+        if isinstance(decision, Park):
+            if (
+                tag in session.in_flight
+                and channel.is_open
+                and self._park(session, queue, tag, delivery, decision)
+            ):
+                return
+            decision = decision.otherwise
         if session.in_flight.pop(tag, None) is None or not channel.is_open:
             return  # handed back at shutdown, or the channel went away: redelivery follows
         try:
@@ -326,6 +344,25 @@ class ConsumerRuntime:
             self._reject(channel, tag, delivery, error)
         else:
             channel.basic_ack(tag)
+
+    def _park(
+        self, session: _Session, queue: WorkQueue, tag: int, delivery: Delivery, park: Park
+    ) -> bool:
+        """Leave the delivery unacknowledged in the lot; False if the lot cannot take it."""
+        if self.parking is None:
+            return False
+        again = park.resumed(delivery)
+
+        def resume() -> None:  # on the informer's or the timer's thread
+            def submit() -> None:
+                if tag in session.in_flight and not session.cancelled:
+                    session.in_flight[tag] = session.pools[queue.name].submit(
+                        self._work, session, queue, tag, again
+                    )
+
+            session.connection.add_callback_threadsafe(submit)
+
+        return self.parking.park(tag, park.waiting_for, park.until, resume)
 
     def _reject(
         self, channel: BlockingChannel, tag: int, delivery: Delivery, error: Exception
