@@ -173,10 +173,10 @@ class Processor:
             longest = self.settings.retry_delays_seconds[-1]
             paused = result.continued() if isinstance(result, Wait) else result
             later = carry_on(self.ledger, command, begun, paused, counters, longest)
-            if isinstance(result, Wait):
+            if isinstance(result, Wait) and self.parking is not None:
                 self.observe.waits(command, result, started)
                 return Park(result.waiting_for, result.until, deadline, otherwise=later)
-            self.observe.continues(command, result.step, started)
+            self.observe.continues(command, paused.step, started)
             return later
         except RetryableError as error:
             retries = counters.retries + 1

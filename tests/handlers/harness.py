@@ -20,6 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from consumers.cluster_events import InformerEvents
+from consumers.parking import ParkingLot
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
 from devstack.layout import default_layout
@@ -108,6 +110,12 @@ class Lifecycle:
 
     def __post_init__(self) -> None:
         self.databases = TenantDatabases.connect(self.admin_url)
+        # As the consumer process has them: one informer over the namespace, feeding the lot
+        # where waiting deliveries are parked (every consumer this driver starts shares it).
+        self.events = InformerEvents(
+            lambda: Kubernetes(self.service_api or self.api, self.kubernetes.namespace)
+        )
+        self.parking = ParkingLot(self.events, CONSUMER.max_waiting)
         self._build()
         self.ledger = Ledger(self.engine, MACHINE)
         self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
@@ -140,7 +148,11 @@ class Lifecycle:
         """A consumer with the lifecycle handlers."""
         assert self._consumer is None
         self._consumer = running_consumer(
-            self.amqp_url, self.engine, CATALOG.handlers(self.platform), CONSUMER
+            self.amqp_url,
+            self.engine,
+            CATALOG.handlers(self.platform),
+            CONSUMER,
+            parking=self.parking,
         )
         self._consumer.__enter__()
 
@@ -153,6 +165,8 @@ class Lifecycle:
     def close(self) -> None:
         """Stop the consumer and release connections."""
         self.stop()
+        self.parking.close()
+        self.events.close()
         self.databases.admin.dispose()
 
     # -- commands ----------------------------------------------------------------------
