@@ -88,6 +88,8 @@ class ParkingLot:
         self._closed = False
         self.resumed = 0
         """Resumptions so far (by an event or by `until`)."""
+        self.most_waiting = 0
+        """The most deliveries parked at one time so far."""
         for kind in self._objects:
             events.subscribe(
                 kind, functools.partial(self.listed, kind), functools.partial(self.changed, kind)
@@ -129,6 +131,7 @@ class ParkingLot:
             )
             if not over:
                 self._parked[key] = parked
+                self.most_waiting = max(self.most_waiting, len(self._parked))
                 self._lock.notify_all()  # the timer may now have an earlier `until`
         if over:
             self._resume([parked])

@@ -105,6 +105,7 @@ class Lifecycle:
     """The consumer's own credentials (e.g. deploy/'s ServiceAccount); None: `api`'s. `api`
     stays the test's view for checks and for the local stack's stand-in of cluster DNS."""
     observer: Observer | None = None
+    consumer: ConsumerSettings = CONSUMER
     _stack: ExitStack = field(default_factory=ExitStack)
     _consumer: AbstractContextManager[ConsumerRuntime] | None = None
 
@@ -115,7 +116,7 @@ class Lifecycle:
         self.events = InformerEvents(
             lambda: Kubernetes(self.service_api or self.api, self.kubernetes.namespace)
         )
-        self.parking = ParkingLot(self.events, CONSUMER.max_waiting)
+        self.parking = ParkingLot(self.events, self.consumer.max_waiting)
         self._build()
         self.ledger = Ledger(self.engine, MACHINE)
         self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
@@ -151,7 +152,7 @@ class Lifecycle:
             self.amqp_url,
             self.engine,
             CATALOG.handlers(self.platform),
-            CONSUMER,
+            self.consumer,
             parking=self.parking,
         )
         self._consumer.__enter__()
@@ -252,6 +253,7 @@ def lifecycle(
     admin_url: str,
     tenants: TenantSettings | None = None,
     service_api: client.ApiClient | None = None,
+    consumer: ConsumerSettings = CONSUMER,
     **kubernetes: Any,
 ) -> Iterator[Lifecycle]:
     """A started Lifecycle; stopped and closed at the end."""
@@ -270,6 +272,7 @@ def lifecycle(
         settings,
         tenants or tenant_settings(),
         service_api=service_api,
+        consumer=consumer,
     )
     driver.start()
     try:
