@@ -106,6 +106,9 @@ class Lifecycle:
     stays the test's view for checks and for the local stack's stand-in of cluster DNS."""
     observer: Observer | None = None
     consumer: ConsumerSettings = CONSUMER
+    parks: bool = True
+    """Whether waiting deliveries are parked (False: handlers watch in their worker thread,
+    the path a consumer takes without an informer or with its lot full)."""
     _stack: ExitStack = field(default_factory=ExitStack)
     _consumer: AbstractContextManager[ConsumerRuntime] | None = None
 
@@ -153,7 +156,7 @@ class Lifecycle:
             self.engine,
             CATALOG.handlers(self.platform),
             self.consumer,
-            parking=self.parking,
+            parking=self.parking if self.parks else None,
         )
         self._consumer.__enter__()
 
@@ -254,6 +257,7 @@ def lifecycle(
     tenants: TenantSettings | None = None,
     service_api: client.ApiClient | None = None,
     consumer: ConsumerSettings = CONSUMER,
+    parks: bool = True,
     **kubernetes: Any,
 ) -> Iterator[Lifecycle]:
     """A started Lifecycle; stopped and closed at the end."""
@@ -273,6 +277,7 @@ def lifecycle(
         tenants or tenant_settings(),
         service_api=service_api,
         consumer=consumer,
+        parks=parks,
     )
     driver.start()
     try:

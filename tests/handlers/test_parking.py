@@ -3,14 +3,19 @@ long-queue worker, whose init Jobs and rollouts are awaited parked, unacknowledg
 by the informer. A worker that blocked while waiting could never have two deliveries parked at
 once."""
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy.engine import Engine
 
+from telemetry.metrics import COMMAND_TYPE, RESULT
 from tests.handlers.harness import CONSUMER, Lifecycle, event_kind, lifecycle, new_instance
 from tests.handlers.harness import provision_data as provision
+from tests.telemetry_capture import Telemetry, delta
 
 pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
 
@@ -41,3 +46,45 @@ def test_provisions_wait_parked_while_one_worker_serves_them_all(one_worker: Lif
     # Each provision waited (its init Job, its rollout) and was resumed by what it waited for.
     assert driver.parking.resumed >= len(instances)
     assert driver.parking.waiting == 0
+
+
+def test_a_parked_provision_is_one_trace_of_several_decisions(
+    telemetry: Telemetry, driver: Lifecycle
+) -> None:
+    before = telemetry.snapshot()
+    instance_id, subdomain = new_instance()
+    tracer = trace.get_tracer("billing-service (test)")
+    with tracer.start_as_current_span("billing publishes", kind=SpanKind.PRODUCER) as publisher:
+        command_id = driver.send(f"{T}provision.v1", provision(instance_id, subdomain))
+    event = driver.terminal(command_id)
+    assert event_kind(event) == "provisioned"
+    trace_id = publisher.get_span_context().trace_id
+    assert int(event["traceparent"].split("-")[1], 16) == trace_id
+
+    deadline = time.monotonic() + 10
+    while True:  # the relay ends its span just after the broker's confirm
+        spans = [s for s in telemetry.spans.get_finished_spans() if s.context.trace_id == trace_id]
+        relayed = [s for s in spans if s.name == "instance.events publish"]
+        if relayed or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    decisions = [s for s in spans if s.kind is SpanKind.CONSUMER]
+    assert all(s.parent is not None for s in decisions)
+    assert {s.parent.span_id for s in decisions if s.parent} == {
+        publisher.get_span_context().span_id
+    }
+    assert len(decisions) >= 2  # parked, then resumed: each decision its own span, one trace
+    handlers = [s for s in spans if s.name == f"handle {T}provision.v1"]
+    assert len(handlers) == len(decisions)
+    last = max(handlers, key=lambda s: s.end_time or 0)
+    assert int(event["traceparent"].split("-")[2], 16) == last.context.span_id
+    # Nothing watched in a worker: the informer saw the Job and the rollout.
+    assert not [s for s in spans if s.name.startswith("wait ")]
+
+    after = telemetry.wait(
+        lambda now: delta(before, now, "instance_service.outbox.publish_latency") >= 1
+    )
+    handled = "instance_service.handler.duration"
+    kind = {COMMAND_TYPE: f"{T}provision.v1"}
+    assert delta(before, after, handled, **kind, **{RESULT: "wait"}) >= 1
+    assert delta(before, after, handled, **kind, **{RESULT: "completed"}) == 1
