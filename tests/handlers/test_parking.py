@@ -6,14 +6,23 @@ once."""
 import time
 from collections.abc import Iterator
 
+import pika
 import pytest
 from kubernetes import client
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy.engine import Engine
 
+from devstack.kwok_stages import NEVER_READY_LABEL, NEVER_READY_VALUE
 from telemetry.metrics import COMMAND_TYPE, RESULT
-from tests.handlers.harness import CONSUMER, Lifecycle, event_kind, lifecycle, new_instance
+from tests.handlers.harness import (
+    CONSUMER,
+    Lifecycle,
+    event_kind,
+    lifecycle,
+    new_instance,
+    tenant_settings,
+)
 from tests.handlers.harness import provision_data as provision
 from tests.telemetry_capture import Telemetry, delta
 
@@ -88,3 +97,35 @@ def test_a_parked_provision_is_one_trace_of_several_decisions(
     kind = {COMMAND_TYPE: f"{T}provision.v1"}
     assert delta(before, after, handled, **kind, **{RESULT: "wait"}) >= 1
     assert delta(before, after, handled, **kind, **{RESULT: "completed"}) == 1
+
+
+def _ready_messages(amqp_url: str, queue: str) -> int:
+    """Messages the queue holds ready for a consumer (not those handed out, unacknowledged)."""
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
+        declared = connection.channel().queue_declare(queue, passive=True)
+        return int(declared.method.message_count)
+
+
+def test_a_parked_delivery_stays_unacknowledged_and_is_handed_back_at_shutdown(
+    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
+) -> None:
+    never = tenant_settings(pod_labels={NEVER_READY_LABEL: NEVER_READY_VALUE})
+    with lifecycle(amqp_url, engine, k8s_api, namespace, admin_url, never) as driver:
+        instance_id, subdomain = new_instance()
+        driver.send(f"{T}provision.v1", provision(instance_id, subdomain))
+        deadline = time.monotonic() + 60
+        while driver.parking.waiting == 0:  # parked on its rollout, which never ends
+            assert time.monotonic() < deadline, "the provision was never parked"
+            time.sleep(0.05)
+        # Held by the consumer, unacknowledged: not ready in the queue, not acknowledged.
+        assert _ready_messages(amqp_url, CONSUMER.long_queue) == 0
+        driver.stop()
+        # Handed back (nack, requeued) and forgotten by the lot: never resumed.
+        assert driver.parking.waiting == 0
+        assert _ready_messages(amqp_url, CONSUMER.long_queue) == 1
+        with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
+            method, _properties, _body = connection.channel().basic_get(CONSUMER.long_queue)
+            assert method is not None
+            # The same message given back, not a continuation's new copy from a delay queue.
+            assert method.redelivered
+        assert driver.instance(instance_id).status == "provisioning"
