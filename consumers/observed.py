@@ -4,7 +4,8 @@ handler's span, the metrics and the log lines.
 
 It works as middleware does in dramatiq (middleware/prometheus.py, retries.py): the decision
 wraps its work in `delivery` and its handler in `handler`, and says what happened through one
-hook per outcome (`redelivered`, `rejected`, `completed`, `continues`, `unexpected`, `failed`);
+hook per outcome (`redelivered`, `rejected`, `completed`, `continues`, `waits`, `unexpected`,
+`failed`);
 what is measured, traced and logged for each is decided here. The log lines keep the logger
 name `consumers.processing`, which collectors and tests know them by.
 """
@@ -18,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from consumers.delivery import DeadLetter, Decision, Delivery
-from handlers.results import Completed, Handler, HandlerContext, HandlerResult
+from handlers.results import Completed, Continue, Handler, HandlerContext, HandlerResult, Wait
 from messages.commands import COMMAND_MODELS, AnyCommand, InstanceCommand
 from messages.errors import MessageRejected, PermanentError, RetryableError
 from messages.serialization import COMMANDS_EXCHANGE
@@ -86,7 +87,7 @@ class DeliveryTelemetry:
                 result = "unexpected"
                 try:
                     answer = handler(command, context)
-                    result = "completed" if isinstance(answer, Completed) else "continue"
+                    result = _result_of(answer)
                     return answer
                 except RetryableError as problem:
                     result = "retry"
@@ -126,6 +127,19 @@ class DeliveryTelemetry:
             extra={**_ids(command), "step": step, "seconds": _since(started)},
         )
 
+    def waits(self, command: AnyCommand, result: Wait, started: float) -> None:
+        """The handler's step is recorded; the delivery waits, parked, for what it names."""
+        log.info(
+            "command waits",
+            extra={
+                **_ids(command),
+                "step": result.step,
+                "waiting_for": result.waiting_for.description,
+                "within_seconds": round(max(0.0, result.until - time.time()), 3),
+                "seconds": _since(started),
+            },
+        )
+
     def unexpected(self, command: AnyCommand, *, final: bool) -> None:
         """Something no handler foresaw escaped it (call while handling the exception)."""
         if final:
@@ -145,6 +159,13 @@ class DeliveryTelemetry:
             },
         )
         METRICS.completed(command.type, "failed", failure.code)
+
+
+def _result_of(answer: HandlerResult) -> str:
+    """The `result` label of the handled metric."""
+    if isinstance(answer, Completed):
+        return "completed"
+    return "continue" if isinstance(answer, Continue) else "wait"
 
 
 def command_type_of(parsed: Parsed) -> str:

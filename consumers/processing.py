@@ -11,6 +11,9 @@ decision on the connection thread.
            └ admit ─ stale / state / unknown ───────> rejected event + dead-letter
                 └ handler ─ Completed ─────────────> outcome + event, ack
                            Continue ───────────────> progress recorded, continuation scheduled, ack
+                           Wait ───────────────────> progress recorded, parked unacknowledged
+                                                     (consumers/parking.py), decided again when
+                                                     what it waits for happens
                            RetryableError ─────────> retry after the schedule's delay
                            PermanentError ─────────> failed event + dead-letter
                            anything else ──────────> retry, until the limit, then failed
@@ -26,19 +29,20 @@ import time
 from dataclasses import replace
 
 from consumers.answers import answered_before, carry_on, complete, fail, refuse, reject
-from consumers.delivery import Ack, DeadLetter, Decision, Delivery, Retry
+from consumers.delivery import Ack, DeadLetter, Decision, Delivery, Park, Retry
 from consumers.headers import Counters
 from consumers.observed import DeliveryTelemetry, command_type_of
+from consumers.parking import Parking
 from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
-from handlers.results import Completed, HandlerContext
+from handlers.results import Completed, HandlerContext, Wait
 from messages.commands import AnyCommand
 from messages.errors import MessageRejected, PermanentError, RejectionCode, RetryableError
 from messages.settings import ContractSettings
 from store.ledger import Ledger
 from store.locks import InstanceBusyError
 
-__all__ = ["Ack", "DeadLetter", "Decision", "Delivery", "Processor", "Retry"]
+__all__ = ["Ack", "DeadLetter", "Decision", "Delivery", "Park", "Processor", "Retry"]
 
 DUE_WITHIN_SECONDS = 0.5
 """A delayed message this close to its not-before runs now."""
@@ -54,8 +58,11 @@ class Processor:
         settings: ConsumerSettings,
         contract: ContractSettings,
         rng: random.Random | None = None,
+        parking: Parking | None = None,
     ) -> None:
         self.ledger = ledger
+        self.parking = parking
+        """Where waiting deliveries are parked; None: handlers wait in their thread."""
         self.registry = registry
         self.settings = settings
         self.contract = contract
@@ -147,11 +154,16 @@ class Processor:
             return answer
         try:
             handler = self.observe.handler(self.registry.handler_for(command.type))
+            if delivery.deadline is not None:
+                deadline = delivery.deadline  # resumed from the parking lot: the same budget
+            else:
+                deadline = time.monotonic() + self.settings.handler_budget_seconds
             context = HandlerContext(
                 ledger=self.ledger,
                 admission=begun.admission,
                 operation_id=begun.operation_id,
-                deadline=time.monotonic() + self.settings.handler_budget_seconds,
+                deadline=deadline,
+                parks=self.parking is not None and self.parking.has_room(),
             )
             result = handler(command, context)
             if isinstance(result, Completed):
@@ -159,8 +171,12 @@ class Processor:
                 self.observe.completed(command, result, started)
                 return done
             longest = self.settings.retry_delays_seconds[-1]
-            later = carry_on(self.ledger, command, begun, result, counters, longest)
-            self.observe.continues(command, result.step, started)
+            paused = result.continued() if isinstance(result, Wait) else result
+            later = carry_on(self.ledger, command, begun, paused, counters, longest)
+            if isinstance(result, Wait) and self.parking is not None:
+                self.observe.waits(command, result, started)
+                return Park(result.waiting_for, result.until, deadline, otherwise=later)
+            self.observe.continues(command, paused.step, started)
             return later
         except RetryableError as error:
             retries = counters.retries + 1

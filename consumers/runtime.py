@@ -15,6 +15,10 @@ Connection or channel lost, or consuming cancelled by the broker: reconnect with
 resume (unacknowledged work comes back from the broker and is answered from the inbox or
 resumed from its operation). SIGTERM/SIGINT: stop taking work, let in-flight work finish within
 the grace period, hand back the rest, flush the outbox, exit 0.
+
+With a parking lot (consumers/parking.py), a delivery whose handler waits (`Park`) stays
+unacknowledged without a thread until the lot resumes it into its pool again; at shutdown or a
+lost connection parked deliveries are handed back like any unfinished one.
 """
 
 import functools
@@ -36,7 +40,8 @@ from consumers.connection import BrokerUnavailableError, connection_parameters
 from consumers.headers import MAX_REASON_CHARS
 from consumers.health import Health
 from consumers.link import Link
-from consumers.processing import DeadLetter, Decision, Delivery, Processor, Retry
+from consumers.parking import ParkingLot
+from consumers.processing import DeadLetter, Decision, Delivery, Park, Processor, Retry
 from consumers.prompt_relay import PromptRelay
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
@@ -76,6 +81,8 @@ class _Session:
     """Deliveries a worker decides about."""
     publishing: set[int] = field(default_factory=set)
     """Deliveries whose retry or dead letter waits for the broker's confirm before the ack."""
+    parked: set[int] = field(default_factory=set)
+    """Deliveries whose handler waits in the parking lot, unacknowledged, without a thread."""
     drain: _Drain | None = None
 
 
@@ -89,8 +96,10 @@ class ConsumerRuntime:
         processor: Processor,
         relay: OutboxRelay,
         health: Health,
+        parking: ParkingLot | None = None,
     ) -> None:
         self.amqp = amqp
+        self.parking = parking
         self.settings = settings
         self.processor = processor
         self.relay = relay
@@ -129,6 +138,10 @@ class ConsumerRuntime:
         """Connect, consume, reconnect after losses, until `stopping` is set."""
         METRICS.watch_outbox(self.relay.backlog)
         self._outbox.start()
+        if self.parking is not None:  # its timer resumes waits nothing else ends, at `until`
+            threading.Thread(
+                target=self.parking.run, args=(self.stopping,), name="parking", daemon=True
+            ).start()
         try:
             self._serve(on_ready)
         finally:
@@ -193,6 +206,8 @@ class ConsumerRuntime:
             self.link = None
             self.health.set_ready(False)
             self._outbox.detach(link)
+            if self.parking is not None:
+                self.parking.cancel_all()  # their channel is gone: the broker has them back
             for pool in pools.values():
                 pool.shutdown(wait=False, cancel_futures=True)
         if link.lost is not None and not self.stopping.is_set():
@@ -209,8 +224,18 @@ class ConsumerRuntime:
             self.health.set_ready(False)
             session.link.cancel_consuming()
             session.drain = _Drain(time.monotonic() + self.settings.shutdown_grace_seconds)
+            self._hand_back_parked(session)
         if session.drain is not None:
             self._drain(session, session.drain)
+
+    def _hand_back_parked(self, session: _Session) -> None:
+        """Parked deliveries are not resumed during a shutdown: the broker gets them back now."""
+        if self.parking is not None:
+            self.parking.cancel_all()
+        for tag in sorted(session.parked):
+            session.in_flight.pop(tag, None)
+            session.link.settle(tag, Settlement.REQUEUE)
+        session.parked.clear()
 
     def _drain(self, session: _Session, drain: _Drain) -> None:
         """Stop taking work, finish or hand back what is in flight, flush the outbox."""
@@ -330,6 +355,38 @@ class ConsumerRuntime:
         decision: Decision,
     ) -> None:
         """On the I/O thread: carry out a decision, unless its delivery is no longer ours."""
+        if isinstance(decision, Park):
+            if self._park(session, queue, tag, delivery, decision):
+                return
+            decision = decision.otherwise  # the lot is full or closed: a continuation, as before
         if session.in_flight.pop(tag, None) is None or not session.link.usable:
             return  # handed back at shutdown, or the channel went away: redelivery follows
         self._settler.carry_out(session.link, session.publishing, queue, tag, delivery, decision)
+
+    def _park(
+        self, session: _Session, queue: WorkQueue, tag: int, delivery: Delivery, park: Park
+    ) -> bool:
+        """Leave the delivery unacknowledged in the lot; False if it cannot wait there."""
+        if (
+            self.parking is None
+            or tag not in session.in_flight
+            or session.drain is not None
+            or not session.link.usable
+        ):
+            return False
+        again = park.resumed(delivery)
+
+        def submit() -> None:  # on the I/O thread
+            if tag in session.parked and session.drain is None:
+                session.parked.discard(tag)
+                session.in_flight[tag] = session.pools[queue.name].submit(
+                    self._work, session, queue, tag, again
+                )
+
+        def resume() -> None:  # on the informer's or the timer's thread
+            session.link.call_soon_threadsafe(submit)
+
+        if not self.parking.park(tag, park.waiting_for, park.until, resume):
+            return False
+        session.parked.add(tag)
+        return True

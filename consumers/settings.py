@@ -87,6 +87,15 @@ class ConsumerSettings(BaseModel):
     handler_budget_seconds: float = Field(
         default=60.0, gt=0, le=1800, description="longest a handler keeps a message unacked"
     )
+    max_waiting: int = Field(
+        default=100,
+        ge=0,
+        le=10000,
+        description="deliveries parked unacknowledged, without a thread, while their handler "
+        "waits for a Job, a rollout or a deletion (beyond it a waiting handler watches in its "
+        "thread, then continues through the delay queues; 0 never parks); each also takes one "
+        "of its queue's prefetch",
+    )
     shutdown_grace_seconds: float = Field(
         default=45.0, gt=0, le=3600, description="time to finish in-flight work on SIGTERM"
     )

@@ -15,7 +15,7 @@ from pika.spec import Basic, BasicProperties
 
 from consumers.ackqueue import Settlement
 from consumers.confirms import Outcome
-from consumers.delivery import DeadLetter, Decision, Delivery, Retry
+from consumers.delivery import Ack, DeadLetter, Delivery, Retry
 from consumers.headers import MAX_REASON_CHARS, came_back, dead_letter_headers, retry_headers
 from consumers.link import Link
 from consumers.settings import ConsumerSettings
@@ -64,7 +64,7 @@ class Settler:
         queue: WorkQueue,
         tag: int,
         delivery: Delivery,
-        decision: Decision,
+        decision: Ack | Retry | DeadLetter,
     ) -> None:
         """Ack, or publish what the decision needs and ack once the broker confirms it.
 
