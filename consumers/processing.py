@@ -18,7 +18,10 @@ decision on the connection thread.
                            PermanentError ─────────> failed event + dead-letter
                            anything else ──────────> retry, until the limit, then failed
 
-The body is parsed before anything else reads it. Counters of earlier attempts are read only
+Deliveries are decided in batches (consumers/batch.py: one lock statement, one inbox read, one
+admission transaction and one recording transaction for all of them); each answer is the one
+its delivery would get alone, and `process` is a batch of one. The body is parsed before
+anything else reads it. Counters of earlier attempts are read only
 from a delivery that came back from the service's own delay queues (consumers.headers). What is
 traced, counted and logged of it all is consumers/observed.py's business, and how an answer is
 recorded consumers/answers.py's.
@@ -26,12 +29,13 @@ recorded consumers/answers.py's.
 
 import random
 import time
-from dataclasses import replace
+from collections.abc import Sequence
 
-from consumers.answers import answered_before, carry_on, complete, fail, refuse, reject
+from consumers.answers import Answer, carry_on, completion, failure, refuse, rejection
+from consumers.batch import decide_batch
 from consumers.delivery import Ack, DeadLetter, Decision, Delivery, Park, Retry
 from consumers.headers import Counters
-from consumers.observed import DeliveryTelemetry, command_type_of
+from consumers.observed import DeliveryTelemetry
 from consumers.parking import Parking
 from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
@@ -39,13 +43,10 @@ from handlers.results import Completed, HandlerContext, Wait
 from messages.commands import AnyCommand
 from messages.errors import MessageRejected, PermanentError, RejectionCode, RetryableError
 from messages.settings import ContractSettings
-from store.ledger import Ledger
+from store.ledger import Ledger, Started
 from store.locks import InstanceBusyError
 
 __all__ = ["Ack", "DeadLetter", "Decision", "Delivery", "Park", "Processor", "Retry"]
-
-DUE_WITHIN_SECONDS = 0.5
-"""A delayed message this close to its not-before runs now."""
 
 
 class Processor:
@@ -74,24 +75,16 @@ class Processor:
         return self.settings.retry_backoff.delay(retries, self.rng)
 
     def process(self, delivery: Delivery) -> Decision:
-        """Decide about one delivery, observed (consumers/observed.py)."""
-        counters = delivery.counters()
-        wait = counters.wait_seconds()
-        parsed = delivery.parse(self.contract) if wait <= DUE_WITHIN_SECONDS else None
+        """Decide about one delivery: a batch of one."""
+        return self.process_batch([delivery])[0]
 
-        def decide() -> Decision:
-            if parsed is None:  # a long delay travels in hops through the longest delay queue
-                return Retry(wait, "not due yet", counters, "not_due")
-            if isinstance(parsed, MessageRejected):
-                return self._refuse(delivery, parsed, counters)
-            return self._process_command(parsed, delivery, counters)
+    def process_batch(self, deliveries: Sequence[Delivery]) -> list[Decision]:
+        """Decide about many deliveries together, observed (consumers/observed.py): one
+        transaction admits their commands, one records their outcomes (consumers/batch.py).
+        The decisions in input order, each what deciding its delivery alone would answer."""
+        return decide_batch(self, deliveries)
 
-        decision = self.observe.delivery(delivery, parsed, decide)
-        if isinstance(decision, Retry | DeadLetter):
-            decision = replace(decision, command_type=command_type_of(parsed))
-        return decision
-
-    def _refuse(
+    def refuse(
         self, delivery: Delivery, rejection: MessageRejected, counters: Counters
     ) -> Decision:
         """Answer a message that is not a command of ours (or hand on one a newer replica knows)."""
@@ -112,46 +105,36 @@ class Processor:
         self.observe.refused(rejection)
         return answer
 
-    def _process_command(
-        self, command: AnyCommand, delivery: Delivery, counters: Counters
-    ) -> Decision:
-        """Answer from the inbox, or run the command holding its instance."""
-        stored = self.ledger.outcome_of(command.id)
-        if stored is not None:
-            return answered_before(stored)
-        try:
-            with self.ledger.exclusive(command):
-                # Asked again under the lock: another replica may have just finished it.
-                stored = self.ledger.outcome_of(command.id)
-                if stored is not None:
-                    return answered_before(stored)
-                return self._run(command, delivery, counters)
-        except InstanceBusyError as busy:
-            # Lock contention passes in a moment; an operation in progress may take minutes:
-            # back off along the schedule, but never past its third step.
-            return Retry(
-                self.delay(min(counters.busy, 2)),
-                str(busy),
-                counters.counted("busy"),
-                "busy",
-            )
+    def busy(self, busy: InstanceBusyError, counters: Counters) -> Retry:
+        """Its instance is held by another command."""
+        # Lock contention passes in a moment; an operation in progress may take minutes:
+        # back off along the schedule, but never past its third step.
+        return Retry(self.delay(min(counters.busy, 2)), str(busy), counters.counted("busy"), "busy")
 
-    def _run(self, command: AnyCommand, delivery: Delivery, counters: Counters) -> Decision:
-        """Admit and begin, run the handler and record its outcome; called holding the instance."""
-        started = time.monotonic()
+    def exhausted(self, command: AnyCommand, delivery: Delivery) -> Answer | None:
+        """Fail a command the broker would dead-letter unanswered on its next delivery; None for
+        one that may run. Called holding its instance."""
         deliveries = delivery.deliveries()
         if delivery.redelivered:
             self.observe.redelivered(command, deliveries)
-        if deliveries >= self.settings.delivery_limit - 1:
-            # The broker would dead-letter the next delivery without an answer: answer now.
-            limit = f"delivered {deliveries + 1} times without an outcome"
-            return self._fail(command, PermanentError("delivery_limit", limit))
-        try:
-            begun = self.ledger.start(command)
-        except MessageRejected as rejection:
-            answer = reject(self.ledger, command, rejection)
-            self.observe.rejected(command, rejection)
-            return answer
+        if deliveries < self.settings.delivery_limit - 1:
+            return None
+        limit = f"delivered {deliveries + 1} times without an outcome"
+        return self._fail(command, PermanentError("delivery_limit", limit))
+
+    def rejected(self, command: AnyCommand, rejected: MessageRejected) -> Answer:
+        """Answer a command admission refused."""
+        return Answer(
+            DeadLetter(str(rejected.code), rejected.message),
+            rejection(command, rejected),
+            lambda: self.observe.rejected(command, rejected),
+        )
+
+    def run(
+        self, command: AnyCommand, delivery: Delivery, counters: Counters, begun: Started
+    ) -> Answer:
+        """Run the handler of a command admitted and begun; called holding its instance."""
+        started = time.monotonic()
         try:
             handler = self.observe.handler(self.registry.handler_for(command.type))
             if delivery.deadline is not None:
@@ -167,42 +150,49 @@ class Processor:
             )
             result = handler(command, context)
             if isinstance(result, Completed):
-                done = complete(self.ledger, command, result)
-                self.observe.completed(command, result, started)
-                return done
+                done = result
+                return Answer(
+                    Ack("completed"),
+                    completion(command, result),
+                    lambda: self.observe.completed(command, done, started),
+                )
             longest = self.settings.retry_delays_seconds[-1]
             paused = result.continued() if isinstance(result, Wait) else result
             later = carry_on(self.ledger, command, begun, paused, counters, longest)
             if isinstance(result, Wait) and self.parking is not None:
                 self.observe.waits(command, result, started)
-                return Park(result.waiting_for, result.until, deadline, otherwise=later)
+                return Answer(Park(result.waiting_for, result.until, deadline, otherwise=later))
             self.observe.continues(command, paused.step, started)
-            return later
+            return Answer(later)
         except RetryableError as error:
             retries = counters.retries + 1
             if retries > self.settings.max_retries:
                 exhausted = f"still failing after {retries - 1} retries: {error}"
                 return self._fail(command, PermanentError("retries_exhausted", exhausted))
             delay = error.delay if error.delay is not None else self.delay(retries - 1)
-            return Retry(delay, str(error), counters.counted("retries"))
-        except PermanentError as failure:
-            return self._fail(command, failure)
+            return Answer(Retry(delay, str(error), counters.counted("retries")))
+        except PermanentError as failed:
+            return self._fail(command, failed)
         except Exception as error:  # noqa: BLE001 - observe.unexpected logs it, with its trace
             unexpected = counters.unexpected + 1
             final = unexpected >= self.settings.max_unexpected_failures
             self.observe.unexpected(command, final=final)
             if not final:
-                return Retry(
-                    self.delay(unexpected - 1),
-                    repr(error),
-                    counters.counted("unexpected"),
-                    "unexpected",
+                return Answer(
+                    Retry(
+                        self.delay(unexpected - 1),
+                        repr(error),
+                        counters.counted("unexpected"),
+                        "unexpected",
+                    )
                 )
             return self._fail(
                 command, PermanentError("unexpected_error", f"{type(error).__name__}: {error}")
             )
 
-    def _fail(self, command: AnyCommand, failure: PermanentError) -> Decision:
-        answer = fail(self.ledger, command, failure)
-        self.observe.failed(command, failure)
-        return answer
+    def _fail(self, command: AnyCommand, failed: PermanentError) -> Answer:
+        return Answer(
+            DeadLetter(f"failed:{failed.code}", str(failed)),
+            failure(command, failed),
+            lambda: self.observe.failed(command, failed),
+        )
