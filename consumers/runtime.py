@@ -7,9 +7,12 @@ confirmed asynchronously (consumers/settling.py: the delivery is acknowledged on
 re-publication is confirmed; if the connection dies first nothing is acknowledged and the
 broker delivers it again), and acknowledgements go out as `multiple` acks over the longest
 settled prefix of delivery tags.
-A worker that has recorded a decision kicks the outbox relay (consumers/prompt_relay.py), which
-publishes the new events at once. Each work queue has its own worker pool, so long commands
-never hold up quick ones.
+Deliveries wait in their queue's ready list until one of its workers is free; a free worker
+takes up to `batch_size` of them and decides them together (consumers/batch.py: the store's
+transactions are shared by the batch), and each decision is then carried out per delivery. A
+worker that has recorded a batch's decisions kicks the outbox relay
+(consumers/prompt_relay.py), which publishes the new events at once. Each work queue has its
+own worker pool, so long commands never hold up quick ones.
 
 Connection or channel lost, or consuming cancelled by the broker: reconnect with backoff and
 resume (unacknowledged work comes back from the broker and is answered from the inbox or
@@ -21,12 +24,12 @@ unacknowledged without a thread until the lot resumes it into its pool again; at
 lost connection parked deliveries are handed back like any unfinished one.
 """
 
-import functools
 import logging
 import random
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,7 +81,11 @@ class _Session:
     link: Link
     pools: dict[str, ThreadPoolExecutor]
     in_flight: dict[int, Future[None]] = field(default_factory=dict)
-    """Deliveries a worker decides about."""
+    """Deliveries a worker decides about or that wait for one (`ready`)."""
+    ready: dict[str, deque[tuple[int, Delivery]]] = field(default_factory=dict)
+    """Per queue, deliveries waiting for a free worker, in arrival order."""
+    working: dict[str, int] = field(default_factory=dict)
+    """Per queue, workers deciding a batch."""
     publishing: set[int] = field(default_factory=set)
     """Deliveries whose retry or dead letter waits for the broker's confirm before the ack."""
     parked: set[int] = field(default_factory=set)
@@ -198,7 +205,12 @@ class ConsumerRuntime:
             tick_seconds=TICK_SECONDS,
             counts=self.acks,
         )
-        session = _Session(link, pools)
+        session = _Session(
+            link,
+            pools,
+            ready={name: deque() for name in self._queues},
+            working=dict.fromkeys(self._queues, 0),
+        )
         self.link = link
         try:
             link.run()
@@ -251,6 +263,8 @@ class ConsumerRuntime:
                 drain.handed_back = len(unsettled)
                 drain.running = [f for f in session.in_flight.values() if f.running()]
                 session.in_flight.clear()
+                for ready in session.ready.values():
+                    ready.clear()
                 session.publishing.clear()
                 for pool in session.pools.values():
                     pool.shutdown(wait=False, cancel_futures=True)
@@ -283,35 +297,83 @@ class ConsumerRuntime:
         body: bytes,
     ) -> None:
         delivery = delivery_of(properties, body, queue, method)
-        tag = method.delivery_tag
-        session.in_flight[tag] = session.pools[queue.name].submit(
-            self._work, session, queue, tag, delivery
-        )
+        self._ready(session, queue, method.delivery_tag, delivery)
 
-    def _work(self, session: _Session, queue: WorkQueue, tag: int, delivery: Delivery) -> None:
+    def _ready(self, session: _Session, queue: WorkQueue, tag: int, delivery: Delivery) -> None:
+        """On the I/O thread: the delivery waits for a worker of its queue."""
+        session.in_flight[tag] = Future()  # not running: nothing works on it yet
+        session.ready[queue.name].append((tag, delivery))
+        self._dispatch(session, queue)
+
+    def _dispatch(self, session: _Session, queue: WorkQueue) -> None:
+        """On the I/O thread: give each free worker a batch of what is ready.
+
+        What is ready is shared among the free workers, up to `batch_size` each: a few
+        deliveries run side by side as before, a backlog is decided in batches.
+        """
+        ready = session.ready[queue.name]
+        workers = self.settings.workers
+        while ready and session.working[queue.name] < workers:
+            if session.drain is not None and session.drain.phase != "finishing":
+                return  # handed back: the pools are shut
+            free = workers - session.working[queue.name]
+            size = min(self.settings.batch_size, -(-len(ready) // free))
+            batch = [ready.popleft() for _ in range(size)]
+            session.working[queue.name] += 1
+            future = session.pools[queue.name].submit(self._work, session, queue, batch)
+            for tag, _ in batch:
+                session.in_flight[tag] = future
+
+    def _work(self, session: _Session, queue: WorkQueue, batch: list[tuple[int, Delivery]]) -> None:
         started = time.monotonic()
+        deliveries = [delivery for _, delivery in batch]
         try:
-            decision: Decision = self.processor.process(delivery)
+            decisions = self.processor.process_batch(deliveries)
         except Exception as error:  # noqa: BLE001 - whatever escapes the decision is counted
-            decision = self._escaped(delivery, error)
-        # The decision is recorded, events included: have them published now.
+            decisions = self._decide_alone(deliveries, error)
+        # The decisions are recorded, events included: have them published now.
         self._outbox.kick()
         took = time.monotonic() - started
         if took > self.settings.handler_budget_seconds:
-            # The message sat unacknowledged past the budget: the handler should have returned
+            # The messages sat unacknowledged past the budget: a handler should have returned
             # Continue. Reported, since only the handler can fix it.
             log.warning(
                 "handler exceeded its budget",
                 extra={
-                    "message_id": delivery.properties.message_id,
+                    "message_id": deliveries[0].properties.message_id,
+                    "batch": len(deliveries),
                     "seconds": round(took, 1),
                     "budget_seconds": self.settings.handler_budget_seconds,
                 },
             )
-        settle = functools.partial(self._settle, session, queue, tag, delivery, decision)
+
+        def settle() -> None:  # on the I/O thread
+            for (tag, delivery), decision in zip(batch, decisions, strict=True):
+                self._settle(session, queue, tag, delivery, decision)
+            session.working[queue.name] -= 1
+            self._dispatch(session, queue)
+
         if not session.link.call_soon_threadsafe(settle):
             # The connection is gone; the broker redelivers, and the inbox answers.
-            log.info("connection closed before settling", extra={"decision": repr(decision)})
+            log.info("connection closed before settling", extra={"decisions": len(decisions)})
+
+    def _decide_alone(self, deliveries: list[Delivery], error: Exception) -> list[Decision]:
+        """An exception escaped a batch's decision (call while handling it).
+
+        A store that went away fails every delivery of the batch alike: each is retried. Any
+        other exception may be one delivery's doing (a bug a message provokes): each is decided
+        again alone, so that only the one that provokes it ends dead-lettered; handlers that
+        ran before are run again, as on a redelivery (their steps are idempotent).
+        """
+        if len(deliveries) == 1 or isinstance(error, RetryableError):
+            return [self._escaped(delivery, error) for delivery in deliveries]
+        decisions: list[Decision] = []
+        for delivery in deliveries:
+            try:
+                decisions.append(self.processor.process(delivery))
+            except Exception as alone:  # noqa: BLE001 - counted in the message, as above
+                decisions.append(self._escaped(delivery, alone))
+        return decisions
 
     def _escaped(self, delivery: Delivery, error: Exception) -> Decision:
         """An exception escaped the decision: retry, counted in the message, then dead-letter.
@@ -379,9 +441,7 @@ class ConsumerRuntime:
         def submit() -> None:  # on the I/O thread
             if tag in session.parked and session.drain is None:
                 session.parked.discard(tag)
-                session.in_flight[tag] = session.pools[queue.name].submit(
-                    self._work, session, queue, tag, again
-                )
+                self._ready(session, queue, tag, again)
 
         def resume() -> None:  # on the informer's or the timer's thread
             session.link.call_soon_threadsafe(submit)

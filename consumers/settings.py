@@ -64,6 +64,13 @@ class ConsumerSettings(BaseModel):
     )
     prefetch: int = Field(default=8, ge=1, le=1000, description="unacknowledged deliveries")
     workers: int = Field(default=4, ge=1, le=64, description="handler threads")
+    batch_size: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="deliveries of one queue a worker decides together, sharing the store's "
+        "transactions (1: one at a time); a batch never exceeds what the prefetch lets in",
+    )
     retry_delays_seconds: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0, 600.0),
         min_length=1,
