@@ -15,14 +15,16 @@ may have recorded the command's outcome and let the key go; admitted again, the 
 repeat its side effects and open an operation that its recording (which keeps the first
 outcome) never closes. What
 admission refuses, what handlers complete and what fails is recorded in one transaction at the
-end, before any lock is released and before any answer leaves. A store failure in a shared step
-escapes the whole batch (nothing of that step is written; the runtime retries each delivery).
+end, before any lock is released and before any answer leaves; with a `Handover` its events are
+written claimed by the publisher and handed to it at once, so no claim query is needed. A store
+failure in a shared step escapes the whole batch (nothing of that step is written; the runtime
+retries each delivery).
 
 Each delivery keeps its own trace: its span is current during the steps that are its alone,
 and the shared steps run in the span of the first delivery that takes part in them.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -35,12 +37,25 @@ from messages.commands import AnyCommand
 from messages.errors import MessageRejected
 from store.ledger import Started
 from store.locks import InstanceBusyError
+from store.outbox import Claim, PendingEvent
 
 if TYPE_CHECKING:
     from consumers.processing import Processor
 
 DUE_WITHIN_SECONDS = 0.5
 """A delayed message this close to its not-before runs now."""
+
+
+@dataclass(frozen=True)
+class Handover:
+    """Where the events a batch records go at once: written claimed by `claim.holder` and
+    handed to `publish` before the batch's locks are released (so one instance's events keep
+    their order); `kick` asks the relay to claim what was written unclaimed (a refusal's
+    answer). The runtime sets it (consumers/prompt_relay.py publishes)."""
+
+    claim: Claim
+    publish: Callable[[list[PendingEvent]], None]
+    kick: Callable[[], None]
 
 
 @dataclass
@@ -147,8 +162,13 @@ def _record(processor: "Processor", items: list[_Item]) -> None:
     records = [record for item in recording if (record := _answer(item).record) is not None]
     if not records:
         return
+    handover = processor.handover
     with _within(recording):
-        processor.ledger.record_many(records)
+        recorded = processor.ledger.record_many(
+            records, claim=handover.claim if handover is not None else None
+        )
+    if handover is not None:
+        handover.publish([event for answer in recorded for event in answer.events])
     for item in recording:
         with item.observation.within():
             _answer(item).told()

@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 
 from consumers.answers import Answer, carry_on, completion, failure, refuse, rejection
-from consumers.batch import decide_batch
+from consumers.batch import Handover, decide_batch
 from consumers.delivery import Ack, DeadLetter, Decision, Delivery, Park, Retry
 from consumers.headers import Counters
 from consumers.observed import DeliveryTelemetry
@@ -69,6 +69,12 @@ class Processor:
         self.contract = contract
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
         self.observe = DeliveryTelemetry()
+        self.handover: Handover | None = None
+        """Where recorded events go at once (None: left to a relay's claim)."""
+
+    def publish_through(self, handover: Handover) -> None:
+        """Hand the events each batch records to a publisher at once (the runtime's relay)."""
+        self.handover = handover
 
     def delay(self, retries: int) -> float:
         """The schedule's delay for the `retries`-th retry, with jitter."""
@@ -102,6 +108,8 @@ class Processor:
                 "handed_on",
             )
         answer = refuse(self.ledger, rejection)
+        if self.handover is not None:
+            self.handover.kick()  # its answer is written unclaimed: the relay claims it
         self.observe.refused(rejection)
         return answer
 

@@ -1,10 +1,15 @@
 """The consumer's outbox relay: events go out as soon as the work that recorded them commits.
 
-A worker that has recorded a decision kicks the relay; a timer (`relay_interval_seconds`) turns
-it as well, for what a crash, an outage or another process left behind. Database work (claim,
+A worker that has recorded a batch hands its events over (`publish`): they were written claimed
+by this relay (`holder`, for `lease_seconds`) in the recording transaction, so they go out
+without a claim query. A worker that wrote events unclaimed (a refusal's answer) kicks the relay
+to claim them; a timer (`relay_interval_seconds`) turns it as well, for what a crash, an outage
+or another process left behind, and takes handed-over events whose publisher died once their
+lease has ended. Database work (claim,
 mark published, release) runs on this relay's own thread, never on the connection's I/O
 thread, which it would stall; only the `basic_publish` calls run there (consumers/link.py).
 
+    publish(recorded) ─┐
     kick / timer -> claim (oldest first) -> I/O thread: publish the batch, in order
         -> confirms come back (any order, many at once) -> this thread: mark the batch
            published in one transaction, release what was nacked or lost
@@ -67,6 +72,13 @@ class _Kick:
 
 
 @dataclass(frozen=True)
+class _Recorded:
+    """Events a worker recorded claimed for this relay: publish them, no claim needed."""
+
+    events: list[PendingEvent]
+
+
+@dataclass(frozen=True)
 class _Attach:
     link: Link
 
@@ -95,7 +107,7 @@ class _Stop:
     pass
 
 
-_Message = _Kick | _Attach | _Detach | _Answered | _Flush | _Stop
+_Message = _Kick | _Recorded | _Attach | _Detach | _Answered | _Flush | _Stop
 
 
 @dataclass
@@ -151,6 +163,22 @@ class PromptRelay:
             self._kicked = True
             self._inbox.put(_Kick())
 
+    def publish(self, events: list[PendingEvent]) -> None:
+        """Publish events just recorded claimed by this relay (`holder`), without a claim; a
+        relay's poll takes them only once their lease has ended unpublished."""
+        if events:
+            self._inbox.put(_Recorded(events))
+
+    @property
+    def holder(self) -> str:
+        """Who the events handed to `publish` are written claimed by."""
+        return self.relay.store.relay_id
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long those claims last."""
+        return self.relay.store.lease.total_seconds()
+
     def attach(self, link: Link) -> None:
         """Publish through `link` (its channel is in confirm mode)."""
         self._inbox.put(_Attach(link))
@@ -192,11 +220,14 @@ class PromptRelay:
     def _turn(self, messages: list[_Message]) -> bool:
         published: list[str] = []
         released: list[str] = []
+        recorded: list[PendingEvent] = []
         for message in messages:
             if isinstance(message, _Stop):
                 return False
             if isinstance(message, _Kick):
                 self._kicked = False
+            elif isinstance(message, _Recorded):
+                recorded += message.events
             elif isinstance(message, _Attach):
                 self._link = message.link
             elif isinstance(message, _Detach):
@@ -208,6 +239,8 @@ class PromptRelay:
             else:
                 self._flushes.append(message.done)
                 self._drained = False
+        if recorded:
+            released += self._send(sorted(recorded, key=lambda event: event.seq))
         if released:
             self._drained = False
         if published or released:
@@ -231,20 +264,29 @@ class PromptRelay:
                 released += [e.event_id for e in batch.events if e.event_id not in confirmed_ids]
                 del self._batches[number]
 
-    def _claim(self) -> None:
+    def _send(self, events: list[PendingEvent]) -> list[str]:
+        """Have the link publish a batch; the ids to release if there is no link to take it."""
         link = self._link
-        while link is not None and len(self._batches) < MAX_BATCHES_IN_FLIGHT:
+        if link is None:
+            return [e.event_id for e in events]
+        self._numbered += 1
+        batch = _Batch(self._numbered, link, events)
+        self._batches[batch.number] = batch
+        if not link.call_soon_threadsafe(functools.partial(self._publish, batch)):
+            del self._batches[batch.number]
+            return [e.event_id for e in events]
+        return []
+
+    def _claim(self) -> None:
+        while self._link is not None and len(self._batches) < MAX_BATCHES_IN_FLIGHT:
             events = self.relay.claim()
             if len(events) < self.relay.batch:
                 self._drained = True
             if not events:
                 return
-            self._numbered += 1
-            batch = _Batch(self._numbered, link, events)
-            self._batches[batch.number] = batch
-            if not link.call_soon_threadsafe(functools.partial(self._publish, batch)):
-                del self._batches[batch.number]
-                self.relay.complete([], [e.event_id for e in events])
+            unsent = self._send(events)
+            if unsent:
+                self.relay.complete([], unsent)
                 return
             if len(events) < self.relay.batch:
                 return

@@ -9,9 +9,9 @@ broker delivers it again), and acknowledgements go out as `multiple` acks over t
 settled prefix of delivery tags.
 Deliveries wait in their queue's ready list until one of its workers is free; a free worker
 takes up to `batch_size` of them and decides them together (consumers/batch.py: the store's
-transactions are shared by the batch), and each decision is then carried out per delivery. A
-worker that has recorded a batch's decisions kicks the outbox relay
-(consumers/prompt_relay.py), which publishes the new events at once. Each work queue has its
+transactions are shared by the batch), and each decision is then carried out per delivery. The
+events a batch records are written claimed by the outbox relay (consumers/prompt_relay.py) and
+handed to it, which publishes them at once. Each work queue has its
 own worker pool, so long commands never hold up quick ones.
 
 Connection or channel lost, or consuming cancelled by the broker: reconnect with backoff and
@@ -39,6 +39,7 @@ import pika.exceptions
 from pika.spec import Basic, BasicProperties
 
 from consumers.ackqueue import AckCounts, Settlement
+from consumers.batch import Handover
 from consumers.connection import BrokerUnavailableError, connection_parameters
 from consumers.headers import MAX_REASON_CHARS
 from consumers.health import Health
@@ -52,6 +53,7 @@ from consumers.settling import Settler, delivery_of
 from consumers.topology import WorkQueue, declare_on_broker, served_queues
 from messages.backoff import RECONNECT
 from messages.errors import RetryableError
+from store.outbox import Claim
 from telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,13 @@ class ConsumerRuntime:
         self._queues = {queue.name: queue for queue in served_queues(settings)}
         self._rng = random.Random()  # noqa: S311 - jitter
         self._outbox = PromptRelay(relay, settings.relay_interval_seconds)
+        processor.publish_through(
+            Handover(
+                Claim(self._outbox.holder, self._outbox.lease_seconds),
+                self._outbox.publish,
+                self._outbox.kick,
+            )
+        )
         self._settler = Settler(settings)
         self.connections = 0
         """How many times the runtime connected (1 unless the broker dropped it)."""
@@ -331,8 +340,6 @@ class ConsumerRuntime:
             decisions = self.processor.process_batch(deliveries)
         except Exception as error:  # noqa: BLE001 - whatever escapes the decision is counted
             decisions = self._decide_alone(deliveries, error)
-        # The decisions are recorded, events included: have them published now.
-        self._outbox.kick()
         took = time.monotonic() - started
         if took > self.settings.handler_budget_seconds:
             # The messages sat unacknowledged past the budget: a handler should have returned

@@ -1,10 +1,12 @@
 """The consumer's relay against a real state database and a fake of our own connection port:
 claims on a kick, publishes in recorded order, marks what the broker confirmed, releases what it
-refused or lost, and flushes before a shutdown closes the connection."""
+refused or lost, and flushes before a shutdown closes the connection; events a worker recorded
+claimed for it are published without a claim, and taken by a poll once their publisher died."""
 
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,10 +21,12 @@ from consumers.prompt_relay import PromptRelay
 from consumers.relay import OutboxRelay
 from messages.events import FleetReconciledData, FleetReconciledEvent
 from store.database import create_engine
-from store.ledger import enqueue
+from store.ledger import Ledger, Record, enqueue
 from store.migrate import upgrade
-from store.outbox import OutboxRelayStore
+from store.outbox import Claim, OutboxRelayStore, PendingEvent
+from store.records import Outcome as Answered
 from store.settings import StoreSettings
+from tests.catalog import MACHINE
 from tests.store.conftest import command
 
 
@@ -152,5 +156,86 @@ def test_a_detached_link_gives_back_what_it_held_and_a_flush_waits_for_the_answe
             told(Outcome.CONFIRMED)
         assert flushed.wait(10)
         assert store.backlog() == 0
+    finally:
+        relay.stop()
+
+
+def _record_claimed(engine: Engine, relay: PromptRelay, count: int) -> list[PendingEvent]:
+    """`count` fleet commands recorded in one transaction, their events claimed by `relay`."""
+    records = []
+    for index in range(count):
+        cause = command("odoo.fleet.reconcile.v1", command_id=f"reconcile-{uuid.uuid4()}")
+        data = FleetReconciledData(checked=index, repaired=0, orphans=0)
+        records.append(
+            Record(cause, Answered.SUCCEEDED, FleetReconciledEvent.caused_by(cause, data))
+        )
+    recorded = Ledger(engine, MACHINE).record_many(
+        records, claim=Claim(relay.holder, relay.lease_seconds)
+    )
+    return [event for answer in recorded for event in answer.events]
+
+
+def test_events_handed_over_are_published_without_a_claim_and_marked(engine: Engine) -> None:
+    store = OutboxRelayStore(engine)
+    relay = PromptRelay(OutboxRelay(store), interval_seconds=60)
+    link = FakeLink()
+    relay.start()
+    try:
+        relay.attach(link)
+        events = _record_claimed(engine, relay, 3)
+        assert store.claim() == []  # written claimed: no relay's poll takes them
+        relay.publish(events)
+        sent = link.take(3)
+        assert [event_id for event_id, _ in sent] == [e.event_id for e in events]
+        for _, told in sent:
+            told(Outcome.CONFIRMED)
+        _until(lambda: store.backlog() == 0)
+        relay.kick()  # nothing left to claim
+        with pytest.raises(queue.Empty):
+            link.published.get(timeout=0.3)
+    finally:
+        relay.stop()
+
+
+def test_events_handed_over_without_a_link_are_released_for_the_next_one(
+    engine: Engine,
+) -> None:
+    store = OutboxRelayStore(engine)
+    relay = PromptRelay(OutboxRelay(store), interval_seconds=60)
+    link = FakeLink()
+    relay.start()
+    try:
+        events = _record_claimed(engine, relay, 2)
+        relay.publish(events)  # between connections: given back at once
+        relay.attach(link)
+        relay.kick()
+        sent = link.take(2)
+        assert [event_id for event_id, _ in sent] == [e.event_id for e in events]
+        for _, told in sent:
+            told(Outcome.CONFIRMED)
+        _until(lambda: store.backlog() == 0)
+    finally:
+        relay.stop()
+
+
+def test_events_whose_publisher_died_are_taken_once_their_lease_ends(engine: Engine) -> None:
+    dead = PromptRelay(OutboxRelay(OutboxRelayStore(engine, lease_seconds=1.0)), 60)
+    events = _record_claimed(engine, dead, 2)  # recorded, never handed over: it died
+    store = OutboxRelayStore(engine)
+    relay = PromptRelay(OutboxRelay(store), interval_seconds=60)
+    link = FakeLink()
+    relay.start()
+    try:
+        relay.attach(link)
+        relay.kick()
+        with pytest.raises(queue.Empty):
+            link.published.get(timeout=0.3)  # still its publisher's
+        time.sleep(1.0)
+        relay.kick()
+        sent = link.take(2)
+        assert [event_id for event_id, _ in sent] == [e.event_id for e in events]
+        for _, told in sent:
+            told(Outcome.CONFIRMED)
+        _until(lambda: store.backlog() == 0)
     finally:
         relay.stop()
