@@ -160,11 +160,12 @@ def running_consumer(
     settings: ConsumerSettings = FAST,
     heartbeat: int = 30,
     parking: ParkingLot | None = None,
+    processor_type: type[Processor] = Processor,
 ) -> Iterator[ConsumerRuntime]:
     """A consumer serving in a thread until the block ends (parking waiting deliveries in
     `parking`, whose timer runs as long as the consumer)."""
     amqp = AmqpSettings(url=SecretStr(amqp_url), heartbeat_seconds=heartbeat)
-    processor = Processor(
+    processor = processor_type(
         Ledger(engine, MACHINE),
         registry_of(handlers),
         settings,
