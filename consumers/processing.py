@@ -18,13 +18,10 @@ decision on the connection thread.
                            PermanentError ─────────> failed event + dead-letter
                            anything else ──────────> retry, until the limit, then failed
 
-Deliveries are decided in batches (consumers/batch.py: one lock statement, one inbox read, one
-admission transaction and one recording transaction for all of them); each answer is the one
-its delivery would get alone, and `process` is a batch of one. The body is parsed before
-anything else reads it. Counters of earlier attempts are read only
-from a delivery that came back from the service's own delay queues (consumers.headers). What is
-traced, counted and logged of it all is consumers/observed.py's business, and how an answer is
-recorded consumers/answers.py's.
+Batches share the store's work (consumers/batch.py), each delivery answered as alone; `process`
+is a batch of one. The body is parsed before anything reads it; counters of earlier attempts
+are read only from a delivery back from the service's own delay queues (consumers.headers).
+Telemetry is consumers/observed.py's business, what an answer records consumers/answers.py's.
 """
 
 import random
@@ -69,8 +66,7 @@ class Processor:
         self.contract = contract
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
         self.observe = DeliveryTelemetry()
-        self.handover: Handover | None = None
-        """Where recorded events go at once (None: left to a relay's claim)."""
+        self.handover: Handover | None = None  # None: recorded events wait for a relay's claim
 
     def publish_through(self, handover: Handover) -> None:
         """Hand the events each batch records to a publisher at once (the runtime's relay)."""
@@ -108,20 +104,18 @@ class Processor:
                 "handed_on",
             )
         answer = refuse(self.ledger, rejection)
-        if self.handover is not None:
-            self.handover.kick()  # its answer is written unclaimed: the relay claims it
+        if self.handover is not None:  # its answer is written unclaimed: the relay claims it
+            self.handover.kick()
         self.observe.refused(rejection)
         return answer
 
     def busy(self, busy: InstanceBusyError, counters: Counters) -> Retry:
-        """Its instance is held by another command."""
-        # Lock contention passes in a moment; an operation in progress may take minutes:
-        # back off along the schedule, but never past its third step.
+        """Its instance is held: lock contention passes in a moment, an operation in progress
+        may take minutes, so back off along the schedule but never past its third step."""
         return Retry(self.delay(min(counters.busy, 2)), str(busy), counters.counted("busy"), "busy")
 
     def exhausted(self, command: AnyCommand, delivery: Delivery) -> Answer | None:
-        """Fail a command the broker would dead-letter unanswered on its next delivery; None for
-        one that may run. Called holding its instance."""
+        """Fail one the broker would dead-letter unanswered next time (None: it may run)."""
         deliveries = delivery.deliveries()
         if delivery.redelivered:
             self.observe.redelivered(command, deliveries)

@@ -41,18 +41,17 @@ from pika.spec import Basic, BasicProperties
 from consumers.ackqueue import AckCounts, Settlement
 from consumers.batch import Handover
 from consumers.connection import BrokerUnavailableError, connection_parameters
-from consumers.headers import MAX_REASON_CHARS
+from consumers.escapes import Escapes
 from consumers.health import Health
 from consumers.link import Link
 from consumers.parking import ParkingLot
-from consumers.processing import DeadLetter, Decision, Delivery, Park, Processor, Retry
+from consumers.processing import Decision, Delivery, Park, Processor
 from consumers.prompt_relay import PromptRelay
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.settling import Settler, delivery_of
 from consumers.topology import WorkQueue, declare_on_broker, served_queues
 from messages.backoff import RECONNECT
-from messages.errors import RetryableError
 from store.outbox import Claim
 from telemetry.metrics import METRICS
 
@@ -125,6 +124,7 @@ class ConsumerRuntime:
             )
         )
         self._settler = Settler(settings)
+        self._escapes = Escapes(settings, processor)
         self.connections = 0
         """How many times the runtime connected (1 unless the broker dropped it)."""
         self.acks = AckCounts()
@@ -339,7 +339,7 @@ class ConsumerRuntime:
         try:
             decisions = self.processor.process_batch(deliveries)
         except Exception as error:  # noqa: BLE001 - whatever escapes the decision is counted
-            decisions = self._decide_alone(deliveries, error)
+            decisions = self._escapes.decide_alone(deliveries, error)
         took = time.monotonic() - started
         if took > self.settings.handler_budget_seconds:
             # The messages sat unacknowledged past the budget: a handler should have returned
@@ -363,57 +363,6 @@ class ConsumerRuntime:
         if not session.link.call_soon_threadsafe(settle):
             # The connection is gone; the broker redelivers, and the inbox answers.
             log.info("connection closed before settling", extra={"decisions": len(decisions)})
-
-    def _decide_alone(self, deliveries: list[Delivery], error: Exception) -> list[Decision]:
-        """An exception escaped a batch's decision (call while handling it).
-
-        A store that went away fails every delivery of the batch alike: each is retried. Any
-        other exception may be one delivery's doing (a bug a message provokes): each is decided
-        again alone, so that only the one that provokes it ends dead-lettered; handlers that
-        ran before are run again, as on a redelivery (their steps are idempotent).
-        """
-        if len(deliveries) == 1 or isinstance(error, RetryableError):
-            return [self._escaped(delivery, error) for delivery in deliveries]
-        decisions: list[Decision] = []
-        for delivery in deliveries:
-            try:
-                decisions.append(self.processor.process(delivery))
-            except Exception as alone:  # noqa: BLE001 - counted in the message, as above
-                decisions.append(self._escaped(delivery, alone))
-        return decisions
-
-    def _escaped(self, delivery: Delivery, error: Exception) -> Decision:
-        """An exception escaped the decision: retry, counted in the message, then dead-letter.
-
-        A RetryableError here came before the command got its own retry count (the state
-        database went away while its inbox row was read, say); anything else is a bug or a
-        message nothing foresaw. Neither may cycle for ever.
-        """
-        counters = delivery.counters()
-        if isinstance(error, RetryableError):
-            retries = counters.retries + 1
-            if retries <= self.settings.max_retries:
-                log.warning("processing interrupted; will retry", extra={"error": str(error)})
-                return Retry(
-                    self.processor.delay(retries - 1),
-                    f"processing interrupted: {error}",
-                    counters.counted("retries"),
-                    "processing",
-                )
-            code = "processing_interrupted"
-        else:
-            unexpected = counters.unexpected + 1
-            if unexpected < self.settings.max_unexpected_failures:
-                log.exception("processing failed; the delivery will be retried")
-                return Retry(
-                    self.processor.delay(unexpected - 1),
-                    f"processing failed: {error!r}",
-                    counters.counted("unexpected"),
-                    "processing",
-                )
-            log.exception("processing failed, final; dead-lettering the delivery")
-            code = "processing_failed"
-        return DeadLetter(code, f"{type(error).__name__}: {error}"[:MAX_REASON_CHARS])
 
     def _settle(
         self,
