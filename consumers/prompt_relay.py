@@ -143,6 +143,8 @@ class PromptRelay:
         self._flushes: list[Callable[[], None]] = []
         self._drained = False
         """The last claim found nothing more (reset when events are released)."""
+        self._claimed_at = 0.0
+        """time.monotonic() of the last claim."""
 
     # -- any thread ----------------------------------------------------------------------
 
@@ -221,31 +223,41 @@ class PromptRelay:
         published: list[str] = []
         released: list[str] = []
         recorded: list[PendingEvent] = []
+        # A claim is a transaction: taken when something may wait unclaimed (a kick, a new
+        # link, released events, more than the last claim took, a flush) and every interval,
+        # for leases that ended; events handed over (`publish`) need none.
+        claim = time.monotonic() - self._claimed_at >= self.interval_seconds
         for message in messages:
             if isinstance(message, _Stop):
                 return False
             if isinstance(message, _Kick):
                 self._kicked = False
+                claim = True
             elif isinstance(message, _Recorded):
                 recorded += message.events
             elif isinstance(message, _Attach):
                 self._link = message.link
+                claim = True
             elif isinstance(message, _Detach):
                 self._detached(message.link, published, released)
             elif isinstance(message, _Answered):
                 if self._batches.pop(message.batch, None) is not None:
                     published += message.published
                     released += message.released
+                claim = claim or not self._drained
             else:
                 self._flushes.append(message.done)
                 self._drained = False
+                claim = True
         if recorded:
             released += self._send(sorted(recorded, key=lambda event: event.seq))
         if released:
             self._drained = False
+            claim = True
         if published or released:
             self.relay.complete(published, released)
-        self._claim()
+        if claim:
+            self._claim()
         if self._flushes and (self._link is None or (self._drained and not self._batches)):
             flushes, self._flushes = self._flushes, []
             for done in flushes:
@@ -279,6 +291,7 @@ class PromptRelay:
 
     def _claim(self) -> None:
         while self._link is not None and len(self._batches) < MAX_BATCHES_IN_FLIGHT:
+            self._claimed_at = time.monotonic()
             events = self.relay.claim()
             if len(events) < self.relay.batch:
                 self._drained = True

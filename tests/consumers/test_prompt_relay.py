@@ -175,9 +175,20 @@ def _record_claimed(engine: Engine, relay: PromptRelay, count: int) -> list[Pend
     return [event for answer in recorded for event in answer.events]
 
 
+class _CountingRelay(OutboxRelay):
+    """Our own relay, counting its claims (each a transaction)."""
+
+    claims = 0
+
+    def claim(self) -> list[PendingEvent]:
+        self.claims += 1
+        return super().claim()
+
+
 def test_events_handed_over_are_published_without_a_claim_and_marked(engine: Engine) -> None:
     store = OutboxRelayStore(engine)
-    relay = PromptRelay(OutboxRelay(store), interval_seconds=60)
+    counting = _CountingRelay(store)
+    relay = PromptRelay(counting, interval_seconds=60)
     link = FakeLink()
     relay.start()
     try:
@@ -190,6 +201,7 @@ def test_events_handed_over_are_published_without_a_claim_and_marked(engine: Eng
         for _, told in sent:
             told(Outcome.CONFIRMED)
         _until(lambda: store.backlog() == 0)
+        assert counting.claims == 1  # the one a new link takes, for what may be left
         relay.kick()  # nothing left to claim
         with pytest.raises(queue.Empty):
             link.published.get(timeout=0.3)
