@@ -91,6 +91,9 @@ class _Session:
     """Deliveries whose retry or dead letter waits for the broker's confirm before the ack."""
     parked: set[int] = field(default_factory=set)
     """Deliveries whose handler waits in the parking lot, unacknowledged, without a thread."""
+    abandoned: set[int] = field(default_factory=set)
+    """Deliveries whose worker died without a decision (a BaseException): unacknowledged until
+    the shutdown hands them back, as a killed process would leave them."""
     drain: _Drain | None = None
 
 
@@ -288,6 +291,10 @@ class ConsumerRuntime:
         if drain.phase == "outbox":
             drain.phase = "closing"
             link = session.link
+            for tag in sorted(session.abandoned):
+                link.settle(tag, Settlement.REQUEUE)
+            drain.handed_back += len(session.abandoned)
+            session.abandoned.clear()
 
             def flushed() -> None:
                 log.info("drained", extra={"handed_back": drain.handed_back})
@@ -340,6 +347,9 @@ class ConsumerRuntime:
             decisions = self.processor.process_batch(deliveries)
         except Exception as error:  # noqa: BLE001 - whatever escapes the decision is counted
             decisions = self._escapes.decide_alone(deliveries, error)
+        except BaseException:
+            session.link.call_soon_threadsafe(lambda: self._abandon(session, queue, batch))
+            raise
         took = time.monotonic() - started
         if took > self.settings.handler_budget_seconds:
             # The messages sat unacknowledged past the budget: a handler should have returned
@@ -363,6 +373,17 @@ class ConsumerRuntime:
         if not session.link.call_soon_threadsafe(settle):
             # The connection is gone; the broker redelivers, and the inbox answers.
             log.info("connection closed before settling", extra={"decisions": len(decisions)})
+
+    def _abandon(
+        self, session: _Session, queue: WorkQueue, batch: list[tuple[int, Delivery]]
+    ) -> None:
+        """On the I/O thread: a worker died without deciding; its deliveries wait unsettled
+        for the shutdown (or the connection's end) and the worker's place is free again."""
+        for tag, _ in batch:
+            if session.in_flight.pop(tag, None) is not None:
+                session.abandoned.add(tag)
+        session.working[queue.name] -= 1
+        self._dispatch(session, queue)
 
     def _settle(
         self,
