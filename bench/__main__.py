@@ -8,7 +8,6 @@
 
 import argparse
 import json
-import platform
 import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 from bench import ceilings, cold_start, floor, overhead, provision, reaction, reconcile
+from bench.machine import machine
 
 
 @dataclass(frozen=True)
@@ -63,28 +63,6 @@ QUICK = Sizes(
     fleet_sizes=(20, 50),
     broken=2,
 )
-
-
-def machine() -> dict[str, Any]:
-    """Where the figures come from."""
-    cpus = len(
-        [
-            line
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("processor")
-        ]
-    )
-    memory_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return {
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        "cpus": cpus,
-        "memory_gib": round(memory_kib / 1024 / 1024, 1),
-    }
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
