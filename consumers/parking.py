@@ -12,8 +12,9 @@ Events come through a port, `ClusterEvents` (consumers/cluster_events.py is the 
 it): after each (re)list the complete set of a kind, then each change. The lot keeps the objects
 it was shown by kind and name, so a wait parked after its event already came ends at once, and
 after a relist every parked wait of the kind is looked at again (an event may have been missed
-while the watch was down). Bounded by `capacity` (settings `consumer.max_waiting`): beyond it
-`has_room` says no and the handler waits in its thread as before.
+while the watch was down). A kind is watched from its first wait on. Bounded by `capacity`
+(settings `consumer.max_waiting`): beyond it `has_room` says no and the handler waits in its
+thread as before.
 
 The instance lock is not held while parked, as for a continuation today; see docs/throughput.md
 for how a lock handle would travel with a parked delivery.
@@ -83,17 +84,16 @@ class ParkingLot:
         self._decode: Decode = events.decode
         self._lock = threading.Condition()
         self._parked: dict[Hashable, _Parked] = {}
-        self._objects: dict[str, dict[str, Document]] = {kind: {} for kind in kinds}
+        self._events = events
+        self._kinds = frozenset(kinds)
+        self._subscribed: set[str] = set()
+        self._objects: dict[str, dict[str, Document]] = {}
         self._listed: set[str] = set()
         self._closed = False
         self.resumed = 0
         """Resumptions so far (by an event or by `until`)."""
         self.most_waiting = 0
         """The most deliveries parked at one time so far."""
-        for kind in self._objects:
-            events.subscribe(
-                kind, functools.partial(self.listed, kind), functools.partial(self.changed, kind)
-            )
 
     # -- the runtime's side ----------------------------------------------------------------
 
@@ -119,8 +119,11 @@ class ParkingLot:
         once. False (nothing kept) when full, closed, or the kind is not watched: the caller
         then goes on without parking."""
         kind = waiting_for.kind.name
+        if kind not in self._kinds:
+            return False
+        self._watch(kind)
         with self._lock:
-            if self._closed or len(self._parked) >= self.capacity or kind not in self._objects:
+            if self._closed or len(self._parked) >= self.capacity:
                 return False
             if key in self._parked:
                 raise ValueError(f"{key!r} is parked already")
@@ -206,6 +209,18 @@ class ParkingLot:
 
     # -- inside ----------------------------------------------------------------------------
 
+    def _watch(self, kind: str) -> None:
+        """Subscribe to `kind` on its first wait: an idle consumer, or one whose commands never
+        wait, opens no watch (and loads no client for it). Parked before the first list, a wait
+        is looked at when that list comes."""
+        with self._lock:
+            if kind in self._subscribed:
+                return
+            self._subscribed.add(kind)
+        self._events.subscribe(
+            kind, functools.partial(self.listed, kind), functools.partial(self.changed, kind)
+        )
+
     def _take(self, kind: str, item: Document | None) -> list[_Parked]:
         """Remove and return the parked waits of `kind` (that `item` concerns) now over."""
         over = [
@@ -219,7 +234,7 @@ class ParkingLot:
 
     def _over(self, kind: str, waiting_for: WaitingFor[Any]) -> bool:
         try:
-            return waiting_for.satisfied(self._objects[kind], self._decode)
+            return waiting_for.satisfied(self._objects.get(kind, {}), self._decode)
         except Exception:  # an object the predicate cannot read: the handler will look itself
             log.exception("cannot evaluate a wait", extra={"waiting_for": waiting_for.description})
             return True

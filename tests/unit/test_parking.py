@@ -21,23 +21,36 @@ LABELS = {"app.kubernetes.io/instance": "odoo-1", "app.kubernetes.io/component":
 
 
 class FakeEvents:
-    """Our ClusterEvents port: the test hands over lists and changes by hand."""
+    """Our ClusterEvents port: the test hands over lists and changes by hand; a subscriber is
+    given the current set at once, as an informer's first list would."""
 
     def __init__(self) -> None:
         self.subscribers: dict[str, tuple[Listed, Changed]] = {}
+        self.objects: dict[str, dict[str, Document]] = {}
+        self.lists_on_subscribe = True
         self._decoder = Kubernetes(client.ApiClient(), "tenants")
 
     def subscribe(self, kind: str, listed: Listed, changed: Changed) -> None:
         self.subscribers[kind] = (listed, changed)
+        if self.lists_on_subscribe:
+            listed(list(self.objects.get(kind, {}).values()))
 
     def decode(self, kind: Kind[Any], document: Document) -> Any:
         return self._decoder.decode(kind, document)
 
     def list(self, kind: str, *items: Document) -> None:
-        self.subscribers[kind][0](list(items))
+        self.objects[kind] = {item["metadata"]["name"]: item for item in items}
+        if kind in self.subscribers:
+            self.subscribers[kind][0](list(items))
 
     def change(self, kind: str, change: str, item: Document) -> None:
-        self.subscribers[kind][1](change, item)
+        objects = self.objects.setdefault(kind, {})
+        if change == "DELETED":
+            objects.pop(item["metadata"]["name"], None)
+        else:
+            objects[item["metadata"]["name"]] = item
+        if kind in self.subscribers:
+            self.subscribers[kind][1](change, item)
 
 
 class Clock:
@@ -93,16 +106,21 @@ def clock() -> Clock:
 
 @pytest.fixture
 def lot(events: FakeEvents, clock: Clock) -> ParkingLot:
-    lot = ParkingLot(events, capacity=3, clock=clock)
-    for kind in events.subscribers:
-        events.list(kind)
-    return lot
+    return ParkingLot(events, capacity=3, clock=clock)
 
 
-def test_the_lot_subscribes_to_every_kind_a_step_waits_for(
-    events: FakeEvents, lot: ParkingLot
+def test_the_lot_watches_a_kind_from_its_first_wait_on(
+    events: FakeEvents, lot: ParkingLot, clock: Clock
 ) -> None:
-    assert set(events.subscribers) == {"Job", "Deployment", "Pod", "PersistentVolumeClaim"}
+    assert events.subscribers == {}  # an idle consumer opens no watch
+    resumes = Resumes()
+    assert lot.park("t1", finished("init-1"), clock.now + 60, resumes.of("t1"))
+    assert set(events.subscribers) == {"Job"}
+    wait = WaitingFor.state(DEPLOYMENT, "odoo-1", rolled_out(1), "rolled out")
+    assert lot.park("t2", wait, clock.now + 60, resumes.of("t2"))
+    assert lot.park("t3", finished("init-2"), clock.now + 60, resumes.of("t3"))
+    assert set(events.subscribers) == {"Job", "Deployment"}
+    assert lot.waiting == 3
 
 
 def test_a_job_wait_is_resumed_once_by_the_event_that_finishes_it(
@@ -175,6 +193,7 @@ def test_a_wait_parked_after_its_event_came_is_resumed_at_once(
 def test_a_wait_parked_before_the_first_list_is_decided_by_that_list(
     events: FakeEvents, clock: Clock
 ) -> None:
+    events.lists_on_subscribe = False  # the informer's first list is still on its way
     lot = ParkingLot(events, capacity=3, clock=clock)
     resumes = Resumes()
     # Nothing is known of Jobs yet: "gone" cannot be told from "not seen".
