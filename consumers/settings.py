@@ -62,7 +62,13 @@ class ConsumerSettings(BaseModel):
     dead_letter_exchange: str = Field(
         default="instance-service.dead-letter", description="direct exchange of the dead letters"
     )
-    prefetch: int = Field(default=8, ge=1, le=1000, description="unacknowledged deliveries")
+    prefetch: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="unacknowledged deliveries per work queue: what batches and parked waits "
+        "may take (keep KEDA's `value` equal)",
+    )
     workers: int = Field(default=4, ge=1, le=64, description="handler threads")
     batch_size: int = Field(
         default=50,
