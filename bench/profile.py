@@ -199,11 +199,15 @@ def profile(
     }
     columns = ("threads", "plain", "profiled")
     threads[CONSUMER] = {c: sum(threads[role][c] for role in ROLES) for c in columns}
-    threads[PROCESS] = {
-        "threads": 0,
-        "plain": plain.process * ms,
-        "profiled": profiled.process * ms,
-    }
+    for row, plain_seconds, profiled_seconds in (
+        (PROCESS, plain.process, profiled.process),
+        (COLLECTING, plain.collecting, profiled.collecting),
+    ):
+        threads[row] = {
+            "threads": 0,
+            "plain": plain_seconds * ms,
+            "profiled": profiled_seconds * ms,
+        }
 
     functions = profiled.functions
     added = (threads[CONSUMER]["profiled"] - threads[CONSUMER]["plain"]) / ms
