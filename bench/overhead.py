@@ -56,7 +56,8 @@ def no_op(command: AnyCommand, context: HandlerContext) -> HandlerResult:
     return Completed(ProvisionedEvent.caused_by(command, data))
 
 
-def _commands(count: int) -> list[Any]:
+def provisions(count: int) -> list[Any]:
+    """`count` provisions of distinct instances, ready to publish."""
     return [
         build_command(
             PROVISION,
@@ -75,7 +76,7 @@ def measure(store_url: str, count: int, settings: ConsumerSettings = SETTINGS) -
         amqp = AmqpSettings(url=SecretStr(amqp_url))
         declare_on_broker(amqp, settings)
         events = observer(amqp_url)
-        publish(amqp_url, _commands(count))
+        publish(amqp_url, provisions(count))
         started = time.perf_counter()
         with (
             depth_of(amqp_url, events) as answered,

@@ -86,7 +86,7 @@ def serving(
         Health(),
         parking,
     )
-    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread = threading.Thread(target=runtime.serve, name="consumer", daemon=True)
     thread.start()
     try:
         yield runtime
