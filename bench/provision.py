@@ -6,12 +6,14 @@ Kubernetes API requests each command type makes. Needs the local stack (`python 
 For each size, that many provisions are published at once to the run's own vhost and namespace
 (the servers of the size before are removed first, so each size meets an empty node); one in-process
 consumer (4 workers per queue, as deployed) carries them out against the real control plane
-(kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in. Latency is
+(kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in, configured as deploy/'s long
+Deployment: waiting handlers park (up to `--park`, 64, at once; the prefetch is the workers plus
+that) and are resumed by the consumer's informer (docs/consumer.md, "Waiting without a thread"),
+and commands are decided one at a time (`batch_size` 1). Latency is
 from the publish to the `provisioned` event arriving on an observing queue. Then one instance
 goes through every other command once, and each operation's recorded request count is printed.
-Tenant databases and the namespace are removed at the end. With `--park N`, waiting handlers
-park (up to N at once, the long queue's prefetch raised to workers + N) and are resumed by the
-consumer's informer (docs/consumer.md, "Waiting without a thread") instead of holding a worker.
+Tenant databases and the namespace are removed at the end. `--park 0` gives the consumer of
+before issue 18: a waiting handler holds its worker, prefetch 8.
 """
 
 import argparse
@@ -57,7 +59,9 @@ from store.models import Operation
 from store.settings import StoreSettings
 
 T = "odoo.instance."
-SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05)
+SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05, batch_size=1)
+PARKED = 64
+"""Waits parked at once by default, as deploy/'s long Deployment (`MAX_WAITING`)."""
 LIFE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("stop", {}),
     ("start", {}),
@@ -126,19 +130,19 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run(sizes: list[int], out: TextIO = sys.stdout, park: int = 0) -> dict[str, Any]:
+def run(sizes: list[int], out: TextIO = sys.stdout, park: int = PARKED) -> dict[str, Any]:
     """Provision each size at once, then one whole life; figures by size and by command."""
     with tenant_namespace("bench-provision") as tenants:
         return _run(sizes, tenants, out, park)
 
 
-def _run(sizes: list[int], tenants: Tenants, out: TextIO, park: int = 0) -> dict[str, Any]:
+def _run(sizes: list[int], tenants: Tenants, out: TextIO, park: int) -> dict[str, Any]:
     platform, databases = tenants.platform(), tenants.databases
-    settings, parking, informer = SETTINGS, None, None
+    settings = SETTINGS.model_copy(
+        update={"max_waiting": park, "prefetch": SETTINGS.workers + (park or SETTINGS.workers)}
+    )
+    parking, informer = None, None
     if park:
-        settings = SETTINGS.model_copy(
-            update={"max_waiting": park, "prefetch": SETTINGS.workers + park}
-        )
         informer = InformerEvents(lambda: Kubernetes(tenants.api, tenants.namespace))
         parking = ParkingLot(informer, park)
     made: list[str] = []
@@ -263,7 +267,9 @@ def main() -> None:
     """Print the provision table and the requests per command."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,200")
-    parser.add_argument("--park", type=int, default=0, help="waits parked at once (0: none)")
+    parser.add_argument(
+        "--park", type=int, default=PARKED, help="waits parked at once (0: none, as before)"
+    )
     arguments = parser.parse_args()
     run([int(size) for size in arguments.sizes.split(",")], park=arguments.park)
 
