@@ -5,10 +5,11 @@ a broker confirm, ack. Needs the local stack (`python -m devstack up`).
 
     .venv/bin/python -m bench.overhead [--commands N] [--prefetch P] [--batch-size B]
 
-N provisions of distinct instances are published first; then a consumer starts (4 workers and
-prefetch 8 as deployed, batches of up to `consumer.batch_size` unless told otherwise) and the
-clock runs until the N-th result event is in the observing queue. A batch never exceeds what
-the prefetch lets in, so `--prefetch 100` shows what batches of 50 can do.
+N provisions of distinct instances are published first; then a consumer starts with the
+service's defaults (4 workers per queue, prefetch 100, batches of up to 50, as deploy/'s quick
+Deployment runs them) unless told otherwise, and the clock runs until the N-th result event is
+in the observing queue. A batch never exceeds what the prefetch lets in, so `--prefetch 8
+--batch-size 1` shows the consumer one command at a time, as it was deployed before issue 18.
 """
 
 import argparse
