@@ -31,6 +31,7 @@ nothing to fence. An in-memory database lives in one process: a set of keys guar
 
 import fcntl
 import hashlib
+import os
 import threading
 import weakref
 from collections.abc import Collection, Iterable, Iterator
@@ -38,7 +39,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TextIO, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -294,36 +295,37 @@ def _interrupted(error: DBAPIError) -> StoreInterruptedError:
     return StoreInterruptedError(f"state database unavailable: {reason}")
 
 
-class FileLocks(KeyLocks[TextIO]):
+class FileLocks(KeyLocks[int]):
     """flock(2) on one file per key beside the SQLite database: across threads and processes.
 
     Each key taken opens its file anew, and flock locks belong to the open file, so two
     `FileLocks` in one process exclude each other as two processes do; a dead holder's lock
-    goes with it.
+    goes with it. Plain descriptors (`os.open`), no file objects: a key costs three system
+    calls and no Python I/O stack.
     """
 
     def __init__(self, directory: Path) -> None:
         super().__init__()
         self.directory = directory
 
-    def _acquire(self, keys: list[str]) -> dict[str, TextIO]:
+    def _acquire(self, keys: list[str]) -> dict[str, int]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        taken: dict[str, TextIO] = {}
+        taken: dict[str, int] = {}
         for key in keys:
             name = hashlib.sha256(key.encode()).hexdigest()[:32]
-            handle = (self.directory / name).open("a")
+            descriptor = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                handle.close()
+                os.close(descriptor)
                 continue
-            taken[key] = handle
+            taken[key] = descriptor
         return taken
 
-    def _release(self, tokens: dict[str, TextIO]) -> None:
-        for handle in tokens.values():
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+    def _release(self, tokens: dict[str, int]) -> None:
+        for descriptor in tokens.values():
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
 
 
 class ProcessLocks(KeyLocks[None]):
