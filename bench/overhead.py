@@ -3,10 +3,13 @@ SQLite and on PostgreSQL. What is left is the service's own work per command: pa
 check, instance lock, admission, operation, outcome and event in one transaction, publish with
 a broker confirm, ack. Needs the local stack (`python -m devstack up`).
 
-    .venv/bin/python -m bench.overhead [--commands N]
+    .venv/bin/python -m bench.overhead [--commands N] [--prefetch P] [--batch-size B]
 
-N provisions of distinct instances are published first; then a consumer starts (4 workers, as
-deployed) and the clock runs until the N-th result event is in the observing queue.
+N provisions of distinct instances are published first; then a consumer starts with the
+service's defaults (4 workers per queue, prefetch 100, batches of up to 50, as deploy/'s quick
+Deployment runs them) unless told otherwise, and the clock runs until the N-th result event is
+in the observing queue. A batch never exceeds what the prefetch lets in, so `--prefetch 8
+--batch-size 1` shows the consumer one command at a time, as it was deployed before issue 18.
 """
 
 import argparse
@@ -51,19 +54,19 @@ def no_op(command: AnyCommand, context: HandlerContext) -> HandlerResult:
     return Completed(ProvisionedEvent.caused_by(command, data))
 
 
-def measure(store_url: str, count: int) -> dict[str, float]:
+def measure(store_url: str, count: int, settings: ConsumerSettings = SETTINGS) -> dict[str, float]:
     """Commands per second for `count` no-op provisions on this store."""
     engine = create_engine(StoreSettings(url=SecretStr(store_url)))
     upgrade(engine)
     with vhost("bench-overhead") as (_name, amqp_url):
         amqp = AmqpSettings(url=SecretStr(amqp_url))
-        declare_on_broker(amqp, SETTINGS)
+        declare_on_broker(amqp, settings)
         events = observer(amqp_url)
         publish(amqp_url, provisions(count, "b"))
         started = time.perf_counter()
         with (
             depth_of(amqp_url, events) as answered,
-            serving(amqp_url, engine, {PROVISION: no_op}, SETTINGS),
+            serving(amqp_url, engine, {PROVISION: no_op}, settings),
         ):
             while answered() < count:
                 time.sleep(0.02)
@@ -72,13 +75,13 @@ def measure(store_url: str, count: int) -> dict[str, float]:
     return {"commands": count, "seconds": took, "per_second": count / took}
 
 
-def run(count: int) -> dict[str, dict[str, float]]:
+def run(count: int, settings: ConsumerSettings = SETTINGS) -> dict[str, dict[str, float]]:
     """Both stores; figures by store."""
     results = {}
     with tempfile.TemporaryDirectory() as state:
-        results["sqlite"] = measure(f"sqlite:///{Path(state) / 'state.db'}", count)
+        results["sqlite"] = measure(f"sqlite:///{Path(state) / 'state.db'}", count, settings)
     with postgres_database("bench_overhead") as url:
-        results["postgresql"] = measure(url, count)
+        results["postgresql"] = measure(url, count, settings)
     return results
 
 
@@ -86,10 +89,19 @@ def main() -> None:
     """Print commands per second on each store."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=500)
-    count = parser.parse_args().commands
-    print(f"no-op handler, {count} provisions, one consumer (4 workers per queue)")
+    parser.add_argument("--prefetch", type=int, default=SETTINGS.prefetch)
+    parser.add_argument("--batch-size", type=int, default=SETTINGS.batch_size)
+    arguments = parser.parse_args()
+    count = arguments.commands
+    settings = SETTINGS.model_copy(
+        update={"prefetch": arguments.prefetch, "batch_size": arguments.batch_size}
+    )
+    print(
+        f"no-op handler, {count} provisions, one consumer (4 workers per queue, prefetch "
+        f"{settings.prefetch}, batches of up to {settings.batch_size})"
+    )
     print(f"{'store':<11} {'seconds':>8} {'commands/s':>11}")
-    for store, figures in run(count).items():
+    for store, figures in run(count, settings).items():
         print(f"{store:<11} {figures['seconds']:>8.2f} {figures['per_second']:>11.1f}")
 
 

@@ -1,15 +1,19 @@
 """Provision throughput and latency through one consumer with the real handlers, and the
 Kubernetes API requests each command type makes. Needs the local stack (`python -m devstack up`).
 
-    .venv/bin/python -m bench.provision [--sizes 50,200]
+    .venv/bin/python -m bench.provision [--sizes 50,200] [--park 64]
 
 For each size, that many provisions are published at once to the run's own vhost and namespace
 (the servers of the size before are removed first, so each size meets an empty node); one in-process
 consumer (4 workers per queue, as deployed) carries them out against the real control plane
-(kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in. Latency is
+(kwok plays the pods), the tenant PostgreSQL and the Odoo stand-in, configured as deploy/'s long
+Deployment: waiting handlers park (up to `--park`, 64, at once; the prefetch is the workers plus
+that) and are resumed by the consumer's informer (docs/consumer.md, "Waiting without a thread"),
+and commands are decided one at a time (`batch_size` 1). Latency is
 from the publish to the `provisioned` event arriving on an observing queue. Then one instance
 goes through every other command once, and each operation's recorded request count is printed.
-Tenant databases and the namespace are removed at the end.
+Tenant databases and the namespace are removed at the end. `--park 0` gives the consumer of
+before issue 18: a waiting handler holds its worker, prefetch 8.
 """
 
 import argparse
@@ -39,10 +43,13 @@ from bench.stack import (
     tenant_namespace,
     vhost,
 )
+from consumers.cluster_events import InformerEvents
+from consumers.parking import ParkingLot
 from consumers.settings import AmqpSettings, ConsumerSettings
 from consumers.topology import declare_on_broker
 from handlers.catalog import command_catalog
 from handlers.progress import REQUESTS_KEY
+from k8s.apply import Kubernetes
 from k8s.names import InstanceNames
 from k8s.spec import INSTANCE_LABEL
 from messages.publishing import build_command
@@ -52,7 +59,9 @@ from store.models import Operation
 from store.settings import StoreSettings
 
 T = "odoo.instance."
-SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05)
+SETTINGS = ConsumerSettings(health_port=0, relay_interval_seconds=0.05, batch_size=1)
+PARKED = 64
+"""Waits parked at once by default, as deploy/'s long Deployment (`MAX_WAITING`)."""
 LIFE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("stop", {}),
     ("start", {}),
@@ -121,14 +130,21 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run(sizes: list[int], out: TextIO = sys.stdout) -> dict[str, Any]:
+def run(sizes: list[int], out: TextIO = sys.stdout, park: int = PARKED) -> dict[str, Any]:
     """Provision each size at once, then one whole life; figures by size and by command."""
     with tenant_namespace("bench-provision") as tenants:
-        return _run(sizes, tenants, out)
+        return _run(sizes, tenants, out, park)
 
 
-def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
+def _run(sizes: list[int], tenants: Tenants, out: TextIO, park: int) -> dict[str, Any]:
     platform, databases = tenants.platform(), tenants.databases
+    settings = SETTINGS.model_copy(
+        update={"max_waiting": park, "prefetch": SETTINGS.workers + (park or SETTINGS.workers)}
+    )
+    parking, informer = None, None
+    if park:
+        informer = InformerEvents(lambda: Kubernetes(tenants.api, tenants.namespace))
+        parking = ParkingLot(informer, park)
     made: list[str] = []
     figures: dict[str, Any] = {"provision": [], "requests": {}}
     try:
@@ -140,7 +156,8 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
             amqp = AmqpSettings(url=SecretStr(amqp_url))
             declare_on_broker(amqp, SETTINGS)
             events = Events(amqp_url, observer(amqp_url))
-            with serving(amqp_url, engine, command_catalog().handlers(platform), SETTINGS):
+            handlers = command_catalog().handlers(platform)
+            with serving(amqp_url, engine, handlers, settings, parking):
                 print(
                     f"{'provisions':>10} {'seconds':>8} {'per s':>6} "
                     f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6}",
@@ -179,6 +196,9 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO) -> dict[str, Any]:
             events.close()
             engine.dispose()
     finally:
+        if parking is not None and informer is not None:
+            parking.close()
+            informer.close()
         for instance_id in made:
             names = InstanceNames(instance_id)
             databases.drop(names.role, names.database)
@@ -247,7 +267,11 @@ def main() -> None:
     """Print the provision table and the requests per command."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,200")
-    run([int(size) for size in parser.parse_args().sizes.split(",")])
+    parser.add_argument(
+        "--park", type=int, default=PARKED, help="waits parked at once (0: none, as before)"
+    )
+    arguments = parser.parse_args()
+    run([int(size) for size in arguments.sizes.split(",")], park=arguments.park)
 
 
 if __name__ == "__main__":

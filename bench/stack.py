@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from consumers.health import Health
+from consumers.parking import ParkingLot
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
@@ -61,14 +62,22 @@ def _not_served(command: AnyCommand, context: HandlerContext) -> HandlerResult:
 
 @contextmanager
 def serving(
-    amqp_url: str, engine: Engine, handlers: Mapping[str, Handler], settings: ConsumerSettings
+    amqp_url: str,
+    engine: Engine,
+    handlers: Mapping[str, Handler],
+    settings: ConsumerSettings,
+    parking: ParkingLot | None = None,
 ) -> Iterator[ConsumerRuntime]:
     """One in-process consumer with these handlers, serving in a thread until the block ends;
-    a type they lack fails as `not_served`."""
+    a type they lack fails as `not_served`. With `parking`, waiting handlers park there."""
     catalog = command_catalog()
     registry = catalog.registry({t: handlers.get(t, _not_served) for t in catalog.types})
     processor = Processor(
-        Ledger(engine, catalog.status_machine), registry, settings, ContractSettings()
+        Ledger(engine, catalog.status_machine),
+        registry,
+        settings,
+        ContractSettings(),
+        parking=parking,
     )
     runtime = ConsumerRuntime(
         AmqpSettings(url=SecretStr(amqp_url)),
@@ -76,8 +85,9 @@ def serving(
         processor,
         OutboxRelay(OutboxRelayStore(engine)),
         Health(),
+        parking,
     )
-    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread = threading.Thread(target=runtime.serve, name="consumer", daemon=True)
     thread.start()
     try:
         yield runtime

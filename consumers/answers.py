@@ -1,9 +1,11 @@
-"""How a command is answered in the store: its terminal event built and recorded with the
-outcome, in the ledger's one transaction (or, for a long operation, its step recorded). The
-decision (consumers/processing.py) chooses the answer; this writes it and names what becomes of
-the delivery."""
+"""How a command is answered in the store: its terminal event built into the `Record` that the
+batch's one transaction writes with the outcome (consumers/batch.py), or, for a long operation,
+its step recorded. The decision (consumers/processing.py) chooses the answer; this builds what
+is written and names what becomes of the delivery."""
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from consumers.delivery import Ack, DeadLetter, Decision, Retry
 from consumers.headers import MAX_DELAY_SECONDS, Counters
@@ -11,7 +13,7 @@ from handlers.results import Completed, Continue
 from messages.commands import AnyCommand, InstanceCommand
 from messages.errors import MessageRejected, PermanentError
 from messages.events import CommandFailedData, CommandFailedEvent, CommandRejectedEvent, ErrorInfo
-from store.ledger import Ledger, Started
+from store.ledger import Ledger, Record, Started
 from store.records import InstanceUpdate, Outcome, StoredOutcome
 
 
@@ -28,26 +30,18 @@ def refuse(ledger: Ledger, rejection: MessageRejected) -> DeadLetter:
     return DeadLetter(str(rejection.code), rejection.message)
 
 
-def reject(ledger: Ledger, command: AnyCommand, rejection: MessageRejected) -> DeadLetter:
-    """Answer a command admission refused."""
+def rejection(command: AnyCommand, rejected: MessageRejected) -> Record:
+    """The record of a command admission refused (answered with a dead letter)."""
     subject = command.subject if isinstance(command, InstanceCommand) else None
     event = CommandRejectedEvent.for_rejection(
-        rejection, subject=subject, correlationid=command.correlationid or command.id
+        rejected, subject=subject, correlationid=command.correlationid or command.id
     )
-    ledger.record(command, Outcome.REJECTED, event)
-    return DeadLetter(str(rejection.code), rejection.message)
+    return Record(command, Outcome.REJECTED, event)
 
 
-def complete(ledger: Ledger, command: AnyCommand, result: Completed) -> Ack:
-    """Answer a command its handler completed, with the instance's change and its events."""
-    ledger.record(
-        command,
-        Outcome.SUCCEEDED,
-        result.event,
-        update=result.update,
-        more_events=result.more_events,
-    )
-    return Ack("completed")
+def completion(command: AnyCommand, result: Completed) -> Record:
+    """The record of a command its handler completed: the instance's change and its events."""
+    return Record(command, Outcome.SUCCEEDED, result.event, result.update, result.more_events)
 
 
 def carry_on(
@@ -70,21 +64,30 @@ def carry_on(
     return Retry(after, f"continue at {result.step}", fresh, "continue")
 
 
-def fail(ledger: Ledger, command: AnyCommand, failure: PermanentError) -> DeadLetter:
-    """Answer a command as failed."""
+def failure(command: AnyCommand, failed: PermanentError) -> Record:
+    """The record of a command answered as failed (answered with a dead letter)."""
     data = CommandFailedData(
         instance_id=command.subject if isinstance(command, InstanceCommand) else None,
         command_id=command.id,
         command_type=command.type,
-        error=ErrorInfo(code=failure.code, message=str(failure)),
-        rolled_back=failure.rolled_back,
+        error=ErrorInfo(code=failed.code, message=str(failed)),
+        rolled_back=failed.rolled_back,
     )
     # Where the instance goes (as it was, `error`, or back into its billing hold) is the
     # status machine's decision (store.lifecycle.settle); this only says how it ended.
-    ledger.record(
+    return Record(
         command,
         Outcome.FAILED,
         CommandFailedEvent.caused_by(command, data),
-        update=InstanceUpdate(last_error=str(failure), rolled_back=failure.rolled_back),
+        InstanceUpdate(last_error=str(failed), rolled_back=failed.rolled_back),
     )
-    return DeadLetter(f"failed:{failure.code}", str(failure))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a command came to in a batch: its decision, the outcome to record with the batch's
+    others (None: nothing, or already written), and what to tell once it is recorded."""
+
+    decision: Decision
+    record: Record | None = None
+    told: Callable[[], None] = lambda: None

@@ -11,8 +11,8 @@ class BrokerUnavailableError(Exception):
     """RabbitMQ could not be reached or refused the credentials."""
 
 
-def open_connection(settings: AmqpSettings) -> pika.BlockingConnection:
-    """Connect to the broker named in the settings, retrying as configured."""
+def connection_parameters(settings: AmqpSettings) -> pika.URLParameters:
+    """The settings as pika's parameters, for a blocking or an asynchronous connection."""
     url = settings.url.get_secret_value()
     try:
         parameters = pika.URLParameters(url)
@@ -24,6 +24,13 @@ def open_connection(settings: AmqpSettings) -> pika.BlockingConnection:
     # A broker under a resource alarm blocks publishers; give up on such a connection rather
     # than wait forever (the runtime reconnects).
     parameters.blocked_connection_timeout = settings.blocked_connection_timeout_seconds
+    return parameters
+
+
+def open_connection(settings: AmqpSettings) -> pika.BlockingConnection:
+    """Connect to the broker named in the settings, retrying as configured."""
+    url = settings.url.get_secret_value()
+    parameters = connection_parameters(settings)
     try:
         return pika.BlockingConnection(parameters)
     except pika.exceptions.ProbableAuthenticationError as error:

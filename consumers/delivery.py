@@ -2,9 +2,11 @@
 the words shared by the decision (consumers/processing.py), its telemetry (consumers/observed.py)
 and the runtime that carries a decision out on the connection thread."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from consumers.headers import DELIVERY_COUNT_HEADER, Counters
+from handlers.waits import WaitingFor
 from messages.amqp import AmqpProperties
 from messages.commands import AnyCommand
 from messages.errors import MessageRejected
@@ -45,7 +47,29 @@ class DeadLetter:
     command_type: str = UNREADABLE
 
 
-Decision = Ack | Retry | DeadLetter
+@dataclass(frozen=True)
+class Park:
+    """Keep the delivery unacknowledged, without a thread, until `waiting_for` happens or
+    `until` (epoch seconds) passes; then decide about it again (`resumed`). Its operation's
+    step is recorded already, as for a continuation.
+
+    `otherwise` is what becomes of it when it cannot be parked (the parking lot is full or
+    closing): the continuation through the delay queues that a Continue makes.
+    """
+
+    waiting_for: WaitingFor[Any]
+    until: float
+    deadline: float
+    """time.monotonic() by which the delivery is settled: the budget of its first decision,
+    which a resumed decision keeps."""
+    otherwise: Retry
+
+    def resumed(self, delivery: "Delivery") -> "Delivery":
+        """The delivery to decide about again once the wait is over."""
+        return replace(delivery, deadline=self.deadline)
+
+
+Decision = Ack | Retry | DeadLetter | Park
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,9 @@ class Delivery:
     """The broker handed it out before (to a consumer that died or gave it back)."""
     came_back: bool = False
     """It came back from one of the service's own delay queues: its counters are the service's."""
+    deadline: float | None = None
+    """time.monotonic() by which its handler returns; set on a parked delivery resumed (it keeps
+    the budget of its first decision), None: the budget starts when its decision does."""
 
     def counters(self, now: float | None = None) -> Counters:
         """The service's counters of earlier attempts (none on a message as first published)."""

@@ -3,22 +3,25 @@ inside it: the CONSUMER span and its `messaging.*` attributes, the command's log
 handler's span, the metrics and the log lines.
 
 It works as middleware does in dramatiq (middleware/prometheus.py, retries.py): the decision
-wraps its work in `delivery` and its handler in `handler`, and says what happened through one
-hook per outcome (`redelivered`, `rejected`, `completed`, `continues`, `unexpected`, `failed`);
+opens each delivery's `Observation` (`delivery`), runs its steps `within` it and `ends` it with
+the decision, wraps its handler in `handler`, and says what happened through one
+hook per outcome (`redelivered`, `rejected`, `completed`, `continues`, `waits`, `unexpected`,
+`failed`);
 what is measured, traced and logged for each is decided here. The log lines keep the logger
 name `consumers.processing`, which collectors and tests know them by.
 """
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from consumers.delivery import DeadLetter, Decision, Delivery
-from handlers.results import Completed, Handler, HandlerContext, HandlerResult
+from handlers.results import Completed, Continue, Handler, HandlerContext, HandlerResult, Wait
 from messages.commands import COMMAND_MODELS, AnyCommand, InstanceCommand
 from messages.errors import MessageRejected, PermanentError, RetryableError
 from messages.serialization import COMMANDS_EXCHANGE
@@ -37,12 +40,11 @@ Parsed = AnyCommand | MessageRejected | None
 class DeliveryTelemetry:
     """Spans, metrics and log lines of the deliveries one Processor decides about."""
 
-    def delivery(
-        self, delivery: Delivery, parsed: Parsed, decide: Callable[[], Decision]
-    ) -> Decision:
-        """Run `decide` in a CONSUMER span continuing the sender's trace (and, for a command,
-        in its log scope); count what it received and refused."""
-        with tracer.start_as_current_span(
+    def delivery(self, delivery: Delivery, parsed: Parsed) -> "Observation":
+        """Open the delivery's CONSUMER span, continuing the sender's trace, and count what it
+        received; the decision's steps for it run `within` the observation, which `ends` with
+        the decision."""
+        span = tracer.start_span(
             f"{delivery.queue or COMMANDS_EXCHANGE} process",
             context=extracted(delivery.properties.headers, _trace_fields(parsed)),
             kind=SpanKind.CONSUMER,
@@ -54,17 +56,10 @@ class DeliveryTelemetry:
                 body_size=len(delivery.body),
                 queue=delivery.queue,
             ),
-        ) as span:
-            if parsed is None or isinstance(parsed, MessageRejected):
-                decision = decide()
-            else:
-                METRICS.received(parsed.type)
-                with command_scope(parsed.id, parsed.type, _instance_of(parsed)):
-                    decision = decide()
-            span.set_attribute("instance_service.decision", type(decision).__name__.lower())
-            if isinstance(decision, DeadLetter):
-                span.set_status(StatusCode.ERROR, decision.code)
-            return decision
+        )
+        if parsed is not None and not isinstance(parsed, MessageRejected):
+            METRICS.received(parsed.type)
+        return Observation(span, parsed)
 
     def refused(self, rejection: MessageRejected) -> None:
         """A message that is no command of ours was answered as rejected (no type of ours
@@ -86,7 +81,7 @@ class DeliveryTelemetry:
                 result = "unexpected"
                 try:
                     answer = handler(command, context)
-                    result = "completed" if isinstance(answer, Completed) else "continue"
+                    result = _result_of(answer)
                     return answer
                 except RetryableError as problem:
                     result = "retry"
@@ -126,6 +121,19 @@ class DeliveryTelemetry:
             extra={**_ids(command), "step": step, "seconds": _since(started)},
         )
 
+    def waits(self, command: AnyCommand, result: Wait, started: float) -> None:
+        """The handler's step is recorded; the delivery waits, parked, for what it names."""
+        log.info(
+            "command waits",
+            extra={
+                **_ids(command),
+                "step": result.step,
+                "waiting_for": result.waiting_for.description,
+                "within_seconds": round(max(0.0, result.until - time.time()), 3),
+                "seconds": _since(started),
+            },
+        )
+
     def unexpected(self, command: AnyCommand, *, final: bool) -> None:
         """Something no handler foresaw escaped it (call while handling the exception)."""
         if final:
@@ -145,6 +153,43 @@ class DeliveryTelemetry:
             },
         )
         METRICS.completed(command.type, "failed", failure.code)
+
+
+class Observation:
+    """One delivery's span and log scope, entered for each step of a batch that concerns it
+    (a batch decides many deliveries in steps they share: each keeps its own trace)."""
+
+    def __init__(self, span: Span, parsed: Parsed) -> None:
+        self.span = span
+        self.parsed = parsed
+
+    @contextmanager
+    def within(self) -> Iterator[None]:
+        """Make this delivery's span current (and, for a command, its log scope)."""
+        with trace.use_span(self.span, end_on_exit=False):
+            parsed = self.parsed
+            if parsed is None or isinstance(parsed, MessageRejected):
+                yield
+            else:
+                with command_scope(parsed.id, parsed.type, _instance_of(parsed)):
+                    yield
+
+    def ends(self, decision: Decision | None) -> None:
+        """End the span with the decision (None: an exception escaped the batch)."""
+        if decision is None:
+            self.span.set_status(StatusCode.ERROR, "the decision was interrupted")
+        else:
+            self.span.set_attribute("instance_service.decision", type(decision).__name__.lower())
+            if isinstance(decision, DeadLetter):
+                self.span.set_status(StatusCode.ERROR, decision.code)
+        self.span.end()
+
+
+def _result_of(answer: HandlerResult) -> str:
+    """The `result` label of the handled metric."""
+    if isinstance(answer, Completed):
+        return "completed"
+    return "continue" if isinstance(answer, Continue) else "wait"
 
 
 def command_type_of(parsed: Parsed) -> str:

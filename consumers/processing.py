@@ -11,37 +11,39 @@ decision on the connection thread.
            └ admit ─ stale / state / unknown ───────> rejected event + dead-letter
                 └ handler ─ Completed ─────────────> outcome + event, ack
                            Continue ───────────────> progress recorded, continuation scheduled, ack
+                           Wait ───────────────────> progress recorded, parked unacknowledged
+                                                     (consumers/parking.py), decided again when
+                                                     what it waits for happens
                            RetryableError ─────────> retry after the schedule's delay
                            PermanentError ─────────> failed event + dead-letter
                            anything else ──────────> retry, until the limit, then failed
 
-The body is parsed before anything else reads it. Counters of earlier attempts are read only
-from a delivery that came back from the service's own delay queues (consumers.headers). What is
-traced, counted and logged of it all is consumers/observed.py's business, and how an answer is
-recorded consumers/answers.py's.
+Batches share the store's work (consumers/batch.py), each delivery answered as alone; `process`
+is a batch of one. The body is parsed before anything reads it; counters of earlier attempts
+are read only from a delivery back from the service's own delay queues (consumers.headers).
+Telemetry is consumers/observed.py's business, what an answer records consumers/answers.py's.
 """
 
 import random
 import time
-from dataclasses import replace
+from collections.abc import Sequence
 
-from consumers.answers import answered_before, carry_on, complete, fail, refuse, reject
-from consumers.delivery import Ack, DeadLetter, Decision, Delivery, Retry
+from consumers.answers import Answer, carry_on, completion, failure, refuse, rejection
+from consumers.batch import Handover, decide_batch
+from consumers.delivery import Ack, DeadLetter, Decision, Delivery, Park, Retry
 from consumers.headers import Counters
-from consumers.observed import DeliveryTelemetry, command_type_of
+from consumers.observed import DeliveryTelemetry
+from consumers.parking import Parking
 from consumers.settings import ConsumerSettings
 from handlers.registry import HandlerRegistry
-from handlers.results import Completed, HandlerContext
+from handlers.results import Completed, HandlerContext, Wait
 from messages.commands import AnyCommand
 from messages.errors import MessageRejected, PermanentError, RejectionCode, RetryableError
 from messages.settings import ContractSettings
-from store.ledger import Ledger
+from store.ledger import Ledger, Started
 from store.locks import InstanceBusyError
 
-__all__ = ["Ack", "DeadLetter", "Decision", "Delivery", "Processor", "Retry"]
-
-DUE_WITHIN_SECONDS = 0.5
-"""A delayed message this close to its not-before runs now."""
+__all__ = ["Ack", "DeadLetter", "Decision", "Delivery", "Park", "Processor", "Retry"]
 
 
 class Processor:
@@ -54,37 +56,37 @@ class Processor:
         settings: ConsumerSettings,
         contract: ContractSettings,
         rng: random.Random | None = None,
+        parking: Parking | None = None,
     ) -> None:
         self.ledger = ledger
+        self.parking = parking
+        """Where waiting deliveries are parked; None: handlers wait in their thread."""
         self.registry = registry
         self.settings = settings
         self.contract = contract
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
         self.observe = DeliveryTelemetry()
+        self.handover: Handover | None = None  # None: recorded events wait for a relay's claim
+
+    def publish_through(self, handover: Handover) -> None:
+        """Hand the events each batch records to a publisher at once (the runtime's relay)."""
+        self.handover = handover
 
     def delay(self, retries: int) -> float:
         """The schedule's delay for the `retries`-th retry, with jitter."""
         return self.settings.retry_backoff.delay(retries, self.rng)
 
     def process(self, delivery: Delivery) -> Decision:
-        """Decide about one delivery, observed (consumers/observed.py)."""
-        counters = delivery.counters()
-        wait = counters.wait_seconds()
-        parsed = delivery.parse(self.contract) if wait <= DUE_WITHIN_SECONDS else None
+        """Decide about one delivery: a batch of one."""
+        return self.process_batch([delivery])[0]
 
-        def decide() -> Decision:
-            if parsed is None:  # a long delay travels in hops through the longest delay queue
-                return Retry(wait, "not due yet", counters, "not_due")
-            if isinstance(parsed, MessageRejected):
-                return self._refuse(delivery, parsed, counters)
-            return self._process_command(parsed, delivery, counters)
+    def process_batch(self, deliveries: Sequence[Delivery]) -> list[Decision]:
+        """Decide about many deliveries together, observed (consumers/observed.py): one
+        transaction admits their commands, one records their outcomes (consumers/batch.py).
+        The decisions in input order, each what deciding its delivery alone would answer."""
+        return decide_batch(self, deliveries)
 
-        decision = self.observe.delivery(delivery, parsed, decide)
-        if isinstance(decision, Retry | DeadLetter):
-            decision = replace(decision, command_type=command_type_of(parsed))
-        return decision
-
-    def _refuse(
+    def refuse(
         self, delivery: Delivery, rejection: MessageRejected, counters: Counters
     ) -> Decision:
         """Answer a message that is not a command of ours (or hand on one a newer replica knows)."""
@@ -102,91 +104,97 @@ class Processor:
                 "handed_on",
             )
         answer = refuse(self.ledger, rejection)
+        if self.handover is not None:  # its answer is written unclaimed: the relay claims it
+            self.handover.kick()
         self.observe.refused(rejection)
         return answer
 
-    def _process_command(
-        self, command: AnyCommand, delivery: Delivery, counters: Counters
-    ) -> Decision:
-        """Answer from the inbox, or run the command holding its instance."""
-        stored = self.ledger.outcome_of(command.id)
-        if stored is not None:
-            return answered_before(stored)
-        try:
-            with self.ledger.exclusive(command):
-                # Asked again under the lock: another replica may have just finished it.
-                stored = self.ledger.outcome_of(command.id)
-                if stored is not None:
-                    return answered_before(stored)
-                return self._run(command, delivery, counters)
-        except InstanceBusyError as busy:
-            # Lock contention passes in a moment; an operation in progress may take minutes:
-            # back off along the schedule, but never past its third step.
-            return Retry(
-                self.delay(min(counters.busy, 2)),
-                str(busy),
-                counters.counted("busy"),
-                "busy",
-            )
+    def busy(self, busy: InstanceBusyError, counters: Counters) -> Retry:
+        """Its instance is held: lock contention passes in a moment, an operation in progress
+        may take minutes, so back off along the schedule but never past its third step."""
+        return Retry(self.delay(min(counters.busy, 2)), str(busy), counters.counted("busy"), "busy")
 
-    def _run(self, command: AnyCommand, delivery: Delivery, counters: Counters) -> Decision:
-        """Admit and begin, run the handler and record its outcome; called holding the instance."""
-        started = time.monotonic()
+    def exhausted(self, command: AnyCommand, delivery: Delivery) -> Answer | None:
+        """Fail one the broker would dead-letter unanswered next time (None: it may run)."""
         deliveries = delivery.deliveries()
         if delivery.redelivered:
             self.observe.redelivered(command, deliveries)
-        if deliveries >= self.settings.delivery_limit - 1:
-            # The broker would dead-letter the next delivery without an answer: answer now.
-            limit = f"delivered {deliveries + 1} times without an outcome"
-            return self._fail(command, PermanentError("delivery_limit", limit))
-        try:
-            begun = self.ledger.start(command)
-        except MessageRejected as rejection:
-            answer = reject(self.ledger, command, rejection)
-            self.observe.rejected(command, rejection)
-            return answer
+        if deliveries < self.settings.delivery_limit - 1:
+            return None
+        limit = f"delivered {deliveries + 1} times without an outcome"
+        return self._fail(command, PermanentError("delivery_limit", limit))
+
+    def rejected(self, command: AnyCommand, rejected: MessageRejected) -> Answer:
+        """Answer a command admission refused."""
+        return Answer(
+            DeadLetter(str(rejected.code), rejected.message),
+            rejection(command, rejected),
+            lambda: self.observe.rejected(command, rejected),
+        )
+
+    def run(
+        self, command: AnyCommand, delivery: Delivery, counters: Counters, begun: Started
+    ) -> Answer:
+        """Run the handler of a command admitted and begun; called holding its instance."""
+        started = time.monotonic()
         try:
             handler = self.observe.handler(self.registry.handler_for(command.type))
+            if delivery.deadline is not None:
+                deadline = delivery.deadline  # resumed from the parking lot: the same budget
+            else:
+                deadline = time.monotonic() + self.settings.handler_budget_seconds
             context = HandlerContext(
                 ledger=self.ledger,
                 admission=begun.admission,
                 operation_id=begun.operation_id,
-                deadline=time.monotonic() + self.settings.handler_budget_seconds,
+                deadline=deadline,
+                parks=self.parking is not None and self.parking.has_room(),
             )
             result = handler(command, context)
             if isinstance(result, Completed):
-                done = complete(self.ledger, command, result)
-                self.observe.completed(command, result, started)
-                return done
+                done = result
+                return Answer(
+                    Ack("completed"),
+                    completion(command, result),
+                    lambda: self.observe.completed(command, done, started),
+                )
             longest = self.settings.retry_delays_seconds[-1]
-            later = carry_on(self.ledger, command, begun, result, counters, longest)
-            self.observe.continues(command, result.step, started)
-            return later
+            paused = result.continued() if isinstance(result, Wait) else result
+            later = carry_on(self.ledger, command, begun, paused, counters, longest)
+            if isinstance(result, Wait) and self.parking is not None:
+                self.observe.waits(command, result, started)
+                return Answer(Park(result.waiting_for, result.until, deadline, otherwise=later))
+            self.observe.continues(command, paused.step, started)
+            return Answer(later)
         except RetryableError as error:
             retries = counters.retries + 1
             if retries > self.settings.max_retries:
                 exhausted = f"still failing after {retries - 1} retries: {error}"
                 return self._fail(command, PermanentError("retries_exhausted", exhausted))
             delay = error.delay if error.delay is not None else self.delay(retries - 1)
-            return Retry(delay, str(error), counters.counted("retries"))
-        except PermanentError as failure:
-            return self._fail(command, failure)
+            return Answer(Retry(delay, str(error), counters.counted("retries")))
+        except PermanentError as failed:
+            return self._fail(command, failed)
         except Exception as error:  # noqa: BLE001 - observe.unexpected logs it, with its trace
             unexpected = counters.unexpected + 1
             final = unexpected >= self.settings.max_unexpected_failures
             self.observe.unexpected(command, final=final)
             if not final:
-                return Retry(
-                    self.delay(unexpected - 1),
-                    repr(error),
-                    counters.counted("unexpected"),
-                    "unexpected",
+                return Answer(
+                    Retry(
+                        self.delay(unexpected - 1),
+                        repr(error),
+                        counters.counted("unexpected"),
+                        "unexpected",
+                    )
                 )
             return self._fail(
                 command, PermanentError("unexpected_error", f"{type(error).__name__}: {error}")
             )
 
-    def _fail(self, command: AnyCommand, failure: PermanentError) -> Decision:
-        answer = fail(self.ledger, command, failure)
-        self.observe.failed(command, failure)
-        return answer
+    def _fail(self, command: AnyCommand, failed: PermanentError) -> Answer:
+        return Answer(
+            DeadLetter(f"failed:{failed.code}", str(failed)),
+            failure(command, failed),
+            lambda: self.observe.failed(command, failed),
+        )

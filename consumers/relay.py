@@ -1,4 +1,11 @@
-"""Publishes the outbox with publisher confirms, on the connection thread, restart-safe.
+"""Moves the outbox to the broker with publisher confirms, restart-safe.
+
+The relay claims events in the order they were recorded (a lease, so several relays never take
+the same rows), publishes them and marks the confirmed ones published in one transaction; what
+could not be published is released for the next turn. Two ways drive it: `publish_pending`
+publishes on a blocking channel and waits for each confirm (the watcher, one event now and then),
+and the consumer's `PromptRelay` (consumers/prompt_relay.py) claims and marks on its own thread
+while the connection thread publishes and collects the confirms asynchronously.
 
 Events are published `mandatory`; an event no queue is bound to comes back as unroutable. The
 broker has then seen it and nobody subscribes: it is logged and marked published, so a missing
@@ -11,8 +18,10 @@ latency) and, for an event about an instance that had just become Ready, from th
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pika.exceptions
 from opentelemetry import trace
@@ -33,9 +42,11 @@ tracer = trace.get_tracer("instance_service.relay")
 OUTAGE_REMINDER_SECONDS = 30.0
 """While the state database does not answer, the relay says so once, then this often."""
 
+T = TypeVar("T")
+
 
 class OutboxRelay:
-    """Moves recorded events to the broker."""
+    """Claims recorded events and completes them once the broker has answered."""
 
     def __init__(
         self,
@@ -49,23 +60,58 @@ class OutboxRelay:
         self._outage: tuple[float, float] | None = None
         """(since, last said) while the database does not answer."""
 
-    def publish_pending(self, channel: BlockingChannel, *, until_empty: bool = False) -> int:
-        """Publish what is claimable; return how many the broker confirmed.
+    def claim(self) -> list[PendingEvent]:
+        """Up to `batch` events to publish, oldest first; none while the database is away.
 
-        A database that does not answer is skipped: the events stay recorded, and the next turn
-        tries again. The relay turns several times a second, so the outage is logged when it
-        starts, every OUTAGE_REMINDER_SECONDS while it lasts, and when it ends.
+        The relay turns several times a second, so an outage is logged when it starts, every
+        OUTAGE_REMINDER_SECONDS while it lasts, and when it ends.
         """
+        return self._answered(lambda: self.store.claim(self.batch), [])
+
+    def complete(self, published: list[str], released: list[str]) -> None:
+        """Mark what the broker has (one transaction) and give back what it has not.
+
+        A database away now leaves the events claimed: their lease ends and they are published
+        again under the same ids, which the contract allows.
+        """
+        self._answered(lambda: self.store.mark_published(published), None)
+        self._answered(lambda: self.store.release(released), None)
+
+    def publish_pending(self, channel: BlockingChannel, *, until_empty: bool = False) -> int:
+        """Publish what is claimable on a blocking channel; return how many the broker confirmed."""
+        published = 0
+        while batch := self.claim():
+            done: list[str] = []
+            try:
+                for pending in batch:
+                    _publish_one(channel, pending)
+                    done.append(pending.event_id)
+            finally:
+                self.complete(done, [p.event_id for p in batch if p.event_id not in done])
+            published += len(done)
+            if not until_empty:
+                break
+        return published
+
+    def backlog(self) -> int | None:
+        """How many events wait to be published (None: the database does not answer)."""
         try:
-            published = self._publish(channel, until_empty)
+            return self.store.backlog()
+        except StoreUnavailableError:
+            return None
+
+    def _answered(self, work: Callable[[], T], instead: T) -> T:
+        """`work`'s result, or `instead` while the database does not answer (logged)."""
+        try:
+            result = work()
         except StoreUnavailableError as error:
             self._unavailable(error)
-            return 0
+            return instead
         if self._outage is not None:
             since, _ = self._outage
             self._outage = None
             log.info("outbox publishing resumed", extra={"seconds": self._since(since)})
-        return published
+        return result
 
     def _unavailable(self, error: StoreUnavailableError) -> None:
         now = self._clock()
@@ -86,32 +132,10 @@ class OutboxRelay:
     def _since(self, moment: float) -> float:
         return round(self._clock() - moment, 1)
 
-    def backlog(self) -> int | None:
-        """How many events wait to be published (None: the database does not answer)."""
-        try:
-            return self.store.backlog()
-        except StoreUnavailableError:
-            return None
 
-    def _publish(self, channel: BlockingChannel, until_empty: bool) -> int:
-        published = 0
-        while batch := self.store.claim(self.batch):
-            done: list[str] = []
-            try:
-                for pending in batch:
-                    _publish_one(channel, pending)
-                    done.append(pending.event_id)
-            finally:
-                self.store.mark_published(done)
-                self.store.release([p.event_id for p in batch if p.event_id not in done])
-            published += len(done)
-            if not until_empty:
-                break
-        return published
-
-
-def _publish_one(channel: BlockingChannel, pending: PendingEvent) -> None:
-    """Publish one event and wait for its confirm, in a PRODUCER span; measure how long it took."""
+@contextmanager
+def publish_span(pending: PendingEvent) -> Iterator[None]:
+    """The PRODUCER span of one event's publish, in the trace that recorded it."""
     with tracer.start_as_current_span(
         f"{pending.exchange} publish",
         context=extracted(pending.headers),
@@ -124,27 +148,48 @@ def _publish_one(channel: BlockingChannel, pending: PendingEvent) -> None:
             body_size=len(pending.body),
         ),
     ):
-        try:
-            channel.basic_publish(
-                pending.exchange,
-                pending.routing_key,
-                pending.body,
-                BasicProperties(
-                    content_type=CLOUDEVENTS_CONTENT_TYPE,
-                    delivery_mode=2,
-                    message_id=pending.event_id,
-                    headers=pending.headers,
-                ),
-                mandatory=True,
-            )
-        except pika.exceptions.UnroutableError:
-            log.warning(
-                "event not routed to any queue",
-                extra={"event_id": pending.event_id, "type": pending.routing_key},
-            )
+        yield
+
+
+def event_properties(pending: PendingEvent) -> BasicProperties:
+    """The contract's AMQP properties of an event."""
+    return BasicProperties(
+        content_type=CLOUDEVENTS_CONTENT_TYPE,
+        delivery_mode=2,
+        message_id=pending.event_id,
+        headers=pending.headers,
+    )
+
+
+def unroutable(pending: PendingEvent) -> None:
+    """Say that no queue took an event (it counts as published)."""
+    log.warning(
+        "event not routed to any queue",
+        extra={"event_id": pending.event_id, "type": pending.routing_key},
+    )
+
+
+def confirmed(pending: PendingEvent) -> None:
+    """Measure an event the broker has confirmed."""
     now = datetime.now(UTC)
     METRICS.published(
         pending.routing_key,
         (now - pending.created_at).total_seconds(),
         (now - pending.ready_at).total_seconds() if pending.ready_at is not None else None,
     )
+
+
+def _publish_one(channel: BlockingChannel, pending: PendingEvent) -> None:
+    """Publish one event and wait for its confirm, in a PRODUCER span; measure how long it took."""
+    with publish_span(pending):
+        try:
+            channel.basic_publish(
+                pending.exchange,
+                pending.routing_key,
+                pending.body,
+                event_properties(pending),
+                mandatory=True,
+            )
+        except pika.exceptions.UnroutableError:
+            unroutable(pending)
+    confirmed(pending)

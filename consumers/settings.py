@@ -62,8 +62,21 @@ class ConsumerSettings(BaseModel):
     dead_letter_exchange: str = Field(
         default="instance-service.dead-letter", description="direct exchange of the dead letters"
     )
-    prefetch: int = Field(default=8, ge=1, le=1000, description="unacknowledged deliveries")
+    prefetch: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="unacknowledged deliveries per work queue: what batches and parked waits "
+        "may take (keep KEDA's `value` equal)",
+    )
     workers: int = Field(default=4, ge=1, le=64, description="handler threads")
+    batch_size: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="deliveries of one queue a worker decides together, sharing the store's "
+        "transactions (1: one at a time); a batch never exceeds what the prefetch lets in",
+    )
     retry_delays_seconds: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0, 600.0),
         min_length=1,
@@ -86,6 +99,15 @@ class ConsumerSettings(BaseModel):
     )
     handler_budget_seconds: float = Field(
         default=60.0, gt=0, le=1800, description="longest a handler keeps a message unacked"
+    )
+    max_waiting: int = Field(
+        default=100,
+        ge=0,
+        le=10000,
+        description="deliveries parked unacknowledged, without a thread, while their handler "
+        "waits for a Job, a rollout or a deletion (beyond it a waiting handler watches in its "
+        "thread, then continues through the delay queues; 0 never parks); each also takes one "
+        "of its queue's prefetch",
     )
     shutdown_grace_seconds: float = Field(
         default=45.0, gt=0, le=3600, description="time to finish in-flight work on SIGTERM"

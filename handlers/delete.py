@@ -21,6 +21,7 @@ from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from handlers.steps import Step, StepOutcome, run_steps
 from handlers.waiting import watch_step
+from handlers.waits import WaitingFor
 from k8s.kinds import (
     DEPLOYMENT,
     INGRESS,
@@ -49,12 +50,10 @@ class Delete:
         self.platform = platform
 
     def _gone(self, step: str, kind: Kind[Object], name: str, cluster: Cluster) -> Step:
-        """Wait (watching) until the object is gone, within the ready deadline."""
+        """Wait until the object is gone, within the ready deadline."""
         namespace = self.platform.namespace
         deadline = self.platform.kubernetes.ready_deadline_seconds
-
-        def wait(_: Progress, window: float, _until: float) -> None:
-            cluster.wait_gone(kind, name, window)
+        gone = WaitingFor.gone(kind, name, f"{kind} {name} gone")
 
         def expired() -> PermanentError:
             left = cluster.get(kind, name)
@@ -65,7 +64,7 @@ class Delete:
                 f"(finalizers: {finalizers or 'none'}); a pod that still uses it keeps it",
             )
 
-        return watch_step(step, deadline, wait, expired)
+        return watch_step(step, deadline, [gone], cluster, expired)
 
     def _steps(
         self,

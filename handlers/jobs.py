@@ -1,6 +1,7 @@
 """Running a Job as one step of an operation, and taking a backup as a few of them.
 
-A Job is applied once (a resumed operation finds it by its name), watched until it finishes,
+A Job is applied once (a resumed operation finds it by its name), awaited until it finishes
+(`Progress.wait`: parked, or watched),
 and its end (success, the report in its termination message, the failure reason) is recorded
 with the step: a redelivery after that never runs the Job again, and reads the end back. A data
 Job whose database went away is run again by the Job controller itself (k8s/data_jobs.py), so
@@ -13,10 +14,10 @@ from typing import Any
 
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
-from handlers.results import Continue
+from handlers.results import Continue, Wait
 from handlers.steps import Noted, Step, StepOutcome
 from handlers.waiting import selector_of
-from k8s.apply import WaitTimeoutError
+from handlers.waits import WaitingFor
 from k8s.conditions import job_failure, job_outcome
 from k8s.data_jobs import archive_path, build_backup_job, build_backup_volume, report_of
 from k8s.kinds import DEPLOYMENT, JOB, POD, PVC, SECRET
@@ -90,7 +91,7 @@ def job(
 
     def run(progress: Progress) -> StepOutcome:
         end = _run_job(step, manifest(progress), platform, cluster, progress)
-        return end if isinstance(end, Continue) else {_end_key(step): end.to_note()}
+        return end if isinstance(end, Continue | Wait) else {_end_key(step): end.to_note()}
 
     return Step(step, run)
 
@@ -104,9 +105,18 @@ def _end_key(step: str) -> str:
     return f"{step}_job"
 
 
+def finished(name: str) -> WaitingFor[Any]:
+    """What a step waiting for the Job `name` to finish waits for."""
+    return WaitingFor.state(JOB, name, _has_finished, f"Job {name} finished")
+
+
+def _has_finished(job: Any) -> bool:
+    return job_outcome(job) is not None
+
+
 def _run_job(
     step: str, manifest: Manifest, platform: Platform, cluster: Cluster, progress: Progress
-) -> Continue | JobEnd:
+) -> Continue | Wait | JobEnd:
     name = manifest["metadata"]["name"]
     owner = progress.operation_id
     manifest["metadata"].setdefault("annotations", {})[OWNER_ANNOTATION] = owner
@@ -114,23 +124,20 @@ def _run_job(
     if job is not None and _owner(job) != owner:
         # Left by another operation (a failed attempt with the same id): not ours to read.
         cluster.delete(JOB, name)
-        window = progress.window(float("inf"))
-        if window <= 0:
-            return progress.pause(step)
-        try:
-            cluster.wait_gone(JOB, name, window)
-        except WaitTimeoutError:
-            return progress.pause(step)
+        gone = WaitingFor.gone(JOB, name, f"Job {name} of another operation gone")
+        waiting = progress.wait(step, gone)
+        if waiting is not None:
+            return waiting
         job = None
     if job is None:
         job = cluster.apply(JOB, manifest)
     if job_outcome(job) is None:
-        window = progress.window(float("inf"))  # the Job's activeDeadlineSeconds bounds it
-        if window <= 0:
-            return progress.pause(step)
-        try:
-            job = cluster.wait_for(JOB, name, lambda j: job_outcome(j) is not None, window)
-        except WaitTimeoutError:
+        # The Job's activeDeadlineSeconds bounds this wait.
+        waiting = progress.wait(step, finished(name))
+        if waiting is not None:
+            return waiting
+        job = cluster.get(JOB, name)
+        if job is None or job_outcome(job) is None:  # deleted, or recreated, meanwhile
             return progress.pause(step)
     succeeded = job_outcome(job) == "Complete"
     pods = cluster.objects(POD, selector=f"batch.kubernetes.io/job-name={name}")

@@ -5,13 +5,16 @@ crash skips it rather than repeating it. A step interrupted between its effects 
 runs again, which is why every step is idempotent by itself (apply, scale to a number, ensure).
 """
 
+import math
 import time
 from typing import Any
 
 from opentelemetry import trace
 
 from handlers.platform import Cluster, Faults
-from handlers.results import Continue, HandlerContext
+from handlers.results import Continue, HandlerContext, Wait
+from handlers.waits import WaitingFor
+from k8s.apply import WaitTimeoutError
 from messages.commands import InstanceCommand
 
 tracer = trace.get_tracer("instance_service.handlers")
@@ -86,6 +89,42 @@ class Progress:
             after_seconds=CONTINUE_AFTER_SECONDS,
             result={REQUESTS_KEY: self._requests()},
         )
+
+    def wait(
+        self, step: str, waiting_for: WaitingFor[Any], until: float = math.inf
+    ) -> Continue | Wait | None:
+        """Wait for what `step` waits for, until `until` (epoch), within the handler budget:
+        None once it holds.
+
+        Where the consumer parks (the context says so), one look (`holds_now`), then a Wait:
+        the thread goes back and the delivery comes back when it happens. Otherwise watched
+        here, as before parking existed. A Continue once the budget is spent first;
+        WaitTimeoutError once `until` has passed (after a last look).
+        """
+        window = self.window(until)
+        if self._context.parks:
+            if waiting_for.holds_now(self._cluster):
+                return None
+            if time.time() >= until:
+                raise WaitTimeoutError(f"{waiting_for.description}: not within its time", None)
+            if window <= 0:
+                return self.pause(step)
+            return Wait(
+                step=f"waiting: {step}",
+                waiting_for=waiting_for,
+                until=time.time() + window,
+                after_seconds=CONTINUE_AFTER_SECONDS,
+                result={REQUESTS_KEY: self._requests()},
+            )
+        if window <= 0 and time.time() < until:
+            return self.pause(step)  # the budget is spent, not the wait's own time
+        try:
+            waiting_for.block(self._cluster, max(window, 1.0))
+        except WaitTimeoutError:
+            if time.time() >= until:
+                raise
+            return self.pause(step)
+        return None
 
     def finish(self) -> None:
         """Every step is done; the outcome is about to be recorded."""

@@ -3,9 +3,9 @@
     credentials  Secret with generated passwords (read back, never regenerated, on a re-run)
     database     tenant role and database, with the password from the Secret
     objects      PVC, Service, NetworkPolicy, Ingress (the Service before any pod: see below)
-    initialise   the init Job, watched until Complete (Failed ends the command)
+    initialise   the init Job, awaited until Complete (Failed ends the command)
     deployment   Odoo with one replica
-    rollout      watched until its pod is Ready (ready deadline)
+    rollout      awaited until its pod is Ready (ready deadline)
     health       /web/health over the Service (health deadline)
 
 A failed provision keeps what it made (the instance is `error`): provisioning it again with the
@@ -15,13 +15,14 @@ same data converges from there, and delete removes everything.
 from typing import Any
 
 from handlers.declarations import Declaration, Queue
+from handlers.jobs import finished
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
-from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult, Wait
 from handlers.specs import instance_spec
 from handlers.steps import Step, StepOutcome, run_steps
 from handlers.waiting import health, rollout
-from k8s.apply import WaitTimeoutError
+from handlers.waits import WaitingFor
 from k8s.conditions import job_failure, job_outcome
 from k8s.credentials import credentials_in, generate_credentials
 from k8s.exposure import build_ingress, build_network_policy, build_service, host_of
@@ -34,8 +35,6 @@ from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
 from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceShape, InstanceUpdate
 from store.settings import HOUR
-
-JOB_GONE_SECONDS = 30.0
 
 
 class Provision:
@@ -111,7 +110,7 @@ class Provision:
 
     def _initialise(
         self, spec: InstanceSpec, cluster: Cluster, progress: Progress
-    ) -> Continue | None:
+    ) -> Continue | Wait | None:
         """Run the init Job once per operation; an earlier operation's failed Job is replaced."""
         namespace, name = self.platform.namespace, spec.names.init_job
         job = cluster.get(JOB, name)
@@ -120,23 +119,22 @@ class Provision:
                 raise self._init_failed(job, name)
             # Left by an earlier, failed provision: this one tries again with a new Job.
             cluster.delete(JOB, name)
-            window = min(JOB_GONE_SECONDS, progress.window(float("inf")))
-            try:
-                cluster.wait_gone(JOB, name, max(window, 1.0))
-            except WaitTimeoutError:
-                return progress.pause("initialise")
+            gone = WaitingFor.gone(JOB, name, f"failed Job {name} gone")
+            waiting = progress.wait("initialise", gone)
+            if waiting is not None:
+                return waiting
             job = None
         if job is None:
             job = cluster.apply(JOB, build_init_job(spec, self.platform.tenants, namespace))
         if progress.noted.get("init_job_uid") != uid_of(job):
             progress.note(init_job_uid=uid_of(job))
         if job_outcome(job) is None:
-            window = progress.window(float("inf"))  # the Job's activeDeadlineSeconds bounds it
-            if window <= 0:
-                return progress.pause("initialise")
-            try:
-                job = cluster.wait_for(JOB, name, lambda j: job_outcome(j) is not None, window)
-            except WaitTimeoutError:
+            # The Job's activeDeadlineSeconds bounds this wait.
+            waiting = progress.wait("initialise", finished(name))
+            if waiting is not None:
+                return waiting
+            job = cluster.get(JOB, name)
+            if job is None or job_outcome(job) is None:  # deleted meanwhile: look again later
                 return progress.pause("initialise")
         if job_outcome(job) == "Failed":
             raise self._init_failed(job, name)

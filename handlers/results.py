@@ -4,6 +4,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from handlers.waits import WaitingFor
 from messages.commands import AnyCommand
 from messages.envelope import Envelope
 from messages.events import Event
@@ -33,7 +34,28 @@ class Continue:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-HandlerResult = Completed | Continue
+@dataclass(frozen=True)
+class Wait:
+    """A long operation waits for `waiting_for`: record `step`, and come back when it happens
+    or at `until` (epoch seconds; within the handler budget), whichever is first.
+
+    The consumer keeps the message unacknowledged meanwhile, without a thread (it parks it,
+    consumers/parking.py); where it cannot, it goes on as with `continued()`.
+    """
+
+    step: str
+    waiting_for: WaitingFor[Any]
+    until: float
+    after_seconds: float
+    """As Continue's: when the continuation comes if the delivery cannot be parked."""
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def continued(self) -> Continue:
+        """The same pause as a Continue: acknowledged, continued through the delay queues."""
+        return Continue(step=self.step, after_seconds=self.after_seconds, result=self.result)
+
+
+HandlerResult = Completed | Continue | Wait
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,10 @@ class HandlerContext:
     admission: Admission
     operation_id: str | None
     deadline: float
-    """time.monotonic() by which the handler returns (Completed or Continue)."""
+    """time.monotonic() by which the handler returns (Completed, Continue or Wait)."""
+    parks: bool = False
+    """Whether a waiting step returns Wait (the consumer parks the delivery) rather than
+    watching in this thread until the budget ends."""
 
     def remaining(self) -> float:
         """Seconds left of the handler budget."""

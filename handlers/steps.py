@@ -2,14 +2,16 @@
 
 A handler says what its operation does as an ordered list. A `Step` has a name (what the
 operation records in `result.steps`, what fault tests stop at and the watchdog reports) and a
-function that does its effects and returns what to keep with it, or `Continue` to wait longer. A
+function that does its effects and returns what to keep with it, or `Continue` or `Wait` to wait
+longer (`Progress.wait` says which). A
 `Check` between steps looks at what is recorded and raises to end the command (a Job that
 failed); it records nothing and runs whenever it is reached, a resumption included.
 
 `run_steps` goes through the list in order: a step recorded as done is skipped, one whose
 condition on the noted values does not hold is passed over, any other runs and is recorded (with
-the faults hook and its span: `Progress.complete`). The first `Continue` stops the list; the
-continuation runs the same list again and so starts at the first step not yet recorded. No
+the faults hook and its span: `Progress.complete`). The first `Continue` or `Wait` stops the list;
+the continuation (or the parked delivery, resumed) runs the same list again and so starts at the
+first step not yet recorded. No
 handler records a step by hand, so none can forget to, or record one twice.
 """
 
@@ -18,11 +20,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from handlers.progress import Progress
-from handlers.results import Continue
+from handlers.results import Continue, Wait
 
 Noted = Mapping[str, Any]
-StepOutcome = Noted | Continue | None
-"""What a step's run returns: notes to record with it (None: nothing), or Continue to wait."""
+StepOutcome = Noted | Continue | Wait | None
+"""What a step's run returns: notes to record with it (None: nothing), or Continue or Wait to
+wait (the step is not done, and what it waits for does not hold now)."""
 
 
 def always(_noted: Noted) -> bool:
@@ -51,14 +54,14 @@ class Check:
     run: Callable[[Progress], None]
 
 
-def run_steps(steps: Iterable[Step | Check], progress: Progress) -> Continue | None:
-    """Run the steps not yet recorded, in order, recording each; a Continue to wait longer."""
+def run_steps(steps: Iterable[Step | Check], progress: Progress) -> Continue | Wait | None:
+    """Run the steps not yet recorded, in order, recording each; a Continue or Wait to wait."""
     for step in steps:
         if isinstance(step, Check):
             step.run(progress)
         elif not progress.done(step.name) and step.when(progress.noted):
             outcome = step.run(progress)
-            if isinstance(outcome, Continue):
+            if isinstance(outcome, Continue | Wait):
                 return outcome
             progress.complete(step.name, **(outcome or {}))
     return None

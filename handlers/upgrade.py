@@ -22,7 +22,7 @@ from handlers.declarations import Declaration, Queue
 from handlers.jobs import backup_steps, current_replicas, job, job_end
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
-from handlers.results import Completed, Continue, HandlerContext, HandlerResult
+from handlers.results import Completed, Continue, HandlerContext, HandlerResult, Wait
 from handlers.specs import instance_spec
 from handlers.steps import Check, Step, StepOutcome, run_steps
 from handlers.waiting import health, rollout
@@ -169,7 +169,7 @@ class Upgrade:
         cluster: Cluster,
         progress: Progress,
         context: HandlerContext,
-    ) -> Continue | None:
+    ) -> Continue | Wait | None:
         """The old image, the pre-upgrade data, the old version serving again."""
         try:
             back = self._back_steps(old, new, replicas, backup_id, cluster, context)

@@ -1,17 +1,21 @@
 """The waiting steps of lifecycle operations: a rollout to N ready pods, a passing health check.
 
-Each is a `Step` (handlers/steps.py), recorded once its wait is over. Both wait within the
-handler budget (watching, or asking over HTTP) and hand over to a continuation when the budget
-runs out; both end the command with a precise error once their own deadline, counted from the
-first time the operation waited, has passed.
+Each is a `Step` (handlers/steps.py), recorded once its wait is over. A rollout says what it
+waits for (handlers/waits.py) and looks once; if that does not hold, the consumer parks the
+delivery until the informer shows it (`Wait`), or, where it cannot park, the step watches within
+the handler budget; either way it hands over to a continuation when the budget runs out. The
+health check asks over HTTP within the budget. Both end the command with a precise error once
+their own deadline, counted from the first time the operation waited, has passed.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.steps import Step, StepOutcome
+from handlers.waits import WaitingFor
 from k8s.apply import WaitTimeoutError, rolled_out
 from k8s.conditions import pod_problems
 from k8s.health import check_health
@@ -34,14 +38,15 @@ def rollout(
     """Wait until the Deployment runs `replicas` ready pods of its current template."""
     name, namespace = spec.names.base, platform.namespace
     deadline = platform.kubernetes.ready_deadline_seconds
-
-    def wait(progress: Progress, window: float, until: float) -> None:
-        cluster.wait_for(DEPLOYMENT, name, rolled_out(replicas), window)
-        if replicas == 0:
-            # The status counts zero while pods are still terminating: wait for them to go,
-            # so nothing writes to the data when a restore or an upgrade follows.
-            left = max(progress.window(until), 1.0)
-            cluster.wait_none(POD, selector=selector_of(spec), deadline_seconds=left)
+    waits: list[WaitingFor[Any]] = [
+        WaitingFor.state(
+            DEPLOYMENT, name, rolled_out(replicas), f"Deployment {name} at {replicas} ready"
+        )
+    ]
+    if replicas == 0:
+        # The status counts zero while pods are still terminating: wait for them to go,
+        # so nothing writes to the data when a restore or an upgrade follows.
+        waits.append(WaitingFor.none_left(POD, spec.selector(), f"no pod of {name}"))
 
     def expired() -> PermanentError:
         pods = cluster.objects(POD, selector=selector_of(spec))
@@ -61,37 +66,37 @@ def rollout(
         # When the pods were seen Ready: the Ready-to-event latency is measured from here.
         return {READY_AT_KEY: time.time()} if replicas > 0 else {}
 
-    return watch_step(step, deadline, wait, expired, ready)
+    return watch_step(step, deadline, waits, cluster, expired, ready)
 
 
 def watch_step(
     step: str,
     deadline: float,
-    wait: Callable[[Progress, float, float], None],
+    waits: Sequence[WaitingFor[Any]],
+    cluster: Cluster,
     expired: Callable[[], PermanentError],
     notes: Callable[[], dict[str, float]] = dict,
 ) -> Step:
-    """A step that waits, by watching, for at most `deadline` seconds from its first try.
+    """A step that waits, in turn, for each of `waits`, for at most `deadline` seconds from its
+    first try.
 
-    `wait(progress, window, until)` watches for up to `window` seconds (raising
-    WaitTimeoutError); `until` is the epoch time the deadline ends. Within the handler budget it
-    waits, then hands over to a continuation; once the deadline has passed (a continuation may
-    come late) it still takes one last look before failing with `expired()`. `notes()` is
-    recorded with the step when it completes.
+    Each is awaited with `Progress.wait`: one look and a Wait to park (the step then runs again
+    from the first when resumed), or a watch within the handler budget; it hands over to a
+    continuation when the budget runs out. Once the deadline has passed (a continuation or a
+    resumption may come late) it still takes one last look before failing with `expired()`.
+    `notes()` is recorded with the step when it completes.
     """
 
     def run(progress: Progress) -> StepOutcome:
-        since = progress.since(step)
-        until = since + deadline
-        try:
-            wait(progress, max(progress.window(until), 1.0), until)
-        except WaitTimeoutError:
-            pass
-        else:
-            return notes()
-        if time.time() < until:
-            return progress.pause(step)
-        raise expired()
+        until = progress.since(step) + deadline
+        for waiting in waits:
+            try:
+                outcome = progress.wait(step, waiting, until)
+            except WaitTimeoutError:
+                raise expired() from None
+            if outcome is not None:
+                return outcome
+        return notes()
 
     return Step(step, run)
 

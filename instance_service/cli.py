@@ -22,6 +22,7 @@ from instance_service.settings import ContractOnlySettings, Settings
 from instance_service.wiring import (
     MissingSettingError,
     build_handlers,
+    build_parking,
     build_platform,
     build_runtime,
     build_watcher,
@@ -203,7 +204,8 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
     with health_endpoint(health, consumer.health_host, consumer.health_port):
         try:
             handlers = build_handlers(catalog, platform)
-            runtime = build_runtime(settings, engine, catalog, handlers, health=health)
+            parking = build_parking(settings, api)
+            runtime = build_runtime(settings, engine, catalog, handlers, health, parking)
             signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
         except TopologyError as error:
             log.error("cannot consume: %s", error)

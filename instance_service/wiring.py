@@ -3,7 +3,9 @@
 import logging
 from functools import partial
 
+from consumers.cluster_events import InformerEvents
 from consumers.health import Health
+from consumers.parking import ParkingLot
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
@@ -56,15 +58,28 @@ def build_handlers(catalog: Catalog, platform: Platform) -> dict[str, Handler]:
     return catalog.handlers(platform)
 
 
+def build_parking(settings: Settings, api: KubernetesApi) -> ParkingLot | None:
+    """Where waiting handlers park: a lot fed by one informer per waited kind in the tenant
+    namespace (None when `consumer.max_waiting` is 0: waits then block a worker, as before)."""
+    if settings.consumer.max_waiting == 0:
+        return None
+    cluster = partial(
+        Kubernetes, api, settings.kubernetes.namespace, settings.kubernetes.request_timeout_seconds
+    )
+    return ParkingLot(InformerEvents(cluster), settings.consumer.max_waiting)
+
+
 def build_runtime(
     settings: Settings,
     engine: StateEngine,
     catalog: Catalog,
     handlers: dict[str, Handler],
     health: Health,
+    parking: ParkingLot | None = None,
 ) -> ConsumerRuntime:
     """The consumer, wired to the store, the handlers and the broker; the registry and the
-    status machine both come from `catalog`, so they serve the same command types."""
+    status machine both come from `catalog`, so they serve the same command types. With
+    `parking`, a handler waiting for the cluster gives its worker back."""
     # The ledger knows which versions have an image: a provision or upgrade to another is
     # refused in admission, before anything begins.
     ledger = Ledger(
@@ -73,9 +88,11 @@ def build_runtime(
         versions_with_image=settings.tenants.images,
         operations=settings.operations,
     )
-    processor = Processor(ledger, catalog.registry(handlers), settings.consumer, settings.contract)
+    processor = Processor(
+        ledger, catalog.registry(handlers), settings.consumer, settings.contract, parking=parking
+    )
     relay = OutboxRelay(OutboxRelayStore(engine))
-    return ConsumerRuntime(settings.amqp, settings.consumer, processor, relay, health)
+    return ConsumerRuntime(settings.amqp, settings.consumer, processor, relay, health, parking)
 
 
 def build_watcher(

@@ -231,6 +231,11 @@ class Kubernetes:
         """The list as the API's JSON: `items`, and `metadata.resourceVersion` to watch from."""
         return cast(Document, self._list(kind, selector, raw=True, label_selector=selector))
 
+    def decode(self, kind: Kind[T], document: Document) -> T:
+        """An object as the API's JSON (a watch event's, say) as the typed client's model."""
+        decoded = self.api.deserialize(json.dumps(document), kind.model, "application/json")
+        return cast(T, decoded)
+
     def list_method(self, kind: Kind[object]) -> Callable[..., object]:
         """The typed list call of a kind, for a watch stream (its first argument: namespace)."""
         return self._method("list", kind)

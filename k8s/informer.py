@@ -8,11 +8,13 @@ messages/backoff.py's RECONNECT), without end, until `stop` is set. Objects are 
 the API's JSON (dicts).
 """
 
+import functools
 import logging
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3.exceptions
 from kubernetes import watch
@@ -93,8 +95,22 @@ class Informer:
         listed(list(answer["items"]))
 
     def _watch(self, changed: Changed, stop: threading.Event) -> None:
+        method = self.cluster.list_method(self.kind)
+        opened = False
+
+        @functools.wraps(method)  # the client reads the item type from the method's docstring
+        def open_watch(*args: Any, **kwargs: Any) -> Any:
+            # Counted once the API server has answered the request (a watch stays open for
+            # minutes, so counting it when it ends would hide it from anyone looking meanwhile).
+            nonlocal opened
+            response = method(*args, **kwargs)
+            opened = True
+            self.cluster.requests[("watch", self.kind.name)] += 1
+            METRICS.kubernetes_request("watch", self.kind.name, 200, None)
+            return response
+
         stream = watch.Watch().stream(
-            self.cluster.list_method(self.kind),
+            open_watch,
             self.cluster.namespace,
             label_selector=self.label_selector,
             resource_version=self.resource_version,
@@ -102,9 +118,6 @@ class Informer:
             timeout_seconds=self.watch_seconds,
             _request_timeout=self.watch_seconds + 10,
         )
-        self.cluster.requests[("watch", self.kind.name)] += 1
-        status: int | None = 200
-        error_type: str | None = None
         try:
             for event in stream:
                 raw = event.get("raw_object") or {}
@@ -119,10 +132,10 @@ class Informer:
                 if stop.is_set():
                     return
         except ApiException as error:
-            status = int(error.status or 0)
+            if not opened:  # refused (403, 410 ...): the request's answer
+                METRICS.kubernetes_request("watch", self.kind.name, int(error.status or 0), None)
             raise
         except Exception as error:
-            status, error_type = None, type(error).__name__
+            if not opened:
+                METRICS.kubernetes_request("watch", self.kind.name, None, type(error).__name__)
             raise
-        finally:
-            METRICS.kubernetes_request("watch", self.kind.name, status, error_type)

@@ -58,6 +58,8 @@ class Kind(Generic[T_co]):
     name: str
     api_class: str
     suffix: str
+    model: str
+    """The typed client's model class name (e.g. "V1Job"), to read the API's JSON as one."""
 
     def api(self, api_client: client.ApiClient) -> object:
         """The API group object (e.g. a CoreV1Api) for this client."""
@@ -68,20 +70,25 @@ class Kind(Generic[T_co]):
         return self.name
 
 
-SECRET: Kind[V1Secret] = Kind("Secret", "CoreV1Api", "namespaced_secret")
+SECRET: Kind[V1Secret] = Kind("Secret", "CoreV1Api", "namespaced_secret", "V1Secret")
 PVC: Kind[V1PersistentVolumeClaim] = Kind(
-    "PersistentVolumeClaim", "CoreV1Api", "namespaced_persistent_volume_claim"
+    "PersistentVolumeClaim",
+    "CoreV1Api",
+    "namespaced_persistent_volume_claim",
+    "V1PersistentVolumeClaim",
 )
-SERVICE: Kind[V1Service] = Kind("Service", "CoreV1Api", "namespaced_service")
-POD: Kind[V1Pod] = Kind("Pod", "CoreV1Api", "namespaced_pod")
-JOB: Kind[V1Job] = Kind("Job", "BatchV1Api", "namespaced_job")
-DEPLOYMENT: Kind[V1Deployment] = Kind("Deployment", "AppsV1Api", "namespaced_deployment")
-INGRESS: Kind[V1Ingress] = Kind("Ingress", "NetworkingV1Api", "namespaced_ingress")
+SERVICE: Kind[V1Service] = Kind("Service", "CoreV1Api", "namespaced_service", "V1Service")
+POD: Kind[V1Pod] = Kind("Pod", "CoreV1Api", "namespaced_pod", "V1Pod")
+JOB: Kind[V1Job] = Kind("Job", "BatchV1Api", "namespaced_job", "V1Job")
+DEPLOYMENT: Kind[V1Deployment] = Kind(
+    "Deployment", "AppsV1Api", "namespaced_deployment", "V1Deployment"
+)
+INGRESS: Kind[V1Ingress] = Kind("Ingress", "NetworkingV1Api", "namespaced_ingress", "V1Ingress")
 NETWORK_POLICY: Kind[V1NetworkPolicy] = Kind(
-    "NetworkPolicy", "NetworkingV1Api", "namespaced_network_policy"
+    "NetworkPolicy", "NetworkingV1Api", "namespaced_network_policy", "V1NetworkPolicy"
 )
 DEPLOYMENT_SCALE: Kind[V1Scale] = Kind(
-    "Deployment/scale", "AppsV1Api", "namespaced_deployment_scale"
+    "Deployment/scale", "AppsV1Api", "namespaced_deployment_scale", "V1Scale"
 )
 """A Deployment's `/scale` subresource (counted apart from the Deployment itself)."""
 

@@ -13,9 +13,6 @@ the outside world (the cluster, the Jobs' archives) stay with the handlers.
 
 from collections.abc import Collection
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from messages.commands import (
     AnyCommand,
     BackupCommand,
@@ -27,9 +24,8 @@ from messages.commands import (
 )
 from messages.errors import FieldProblem, MessageRejected, RejectionCode
 from store.instances import provision_document
-from store.lifecycle import InstanceStatus
-from store.models import Backup, Instance
 from store.records import InstanceRecord
+from store.snapshot import Snapshot
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -45,24 +41,17 @@ def rejection(
 
 
 def check_identity(
-    session: Session, command: ProvisionCommand, instance: InstanceRecord | None
+    snapshot: Snapshot, command: ProvisionCommand, instance: InstanceRecord | None
 ) -> None:
     """A provision is the instance's own (same data) and its subdomain is free."""
-    row = session.get(Instance, instance.id) if instance is not None else None
-    if row is not None and row.spec != provision_document(command):
+    row = snapshot.instances.get(instance.id) if instance is not None else None
+    if row is not None and row["spec"] != provision_document(command):
         raise rejection(
             command,
             RejectionCode.CONFLICT,
             f"instance {command.subject} exists with different provision data",
         )
-    holder = session.scalar(
-        select(Instance.id).where(
-            Instance.subdomain == command.data.subdomain,
-            Instance.status != InstanceStatus.DELETED,
-            Instance.id != command.subject,
-        )
-    )
-    if holder is not None:
+    if snapshot.subdomain_holder(command.data.subdomain, command.subject) is not None:
         raise rejection(
             command,
             RejectionCode.CONFLICT,
@@ -72,7 +61,7 @@ def check_identity(
 
 
 def check_record(
-    session: Session,
+    snapshot: Snapshot,
     command: AnyCommand,
     instance: InstanceRecord | None,
     versions_with_image: Collection[str] | None,
@@ -104,7 +93,7 @@ def check_record(
                 FieldProblem("data.odoo_version", f"must be newer than {has_version}"),
             )
     elif isinstance(command, BackupCommand):
-        if session.get(Backup, command.data.backup_id) is not None:
+        if command.data.backup_id in snapshot.backups:
             raise rejection(
                 command,
                 RejectionCode.CONFLICT,
@@ -112,7 +101,7 @@ def check_record(
                 FieldProblem("data.backup_id", "already used"),
             )
     elif isinstance(command, RestoreCommand):
-        _check_restorable(session, command, instance)
+        _check_restorable(snapshot, command, instance)
 
 
 def _check_image(
@@ -131,9 +120,11 @@ def _check_image(
     )
 
 
-def _check_restorable(session: Session, command: RestoreCommand, instance: InstanceRecord) -> None:
+def _check_restorable(
+    snapshot: Snapshot, command: RestoreCommand, instance: InstanceRecord
+) -> None:
     backup_id = command.data.backup_id
-    backup = session.get(Backup, backup_id)
+    backup = snapshot.backups.get(backup_id)
     known = backup is not None and backup.status == "completed" and backup.location is not None
     if backup is None or not known or backup.instance_id != instance.id:
         raise rejection(

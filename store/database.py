@@ -23,6 +23,8 @@ from store.settings import StoreSettings
 from telemetry.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "instance_service_read_only"
+"""Execution option of a `reading` connection on SQLite: begin no write transaction."""
 
 tracer = trace.get_tracer("instance_service.store")
 
@@ -99,16 +101,48 @@ def traced_session(engine: Engine, name: str | None, *, write: bool = False) -> 
             raise interrupted(error) from error
 
 
-def traced_step(engine: Engine, name: str) -> AbstractContextManager[object]:
-    """A CLIENT span `db <name>` for a unit of work or one step of it.
+def traced_step(engine: Engine, name: str, batch: int = 1) -> AbstractContextManager[object]:
+    """A CLIENT span `db <name>` for a unit of work or one step of it (`batch`: how many
+    commands it does at once).
 
     Only work inside a trace gets a span: the relay's idle polling would otherwise start a new
     trace every turn.
     """
     if not trace.get_current_span().is_recording():
         return nullcontext()
-    attributes = {"db.system.name": engine.dialect.name, "db.operation.name": name}
+    attributes: dict[str, str | int] = {
+        "db.system.name": engine.dialect.name,
+        "db.operation.name": name,
+    }
+    if batch > 1:
+        attributes["db.operation.batch.size"] = batch
     return tracer.start_as_current_span(f"db {name}", kind=SpanKind.CLIENT, attributes=attributes)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction on a Core connection; a dropped database is StoreInterruptedError."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except sqlalchemy.exc.OperationalError as error:
+        raise interrupted(error) from error
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A Core connection for reads that need no transaction of their own (one statement, or
+    several that need not agree): no BEGIN and no ROLLBACK round trips on PostgreSQL
+    (autocommit), no write lock taken on SQLite (a plain deferred read)."""
+    try:
+        with engine.connect() as connection:
+            if is_postgresql(engine):
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                connection.execution_options(**{_READ_ONLY: True})
+            yield connection
+    except sqlalchemy.exc.OperationalError as error:
+        raise interrupted(error) from error
 
 
 def _sqlite_connect(connection: sqlite3.Connection, _record: Any) -> None:
@@ -124,7 +158,8 @@ def _sqlite_connect(connection: sqlite3.Connection, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if not connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_postgresql(engine: Engine) -> bool:

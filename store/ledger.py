@@ -10,30 +10,33 @@ The order of work for a command (driven by the consumer, issue 4/10):
                                                  # MessageRejected: stale, state, unknown...
         ...side effects...
         ledger.record(command, Outcome.SUCCEEDED, event, update=...)
+
+The same work for many commands at once (the consumer's batches): `outcomes_of`,
+`locks.take(keys)`, `start_many`, `record_many`, `Held.release`. The single-command methods are
+these on a batch of one: one implementation of the rules (store/starting.py,
+store/recording.py), over SQLAlchemy Core, one query per table whatever the batch's size.
 """
 
-import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from messages.commands import AnyCommand, InstanceCommand, ProvisionCommand
-from messages.errors import MessageRejected, PermanentError, RejectionCode
+from messages.commands import AnyCommand, InstanceCommand
+from messages.errors import MessageRejected, PermanentError
 from messages.events import Event
 from messages.serialization import serialize_event
-from store.admission import check_identity, check_record, rejection
-from store.database import traced_session, traced_step
-from store.instances import instance_record, new_instance
-from store.lifecycle import Ending, Hold, InstanceStatus, StatusMachine, Verdict
-from store.locks import InstanceBusyError, InstanceLocks, locks_for
+from store.database import reading, traced_session, traced_step, transaction
+from store.instances import instance_record
+from store.lifecycle import InstanceStatus, StatusMachine
+from store.locks import InstanceLocks, locks_for
 from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry, utcnow
+from store.outbox import Claim
+from store.recording import Record, Recorded, outcomes, record_all
 from store.records import (
-    READY_AT_KEY,
     Admission,
     BackupRecord,
     InstanceRecord,
@@ -43,17 +46,22 @@ from store.records import (
     StoredOutcome,
 )
 from store.settings import OperationSettings
-from store.watchdog import COMMAND_KEY, command_document
+from store.snapshot import Snapshot
+from store.starting import (
+    Beginnings,
+    Rules,
+    Started,
+    StartResult,
+    admit,
+    begin,
+    read_for_admission,
+    start_all,
+    write_beginnings,
+)
+
+__all__ = ["FLEET_LOCK", "Claim", "Ledger", "Record", "Recorded", "StartResult", "Started"]
 
 FLEET_LOCK = "fleet"
-
-
-@dataclass(frozen=True)
-class Started:
-    """A command admitted and begun (`Ledger.start`): what its handler is given."""
-
-    admission: Admission
-    operation_id: str | None
 
 
 class Ledger:
@@ -82,29 +90,24 @@ class Ledger:
         self.versions_with_image = (
             frozenset(versions_with_image) if versions_with_image is not None else None
         )
+        self.rules = Rules(machine, self.versions_with_image, self.operations)
 
     def _unit(self, name: str | None, *, write: bool = False) -> AbstractContextManager[Session]:
         """A session for one unit of work (a transaction when `write`), traced as `db <name>`
         (None: its steps are traced instead)."""
         return traced_session(self.engine, name, write=write)
 
-    @contextmanager
-    def _step(self, within: Session | None, name: str, *, write: bool = False) -> Iterator[Session]:
-        """A unit of work of its own, or a traced step of the caller's (`within`)."""
-        if within is None:
-            with self._unit(name, write=write) as session:
-                yield session
-            return
-        with traced_step(self.engine, name):
-            yield within
-            if write:
-                within.flush()  # the step's statements inside its span
-
     def outcome_of(self, command_id: str) -> StoredOutcome | None:
         """The recorded outcome of a command id, if it has one."""
-        with self._unit("outcome_of") as session:
-            entry = session.get(InboxEntry, command_id)
-            return StoredOutcome.of(entry) if entry else None
+        return self.outcomes_of([command_id]).get(command_id)
+
+    def outcomes_of(self, command_ids: Collection[str]) -> dict[str, StoredOutcome]:
+        """The recorded outcomes of these command ids (those that have one), in one query."""
+        with (
+            traced_step(self.engine, "outcome_of", len(command_ids)),
+            reading(self.engine) as connection,
+        ):
+            return outcomes(connection, list(command_ids))
 
     def instance(self, instance_id: str) -> InstanceRecord | None:
         """An instance as stored."""
@@ -134,6 +137,7 @@ class Ledger:
                 return False  # billing holds it: only unsuspend, reactivate or delete serve it
             row.status = status
             enqueue(session, [event])
+            self.locks.fence(session.connection(), [instance_id])
             return True
 
     def operation(self, operation_id: str) -> OperationRecord:
@@ -203,125 +207,74 @@ class Ledger:
                 odoo_version=row.odoo_version,
             )
 
+    def lock_key(self, command: AnyCommand) -> str:
+        """The key a command holds while it runs: its instance's, or the fleet's."""
+        if isinstance(command, InstanceCommand) and self.machine.holds_instance(command.type):
+            return command.subject
+        return FLEET_LOCK
+
     @contextmanager
     def exclusive(self, command: AnyCommand) -> Iterator[None]:
         """Hold the command's instance (or the fleet) against every other replica."""
-        key = FLEET_LOCK
-        if isinstance(command, InstanceCommand) and self.machine.holds_instance(command.type):
-            key = command.subject
-        with self.locks.hold(key):
+        with self.locks.hold(self.lock_key(command)):
             yield
 
-    def admit(self, command: AnyCommand, *, within: Session | None = None) -> Admission:
-        """Decide whether the command may run now; raise MessageRejected or InstanceBusyError.
-
-        Every refusal is decided here, before anything is recorded as begun: a provision's
-        identity (conflict), staleness, the status machine (holds included), then what the
-        command asks against the instance's record (store/admission.py). A redelivery of a
-        command whose operation is running resumes it unchecked: its own effects (the backup it
-        recorded, say) are no reason to refuse it.
-        """
+    def admit(self, command: AnyCommand) -> Admission:
+        """Decide whether the command may run now; raise MessageRejected or InstanceBusyError
+        (the rules: `store.starting.admit`). Writes nothing."""
         if not isinstance(command, InstanceCommand):
             return Admission(instance=None, transition=None)
-        transition = self.machine.transition(command.type)
-        with self._step(within, "admit") as session:
-            operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
-            row = session.get(Instance, command.subject)
-            instance = instance_record(row) if row else None
-            if operation is not None and operation.state == "running":
-                return Admission(instance, transition, operation.id)  # resume after redelivery
-            if isinstance(command, ProvisionCommand):
-                check_identity(session, command, instance)
-            if instance is not None and command.time < instance.last_command_time:
-                raise rejection(
-                    command,
-                    RejectionCode.STALE,
-                    f"sent at {command.time.isoformat()}, before the last command applied to "
-                    f"the instance ({instance.last_command_time.isoformat()})",
-                )
-            self._check_status(command, instance)
-            check_record(session, command, instance, self.versions_with_image)
-        return Admission(instance, transition)
+        with traced_step(self.engine, "admit"), reading(self.engine) as connection:
+            snapshot = read_for_admission(connection, [command], lock=False)
+        return admit(snapshot, command, self.rules)
 
-    def _check_status(self, command: InstanceCommand, instance: InstanceRecord | None) -> None:
-        """The status machine's verdict: run, wait (InstanceBusyError) or a rejection."""
-        status = instance.status if instance else None
-        hold = instance.hold if instance else None
-        verdict = self.machine.decide(status, command.type, hold)
-        if verdict is Verdict.WAIT:
-            raise InstanceBusyError(command.subject)
-        if verdict is Verdict.UNKNOWN_INSTANCE:
-            raise rejection(
-                command, RejectionCode.UNKNOWN_INSTANCE, f"no instance {command.subject}"
-            )
-        if verdict is Verdict.NOT_ALLOWED:
-            allowed_from = self.machine.transition(command.type).allowed_from
-            allowed = ", ".join(sorted(allowed_from)) or "none"
-            lifters = " or ".join(self.machine.lifted_by(hold)) if hold else ""
-            held = f" (a billing hold: {lifters} lift it)" if hold else ""
-            raise rejection(
-                command,
-                RejectionCode.NOT_ALLOWED_IN_STATE,
-                f"instance is {status}{held}; {command.type} needs one of: {allowed}",
-            )
-
-    def begin(
-        self, command: AnyCommand, admission: Admission, *, within: Session | None = None
-    ) -> str | None:
+    def begin(self, command: AnyCommand, admission: Admission) -> str | None:
         """Mark the instance as working and open the command's operation; return its id.
 
         Resuming (admission.operation_id set) changes nothing. The fleet command has no
-        operation and returns None. The operation gets its type's deadline and keeps the
-        command, so the watchdog can resume it if its continuation is lost
-        (store/watchdog.py).
+        operation and returns None (`store.starting.begin`).
         """
         if admission.operation_id is not None:
             return admission.operation_id
         if not isinstance(command, InstanceCommand) or admission.transition is None:
             return None
-        operation_id = str(uuid.uuid4())
-        deadline = utcnow() + timedelta(
-            seconds=self.machine.deadline(command.type, self.operations)
-        )
-        with self._step(within, "begin", write=True) as session:
-            row = session.get(Instance, command.subject)
-            before = InstanceStatus(row.status) if row else None
-            if row is None:
-                if not isinstance(command, ProvisionCommand):
-                    raise RuntimeError(f"{command.type} admitted for a missing instance")
-                row = new_instance(command)
-                session.add(row)
-            row.status = admission.transition.working or row.status
-            row.hold = self.machine.hold_on_begin(command.type, _hold(row))
-            row.last_command_time = command.time
-            row.last_command_id = command.id
-            row.current_operation_id = operation_id
-            session.add(
-                Operation(
-                    id=operation_id,
-                    instance_id=command.subject,
-                    command_id=command.id,
-                    kind=command.type,
-                    state="running",
-                    step="started",
-                    attempts=1,
-                    deadline=deadline,
-                    status_before=before,
-                    result={COMMAND_KEY: command_document(command)},
-                )
-            )
+        with transaction(self.engine) as connection, traced_step(self.engine, "begin"):
+            snapshot, beginnings = Snapshot(), Beginnings()
+            snapshot.read_instances(connection, [command.subject], lock=True)
+            operation_id = begin(snapshot, beginnings, command, admission, self.rules, utcnow())
+            write_beginnings(connection, snapshot, beginnings)
+            self.locks.fence(connection, [self.lock_key(command)])
         return operation_id
 
     def start(self, command: AnyCommand) -> Started:
-        """`admit`, then `begin`, in one transaction: one round trip to the store, not two.
+        """`admit`, then `begin`, in one transaction (`start_many` of one).
 
         Raises what `admit` raises, and nothing is written then. Each step keeps its span.
         """
-        if not isinstance(command, InstanceCommand):  # the fleet's: nothing to read or write
-            return Started(Admission(instance=None, transition=None), None)
-        with self._unit(None, write=True) as session:
-            admission = self.admit(command, within=session)
-            return Started(admission, self.begin(command, admission, within=session))
+        result = self.start_many([command])[0]
+        if isinstance(result, Started):
+            return result
+        raise result
+
+    def start_many(self, commands: Sequence[AnyCommand]) -> list[StartResult]:
+        """Admit and begin every command in one transaction; per command, in input order,
+        `Started`, or the `MessageRejected` or `InstanceBusyError` that refused it (a refused
+        command writes nothing; the others go on). A later command sees what an earlier one
+        of the batch began, as it would one by one."""
+        now = utcnow()
+        asked = [c for c in commands if isinstance(c, InstanceCommand)]
+        if not asked:  # the fleet's: nothing to read or write
+            return start_all(Snapshot(), Beginnings(), commands, self.rules, now)
+        with transaction(self.engine) as connection:
+            with traced_step(self.engine, "admit", len(commands)):
+                snapshot = read_for_admission(connection, asked, lock=True)
+                beginnings = Beginnings()
+                results = start_all(snapshot, beginnings, commands, self.rules, now)
+            if beginnings.operations:
+                with traced_step(self.engine, "begin", len(beginnings.operations)):
+                    write_beginnings(connection, snapshot, beginnings)
+                    self.locks.fence(connection, self._keys(commands))
+        return results
 
     def advance(self, operation_id: str, step: str, **result: object) -> None:
         """Record that an operation reached `step`, with any results so far."""
@@ -330,6 +283,9 @@ class Ledger:
             operation.step = step
             operation.attempts += 1
             operation.result = {**operation.result, **result}
+            if operation.instance_id is not None:
+                session.flush()
+                self.locks.fence(session.connection(), [operation.instance_id])
 
     def record(
         self,
@@ -344,24 +300,26 @@ class Ledger:
 
         A command id already recorded returns its stored outcome and changes nothing.
         """
-        subject = command.subject if isinstance(command, InstanceCommand) else None
-        with self._unit("record", write=True) as session:
-            existing = session.get(InboxEntry, command.id)
-            if existing is not None:
-                return StoredOutcome.of(existing)
-            if subject is not None and outcome is not Outcome.REJECTED:
-                self._apply(session, subject, command, outcome, update or InstanceUpdate())
-            entry = InboxEntry(
-                command_id=command.id,
-                command_type=command.type,
-                instance_id=subject,
-                outcome=outcome,
-                terminal_event_id=terminal.id,
-            )
-            session.add(entry)
-            ready_at = _ready_at(session, command) if outcome is Outcome.SUCCEEDED else None
-            enqueue(session, [terminal, *more_events], ready_at=ready_at)
-        return StoredOutcome.of(entry)
+        record = Record(command, outcome, terminal, update, tuple(more_events))
+        return self.record_many([record])[0].stored
+
+    def record_many(
+        self, records: Sequence[Record], *, claim: Claim | None = None
+    ) -> list[Recorded]:
+        """`record` for many commands in one transaction, answers in input order, each with the
+        outbox rows it wrote (to publish at once; `claim`: written claimed by the publisher, so
+        a relay leaves them alone until the claim expires). An id already recorded, in the
+        store or earlier in the batch, answers with its stored outcome and writes nothing."""
+        if not records:
+            return []
+        with (
+            traced_step(self.engine, "record", len(records)),
+            transaction(self.engine) as connection,
+        ):
+            recorded = record_all(connection, records, self.machine, utcnow(), claim)
+            if any(r.events for r in recorded):
+                self.locks.fence(connection, self._keys(r.command for r in records))
+        return recorded
 
     def record_rejection(
         self, rejection: MessageRejected, event: Event, instance_id: str | None = None
@@ -389,49 +347,8 @@ class Ledger:
             enqueue(session, [event])
         return StoredOutcome.of(entry)
 
-    def _apply(
-        self,
-        session: Session,
-        instance_id: str,
-        command: AnyCommand,
-        outcome: Outcome,
-        update: InstanceUpdate,
-    ) -> None:
-        row = session.get(Instance, instance_id)
-        operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
-        if (
-            row is None
-        ):  # failed before it existed (a provision refused up front): nothing to change
-            return
-        if operation is not None:  # a command that never began leaves status and hold alone
-            before = InstanceStatus(operation.status_before) if operation.status_before else None
-            if outcome is Outcome.SUCCEEDED:
-                ending = Ending.SUCCEEDED
-            else:
-                ending = Ending.ROLLED_BACK if update.rolled_back else Ending.FAILED
-            rest = self.machine.settle(command.type, before, _hold(row), ending)
-            row.status, row.hold = rest.status, rest.hold
-        for field in (
-            "odoo_version",
-            "cpu_millicores",
-            "memory_mib",
-            "storage_gib",
-            "kubernetes_names",
-            "url",
-            "internal_url",
-        ):
-            value = getattr(update, field)
-            if value is not None:
-                setattr(row, field, value)
-        row.last_error = update.last_error if outcome is Outcome.FAILED else None
-        if operation is not None:
-            operation.state = "succeeded" if outcome is Outcome.SUCCEEDED else "failed"
-            if row.current_operation_id == operation.id:
-                row.current_operation_id = None
-
-
-def _hold(row: Instance) -> Hold | None:
-    return Hold(row.hold) if row.hold else None
+    def _keys(self, commands: Iterable[AnyCommand]) -> set[str]:
+        return {self.lock_key(command) for command in commands}
 
 
 def enqueue(session: Session, events: Sequence[Event], ready_at: datetime | None = None) -> None:
@@ -449,12 +366,3 @@ def enqueue(session: Session, events: Sequence[Event], ready_at: datetime | None
                 ready_at=ready_at if position == 0 else None,
             )
         )
-
-
-def _ready_at(session: Session, command: AnyCommand) -> datetime | None:
-    """When the command's operation last saw its instance Ready, if it waited for that."""
-    operation = session.scalar(select(Operation).where(Operation.command_id == command.id))
-    if operation is None:
-        return None
-    seen = operation.result.get(READY_AT_KEY)
-    return datetime.fromtimestamp(seen, UTC) if isinstance(seen, int | float) else None

@@ -1,25 +1,55 @@
 """Per-instance mutual exclusion for state-changing commands, across every replica.
 
-PostgreSQL: a session-level advisory lock on a connection held for the command's duration; a
-crashed holder's connection closes and the lock goes with it. SQLite: an flock(2) on a file per
-instance beside the database, which excludes threads and processes on the machine alike and dies
-with its holder. Either way a command that finds its instance held is told to retry later
-(`InstanceBusyError`), never dropped.
+A command holds its instance's key (or the fleet's) from before it is admitted until its
+outcome is recorded; one that finds its key held is told to retry later (`InstanceBusyError`),
+never dropped. `take(keys)` takes whatever keys of a batch are free in one go and reports the
+busy ones, without waiting; the `Held` handle it returns releases them, all or some, from any
+thread. `hold(key)` is the one-key form, a `with` block.
+
+PostgreSQL: session-level advisory locks, all on ONE connection per `AdvisoryLocks` (one per
+ledger, so one per process as the service is wired; a mutex serialises its use): one statement
+takes a batch's keys, one frees them. The locks live as long as that connection's server
+session, so a crashed process frees its keys.
+The danger is the other way round: the session can end while the process still believes it
+holds the keys (the server restarts or terminates the backend, a network cut ends in a reset).
+PostgreSQL then frees the keys at once and another replica may take them, while this process's
+handlers still run: exclusivity would be lost silently. So every key remembers the session
+(backend pid) it was taken on, and the ledger **fences** each write with it (`fence`, in the
+write's own transaction, just before it commits): keys whose session is known to be gone fail
+at once; otherwise one query asks `pg_locks` whether that backend still holds them. A write
+under a lost key fails as `LockLostError`, retryable: nothing is recorded, the delivery comes
+back later and takes its key anew. The next `take` opens a new session; a key that was lost
+stays taken in this process until its holder releases it, so no second holder here starts
+meanwhile. What the fence cannot see is a session dying between its check and the commit: the
+ledger's writers read instance rows `FOR UPDATE`, so whoever takes the key next waits in its
+admission for that commit and then sees its outcome (a working status, or the recorded end).
+
+SQLite: an flock(2) on a file per key beside the database, which excludes threads and processes
+on the machine alike and dies with its holder; an open file's lock cannot be lost, so there is
+nothing to fence. An in-memory database lives in one process: a set of keys guarded by a mutex.
 """
 
 import fcntl
 import hashlib
+import os
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.types import BigInteger
 
-from store.database import interrupted, is_postgresql
+from store.database import StoreInterruptedError, interrupted, is_postgresql
+
+T = TypeVar("T")
 
 
 class InstanceBusyError(Exception):
@@ -30,11 +60,59 @@ class InstanceBusyError(Exception):
         self.key = key
 
 
+class LockLostError(StoreInterruptedError):
+    """The database session that held these keys ended: another replica may hold them now, so
+    nothing was recorded; retry (the key is taken anew)."""
+
+
+class Held:
+    """Keys taken together (`keys`) and those that were busy (`busy`, not held).
+
+    `release` frees all or some of them, from any thread, once each; as a `with` block it
+    frees whatever is left at its end.
+    """
+
+    def __init__(
+        self, owner: "KeyLocks[Any]", keys: Collection[str], busy: Collection[str]
+    ) -> None:
+        self.keys = frozenset(keys)
+        self.busy = frozenset(busy)
+        self._owner = owner
+        self._left = set(self.keys)
+        self._guard = threading.Lock()
+
+    def release(self, keys: Iterable[str] | None = None) -> None:
+        """Free these keys (None: every key still held); keys not held here are ignored."""
+        with self._guard:
+            freed = self._left if keys is None else self._left.intersection(keys)
+            self._left = self._left - freed
+        if freed:
+            self._owner.free(freed)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
 class InstanceLocks(Protocol):
-    """Hold one key exclusively for the duration of a `with` block."""
+    """Keys held exclusively across threads, processes and replicas."""
+
+    def take(self, keys: Iterable[str]) -> Held:
+        """Take every free key at once; report the busy ones; never wait."""
 
     def hold(self, key: str) -> AbstractContextManager[None]:
-        """Take the key's lock or raise InstanceBusyError at once."""
+        """Take one key for a `with` block or raise InstanceBusyError at once."""
+
+    def fence(self, connection: Connection, keys: Iterable[str]) -> None:
+        """Inside a write's transaction: raise LockLostError if any of these keys, held here,
+        is no longer held in the database."""
 
 
 def advisory_key(key: str) -> int:
@@ -43,86 +121,218 @@ def advisory_key(key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class AdvisoryLocks:
-    """PostgreSQL advisory locks, one pooled connection per held key."""
+class KeyLocks(Generic[T]):
+    """What every lock kind shares: which keys this object holds (with what holds each: an
+    open file, the database session), taken and freed under one mutex. A key held here is
+    busy for everyone else here too, whatever the database says."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held: dict[str, T] = {}
+
+    def take(self, keys: Iterable[str]) -> Held:
+        """Take every free key at once; report the busy ones; never wait."""
+        wanted = list(dict.fromkeys(keys))
+        with self._mutex:
+            free = [key for key in wanted if key not in self._held]
+            taken = self._acquire(free) if free else {}
+            self._held.update(taken)
+        return Held(self, taken, [key for key in wanted if key not in taken])
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
-        """Try the lock; raise InstanceBusyError if another session has it."""
-        number = advisory_key(key)
+        """Take one key for a `with` block or raise InstanceBusyError at once."""
+        with self.take([key]) as held:
+            if key not in held.keys:
+                raise InstanceBusyError(key)
+            yield
+
+    def free(self, keys: Iterable[str]) -> None:
+        """Give keys back (what `Held.release` calls)."""
+        with self._mutex:
+            tokens = {key: self._held.pop(key) for key in keys if key in self._held}
+            if tokens:
+                self._release(tokens)
+
+    def fence(self, connection: Connection, keys: Iterable[str]) -> None:
+        """Nothing to check: these locks cannot be lost while their holder lives."""
+
+    def _acquire(self, keys: list[str]) -> dict[str, T]:
+        """Try these keys (none held here); the taken ones, with what holds each."""
+        raise NotImplementedError
+
+    def _release(self, tokens: dict[str, T]) -> None:
+        """Free keys `_acquire` took (called with the mutex held)."""
+
+
+@dataclass(eq=False)
+class _Session:
+    """One server session of the lock connection: the backend that holds its keys."""
+
+    pid: int
+    lost: bool = False
+
+
+_KEYS = bindparam("keys", type_=ARRAY(BigInteger))
+_TAKE = text("SELECT k FROM unnest(:keys) AS k WHERE pg_try_advisory_lock(k)").bindparams(_KEYS)
+_FREE = text("SELECT count(*) FROM unnest(:keys) AS k WHERE pg_advisory_unlock(k)").bindparams(
+    _KEYS
+)
+# A bigint advisory key shows in pg_locks as its high half (classid) and low half (objid).
+_STILL_HELD = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+    " AND pid = :pid AND ((classid::bigint << 32) | objid::bigint) = ANY(:keys)"
+).bindparams(_KEYS)
+
+
+class _Line:
+    """The lock connection and its current session (apart from AdvisoryLocks, so that a
+    finalizer can close it when its owner goes)."""
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+        self.session: _Session | None = None
+
+    def drop(self, session: _Session) -> None:
+        """Mark a session lost and, if it is the current one, close its connection for good."""
+        session.lost = True
+        if session is self.session and self.connection is not None:
+            connection, self.connection, self.session = self.connection, None, None
+            try:
+                connection.invalidate()
+                connection.close()
+            except DBAPIError:
+                pass  # already broken: nothing more to close
+
+    def close(self) -> None:
+        """End the current session, if any (the server frees its keys)."""
+        if self.session is not None:
+            self.drop(self.session)
+
+
+class AdvisoryLocks(KeyLocks[_Session]):
+    """PostgreSQL session advisory locks, every key on one connection (see the module's
+    docstring for what happens when its session ends)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self._line = _Line()
+        weakref.finalize(self, self._line.close)
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the lock session (None: no session open)."""
+        session = self._line.session
+        return session.pid if session is not None else None
+
+    def _acquire(self, keys: list[str]) -> dict[str, _Session]:
+        connection, session = self._open()
+        numbers = {advisory_key(key): key for key in keys}
         try:
-            connection = self.engine.connect()
+            taken = connection.execute(_TAKE, {"keys": list(numbers)}).scalars().all()
+            connection.commit()
+        except DBAPIError as error:
+            self._line.drop(session)
+            raise _interrupted(error) from error
+        return {numbers[number]: session for number in taken}
+
+    def _release(self, tokens: dict[str, _Session]) -> None:
+        current, connection = self._line.session, self._line.connection
+        live = [advisory_key(key) for key, session in tokens.items() if session is current]
+        if current is None or connection is None or not live:
+            return  # the session that held them is gone, and its locks with it
+        try:
+            connection.execute(_FREE, {"keys": live})
+            connection.commit()
+        except DBAPIError:
+            # A broken session cannot unlock; ending it frees every key it held, so the
+            # other holders' keys are lost too, and their next write is fenced off.
+            self._line.drop(current)
+
+    def fence(self, connection: Connection, keys: Iterable[str]) -> None:
+        """Raise LockLostError unless every one of these keys held here is still held by the
+        session it was taken on (asked in the caller's transaction: one query)."""
+        with self._mutex:
+            mine = {key: self._held[key] for key in keys if key in self._held}
+        by_session: dict[_Session, list[int]] = {}
+        for key, session in mine.items():
+            by_session.setdefault(session, []).append(advisory_key(key))
+        for session, numbers in by_session.items():
+            if not session.lost:
+                found = connection.execute(_STILL_HELD, {"pid": session.pid, "keys": numbers})
+                if found.scalar_one() == len(numbers):
+                    continue
+                with self._mutex:
+                    self._line.drop(session)
+            raise LockLostError(
+                "the database session holding the instance locks ended; nothing was recorded"
+            )
+
+    def close(self) -> None:
+        """End the lock session: the server frees every key it holds."""
+        with self._mutex:
+            self._line.close()
+            self._held.clear()
+
+    def _open(self) -> tuple[Connection, _Session]:
+        """The lock connection and its session, opened anew if there is none."""
+        if self._line.connection is not None and self._line.session is not None:
+            return self._line.connection, self._line.session
+        try:
+            connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except OperationalError as error:
             raise interrupted(error) from error
-        with connection:
-            try:
-                taken = connection.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": number}
-                ).scalar_one()
-                connection.commit()  # the lock is the session's, not the transaction's
-            except OperationalError as error:
-                raise interrupted(error) from error
-            if not taken:
-                raise InstanceBusyError(key)
-            try:
-                yield
-            finally:
-                try:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": number})
-                    connection.commit()
-                except SQLAlchemyError:
-                    # A broken session cannot unlock; closing it for good frees the lock.
-                    connection.invalidate()
+        # libpq knows its backend's pid from the handshake: no round trip to ask it.
+        pid = connection.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+        self._line.connection, self._line.session = connection, _Session(int(pid))
+        return connection, self._line.session
 
 
-class FileLocks:
+def _interrupted(error: DBAPIError) -> StoreInterruptedError:
+    """The retryable form of a driver error on the lock connection."""
+    reason = str(error.orig or error).splitlines()[0]
+    return StoreInterruptedError(f"state database unavailable: {reason}")
+
+
+class FileLocks(KeyLocks[int]):
     """flock(2) on one file per key beside the SQLite database: across threads and processes.
 
-    Each `hold` opens the file anew, and flock locks belong to the open file, so two holders
-    in one process exclude each other as two processes do; a dead holder's lock goes with it.
+    Each key taken opens its file anew, and flock locks belong to the open file, so two
+    `FileLocks` in one process exclude each other as two processes do; a dead holder's lock
+    goes with it. Plain descriptors (`os.open`), no file objects: a key costs three system
+    calls and no Python I/O stack.
     """
 
     def __init__(self, directory: Path) -> None:
+        super().__init__()
         self.directory = directory
 
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """Try the key's lock; raise InstanceBusyError if anyone holds it."""
+    def _acquire(self, keys: list[str]) -> dict[str, int]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(key.encode()).hexdigest()[:32]
-        with (self.directory / name).open("a") as handle:
+        taken: dict[str, int] = {}
+        for key in keys:
+            name = hashlib.sha256(key.encode()).hexdigest()[:32]
+            descriptor = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise InstanceBusyError(key) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                os.close(descriptor)
+                continue
+            taken[key] = descriptor
+        return taken
+
+    def _release(self, tokens: dict[str, int]) -> None:
+        for descriptor in tokens.values():
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
 
 
-class ProcessLocks:
+class ProcessLocks(KeyLocks[None]):
     """Locks inside one process, for the single consumer process SQLite supports."""
 
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._held: set[str] = set()
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """Take the key if no other thread has it; raise InstanceBusyError otherwise."""
-        with self._guard:
-            if key in self._held:
-                raise InstanceBusyError(key)
-            self._held.add(key)
-        try:
-            yield
-        finally:
-            with self._guard:
-                self._held.discard(key)
+    def _acquire(self, keys: list[str]) -> dict[str, None]:
+        return dict.fromkeys(keys)
 
 
 def locks_for(engine: Engine) -> InstanceLocks:

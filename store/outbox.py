@@ -37,6 +37,16 @@ class PendingEvent:
     ready_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Outbox rows written already claimed by whoever publishes them as soon as they commit
+    (`Ledger.record_many(..., claim=...)`): a relay leaves them alone for `seconds`, and takes
+    them after that if they were never marked published (their publisher died)."""
+
+    holder: str
+    seconds: float = 30
+
+
 @contextmanager
 def _transaction(engine: Engine, name: str) -> Iterator[Session]:
     """One transaction; a database failure surfaces as StoreUnavailableError."""

@@ -75,9 +75,13 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def telemetry() -> Telemetry:
-    """The process's tracer and meter providers, into memory (set once: they are global)."""
+    """The process's tracer and meter providers, into memory (set once: they are global).
+
+    Installed before any test, so a test that runs the CLI in process (which installs the
+    service's own providers) cannot take the global slot first and leave later tests reading
+    an exporter nothing writes to."""
     exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
     if configure_tracing(__version__, processors=(SimpleSpanProcessor(exporter),)) is None:
         pytest.fail("tracing is disabled (OTEL_SDK_DISABLED)")

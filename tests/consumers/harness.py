@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from consumers.health import Health
+from consumers.parking import ParkingLot
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
@@ -158,15 +159,22 @@ def running_consumer(
     handlers: Mapping[str, Handler],
     settings: ConsumerSettings = FAST,
     heartbeat: int = 30,
+    parking: ParkingLot | None = None,
+    processor_type: type[Processor] = Processor,
 ) -> Iterator[ConsumerRuntime]:
-    """A consumer serving in a thread until the block ends."""
+    """A consumer serving in a thread until the block ends (parking waiting deliveries in
+    `parking`, whose timer runs as long as the consumer)."""
     amqp = AmqpSettings(url=SecretStr(amqp_url), heartbeat_seconds=heartbeat)
-    processor = Processor(
-        Ledger(engine, MACHINE), registry_of(handlers), settings, ContractSettings()
+    processor = processor_type(
+        Ledger(engine, MACHINE),
+        registry_of(handlers),
+        settings,
+        ContractSettings(),
+        parking=parking,
     )
     health = Health()
     runtime = ConsumerRuntime(
-        amqp, settings, processor, OutboxRelay(OutboxRelayStore(engine)), health
+        amqp, settings, processor, OutboxRelay(OutboxRelayStore(engine)), health, parking
     )
     thread = threading.Thread(target=runtime.serve, name="consumer", daemon=True)
     thread.start()

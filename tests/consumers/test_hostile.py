@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -438,10 +438,10 @@ def test_a_hostile_publisher_gets_one_answer_each_and_valid_commands_go_on(
 class _Exploding(Processor):
     """Our own processor, made to raise for one message id as a bug would."""
 
-    def process(self, delivery: Delivery) -> Decision:
-        if delivery.properties.message_id == "boom":
+    def process_batch(self, deliveries: Sequence[Delivery]) -> list[Decision]:
+        if any(delivery.properties.message_id == "boom" for delivery in deliveries):
             raise RuntimeError("a bug nobody foresaw")
-        return super().process(delivery)
+        return super().process_batch(deliveries)
 
 
 def test_an_exception_that_escapes_the_decision_ends_dead_lettered(

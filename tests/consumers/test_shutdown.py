@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.engine import Engine
 
+from handlers.results import HandlerContext, HandlerResult
+from messages.commands import AnyCommand
 from store.database import create_engine
 from store.settings import StoreSettings
 from tests.consumers.harness import (
+    FAST,
     Observer,
     ProvisionFake,
     provision_body,
@@ -104,3 +108,35 @@ def test_work_still_running_after_the_grace_period_is_handed_back_and_answered_o
     assert [b["causationid"] for b in bodies] == ["provision-2"]
     # Exactly one of the two consumers ran the handler to its end and recorded the outcome.
     assert sum(fake.calls.values()) in (0, 1)
+
+
+class WorkerKilled(BaseException):
+    """What no handler catches: the worker thread dies without a decision."""
+
+
+def test_a_worker_killed_without_a_decision_frees_its_place_and_its_delivery_goes_back_at_stop(
+    amqp_url: str, engine: Engine
+) -> None:
+    observer = Observer(amqp_url)
+    answered = ProvisionFake()
+
+    def dies_on_the_first(command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        if command.id == "provision-1":
+            raise WorkerKilled(command.id)
+        return answered(command, context)
+
+    # One worker, and a grace period longer than the harness waits for the stop (60 s): the
+    # next command is only answered if the dead worker's place is free again, and the stop only
+    # ends in time if the dead delivery does not count as work still running.
+    settings = FAST.model_copy(
+        update={"workers": 1, "batch_size": 1, "shutdown_grace_seconds": 120}
+    )
+    with running_consumer(amqp_url, engine, {PROVISION: dies_on_the_first}, settings):
+        publish(amqp_url, [provision_body(1), provision_body(2)], PROVISION)
+        observer.wait_for(lambda bodies: len(bodies) == 1, timeout=30)
+    assert [body["causationid"] for _, body in observer.seen] == ["provision-2"]
+    # Handed back unacknowledged at the stop: the next consumer answers it.
+    with running_consumer(amqp_url, engine, {PROVISION: answered}):
+        bodies = observer.wait_for(lambda bodies: len(bodies) == 2, timeout=30)
+    assert bodies[1]["causationid"] == "provision-1"
+    assert answered.calls == {"provision-1": 1, "provision-2": 1}

@@ -175,6 +175,12 @@ def test_each_queue_scales_to_zero_counting_in_flight_work(documents: list[Docum
             assert metadata["protocol"] == "http"  # unacknowledged messages count
             assert metadata["mode"] == "QueueLength"
             assert metadata["activationValue"] == "0"
+        # A replica per prefetch-full: each trigger's target is what one consumer holds.
+        deployment = one(documents, "Deployment", spec["scaleTargetRef"]["name"])
+        prefetch = _env(_container(deployment)).get(
+            "INSTANCE_SERVICE_CONSUMER__PREFETCH", str(settings.prefetch)
+        )
+        assert {t["metadata"]["value"] for t in spec["triggers"]} == {prefetch}
         # One trigger per queue the Deployment's consumers serve (quick: also the unrouted).
         served = settings.model_copy(update={"queues": CONSUMERS[spec["scaleTargetRef"]["name"]]})
         names = sorted(t["metadata"]["queueName"] for t in spec["triggers"])

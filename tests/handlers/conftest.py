@@ -37,3 +37,13 @@ def driver(
     """A consumer with the real handlers on this test's namespace, vhost and state."""
     with lifecycle(amqp_url, engine, k8s_api, namespace, admin_url) as running:
         yield running
+
+
+@pytest.fixture
+def watching_driver(
+    amqp_url: str, engine: Engine, k8s_api: client.ApiClient, namespace: str, admin_url: str
+) -> Iterator[Lifecycle]:
+    """As `driver`, with a consumer that does not park: waits are watched in the worker thread
+    (one delivery, one decision), as without an informer or with the parking lot full."""
+    with lifecycle(amqp_url, engine, k8s_api, namespace, admin_url, parks=False) as running:
+        yield running

@@ -20,6 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from consumers.cluster_events import InformerEvents
+from consumers.parking import ParkingLot
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
 from devstack.layout import default_layout
@@ -103,11 +105,21 @@ class Lifecycle:
     """The consumer's own credentials (e.g. deploy/'s ServiceAccount); None: `api`'s. `api`
     stays the test's view for checks and for the local stack's stand-in of cluster DNS."""
     observer: Observer | None = None
+    consumer: ConsumerSettings = CONSUMER
+    parks: bool = True
+    """Whether waiting deliveries are parked (False: handlers watch in their worker thread,
+    the path a consumer takes without an informer or with its lot full)."""
     _stack: ExitStack = field(default_factory=ExitStack)
     _consumer: AbstractContextManager[ConsumerRuntime] | None = None
 
     def __post_init__(self) -> None:
         self.databases = TenantDatabases.connect(self.admin_url)
+        # As the consumer process has them: one informer over the namespace, feeding the lot
+        # where waiting deliveries are parked (every consumer this driver starts shares it).
+        self.events = InformerEvents(
+            lambda: Kubernetes(self.service_api or self.api, self.kubernetes.namespace)
+        )
+        self.parking = ParkingLot(self.events, self.consumer.max_waiting)
         self._build()
         self.ledger = Ledger(self.engine, MACHINE)
         self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
@@ -140,7 +152,11 @@ class Lifecycle:
         """A consumer with the lifecycle handlers."""
         assert self._consumer is None
         self._consumer = running_consumer(
-            self.amqp_url, self.engine, CATALOG.handlers(self.platform), CONSUMER
+            self.amqp_url,
+            self.engine,
+            CATALOG.handlers(self.platform),
+            self.consumer,
+            parking=self.parking if self.parks else None,
         )
         self._consumer.__enter__()
 
@@ -153,6 +169,8 @@ class Lifecycle:
     def close(self) -> None:
         """Stop the consumer and release connections."""
         self.stop()
+        self.parking.close()
+        self.events.close()
         self.databases.admin.dispose()
 
     # -- commands ----------------------------------------------------------------------
@@ -238,6 +256,8 @@ def lifecycle(
     admin_url: str,
     tenants: TenantSettings | None = None,
     service_api: client.ApiClient | None = None,
+    consumer: ConsumerSettings = CONSUMER,
+    parks: bool = True,
     **kubernetes: Any,
 ) -> Iterator[Lifecycle]:
     """A started Lifecycle; stopped and closed at the end."""
@@ -256,6 +276,8 @@ def lifecycle(
         settings,
         tenants or tenant_settings(),
         service_api=service_api,
+        consumer=consumer,
+        parks=parks,
     )
     driver.start()
     try:

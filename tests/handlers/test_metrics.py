@@ -30,8 +30,9 @@ FAILED = f"{T}command.failed.v1"
 
 
 def test_a_provision_and_a_failing_resize_are_measured(
-    telemetry: Telemetry, driver: Lifecycle
+    telemetry: Telemetry, watching_driver: Lifecycle
 ) -> None:
+    driver = watching_driver  # one decision per delivery: see test_parking.py for parked ones
     before = telemetry.snapshot()
     instance_id, subdomain = new_instance()
     provisioned = driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))

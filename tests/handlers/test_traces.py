@@ -33,8 +33,9 @@ def _children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableS
 
 
 def test_a_provision_is_one_trace_from_publisher_to_result_event(
-    telemetry: Telemetry, driver: Lifecycle
+    telemetry: Telemetry, watching_driver: Lifecycle
 ) -> None:
+    driver = watching_driver  # one decision per delivery: see test_parking.py for parked ones
     tracer = trace.get_tracer("billing-service (test)")
     instance_id, subdomain = new_instance()
     with tracer.start_as_current_span("billing publishes", kind=SpanKind.PRODUCER) as publisher:

@@ -49,3 +49,46 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert len(figures["cold_start"]["runs"]) == 2
     assert [row["requests"] for row in figures["reconcile"]] == [6, 8, 6, 8]
     assert (run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_profile_of_a_no_op_command_splits_its_cpu_by_component(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.profile",
+            "--commands",
+            "40",
+            "--store",
+            "sqlite",
+            "--json",
+            str(tmp_path / "profile.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(b) CPU ms per command by component" in result.stdout
+    (profile,) = json.loads((tmp_path / "profile.json").read_text())
+    assert profile["store"] == "sqlite"
+    assert profile["commands"] == 40
+    components = profile["components"]
+    assert set(components) == {
+        "broker I/O",
+        "store",
+        "parsing",
+        "telemetry",
+        "handler",
+        "runtime",
+        "rest",
+    }
+    # The estimate without the profiler shares out the consumer's measured CPU, no more.
+    measured = profile["threads"]["consumer, all threads"]["plain"]
+    estimated = sum(component["estimated"] for component in components.values())
+    assert measured > 0
+    assert abs(estimated - measured) <= 0.05 * measured
+    assert components["store"]["estimated"] > 0
+    assert profile["functions"]

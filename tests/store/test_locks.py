@@ -142,3 +142,35 @@ def test_two_holders_in_one_process_exclude_each_other(engine: Engine) -> None:
             pass
         with locks.hold("instance-z"):
             pass  # other keys are free
+
+
+def test_take_holds_the_free_keys_reports_the_busy_ones_and_frees_from_any_thread(
+    engine: Engine,
+) -> None:
+    mine, theirs = locks_for(engine), locks_for(engine)  # two replicas, as far as locks go
+    held = mine.take(["k1", "k2", "k1"])
+    assert held.keys == {"k1", "k2"}
+    assert not held.busy
+
+    other = theirs.take(["k1", "k3"])
+    assert other.keys == {"k3"}
+    assert other.busy == {"k1"}
+    assert mine.take(["k2"]).busy == {"k2"}, "a key held here is busy here too"
+
+    releaser = threading.Thread(target=held.release, args=(["k1"],))
+    releaser.start()
+    releaser.join()
+    again = theirs.take(["k1", "k2"])
+    assert again.keys == {"k1"}
+    assert again.busy == {"k2"}
+
+    held.release()
+    held.release(["k2"])  # once only: a second release frees nothing another holder took
+    with theirs.take(["k2"]) as last:
+        assert last.keys == {"k2"}
+        with pytest.raises(InstanceBusyError), mine.hold("k2"):
+            pass
+    other.release()
+    again.release()
+    with mine.hold("k1"), mine.hold("k3"):
+        pass  # everything was given back

@@ -27,13 +27,24 @@ def _expected(run: dict[str, Any]) -> dict[str, str]:
         row = by_size[size]
         return " / ".join(f"{row[key]:.1f}" for key in ("seconds", "p50_s", "p95_s", "p99_s"))
 
+    def of_floor(store: str) -> str:
+        ratios = run["floor_ratios"][store]
+        return f"{ratios['one_at_a_time']:.3f} / {ratios['batched']:.3f}"
+
+    slower = min(figures["best"] for figures in run["ceilings"].values())
     return {
         "no-op commands per second through one consumer, SQLite": (
             f"{overhead['sqlite']['per_second']:.1f}"
         ),
+        "... as a fraction of the raw loop, one at a time / batched": of_floor("sqlite"),
         "the same, PostgreSQL": f"{overhead['postgresql']['per_second']:.1f}",
+        "... as a fraction of its raw loop, one at a time / batched": of_floor("postgresql"),
         "50 provisions published at once: all done in / p50 / p95 / p99 (s)": provisions(50),
         "200 provisions published at once: all done in / p50 / p95 / p99 (s)": provisions(200),
+        "... per second, and as a fraction of the slower ceiling (per second)": (
+            f"{by_size[200]['per_second']:.2f}, {by_size[200]['per_second'] / slower:.2f}"
+            f" ({slower:.1f})"
+        ),
         "rollout to result event, median, watching": f"{medians['watch']:.3f} s",
         "the same, polling every 5 s (the predecessor's way)": (
             f"{medians['poll every 5 s']:.3f} s ({run['reaction']['ratio']:.0f}x)"
