@@ -12,15 +12,20 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.k8s]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--results", str(tmp_path)],
+def _bench(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark module as a user would, from the repository."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -> None:
+    result = _bench("bench", "--quick", "--results", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "== summary" in result.stdout
     assert "no-op commands per second, postgresql" in result.stdout
@@ -52,23 +57,14 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
 
 
 def test_the_profile_of_a_no_op_command_splits_its_cpu_by_component(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.profile",
-            "--commands",
-            "40",
-            "--store",
-            "sqlite",
-            "--json",
-            str(tmp_path / "profile.json"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = _bench(
+        "bench.profile",
+        "--commands",
+        "40",
+        "--store",
+        "sqlite",
+        "--json",
+        str(tmp_path / "profile.json"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(b) CPU ms per command by component" in result.stdout
