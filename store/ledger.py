@@ -241,8 +241,9 @@ class Ledger:
         with transaction(self.engine) as connection, traced_step(self.engine, "begin"):
             snapshot, beginnings = Snapshot(), Beginnings()
             snapshot.read_instances(connection, [command.subject], lock=True)
-            operation_id = begin(snapshot, beginnings, command, admission, self.rules, utcnow())
-            write_beginnings(connection, snapshot, beginnings)
+            now = utcnow()
+            operation_id = begin(snapshot, beginnings, command, admission, self.rules, now)
+            write_beginnings(connection, snapshot, beginnings, now)
             self.locks.fence(connection, [self.lock_key(command)])
         return operation_id
 
@@ -272,7 +273,7 @@ class Ledger:
                 results = start_all(snapshot, beginnings, commands, self.rules, now)
             if beginnings.operations:
                 with traced_step(self.engine, "begin", len(beginnings.operations)):
-                    write_beginnings(connection, snapshot, beginnings)
+                    write_beginnings(connection, snapshot, beginnings, now)
                     self.locks.fence(connection, self._keys(commands))
         return results
 

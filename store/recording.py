@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.engine import Connection
 
 from messages.commands import AnyCommand, InstanceCommand
 from messages.events import Event
 from messages.serialization import serialize_event
+from store.bulk import KEY, insert_rows, update_rows
 from store.lifecycle import Ending, Hold, InstanceStatus, StatusMachine
 from store.models import InboxEntry, OutboxEntry
 from store.outbox import Claim, PendingEvent
@@ -49,12 +50,9 @@ _OUTCOMES = select(
     INBOX.c.outcome,
     INBOX.c.terminal_event_id,
 ).where(INBOX.c.command_id.in_(bindparam("ids", expanding=True)))
-_INSERT_INBOX = insert(INBOX)
 # Matched back by event id, not by position: asking RETURNING for the parameters' order makes
 # SQLite insert row by row.
 _INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.event_id, OUTBOX.c.seq)
-_UPDATE_ENDED = update(INSTANCES).where(INSTANCES.c.id == bindparam("b_id"))
-_UPDATE_OPERATIONS = update(OPERATIONS).where(OPERATIONS.c.id == bindparam("b_id"))
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,7 @@ def record_all(
             row = _outbox_row(event, now, ready_at if position == 0 else None, claim)
             writes.outbox.append(row)
         answers.append((stored[command.id], slice(first, len(writes.outbox))))
-    events = _write(connection, snapshot, writes)
+    events = _write(connection, snapshot, writes, now)
     return [Recorded(outcome, tuple(events[part])) for outcome, part in answers]
 
 
@@ -178,21 +176,19 @@ def _apply(
     row["last_error"] = update.last_error if record.outcome is Outcome.FAILED else None
     if operation is not None:
         operation.state = "succeeded" if record.outcome is Outcome.SUCCEEDED else "failed"
-        writes.operations.append({"b_id": operation.id, "state": operation.state})
+        writes.operations.append({KEY: operation.id, "state": operation.state})
         if row["current_operation_id"] == operation.id:
             row["current_operation_id"] = None
     snapshot.changed.add(subject)
 
 
-def _write(connection: Connection, snapshot: Snapshot, writes: _Writes) -> list[PendingEvent]:
+def _write(
+    connection: Connection, snapshot: Snapshot, writes: _Writes, now: datetime
+) -> list[PendingEvent]:
     """Write the batch: instances, operations, inbox, then the outbox (returning its seqs)."""
-    changed = snapshot.updates(snapshot.changed, _ENDED)
-    if changed:
-        connection.execute(_UPDATE_ENDED, changed)
-    if writes.operations:
-        connection.execute(_UPDATE_OPERATIONS, writes.operations)
-    if writes.inbox:
-        connection.execute(_INSERT_INBOX, writes.inbox)
+    update_rows(connection, INSTANCES, _ENDED, snapshot.updates(snapshot.changed, _ENDED), now)
+    update_rows(connection, OPERATIONS, ("state",), writes.operations, now)
+    insert_rows(connection, INBOX, writes.inbox)
     if not writes.outbox:
         return []
     written = connection.execute(_INSERT_OUTBOX, writes.outbox)

@@ -1,10 +1,10 @@
 """The rows a batch of commands is decided on, read with SQLAlchemy Core in one query per table.
 
 Admission and recording decide in Python over this snapshot, never row by row through the ORM:
-one `SELECT ... WHERE key IN (...)` per table for the whole batch, then one `executemany` per
-kind of write. The snapshot is kept up to date as the batch's commands begin or end, so a later
-command of a batch sees what an earlier one did, exactly as it would one by one (a provision
-takes its subdomain; a begun command sets a working status the next one waits behind).
+one `SELECT ... WHERE key IN (...)` per table for the whole batch, then one statement per kind
+of write (store/bulk.py). The snapshot is kept up to date as the batch's commands begin or end,
+so a later command of a batch sees what an earlier one did, exactly as it would one by one (a
+provision takes its subdomain; a begun command sets a working status the next one waits behind).
 
 Instance rows are read `FOR UPDATE` by writers (PostgreSQL; SQLite writers are serial anyway):
 whoever reads the row next waits for this transaction to commit (store/locks.py says why).
@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import BindParameter, Table, bindparam, select
 from sqlalchemy.engine import Connection
 
+from store.bulk import KEY
 from store.instances import instance_record_of
 from store.lifecycle import InstanceStatus
 from store.models import Backup, Instance, Operation
@@ -100,10 +101,10 @@ class Snapshot:
         self.subdomains.setdefault(row["subdomain"], set()).add(row["id"])
 
     def updates(self, ids: Collection[str], columns: Sequence[str]) -> list[dict[str, Any]]:
-        """executemany parameters that write these instances' `columns`, by primary key
-        (bound as `b_id`), in the order of their ids."""
+        """The rows that write these instances' `columns`, by primary key (as `bulk.KEY`), in
+        the order of their ids (`bulk.update_rows`)."""
         rows = (self.instances[i] for i in sorted(ids))
-        return [{"b_id": row["id"], **{column: row[column] for column in columns}} for row in rows]
+        return [{KEY: row["id"], **{column: row[column] for column in columns}} for row in rows]
 
     def read_instances(self, connection: Connection, ids: Collection[str], *, lock: bool) -> None:
         """Read these instances (`lock`: FOR UPDATE, for a writer)."""

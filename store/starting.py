@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Connection
 
 from messages.commands import (
@@ -25,6 +24,7 @@ from messages.commands import (
 )
 from messages.errors import MessageRejected, RejectionCode
 from store.admission import check_identity, check_record, rejection
+from store.bulk import insert_rows, update_rows
 from store.instances import new_instance_row
 from store.lifecycle import Hold, InstanceStatus, StatusMachine, Verdict
 from store.locks import InstanceBusyError
@@ -35,10 +35,6 @@ from store.watchdog import COMMAND_KEY, command_document
 
 _BEGUN = ("status", "hold", "last_command_time", "last_command_id", "current_operation_id")
 """The columns `begin` changes on an existing instance."""
-
-_INSERT_INSTANCES = insert(INSTANCES)
-_INSERT_OPERATIONS = insert(OPERATIONS)
-_UPDATE_BEGUN = update(INSTANCES).where(INSTANCES.c.id == bindparam("b_id"))
 
 
 @dataclass(frozen=True)
@@ -208,16 +204,14 @@ def start_all(
     return results
 
 
-def write_beginnings(connection: Connection, snapshot: Snapshot, beginnings: Beginnings) -> None:
+def write_beginnings(
+    connection: Connection, snapshot: Snapshot, beginnings: Beginnings, now: datetime
+) -> None:
     """Insert the instances the batch created, update those it began on, insert operations."""
-    created = [snapshot.instances[i] for i in sorted(snapshot.created)]
-    if created:
-        connection.execute(_INSERT_INSTANCES, created)
+    insert_rows(connection, INSTANCES, [snapshot.instances[i] for i in sorted(snapshot.created)])
     changed = snapshot.updates(snapshot.changed - snapshot.created, _BEGUN)
-    if changed:
-        connection.execute(_UPDATE_BEGUN, changed)
-    if beginnings.operations:
-        connection.execute(_INSERT_OPERATIONS, beginnings.operations)
+    update_rows(connection, INSTANCES, _BEGUN, changed, now)
+    insert_rows(connection, OPERATIONS, beginnings.operations)
 
 
 def _value(status: InstanceStatus | Hold | None) -> str | None:
