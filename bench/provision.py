@@ -10,7 +10,9 @@ consumer (4 workers per queue, as deployed) carries them out against the real co
 Deployment: waiting handlers park (up to `--park`, 64, at once; the prefetch is the workers plus
 that) and are resumed by the consumer's informer (docs/consumer.md, "Waiting without a thread"),
 and commands are decided one at a time (`batch_size` 1). Latency is
-from the publish to the `provisioned` event arriving on an observing queue. Then one instance
+from the publish to the `provisioned` event arriving on an observing queue; the machine's CPU
+in that window is printed by part of the stack (bench/cpu.py: the consumer's share against the
+control plane's, and how many of the cores were busy). Then one instance
 goes through every other command once, and each operation's recorded request count is printed.
 Tenant databases and the namespace are removed at the end. `--park 0` gives the consumer of
 before issue 18: a waiting handler holds its worker, prefetch 8.
@@ -34,6 +36,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bench import cpu
 from bench.stack import (
     Tenants,
     observer,
@@ -168,9 +171,11 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO, park: int) -> dict[str
                     made += instance_ids
                     commands = [_provision(i) for i in instance_ids]
                     command_ids = [c.properties.message_id or "" for c in commands]
+                    before = cpu.snapshot()
                     started = time.perf_counter()
                     publish(amqp_url, commands)
                     arrived = events.wait(command_ids, timeout=60 + size * 5)
+                    used = cpu.spent(before, cpu.snapshot())
                     latencies = [arrived[c][0] - started for c in command_ids]
                     kinds = {arrived[c][1]["type"] for c in command_ids}
                     row = {
@@ -184,6 +189,7 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO, park: int) -> dict[str
                         "p95_s": _percentile(latencies, 0.95),
                         "p99_s": _percentile(latencies, 0.99),
                         "event_types": sorted(kinds),
+                        "cpu_core_seconds": used,
                     }
                     figures["provision"].append(row)
                     print(
@@ -191,6 +197,7 @@ def _run(sizes: list[int], tenants: Tenants, out: TextIO, park: int) -> dict[str
                         f"{row['p50_s']:>6.2f} {row['p95_s']:>6.2f} {row['p99_s']:>6.2f}",
                         file=out,
                     )
+                    print("\n".join(cpu.table(used, size, "provision")), file=out)
                     _free_the_node(tenants, keep=made[0])
                 figures["requests"] = _whole_life(made[0], amqp_url, events, engine, out)
             events.close()
