@@ -3,10 +3,12 @@
 `connection.execute(statement, rows)` is an executemany: SQLite's driver loops over the rows in
 C, but psycopg sends them one by one (in a pipeline), and its Python per row was most of a
 no-op command's store time on PostgreSQL (docs/throughput.md). So on PostgreSQL an insert asks
-SQLAlchemy for its multi-row VALUES form (`insertmanyvalues`, which it uses for an INSERT with
-RETURNING) and an update joins the table to `unnest` of one array per column (a statement text
-that does not change with the number of rows, so it is compiled and prepared once); SQLite keeps
-the executemany, which is cheaper there (and SQLite has no arrays).
+an insert selects its rows from `unnest` of one array per column, and an update joins the table
+to such an `unnest`. The statement's text does not change with the number of rows, so it is
+compiled and prepared once; SQLAlchemy's multi-row VALUES (`insertmanyvalues`) was tried first
+and cost more, because psycopg parses a long statement's text again on every execution (it
+caches only short ones). SQLite keeps the executemany, which is cheaper there (and SQLite has
+no arrays).
 """
 
 from collections.abc import Mapping, Sequence
@@ -14,7 +16,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert, Update
@@ -24,10 +26,26 @@ KEY = "b_id"
 under its own name in its own UPDATE)."""
 
 
-def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert these rows (all with the same keys)."""
-    if rows:
-        connection.execute(_insert(table, connection.dialect.name), list(rows))
+def insert_rows(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    returning: Sequence[str] = (),
+) -> list[Row[Any]]:
+    """Insert these rows (all with the same keys); the `returning` columns of the rows
+    written, in no particular order."""
+    if not rows:
+        return []
+    names = tuple(rows[0])
+    if connection.dialect.name != "postgresql":
+        statement = insert(table)
+        if returning:
+            statement = statement.returning(*(table.c[name] for name in returning))
+        result = connection.execute(statement, list(rows))
+        return list(result.all()) if returning else []
+    arrays = {name: [row[name] for row in rows] for name in names}
+    result = connection.execute(_unnest_insert(table, names, tuple(returning)), arrays)
+    return list(result.all()) if returning else []
 
 
 def update_rows(
@@ -53,10 +71,8 @@ def _unnest_update(table: Table, columns: tuple[str, ...]) -> Update:
     """`UPDATE t SET c = batch.c ... FROM unnest(:key, :c, ...) AS batch(key, c, ...)`: one
     array per column, so the statement is the same for any number of rows (compiled once)."""
     key = table.c[_primary_key(table)]
-    names = (KEY, *columns)
     types = {KEY: key.type, **{name: table.c[name].type for name in columns}}
-    arrays = (bindparam(name, type_=postgresql.ARRAY(types[name])) for name in names)
-    batch = func.unnest(*arrays).table_valued(*names).render_derived(name="batch")
+    batch = _unnest(table, (KEY, *columns), types)
     return (
         update(table)
         .where(key == batch.c[KEY])
@@ -64,12 +80,20 @@ def _unnest_update(table: Table, columns: tuple[str, ...]) -> Update:
     )
 
 
-def _insert(table: Table, dialect: str) -> Insert:
-    """PostgreSQL: RETURNING the key, which makes SQLAlchemy send one multi-row statement."""
-    statement = insert(table)
-    if dialect == "postgresql":
-        return statement.returning(table.c[_primary_key(table)])
+@cache
+def _unnest_insert(table: Table, names: tuple[str, ...], returning: tuple[str, ...]) -> Insert:
+    """`INSERT INTO t (c, ...) SELECT * FROM unnest(:c, ...)`: one array per column."""
+    statement = insert(table).from_select(names, select(*_unnest(table, names).c))
+    if returning:
+        return statement.returning(*(table.c[name] for name in returning))
     return statement
+
+
+def _unnest(table: Table, names: Sequence[str], types: Mapping[str, Any] | None = None) -> Any:
+    """`unnest(:a, :b, ...) AS batch(a, b, ...)`, each bound as an array of its column's type."""
+    types = types or {name: table.c[name].type for name in names}
+    arrays = (bindparam(name, type_=postgresql.ARRAY(types[name])) for name in names)
+    return func.unnest(*arrays).table_valued(*names).render_derived(name="batch")
 
 
 def _by_key(table: Table) -> Update:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 
 from messages.commands import AnyCommand, InstanceCommand
@@ -50,9 +50,6 @@ _OUTCOMES = select(
     INBOX.c.outcome,
     INBOX.c.terminal_event_id,
 ).where(INBOX.c.command_id.in_(bindparam("ids", expanding=True)))
-# Matched back by event id, not by position: asking RETURNING for the parameters' order makes
-# SQLite insert row by row.
-_INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.event_id, OUTBOX.c.seq)
 
 
 @dataclass(frozen=True)
@@ -191,8 +188,10 @@ def _write(
     insert_rows(connection, INBOX, writes.inbox)
     if not writes.outbox:
         return []
-    written = connection.execute(_INSERT_OUTBOX, writes.outbox)
-    seqs: dict[str, int] = dict(written.all())
+    # Matched back by event id, not by position: asking RETURNING for the rows' order makes
+    # SQLite insert row by row.
+    written = insert_rows(connection, OUTBOX, writes.outbox, returning=("event_id", "seq"))
+    seqs: dict[str, int] = {row.event_id: row.seq for row in written}
     return [
         PendingEvent(
             seq=seqs[row["event_id"]],
