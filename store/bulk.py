@@ -38,10 +38,7 @@ def insert_rows(
         return []
     names = tuple(rows[0])
     if connection.dialect.name != "postgresql":
-        statement = insert(table)
-        if returning:
-            statement = statement.returning(*(table.c[name] for name in returning))
-        result = connection.execute(statement, list(rows))
+        result = connection.execute(_insert(table, tuple(returning)), list(rows))
         return list(result.all()) if returning else []
     arrays = {name: [row[name] for row in rows] for name in names}
     result = connection.execute(_unnest_insert(table, names, tuple(returning)), arrays)
@@ -81,6 +78,15 @@ def _unnest_update(table: Table, columns: tuple[str, ...]) -> Update:
 
 
 @cache
+def _insert(table: Table, returning: tuple[str, ...]) -> Insert:
+    """The plain INSERT, built once (its cache key is then computed once too)."""
+    statement = insert(table)
+    if returning:
+        return statement.returning(*(table.c[name] for name in returning))
+    return statement
+
+
+@cache
 def _unnest_insert(table: Table, names: tuple[str, ...], returning: tuple[str, ...]) -> Insert:
     """`INSERT INTO t (c, ...) SELECT * FROM unnest(:c, ...)`: one array per column."""
     statement = insert(table).from_select(names, select(*_unnest(table, names).c))
@@ -96,7 +102,9 @@ def _unnest(table: Table, names: Sequence[str], types: Mapping[str, Any] | None 
     return func.unnest(*arrays).table_valued(*names).render_derived(name="batch")
 
 
+@cache
 def _by_key(table: Table) -> Update:
+    """The plain UPDATE by primary key, built once."""
     return update(table).where(table.c[_primary_key(table)] == bindparam(KEY))
 
 
