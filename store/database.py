@@ -90,12 +90,14 @@ def traced_session(engine: Engine, name: str | None, *, write: bool = False) -> 
     `name` None: the unit's steps are traced one by one instead (`traced_step`), for a
     transaction that does two things a trace should tell apart.
     """
-    with (
-        traced_step(engine, name) if name is not None else nullcontext(),
-        Session(engine, expire_on_commit=False) as session,
-    ):
+    with traced_step(engine, name) if name is not None else nullcontext():
+        # The session's close is inside the try: a read-only unit ends with a ROLLBACK, which
+        # meets a database that went away after the last read as any statement would.
         try:
-            with session.begin() if write else nullcontext():
+            with (
+                Session(engine, expire_on_commit=False) as session,
+                session.begin() if write else nullcontext(),
+            ):
                 yield session
         except sqlalchemy.exc.OperationalError as error:
             raise interrupted(error) from error
