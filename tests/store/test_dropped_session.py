@@ -4,30 +4,22 @@ error. A read-only unit ends with a ROLLBACK, and that is where it meets the dro
 (the PostgreSQL restart fault test found it: "unexpected failure; will retry" from a handler's
 read of its operation)."""
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
 from messages.errors import RetryableError
-from store.database import StoreInterruptedError, create_engine, traced_session
-from store.migrate import upgrade
+from store.database import StoreInterruptedError, traced_session
 from store.models import Instance
-from store.settings import StoreSettings
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def engine(postgres_database: str) -> Iterator[Engine]:
-    """An engine on a migrated PostgreSQL database."""
-    engine = create_engine(StoreSettings(url=SecretStr(postgres_database)))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def database_url(postgres_database: str) -> str:
+    """PostgreSQL only (conftest's `engine` migrates it)."""
+    return postgres_database
 
 
 @pytest.mark.parametrize("write", [False, True], ids=["read", "write"])

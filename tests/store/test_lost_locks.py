@@ -3,24 +3,20 @@ them. The server frees the keys at once; every holder's next write must then fai
 instead of running on without exclusivity."""
 
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from messages.errors import RetryableError
 from messages.events import InstanceEventData, StoppedEvent
 from messages.examples import INSTANCE_ID
-from store.database import StoreInterruptedError, create_engine
+from store.database import StoreInterruptedError
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus
 from store.locks import AdvisoryLocks, LockLostError
-from store.migrate import upgrade
 from store.records import Outcome
-from store.settings import StoreSettings
 from tests.catalog import MACHINE
 from tests.store.conftest import command
 from tests.store.test_ledger import OTHER_ID, _provision, _status
@@ -29,12 +25,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def engine(postgres_database: str) -> Iterator[Engine]:
-    """An engine on a migrated PostgreSQL database."""
-    engine = create_engine(StoreSettings(url=SecretStr(postgres_database)))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def database_url(postgres_database: str) -> str:
+    """PostgreSQL only (conftest's `engine` migrates it)."""
+    return postgres_database
 
 
 def _terminate(database_url: str, pid: int) -> None:
