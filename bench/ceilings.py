@@ -20,8 +20,9 @@ from bench.stack import Tenants, provisions, tenant_namespace
 from handlers.specs import instance_spec
 from k8s.apply import Kubernetes
 from k8s.credentials import generate_credentials
-from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.exposure import build_ingress, build_service
 from k8s.kinds import DEPLOYMENT, INGRESS, JOB, NETWORK_POLICY, PVC, SECRET, SERVICE
+from k8s.network import build_network_policies
 from k8s.spec import InstanceSpec
 from k8s.workload import build_deployment, build_init_job, build_secret, build_volume
 from messages.commands import ProvisionCommand
@@ -67,7 +68,7 @@ def databases(tenants: Tenants, count: int, threads: int) -> float:
 
 
 def objects(tenants: Tenants, count: int, threads: int) -> float:
-    """Provisions' objects created per second (all seven of one instance per unit)."""
+    """Provisions' objects created per second (all eight of one instance per unit)."""
     specs = _specs(count)
     platform = tenants.platform()
     settings, namespace = platform.tenants, tenants.namespace
@@ -77,7 +78,8 @@ def objects(tenants: Tenants, count: int, threads: int) -> float:
         cluster = Kubernetes(tenants.api, namespace)
         cluster.apply(SECRET, build_secret(spec, generate_credentials(), settings, namespace))
         cluster.apply(SERVICE, build_service(spec, namespace))
-        cluster.apply(NETWORK_POLICY, build_network_policy(spec, settings, namespace))
+        for policy in build_network_policies(spec, settings, namespace):
+            cluster.apply(NETWORK_POLICY, policy)
         cluster.apply(INGRESS, build_ingress(spec, settings, namespace))
         cluster.apply(PVC, build_volume(spec, settings, namespace))
         cluster.apply(JOB, build_init_job(spec, settings, namespace))

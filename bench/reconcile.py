@@ -32,9 +32,10 @@ from handlers.reconcile import carry_out, observe, plan
 from handlers.specs import instance_spec
 from k8s.apply import Kubernetes
 from k8s.credentials import generate_credentials
-from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.exposure import build_ingress, build_service
 from k8s.health import SystemResolver
 from k8s.kinds import kind_named
+from k8s.network import build_network_policies
 from k8s.settings import KubernetesSettings, TenantSettings
 from k8s.workload import build_deployment, build_secret, build_volume
 from store.database import create_engine
@@ -80,7 +81,7 @@ def _seed(ledger: Ledger, platform: Platform, api: client.ApiClient, count: int)
         for manifest in (
             build_secret(spec, generate_credentials(), tenants, namespace),
             build_service(spec, namespace),
-            build_network_policy(spec, tenants, namespace),
+            *build_network_policies(spec, tenants, namespace),
             build_ingress(spec, tenants, namespace),
             build_volume(spec, tenants, namespace),
             build_deployment(spec, tenants, namespace, replicas=0),

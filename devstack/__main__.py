@@ -83,6 +83,8 @@ def service_env(layout: Layout) -> dict[str, str]:
         "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL": found.postgres_admin_url,
         "INSTANCE_SERVICE_TENANTS__DATABASE_HOST": "127.0.0.1",
         "INSTANCE_SERVICE_TENANTS__DATABASE_PORT": str(layout.ports.postgres),
+        # Tenant pods' way to PostgreSQL (their NetworkPolicies): here every server is on loopback.
+        "INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES": '["127.0.0.1/32"]',
         "DEVSTACK_DATABASE_URL": found.database_url,
         "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
     }

@@ -15,6 +15,7 @@ from devstack.kwok_stages import kwok_config
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
 from devstack.pki import ensure_pki
 from devstack.provisioner import STORAGE_CLASS, storage_class
+from k8s.tenancy import build_default_deny, build_tenant_namespace
 
 SERVICE_CIDR = "10.96.0.0/16"
 # Pod and node IPs are data only: nothing here routes to them, and nothing connects to them.
@@ -331,7 +332,12 @@ class ControlPlane:
                     f"{name} did not become healthy: {self._probe(name)[1]}\n"
                     f"{processes.log_tail(self.layout, name)}"
                 )
-        self.kubectl("apply", "-f", "-", stdin=json.dumps(_namespace(TENANT_NAMESPACE)))
+        # The tenant namespace as deploy/ makes it: Pod Security `restricted`, deny by default.
+        for manifest in (
+            build_tenant_namespace(TENANT_NAMESPACE),
+            build_default_deny(TENANT_NAMESPACE),
+        ):
+            self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
         self._install_keda_crds()
 
     def _install_keda_crds(self) -> None:
@@ -391,10 +397,6 @@ class ControlPlane:
             healthy, detail = self._probe(name) if running else (False, "not running")
             report.append(Health(name, running and healthy, detail))
         return report
-
-
-def _namespace(name: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
 def _fake_node() -> dict[str, object]:

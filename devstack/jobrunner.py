@@ -7,7 +7,8 @@ service's image) are picked up here once scheduled to the fake node: the contain
 
 - the pod's environment, values and Secret keys resolved;
 - every volume mount mapped to a host directory: a claim to its hostPath volume (what the
-  devstack volume provisioner made), an emptyDir to a fresh directory;
+  devstack volume provisioner made), or to the `subPath` directory in it (made if absent, as a
+  kubelet does), an emptyDir to a fresh directory;
 - the termination message file mapped to a file of its own.
 
 Paths in the command's arguments and environment that lie under a mount are rewritten to the
@@ -139,11 +140,12 @@ def plan(core: client.CoreV1Api, pod: Any, work: Path, logs: Path) -> Plan:
     if command[:2] != ["instance-service", "job"]:
         raise ValueError(f"the devstack job runner runs only `instance-service job ...`: {command}")
     volumes = _volume_paths(core, pod, work)
-    mounts = {
-        mount.mount_path: volumes[mount.name] / (mount.sub_path or "")
-        for mount in container.volume_mounts or []
-        if mount.name in volumes
-    }
+    mounts = {}
+    for mount in container.volume_mounts or []:
+        if mount.name in volumes:
+            host = volumes[mount.name] / (mount.sub_path or "")
+            host.mkdir(parents=True, exist_ok=True)  # a kubelet makes a missing subPath too
+            mounts[mount.mount_path] = host
     termination = work / "termination-log"
     termination.write_bytes(b"")
     mounts[container.termination_message_path or DEFAULT_TERMINATION_PATH] = termination

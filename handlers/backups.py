@@ -196,7 +196,7 @@ class Restore:
             *(safety if replicas > 0 else ()),
             Step("stop", stop),
             rollout("stopped", 0, spec, platform, cluster),
-            job("restore-job", manifest, platform, cluster),
+            job("restore-job", manifest, spec, platform, cluster),
             Check(restored),
             *(started if replicas > 0 else ()),
         )

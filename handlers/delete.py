@@ -2,7 +2,7 @@
 
     final-*      (unless final_backup is false) a backup, recorded; kept after the delete
     workload     Deployment deleted; workload-gone: watched until gone
-    exposure     Ingress, Service, NetworkPolicy and every Job of the instance deleted
+    exposure     Ingress, Service, both NetworkPolicies and every Job of the instance deleted
     volume       PVC deleted; volume-gone: watched until gone   (not with keep_data)
     database     tenant database and role dropped          (not with keep_data)
     credentials  Secret deleted                            (not with keep_data)
@@ -86,6 +86,7 @@ class Delete:
                 (INGRESS, names.base),
                 (SERVICE, names.base),
                 (NETWORK_POLICY, names.base),
+                (NETWORK_POLICY, names.job_policy),
             ):
                 cluster.delete(kind, name)
             # Every Job of the instance (init, update, backup, restore): their pods would keep

@@ -20,7 +20,8 @@ from handlers.waiting import selector_of
 from handlers.waits import WaitingFor
 from k8s.conditions import job_failure, job_outcome
 from k8s.data_jobs import archive_path, build_backup_job, build_backup_volume, report_of
-from k8s.kinds import DEPLOYMENT, JOB, POD, PVC, SECRET
+from k8s.kinds import DEPLOYMENT, JOB, NETWORK_POLICY, POD, PVC, SECRET
+from k8s.network import build_jobs_policy
 from k8s.spec import InstanceSpec
 from k8s.workload import Manifest
 from messages.errors import PermanentError
@@ -84,13 +85,14 @@ class JobEnd:
 def job(
     step: str,
     manifest: Callable[[Progress], Manifest],
+    spec: InstanceSpec,
     platform: Platform,
     cluster: Cluster,
 ) -> Step:
     """Apply the Job unless it exists, wait for its end; the step records it (`job_end`)."""
 
     def run(progress: Progress) -> StepOutcome:
-        end = _run_job(step, manifest(progress), platform, cluster, progress)
+        end = _run_job(step, manifest(progress), spec, platform, cluster, progress)
         return end if isinstance(end, Continue | Wait) else {_end_key(step): end.to_note()}
 
     return Step(step, run)
@@ -115,7 +117,12 @@ def _has_finished(job: Any) -> bool:
 
 
 def _run_job(
-    step: str, manifest: Manifest, platform: Platform, cluster: Cluster, progress: Progress
+    step: str,
+    manifest: Manifest,
+    spec: InstanceSpec,
+    platform: Platform,
+    cluster: Cluster,
+    progress: Progress,
 ) -> Continue | Wait | JobEnd:
     name = manifest["metadata"]["name"]
     owner = progress.operation_id
@@ -130,6 +137,9 @@ def _run_job(
             return waiting
         job = None
     if job is None:
+        # Its pods reach only what this policy allows (the namespace denies the rest); applied
+        # here too, so an instance made before the policy existed gets it before its Job runs.
+        cluster.apply(NETWORK_POLICY, build_jobs_policy(spec, platform.tenants, platform.namespace))
         job = cluster.apply(JOB, manifest)
     if job_outcome(job) is None:
         # The Job's activeDeadlineSeconds bounds this wait.
@@ -206,7 +216,7 @@ def backup_steps(
 
     return (
         Step(f"{prefix}-volume", volume),
-        job(f"{prefix}-job", manifest, platform, cluster),
+        job(f"{prefix}-job", manifest, spec, platform, cluster),
         Step(f"{prefix}-record", record),
     )
 

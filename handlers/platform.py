@@ -75,6 +75,9 @@ class TenantDatabasePort(Protocol):
     def ping(self) -> None:
         """Check that the admin role can connect (at start-up)."""
 
+    def open_maintenance_databases(self) -> list[str]:
+        """The maintenance databases every role may still connect to (at start-up)."""
+
 
 class Faults(Protocol):
     """Fault injection: called after each step's effects, before the step is recorded.

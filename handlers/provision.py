@@ -25,8 +25,9 @@ from handlers.waiting import health, rollout
 from handlers.waits import WaitingFor
 from k8s.conditions import job_failure, job_outcome
 from k8s.credentials import credentials_in, generate_credentials
-from k8s.exposure import build_ingress, build_network_policy, build_service, host_of
+from k8s.exposure import build_ingress, build_service, host_of
 from k8s.kinds import DEPLOYMENT, INGRESS, JOB, NETWORK_POLICY, PVC, SECRET, SERVICE, uid_of
+from k8s.network import build_network_policies
 from k8s.spec import InstanceSpec, TenantCredentials
 from k8s.workload import build_deployment, build_init_job, build_secret, build_volume, image_of
 from messages.commands import ProvisionCommand
@@ -76,7 +77,8 @@ class Provision:
             # The Service goes first: the EndpointSlice controller finds a pod's Services in its
             # cache when the pod becomes Ready, and may miss one that arrives after the pod.
             cluster.apply(SERVICE, build_service(spec, namespace))
-            cluster.apply(NETWORK_POLICY, build_network_policy(spec, platform.tenants, namespace))
+            for policy in build_network_policies(spec, platform.tenants, namespace):
+                cluster.apply(NETWORK_POLICY, policy)
             cluster.apply(INGRESS, build_ingress(spec, platform.tenants, namespace))
             cluster.apply(PVC, build_volume(spec, platform.tenants, namespace))
             return None

@@ -29,8 +29,9 @@ from handlers.platform import Cluster, Platform
 from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
 from k8s.drift import differences
-from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.exposure import build_ingress, build_service
 from k8s.kinds import kind_named
+from k8s.network import build_network_policies
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from k8s.workload import Manifest, build_deployment, build_volume
 from messages.commands import ReconcileCommand
@@ -172,7 +173,7 @@ def _plan_instance(
     replicas = 1 if instance.status in SERVING else 0
     desired = (
         build_service(spec, namespace),
-        build_network_policy(spec, tenants, namespace),
+        *build_network_policies(spec, tenants, namespace),
         build_ingress(spec, tenants, namespace),
         build_volume(spec, tenants, namespace),
         build_deployment(spec, tenants, namespace, replicas=replicas),

@@ -155,7 +155,7 @@ class Upgrade:
 
         return (
             *self._down("", old, cluster),
-            job("update-job", lambda _: manifest, self.platform, cluster),
+            job("update-job", lambda _: manifest, new, self.platform, cluster),
             Check(updated),
             *self._up("", new, replicas, cluster),
         )
@@ -221,7 +221,7 @@ class Upgrade:
         return (
             *self._down("rollback-", new, cluster),
             Step("rollback-image", image),
-            job("rollback-restore", restore, self.platform, cluster),
+            job("rollback-restore", restore, old, self.platform, cluster),
             Check(restored),
             *self._up("rollback-", old, replicas, cluster),
         )

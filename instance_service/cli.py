@@ -29,9 +29,11 @@ from instance_service.wiring import (
 )
 from jobs.commands import DEFAULT_TERMINATION_LOG, run_backup, run_restore
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
+from k8s.network import tenant_network_problems
 from k8s.permissions import WATCHER_PERMISSIONS
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
+from store.tenant_database import close_maintenance_advice
 from telemetry.logs import configure_logging
 from telemetry.metrics import configure_metrics
 from telemetry.redaction import redact_url
@@ -123,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (backup, restore):
         sub.add_argument("--database", required=True, help="tenant database (libpq PG* env)")
         sub.add_argument("--filestore", required=True, type=Path, help="the tenant's filestore")
+        sub.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="the data directory the filestore must lie in, reached by no link "
+            "(default: the filestore's grandparent, Odoo's layout)",
+        )
         sub.add_argument("--archive", required=True, type=Path, help="the backup archive")
         sub.add_argument(
             "--termination-log",
@@ -144,10 +153,18 @@ class MissingPermissionError(Exception):
     """The Kubernetes credentials do not grant what the handlers need."""
 
 
+class IsolationError(Exception):
+    """The settings or the tenant PostgreSQL would let tenants reach what is not theirs, or
+    leave them unable to reach their own database."""
+
+
 def run_consume(settings: Settings, *, check_only: bool) -> int:
     """Connect to every dependency, report readiness, then serve until signalled."""
     catalog = command_catalog()  # a wrong declaration stops start-up before any connection
     try:
+        network = tenant_network_problems(settings.tenants)
+        if network:
+            raise IsolationError("; ".join(network))
         engine = create_engine(settings.store)
         dialect = ping(engine)
         if settings.store.upgrade_on_start:
@@ -183,6 +200,10 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         )
         platform = build_platform(settings, api)
         platform.databases.ping()
+        open_databases = platform.databases.open_maintenance_databases()
+        if open_databases:
+            admin_url = _secret(settings.store.tenant_admin_url)
+            raise IsolationError(close_maintenance_advice(open_databases, admin_url))
         log.info(
             "tenant postgresql ready",
             extra={"tenant_admin": redact_url(_secret(settings.store.tenant_admin_url))},
@@ -190,6 +211,9 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         connection = open_connection(settings.amqp)
     except (MissingSettingError, MissingPermissionError) as error:
         log.error("not configured: %s", error)
+        return EXIT_CONFIG
+    except IsolationError as error:
+        log.error("tenants would not be isolated: %s", error)
         return EXIT_CONFIG
     except (StoreUnavailableError, ClusterUnavailableError, BrokerUnavailableError) as error:
         log.error("not ready: %s", error)
@@ -297,7 +321,11 @@ def run_job(arguments: argparse.Namespace) -> int:
     """`job backup|restore`: needs no settings, only its arguments and libpq's PG* variables."""
     if arguments.job == "backup":
         return run_backup(
-            arguments.database, arguments.filestore, arguments.archive, arguments.termination_log
+            arguments.database,
+            arguments.filestore,
+            arguments.archive,
+            arguments.termination_log,
+            arguments.data_dir,
         )
     return run_restore(
         arguments.archive,
@@ -305,6 +333,7 @@ def run_job(arguments: argparse.Namespace) -> int:
         arguments.database,
         arguments.filestore,
         arguments.termination_log,
+        arguments.data_dir,
     )
 
 

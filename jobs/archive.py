@@ -105,8 +105,42 @@ def _add_filestore(tar: tarfile.TarFile, filestore: Path) -> None:
         directories.sort()
 
 
-def backup(database: str, filestore: Path, archive: Path) -> Archive:
-    """Dump `database` and archive it with `filestore` (absent: an empty one) at `archive`."""
+def check_filestore(filestore: Path, data_dir: Path) -> None:
+    """The filestore must be a plain directory inside the data directory, reached by no link.
+
+    Odoo keeps a database's files in `<data dir>/filestore/<database>`, on the tenant's own
+    volume, which the tenant's code can change. Had it replaced that directory (or `filestore/`)
+    with a link to another volume mounted in the Job (the backup volume, say), a backup would
+    pack what the link points at and a restore would unpack into it: refused with
+    `filestore_unsafe` before anything is read or written.
+    """
+    try:
+        relative = filestore.relative_to(data_dir)
+    except ValueError:
+        raise JobError(
+            "filestore_unsafe", f"the filestore {filestore} is not inside the data directory"
+        ) from None
+    path = data_dir
+    for part in relative.parts:
+        path = path / part
+        if path.is_symlink():
+            raise JobError(
+                "filestore_unsafe",
+                f"{path} is a symbolic link (to {os.readlink(path)}): the filestore must be a "
+                f"directory inside {data_dir}; not backed up or restored",
+            )
+    if filestore.exists() and not filestore.resolve().is_relative_to(data_dir.resolve()):
+        raise JobError(
+            "filestore_unsafe", f"{filestore} resolves outside the data directory {data_dir}"
+        )
+
+
+def backup(database: str, filestore: Path, archive: Path, data_dir: Path | None = None) -> Archive:
+    """Dump `database` and archive it with `filestore` (absent: an empty one) at `archive`.
+
+    `data_dir` is where the filestore must lie (default: Odoo's layout, its grandparent).
+    """
+    check_filestore(filestore, data_dir or filestore.parent.parent)
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
     with tempfile.TemporaryDirectory(prefix="backup-", dir=archive.parent) as work:
@@ -204,8 +238,15 @@ def _check_members(tar: tarfile.TarFile, archive: Path) -> None:
             raise JobError("backup_invalid", f"{archive} holds an unexpected entry {member.name!r}")
 
 
-def restore(archive: Path, expected_sha256: str, database: str, filestore: Path) -> None:
+def restore(
+    archive: Path,
+    expected_sha256: str,
+    database: str,
+    filestore: Path,
+    data_dir: Path | None = None,
+) -> None:
     """Bring `database` and `filestore` back to the archive, after checking its checksum."""
+    check_filestore(filestore, data_dir or filestore.parent.parent)
     if not archive.is_file():
         raise JobError("backup_missing", f"no backup archive at {archive}")
     actual = sha256_of(archive)

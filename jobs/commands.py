@@ -38,10 +38,12 @@ def _failed(kind: Literal["backup", "restore"], error: Exception, termination_lo
     return _report(report, termination_log, EXIT_RETRY if retry else EXIT_FAILED)
 
 
-def run_backup(database: str, filestore: Path, archive: Path, termination_log: Path) -> int:
+def run_backup(
+    database: str, filestore: Path, archive: Path, termination_log: Path, data_dir: Path | None
+) -> int:
     """Back up one tenant into `archive`."""
     try:
-        made = backup(database, filestore, archive)
+        made = backup(database, filestore, archive, data_dir)
     except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
         return _failed("backup", error, termination_log)
     done = JobReport(
@@ -55,11 +57,16 @@ def run_backup(database: str, filestore: Path, archive: Path, termination_log: P
 
 
 def run_restore(
-    archive: Path, sha256: str, database: str, filestore: Path, termination_log: Path
+    archive: Path,
+    sha256: str,
+    database: str,
+    filestore: Path,
+    termination_log: Path,
+    data_dir: Path | None,
 ) -> int:
     """Restore one tenant from `archive`, which must have checksum `sha256`."""
     try:
-        restore(archive, sha256, database, filestore)
+        restore(archive, sha256, database, filestore, data_dir)
     except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
         return _failed("restore", error, termination_log)
     done = JobReport(kind="restore", ok=True, location=str(archive), sha256=sha256)

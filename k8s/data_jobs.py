@@ -1,9 +1,11 @@
 """Pure builders of the Jobs that move an instance's data, and reading what they report.
 
 Backup and restore Jobs run this service's own image (`instance-service job backup|restore`,
-jobs/) as the Odoo image's user, with the tenant's data volume and the backup volume mounted and
-libpq's PG* variables pointing at the tenant database (the password from the instance's
-Secret). Each reports through its container's termination message (messages/job_reports.py).
+jobs/) as the Odoo image's user, with the tenant's data volume and the tenant's own area of the
+backup volume mounted (`subPath`: the directory of its instance, at the same path it has on the
+volume, so a Job sees no other tenant's archives), and libpq's PG* variables pointing at the
+tenant database (the password from the instance's Secret). Each reports through its container's
+termination message (messages/job_reports.py).
 
 A Job whose database went away mid-run (a restart, a failover) exits `EXIT_RETRY` and the Job
 controller runs it again, a bounded number of times, with its own backoff; any other failure
@@ -26,6 +28,8 @@ from k8s.spec import MANAGED_BY, InstanceSpec
 from k8s.workload import (
     _CONTAINER_SECURITY,
     DATA_PATH,
+    SCRATCH_MOUNT,
+    SCRATCH_VOLUME,
     Manifest,
     _pod_security,
     claim_spec,
@@ -48,9 +52,14 @@ the second and doubles the wait each time, so a database may be gone about 150 s
 failover) before the Job fails; the Job's deadline bounds the whole."""
 
 
+def backup_area(spec: InstanceSpec) -> str:
+    """The instance's own directory of the backup volume, as its Jobs see it (and nothing else)."""
+    return f"{BACKUP_PATH}/{spec.names.key}"
+
+
 def archive_path(spec: InstanceSpec, backup_id: str) -> str:
     """Where a backup's archive lives, as the Jobs see the backup volume."""
-    return f"{BACKUP_PATH}/{spec.names.key}/{backup_id}.tar"
+    return f"{backup_area(spec)}/{backup_id}.tar"
 
 
 def job_name(spec: InstanceSpec, kind: str, token: str) -> str:
@@ -121,6 +130,7 @@ def _data_job(
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": names.volume}},
             {"name": "backups", "persistentVolumeClaim": {"claimName": tenants.backup_claim}},
+            SCRATCH_VOLUME,
         ],
         "containers": [
             {
@@ -130,6 +140,8 @@ def _data_job(
                 "args": [
                     "--database",
                     names.database,
+                    "--data-dir",
+                    DATA_PATH,
                     "--filestore",
                     f"{DATA_PATH}/filestore/{names.database}",
                     "--termination-log",
@@ -157,7 +169,9 @@ def _data_job(
                 "securityContext": _CONTAINER_SECURITY,
                 "volumeMounts": [
                     {"name": "data", "mountPath": DATA_PATH, "readOnly": kind == "backup"},
-                    {"name": "backups", "mountPath": BACKUP_PATH},
+                    # Its own instance's directory only (the kubelet makes it if absent).
+                    {"name": "backups", "mountPath": backup_area(spec), "subPath": names.key},
+                    SCRATCH_MOUNT,
                 ],
             }
         ],

@@ -1,4 +1,4 @@
-"""Pure builders of how an instance is reached: Service, Ingress, NetworkPolicy.
+"""Pure builders of how an instance is reached: Service and Ingress (k8s/network.py: policies).
 
 The database manager is not exposed: odoo.conf disables it (`list_db = False`, a random
 `admin_passwd`), so `/web/database*` answers nothing useful through the Ingress either.
@@ -58,41 +58,4 @@ def build_ingress(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -
         "kind": "Ingress",
         "metadata": instance_metadata(spec, spec.names.base, namespace, spec.labels("server")),
         "spec": ingress_spec,
-    }
-
-
-def build_network_policy(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
-    """Deny by default; in from the ingress and this service; out to DNS and PostgreSQL."""
-
-    def from_namespace(name: str) -> Manifest:
-        return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
-
-    odoo_ports = [{"protocol": "TCP", "port": 8069}, {"protocol": "TCP", "port": 8072}]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": instance_metadata(spec, spec.names.base, namespace, spec.labels("network")),
-        "spec": {
-            "podSelector": {"matchLabels": spec.selector()},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {
-                    "from": [
-                        from_namespace(tenants.ingress_namespace),
-                        from_namespace(tenants.consumer_namespace),
-                    ],
-                    "ports": odoo_ports,
-                }
-            ],
-            "egress": [
-                {
-                    "to": [from_namespace("kube-system")],
-                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                },
-                {
-                    "to": [{"ipBlock": {"cidr": tenants.database_cidr}}],
-                    "ports": [{"protocol": "TCP", "port": tenants.database_port}],
-                },
-            ],
-        },
     }

@@ -30,6 +30,11 @@ class InstanceNames:
         return f"{self.base}-credentials"
 
     @property
+    def job_policy(self) -> str:
+        """The NetworkPolicy of its Jobs' pods (the server's is named `base`)."""
+        return f"{self.base}-jobs"
+
+    @property
     def volume(self) -> str:
         """The PersistentVolumeClaim of /var/lib/odoo."""
         return f"{self.base}-data"

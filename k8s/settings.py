@@ -1,9 +1,9 @@
 """Settings of the Kubernetes side, one group of the service's settings."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
 
 class KubernetesSettings(BaseModel):
@@ -51,6 +51,15 @@ class OdooImage(BaseModel):
     gid: int = Field(ge=1)
 
 
+class PeerSelector(BaseModel):
+    """Pods of one namespace, chosen by labels (none: every pod there): a NetworkPolicy peer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(min_length=1, max_length=63)
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+
+
 class TenantSettings(BaseModel):
     """How tenant objects are built: images, domains, storage, network."""
 
@@ -89,8 +98,49 @@ class TenantSettings(BaseModel):
         default="postgres.databases.svc.cluster.local", description="tenant PostgreSQL host"
     )
     database_port: int = Field(default=5432, ge=1, le=65535)
-    database_cidr: str = Field(
-        default="10.0.0.0/8", description="addresses of the tenant PostgreSQL (egress allowed to)"
+    database_addresses: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description="addresses (or CIDRs) of the tenant PostgreSQL: tenant pods may reach "
+        "these on database_port; no default, since a wide range would open every database "
+        "in the cluster (the service's own among them)",
+    )
+    database_peer: PeerSelector | None = Field(
+        default=None,
+        description="or the tenant PostgreSQL's pods, when it runs in the cluster",
+    )
+    dns_peer: PeerSelector = Field(
+        default=PeerSelector(namespace="kube-system", pod_labels={"k8s-app": "kube-dns"}),
+        description="the cluster DNS's pods, the one name service tenant pods may ask",
+    )
+    health_peer_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "instance-service"},
+        description="labels of this service's pods in consumer_namespace: the health checks "
+        "come from them",
+    )
+    mail_egress: bool = Field(
+        default=True,
+        description="this environment's servers may reach public addresses on SMTP "
+        "25/465/587, IMAP 993 and HTTPS 443 (production: true; a staging environment: "
+        "false); a neutralized instance never may",
+    )
+    api_server_addresses: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description="the API server's addresses, when public: kept out of the mail egress "
+        "(private ranges always are)",
+    )
+    cluster_cidrs: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description="the cluster's pod and Service CIDRs and node addresses, when public: "
+        "kept out of the mail egress (private ranges always are)",
+    )
+    backup_storage_addresses: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description="addresses of the backup storage, for object storage on the network "
+        "(the data Jobs may reach them on backup_storage_ports); none while backups are "
+        "on the backup volume",
+    )
+    backup_storage_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
+        default=(443,), description="ports of the backup storage on those addresses"
     )
     init_deadline_seconds: int = Field(
         default=1800, ge=60, le=86400, description="longest a database initialisation Job runs"

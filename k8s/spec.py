@@ -36,6 +36,8 @@ class InstanceSpec:
     language: str | None = None
     admin_email: str | None = None
     modules: tuple[str, ...] = field(default_factory=tuple)
+    neutralized: bool = False
+    """A copy that must not reach the outside (a clone): no mail egress whatever the plan."""
 
     @property
     def names(self) -> InstanceNames:

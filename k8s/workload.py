@@ -105,7 +105,14 @@ def _pod_security(image: OdooImage) -> Manifest:
 _CONTAINER_SECURITY: Manifest = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
+    # Writes go to the mounted volumes only: the data volume and the scratch directory.
+    "readOnlyRootFilesystem": True,
 }
+SCRATCH_PATH = "/tmp"  # noqa: S108 - a pod's own emptyDir, not a shared host directory
+SCRATCH_VOLUME: Manifest = {"name": "scratch", "emptyDir": {}}
+"""Where a read-only container still writes temporary files (Odoo's reports and uploads, a
+shell's here-documents, pg_dump's and psql's temporary files): its own, gone with the pod."""
+SCRATCH_MOUNT: Manifest = {"name": "scratch", "mountPath": SCRATCH_PATH}
 
 
 def _volumes(spec: InstanceSpec) -> list[Manifest]:
@@ -120,12 +127,14 @@ def _volumes(spec: InstanceSpec) -> list[Manifest]:
             },
         },
         {"name": "data", "persistentVolumeClaim": {"claimName": names.volume}},
+        SCRATCH_VOLUME,
     ]
 
 
 _MOUNTS: list[Manifest] = [
     {"name": "config", "mountPath": CONFIG_PATH, "subPath": "odoo.conf", "readOnly": True},
     {"name": "data", "mountPath": DATA_PATH},
+    SCRATCH_MOUNT,
 ]
 
 

@@ -52,3 +52,4 @@ fi
 
 command -v go >/dev/null || { say "Go is needed to build the control plane (1.26+)"; exit 1; }
 say "control-plane binaries: $(bash devstack/build-binaries.sh)"
+say "NetworkPolicy simulator: $(bash devstack/build-cyclonus.sh)"

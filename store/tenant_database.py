@@ -1,8 +1,11 @@
 """Each tenant's own PostgreSQL role and database, made and removed through the admin role.
 
 The role is NOSUPERUSER NOCREATEDB NOCREATEROLE and owns its database; CONNECT is revoked from
-PUBLIC, so no other tenant's role can connect. Everything is idempotent: a re-run finds what an
-earlier (perhaps interrupted) run made and brings it to the same state.
+PUBLIC, so no other tenant's role can connect. The maintenance databases (`postgres`,
+`template1`) are the operator's: PostgreSQL lets PUBLIC connect to them unless told otherwise,
+so `open_maintenance_databases` finds them and `consume` refuses to start until they are
+closed. Everything is idempotent: a re-run finds what an earlier (perhaps interrupted) run
+made and brings it to the same state.
 """
 
 import re
@@ -17,6 +20,20 @@ from store.database import StoreUnavailableError
 from telemetry.redaction import redact_url
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+def close_maintenance_advice(open_databases: list[str], admin_url: str) -> str:
+    """What to run, as a superuser or the databases' owner, to close them to tenant roles."""
+    url = make_url(admin_url)
+    statements = [f'REVOKE CONNECT ON DATABASE "{d}" FROM PUBLIC;' for d in open_databases]
+    if url.database in open_databases and url.username:
+        # The admin role connects there itself: it keeps its own grant.
+        statements.append(f'GRANT CONNECT ON DATABASE "{url.database}" TO "{url.username}";')
+    return (
+        f"PUBLIC may CONNECT to {', '.join(open_databases)}, so every tenant's database role "
+        f"can log in there; run as a superuser: {' '.join(statements)}"
+    )
 
 
 def _quoted(identifier: str) -> str:
@@ -106,6 +123,23 @@ class TenantDatabases:
         except SQLAlchemyError as error:
             raise RetryableError(
                 f"tenant database {database}: {str(error).splitlines()[0]}"
+            ) from error
+
+    def open_maintenance_databases(self) -> list[str]:
+        """The maintenance databases PUBLIC may CONNECT to, so every tenant's role may log in."""
+        try:
+            with self.admin.connect() as connection:
+                found = connection.execute(
+                    text(
+                        "SELECT datname FROM pg_database WHERE datname = ANY(:names)"
+                        " AND has_database_privilege('public', oid, 'CONNECT') ORDER BY datname"
+                    ),
+                    {"names": list(MAINTENANCE_DATABASES)},
+                ).scalars()
+                return list(found)
+        except SQLAlchemyError as error:
+            raise StoreUnavailableError(
+                f"cannot read the databases' privileges: {str(error).splitlines()[0]}"
             ) from error
 
     def exists(self, role: str, database: str) -> bool:

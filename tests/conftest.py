@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, utils
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,6 +15,7 @@ from psycopg import sql
 
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from instance_service import __version__
+from k8s.tenancy import build_default_deny, build_tenant_namespace
 from telemetry.metrics import configure_metrics
 from telemetry.tracing import configure_tracing
 from tests import stack
@@ -147,3 +148,14 @@ def namespace(k8s_api: client.ApiClient) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def tenant_namespace(k8s_api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace shaped as deploy/ shapes the tenants' (k8s/tenancy.py): Pod Security
+    `restricted` enforced by the API server, and a NetworkPolicy denying all by default."""
+    name = _unique("tenants")
+    utils.create_from_dict(k8s_api, build_tenant_namespace(name))
+    utils.create_from_dict(k8s_api, build_default_deny(name), namespace=name)
+    yield name
+    client.CoreV1Api(k8s_api).delete_namespace(name, propagation_policy="Background")

@@ -14,6 +14,7 @@ from consumers.settings import ConsumerSettings, WatcherSettings
 from consumers.topology import served_queues
 from instance_service.settings import Settings
 from k8s.permissions import CONSUMER_PERMISSIONS, WATCHER_PERMISSIONS, Permission
+from k8s.tenancy import DEFAULT_DENY, build_default_deny, build_tenant_namespace
 from messages.amqp import AmqpProperties
 from messages.parsing import parse_command
 from messages.settings import ContractSettings
@@ -249,3 +250,17 @@ def test_the_reconcile_cron_job_publishes_a_valid_fleet_reconcile(
     assert command.type == "odoo.fleet.reconcile.v1"
     assert re.fullmatch(r"\d+ \S+ \S+ \S+ \S+", cron["spec"]["schedule"])
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_the_tenant_namespace_is_restricted_and_denies_by_default_as_the_local_stack(
+    documents: list[Document],
+) -> None:
+    # One shape in both places: the local stack applies the builders, deploy/ the YAML.
+    namespace = one(documents, "Namespace", "odoo-tenants")
+    labels = namespace["metadata"]["labels"]
+    for key, value in build_tenant_namespace("odoo-tenants")["metadata"]["labels"].items():
+        assert labels[key] == value
+    deny = one(documents, "NetworkPolicy", DEFAULT_DENY)
+    expected = build_default_deny("odoo-tenants")
+    assert deny["metadata"]["namespace"] == "odoo-tenants"
+    assert deny["spec"] == expected["spec"]

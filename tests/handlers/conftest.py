@@ -25,6 +25,13 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def namespace(tenant_namespace: str) -> str:
+    """Every lifecycle test runs in a namespace shaped as the tenants' one is: each pod the
+    service makes must pass the API server's Pod Security admission (`restricted`)."""
+    return tenant_namespace
+
+
+@pytest.fixture
 def admin_url() -> str:
     """The tenant admin role's URL."""
     return stack.require("postgres").postgres_admin_url

@@ -84,6 +84,7 @@ def tenant_settings(**changes: Any) -> TenantSettings:
         "base_domain": "odoo.test",
         "database_host": "127.0.0.1",
         "database_port": default_layout().ports.postgres,
+        "database_addresses": ("127.0.0.1/32",),
     }
     values.update(changes)
     return TenantSettings(**values)

@@ -91,6 +91,7 @@ def _provisioned_objects_are_right(driver: Lifecycle, instance_id: str, subdomai
     ingress = found(driver, INGRESS, names.base)
     assert ingress.spec.rules[0].host == f"{subdomain}.odoo.test"
     assert exists(driver, NETWORK_POLICY, names.base)
+    assert exists(driver, NETWORK_POLICY, names.job_policy)
     secret = found(driver, SECRET, names.secret)
     assert set(secret.data) >= {"database-password", "admin-password", "odoo.conf"}
     job = found(driver, JOB, names.init_job)

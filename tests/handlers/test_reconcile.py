@@ -130,6 +130,7 @@ def test_the_command_line_prints_the_plan_and_repairs(driver: Lifecycle) -> None
         "INSTANCE_SERVICE_TENANTS__BASE_DOMAIN": driver.tenants.base_domain,
         "INSTANCE_SERVICE_TENANTS__DATABASE_HOST": "127.0.0.1",
         "INSTANCE_SERVICE_TENANTS__DATABASE_PORT": str(default_layout().ports.postgres),
+        "INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES": '["127.0.0.1/32"]',
     }
 
     def reconcile(*args: str) -> str:

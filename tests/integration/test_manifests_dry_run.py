@@ -5,16 +5,34 @@ from typing import Any
 import pytest
 from kubernetes import client, utils
 
-from k8s.exposure import build_ingress, build_network_policy, build_service
+from k8s.data_jobs import build_backup_job, build_restore_job
+from k8s.exposure import build_ingress, build_service
+from k8s.network import build_network_policies
 from k8s.settings import TenantSettings
 from k8s.spec import TenantCredentials
-from k8s.workload import build_deployment, build_init_job, build_secret, build_volume
+from k8s.tenancy import build_default_deny
+from k8s.workload import (
+    build_deployment,
+    build_init_job,
+    build_secret,
+    build_update_job,
+    build_volume,
+)
 from tests.tenant_specs import tenant_spec
 
 pytestmark = pytest.mark.k8s
 
 SPEC = tenant_spec(odoo_version="18.0", language="en_US", modules=("sale",))
-TENANTS = TenantSettings(tls_secret="wildcard", storage_class="standard")
+TENANTS = TenantSettings(
+    tls_secret="wildcard",
+    storage_class="standard",
+    # Every policy rule present, in both address families: the API server validates each.
+    database_addresses=("10.20.0.5/32", "fd00:20::5/128"),
+    database_peer={"namespace": "databases", "pod_labels": {"app": "postgres"}},
+    api_server_addresses=("34.120.7.1/32",),
+    cluster_cidrs=("10.244.0.0/16", "2600:1900:4000::/44"),
+    backup_storage_addresses=("52.95.110.1/32",),
+)
 
 
 def _manifests(namespace: str) -> list[dict[str, Any]]:
@@ -26,7 +44,11 @@ def _manifests(namespace: str) -> list[dict[str, Any]]:
         build_deployment(SPEC, TENANTS, namespace, replicas=1),
         build_service(SPEC, namespace),
         build_ingress(SPEC, TENANTS, namespace),
-        build_network_policy(SPEC, TENANTS, namespace),
+        *build_network_policies(SPEC, TENANTS, namespace),
+        build_default_deny(namespace),
+        build_update_job(SPEC, TENANTS, namespace, "update"),
+        build_backup_job(SPEC, TENANTS, namespace, "b1", beside_server=True),
+        build_restore_job(SPEC, TENANTS, namespace, name="restore", location="/x", sha256="0" * 64),
     ]
 
 
@@ -43,6 +65,11 @@ def test_the_api_server_accepts_every_manifest(k8s_api: client.ApiClient, namesp
         "Service",
         "Ingress",
         "NetworkPolicy",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "Job",
+        "Job",
+        "Job",
     ]
     # A dry run stores nothing.
     assert client.AppsV1Api(k8s_api).list_namespaced_deployment(namespace).items == []

@@ -226,6 +226,54 @@ def test_a_filestore_with_a_symbolic_link_is_refused_at_backup(tenant: Tenant) -
     assert not (tenant.backups / "x.tar").exists()
 
 
+def _swap_for_link(directory: Path, target: Path) -> None:
+    """What a tenant's own code could do on its volume: its directory becomes a link."""
+    for child in sorted(directory.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    directory.rmdir()
+    directory.symlink_to(target, target_is_directory=True)
+
+
+@pytest.mark.parametrize("linked", ["filestore/<db>", "filestore"])
+def test_a_filestore_reached_through_a_link_is_refused_by_backup_and_restore(
+    tenant: Tenant, linked: str
+) -> None:
+    made = tenant.backups / "mine.tar"
+    status, report = tenant.job("backup", "--archive", str(made))
+    assert status == 0, report
+    other_tenant = tenant.backups / "other-tenant"
+    other_tenant.mkdir()
+    (other_tenant / "their.tar").write_bytes(b"another tenant's archive")
+    swapped = tenant.filestore if linked == "filestore/<db>" else tenant.filestore.parent
+    _swap_for_link(swapped, tenant.backups)
+    data_dir = str(tenant.filestore.parent.parent)
+
+    archive = tenant.backups / "stolen.tar"
+    status, report = tenant.job("backup", "--archive", str(archive), "--data-dir", data_dir)
+    assert status == EXIT_FAILED
+    assert report["error_code"] == "filestore_unsafe", report
+    assert "symbolic link" in report["error"]
+    assert not archive.exists()
+
+    checksum = hashlib.sha256(made.read_bytes()).hexdigest()
+    args = ("--archive", str(made), "--sha256", checksum, "--data-dir", data_dir)
+    status, report = tenant.job("restore", *args)
+    assert status == EXIT_FAILED
+    assert report["error_code"] == "filestore_unsafe", report
+    # Nothing was unpacked where the link points.
+    assert sorted(p.name for p in tenant.backups.iterdir()) == ["mine.tar", "other-tenant"]
+
+
+def test_a_filestore_outside_the_data_directory_is_refused(tenant: Tenant, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    archive = tenant.backups / "x.tar"
+    status, report = tenant.job("backup", "--archive", str(archive), "--data-dir", str(elsewhere))
+    assert status == EXIT_FAILED
+    assert report["error_code"] == "filestore_unsafe"
+    assert "not inside the data directory" in report["error"]
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

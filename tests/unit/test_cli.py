@@ -43,6 +43,20 @@ def test_missing_kubeconfig_is_reported_not_raised(
 ) -> None:
     monkeypatch.setenv("INSTANCE_SERVICE_STORE__URL", f"sqlite:///{tmp_path}/state.db")
     monkeypatch.setenv("INSTANCE_SERVICE_KUBERNETES__KUBECONFIG", f"{tmp_path}/no-such-kubeconfig")
+    monkeypatch.setenv("INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES", '["10.20.0.5/32"]')
     assert main(["consume", "--check"]) == EXIT_UNAVAILABLE
     err = capsys.readouterr().err
     assert "no usable Kubernetes configuration" in err
+
+
+def test_a_consumer_whose_tenants_could_not_reach_postgresql_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No database addresses and no database pods: every tenant pod's NetworkPolicy would shut
+    # it out of PostgreSQL. Refused before any connection, with the setting to fix.
+    monkeypatch.setenv("INSTANCE_SERVICE_STORE__URL", f"sqlite:///{tmp_path}/state.db")
+    monkeypatch.delenv("INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES", raising=False)
+    assert main(["consume", "--check"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "tenants would not be isolated" in err
+    assert "INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES" in err

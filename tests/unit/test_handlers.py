@@ -127,6 +127,9 @@ class FakeDatabases:
     def ping(self) -> None:
         return None
 
+    def open_maintenance_databases(self) -> list[str]:
+        return []
+
 
 class NowhereResolver:
     """Routes nowhere: a health check never passes (these tests stop before it would)."""
@@ -250,6 +253,7 @@ def test_a_resumed_provision_does_not_repeat_recorded_steps(ledger: Ledger) -> N
     assert [kind for _, kind, _ in applied] == [
         "Secret",
         "Service",
+        "NetworkPolicy",
         "NetworkPolicy",
         "Ingress",
         "PersistentVolumeClaim",

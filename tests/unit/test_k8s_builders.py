@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from k8s.exposure import build_ingress, build_network_policy, build_service, host_of
+from k8s.exposure import build_ingress, build_service, host_of
 from k8s.names import InstanceNames
+from k8s.network import build_network_policies
 from k8s.odoo_conf import render_odoo_conf, sizing
 from k8s.settings import TenantSettings
 from k8s.spec import TenantCredentials
@@ -189,7 +190,7 @@ def test_an_unconfigured_version_has_no_image() -> None:
     assert raised.value.code == "image_not_allowed"
 
 
-def test_service_ingress_and_network_policy() -> None:
+def test_service_and_ingress() -> None:
     spec = _spec()
     service = build_service(spec, "tenants")
     assert {p["port"] for p in service["spec"]["ports"]} == {8069, 8072}
@@ -203,16 +204,6 @@ def test_service_ingress_and_network_policy() -> None:
     assert ingress["tls"] == [{"hosts": ["acme.odoo.example.net"], "secretName": "wild"}]
     assert "tls" not in build_ingress(spec, TenantSettings(), "t")["spec"]
 
-    policy = build_network_policy(spec, TENANTS, "tenants")["spec"]
-    assert policy["policyTypes"] == ["Ingress", "Egress"]
-    sources = [s["namespaceSelector"]["matchLabels"] for s in policy["ingress"][0]["from"]]
-    assert [s["kubernetes.io/metadata.name"] for s in sources] == [
-        "ingress-nginx",
-        "instance-service",
-    ]
-    egress_ports = [p["port"] for rule in policy["egress"] for p in rule["ports"]]
-    assert egress_ports == [53, 53, 5432]
-
 
 def test_every_object_carries_instance_and_customer_labels() -> None:
     spec = _spec()
@@ -223,7 +214,7 @@ def test_every_object_carries_instance_and_customer_labels() -> None:
         build_deployment(spec, TENANTS, "t", replicas=1),
         build_service(spec, "t"),
         build_ingress(spec, TENANTS, "t"),
-        build_network_policy(spec, TENANTS, "t"),
+        *build_network_policies(spec, TENANTS, "t"),
     ]
     for manifest in objects:
         labels = manifest["metadata"]["labels"]
