@@ -178,8 +178,9 @@ def build_jobs_policy(spec: InstanceSpec, tenants: TenantSettings, namespace: st
                     }
                 ],
             },
+            # Ingress listed with no rule: nothing comes in (an empty list would be dropped by
+            # the API server, and read back as drift).
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
             "egress": egress,
         },
     }

@@ -188,7 +188,7 @@ class Run:
             Deployment=1,
             Job=1 + backed_up,  # the database initialisation and each backup
             Ingress=1,
-            NetworkPolicy=1,
+            NetworkPolicy=2,  # the server's and its Jobs'
         )
         ids = [i for i, _ in self.instances]
         objects = {i: +_objects(self.scene.api, self.scene.namespace, i) for i in ids}

@@ -34,6 +34,7 @@ def _env(tmp_path: Path, amqp_url: str, health_port: int = 0) -> dict[str, str]:
         "INSTANCE_SERVICE_KUBERNETES__KUBECONFIG": found.kubeconfig,
         "INSTANCE_SERVICE_STORE__URL": f"sqlite:///{tmp_path / 'state.db'}",
         "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL": found.postgres_admin_url,
+        "INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES": '["127.0.0.1/32"]',
         "INSTANCE_SERVICE_CONSUMER__HEALTH_HOST": "127.0.0.1",
         "INSTANCE_SERVICE_CONSUMER__HEALTH_PORT": str(health_port),
     }
