@@ -22,4 +22,5 @@ def instance_spec(instance: InstanceShape) -> InstanceSpec:
         language=instance.language,
         admin_email=instance.admin_email,
         modules=instance.modules,
+        neutralized=instance.neutralized,
     )

@@ -26,6 +26,8 @@ class _Asked(BaseModel):
     language: str | None = None
     admin_email: str | None = None
     modules: tuple[str, ...] = ()
+    neutralized: bool = False
+    """Written by the command that makes a neutralized copy; a provision's document never is."""
 
 
 COLUMNS = tuple(column.key for column in Instance.__table__.columns)
@@ -57,6 +59,7 @@ def instance_record_of(row: Mapping[str, Any]) -> InstanceRecord:
         language=asked.language,
         admin_email=asked.admin_email,
         modules=asked.modules,
+        neutralized=asked.neutralized,
         status=InstanceStatus(row["status"]),
         hold=Hold(row["hold"]) if row["hold"] else None,
         last_command_time=row["last_command_time"],

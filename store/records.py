@@ -64,6 +64,8 @@ class InstanceShape:
     language: str | None
     admin_email: str | None
     modules: tuple[str, ...]
+    neutralized: bool
+    """A copy that must not reach the outside (a clone's): no mail egress, whatever its plan."""
 
     @classmethod
     def asked(cls, data: ProvisionData) -> "InstanceShape":
@@ -80,6 +82,7 @@ class InstanceShape:
             language=data.language,
             admin_email=data.admin_email,
             modules=tuple(data.modules),
+            neutralized=False,  # a provision makes an original, never a copy
         )
 
 

@@ -11,7 +11,13 @@ from devstack.layout import Layout, default_layout, read_versions
 
 def test_versions_are_pinned_in_one_file() -> None:
     versions = read_versions()
-    assert set(versions) == {"KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION", "KEDA_VERSION"}
+    assert set(versions) == {
+        "KUBERNETES_VERSION",
+        "ETCD_VERSION",
+        "KWOK_VERSION",
+        "KEDA_VERSION",
+        "CYCLONUS_VERSION",
+    }
     assert all(value.startswith("v") for value in versions.values())
 
 

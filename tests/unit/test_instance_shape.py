@@ -65,11 +65,18 @@ def test_a_row_without_provision_options_gets_the_defaults() -> None:
         None,
         (),
     )
+    assert record.neutralized is False
+
+
+def test_a_stored_neutralized_copy_reaches_the_builders_as_one() -> None:
+    row = new_instance(_provision())
+    row.spec = {**row.spec, "neutralized": True}  # as the command that makes a copy keeps it
+    assert instance_spec(instance_record(row)).neutralized is True
 
 
 def test_the_mapper_fills_every_field_the_builders_take() -> None:
     shape = InstanceShape.asked(_provision().data)
-    distinct = replace(shape, demo_data=True)  # no field left at InstanceSpec's default
+    distinct = replace(shape, demo_data=True, neutralized=True)  # none at InstanceSpec's default
     spec = instance_spec(distinct)
     names = {field.name for field in fields(InstanceSpec)}
     assert names == {"instance_id"} | {field.name for field in fields(InstanceShape)} - {"id"}
