@@ -89,7 +89,9 @@ def _backup(driver: Lifecycle, instance_id: str) -> dict[str, Any]:
     return driver.run(f"{T}backup.v1", data)
 
 
-def test_the_policies_the_service_made_hold_the_truth_table(driver: Lifecycle) -> None:
+def test_the_policies_the_service_made_hold_the_truth_table(
+    driver: Lifecycle, capsys: pytest.CaptureFixture[str]
+) -> None:
     driver.reconfigure(tenants=PRODUCTION)
     a, b = _provisioned(driver), _provisioned(driver)
     assert event_kind(_backup(driver, a)) == "backed_up"
@@ -174,10 +176,12 @@ def test_the_policies_the_service_made_hold_the_truth_table(driver: Lifecycle) -
     )
     rows = [(name.replace(":PG", f":{PG}"), flow, expected) for name, flow, expected in rows]
     width = max(len(name) for name, _, _ in rows)
-    print(f"\n{'flow':<{width}}  expected  cyclonus")
+    said = {True: "allowed", False: "denied"}
+    table = [f"{'flow':<{width}}  expected  cyclonus"]
     for (name, _, expected), verdict in zip(rows, verdicts, strict=True):
-        said = {True: "allowed", False: "denied"}
-        print(f"{name:<{width}}  {said[expected]:<8}  {said[verdict]}")
+        table.append(f"{name:<{width}}  {said[expected]:<8}  {said[verdict]}")
+    with capsys.disabled():  # in every run's output, not only a failing one's
+        print("\n" + "\n".join(table))
     wrong = [
         name
         for (name, _, expected), verdict in zip(rows, verdicts, strict=True)
