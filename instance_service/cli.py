@@ -29,7 +29,7 @@ from instance_service.wiring import (
 )
 from jobs.commands import DEFAULT_TERMINATION_LOG, run_backup, run_restore
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
-from k8s.network import tenant_network_problems
+from k8s.network import tenant_network_problem
 from k8s.permissions import WATCHER_PERMISSIONS
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
@@ -162,9 +162,9 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
     """Connect to every dependency, report readiness, then serve until signalled."""
     catalog = command_catalog()  # a wrong declaration stops start-up before any connection
     try:
-        network = tenant_network_problems(settings.tenants)
-        if network:
-            raise IsolationError("; ".join(network))
+        network = tenant_network_problem(settings.tenants)
+        if network is not None:
+            raise IsolationError(network)
         engine = create_engine(settings.store)
         dialect = ping(engine)
         if settings.store.upgrade_on_start:

@@ -100,6 +100,24 @@ def _tcp(ports: Iterable[int]) -> list[Manifest]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
 
+def _addresses(networks: Iterable[Network]) -> list[Manifest]:
+    return [{"ipBlock": {"cidr": str(network)}} for network in networks]
+
+
+def _policy(
+    spec: InstanceSpec, name: str, namespace: str, selector: Manifest, rules: Manifest
+) -> Manifest:
+    """One of the instance's NetworkPolicies: both directions governed, `rules` allowed."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": instance_metadata(spec, name, namespace, spec.labels("network")),
+        # A direction listed with no rule allows nothing (an empty list would be dropped by
+        # the API server, and read back as drift): `rules` holds only non-empty ones.
+        "spec": {"podSelector": selector, "policyTypes": ["Ingress", "Egress"], **rules},
+    }
+
+
 def _dns(tenants: TenantSettings) -> Manifest:
     return {
         "to": [_peer(tenants.dns_peer)],
@@ -109,8 +127,8 @@ def _dns(tenants: TenantSettings) -> Manifest:
 
 def _database(tenants: TenantSettings) -> list[Manifest]:
     """Out to the tenant PostgreSQL; none when the settings name neither addresses nor pods
-    (`consume` refuses to start then: tenant_network_problems)."""
-    peers: list[Manifest] = [{"ipBlock": {"cidr": str(n)}} for n in tenants.database_addresses]
+    (`consume` refuses to start then: tenant_network_problem)."""
+    peers = _addresses(tenants.database_addresses)
     if tenants.database_peer is not None:
         peers.append(_peer(tenants.database_peer))
     if not peers:
@@ -132,23 +150,16 @@ def build_server_policy(spec: InstanceSpec, tenants: TenantSettings, namespace: 
     if mail_allowed(spec, tenants):
         excluded = (*tenants.api_server_addresses, *tenants.cluster_cidrs)
         egress.append({"to": public_blocks(excluded), "ports": _tcp(MAIL_PORTS)})
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": instance_metadata(spec, spec.names.base, namespace, spec.labels("network")),
-        "spec": {
-            "podSelector": {"matchLabels": spec.selector()},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {
-                    "from": [_peer(PeerSelector(namespace=tenants.ingress_namespace))],
-                    "ports": _tcp(ODOO_PORTS),
-                },
-                {"from": [_peer(health_peer)], "ports": _tcp([HEALTH_PORT])},
-            ],
-            "egress": egress,
+    ingress = [
+        {
+            "from": [_peer(PeerSelector(namespace=tenants.ingress_namespace))],
+            "ports": _tcp(ODOO_PORTS),
         },
-    }
+        {"from": [_peer(health_peer)], "ports": _tcp([HEALTH_PORT])},
+    ]
+    selector = {"matchLabels": spec.selector()}
+    rules = {"ingress": ingress, "egress": egress}
+    return _policy(spec, spec.names.base, namespace, selector, rules)
 
 
 def build_jobs_policy(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
@@ -157,33 +168,17 @@ def build_jobs_policy(spec: InstanceSpec, tenants: TenantSettings, namespace: st
     if tenants.backup_storage_addresses:
         egress.append(
             {
-                "to": [{"ipBlock": {"cidr": str(n)}} for n in tenants.backup_storage_addresses],
+                "to": _addresses(tenants.backup_storage_addresses),
                 "ports": _tcp(tenants.backup_storage_ports),
             }
         )
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": instance_metadata(
-            spec, spec.names.job_policy, namespace, spec.labels("network")
-        ),
-        "spec": {
-            "podSelector": {
-                "matchLabels": {INSTANCE_LABEL: spec.instance_id},
-                "matchExpressions": [
-                    {
-                        "key": "app.kubernetes.io/component",
-                        "operator": "In",
-                        "values": list(JOB_COMPONENTS),
-                    }
-                ],
-            },
-            # Ingress listed with no rule: nothing comes in (an empty list would be dropped by
-            # the API server, and read back as drift).
-            "policyTypes": ["Ingress", "Egress"],
-            "egress": egress,
-        },
+    selector = {
+        "matchLabels": {INSTANCE_LABEL: spec.instance_id},
+        "matchExpressions": [
+            {"key": "app.kubernetes.io/component", "operator": "In", "values": list(JOB_COMPONENTS)}
+        ],
     }
+    return _policy(spec, spec.names.job_policy, namespace, selector, {"egress": egress})
 
 
 def build_network_policies(
@@ -196,12 +191,12 @@ def build_network_policies(
     )
 
 
-def tenant_network_problems(tenants: TenantSettings) -> list[str]:
-    """What in the settings would leave tenant pods unable to work; empty when nothing."""
+def tenant_network_problem(tenants: TenantSettings) -> str | None:
+    """What in the settings would leave tenant pods unable to work, if anything."""
     if not tenants.database_addresses and tenants.database_peer is None:
-        return [
+        return (
             "tenant pods have no way to PostgreSQL: set INSTANCE_SERVICE_TENANTS__DATABASE_"
             'ADDRESSES (e.g. ["10.20.0.5/32"]) or __DATABASE_PEER (e.g. {"namespace": '
             '"databases", "pod_labels": {"app": "postgres"}})'
-        ]
-    return []
+        )
+    return None

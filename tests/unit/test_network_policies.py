@@ -16,7 +16,7 @@ from k8s.network import (
     build_network_policies,
     build_server_policy,
     public_blocks,
-    tenant_network_problems,
+    tenant_network_problem,
 )
 from k8s.settings import TenantSettings
 from k8s.tenancy import build_default_deny, build_tenant_namespace
@@ -131,10 +131,10 @@ def test_the_database_is_reached_at_its_own_addresses_only_with_no_default_range
     unset = TenantSettings()
     for policy in build_network_policies(SPEC, unset, "t"):
         assert all(p["port"] != 5432 for rule in _egress(policy) for p in rule["ports"])
-    assert tenant_network_problems(unset) != []
-    assert tenant_network_problems(TENANTS) == []
+    assert tenant_network_problem(unset) is not None
+    assert tenant_network_problem(TENANTS) is None
     by_pods = TenantSettings(database_peer={"namespace": "databases", "pod_labels": {"app": "pg"}})
-    assert tenant_network_problems(by_pods) == []
+    assert tenant_network_problem(by_pods) is None
     (_, database) = _egress(build_jobs_policy(SPEC, by_pods, "t"))
     assert database["to"] == [
         {
