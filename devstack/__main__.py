@@ -13,13 +13,19 @@ from devstack.layout import Layout, default_layout
 from devstack.postgres import Postgres
 from devstack.processes import StackError, exclusive
 from devstack.rabbitmq import RabbitMQ
+from devstack.seaweedfs import SeaweedFS
 from telemetry.redaction import redact_url
 
 
 def components(layout: Layout) -> list[Component]:
     """The parts of the stack in start order."""
     secrets = credentials.load_or_create(layout)
-    return [Postgres(layout, secrets), RabbitMQ(layout, secrets), ControlPlane(layout)]
+    return [
+        Postgres(layout, secrets),
+        RabbitMQ(layout, secrets),
+        SeaweedFS(layout, secrets),
+        ControlPlane(layout),
+    ]
 
 
 def _say(message: str) -> None:
@@ -63,6 +69,7 @@ def status(layout: Layout) -> int:
     print(f"amqp url:        {redact_url(found.amqp_url)}")
     print(f"database url:    {redact_url(found.database_url)}")
     print(f"tenant admin db: {redact_url(found.postgres_admin_url)}")
+    print(f"object storage:  {found.s3_url} bucket {found.backup_bucket}")
     print(f"state and logs:  {layout.home}")
     print("(passwords masked: `python -m devstack env` prints the full URLs as shell exports)")
     return 0 if all(h.healthy for h in report) else 1
@@ -85,6 +92,15 @@ def service_env(layout: Layout) -> dict[str, str]:
         "INSTANCE_SERVICE_TENANTS__DATABASE_PORT": str(layout.ports.postgres),
         # Tenant pods' way to PostgreSQL (their NetworkPolicies): here every server is on loopback.
         "INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES": '["127.0.0.1/32"]',
+        # Backups go to the stack's object storage, sealed with the stack's own keyset.
+        "INSTANCE_SERVICE_BACKUPS__ENDPOINT_URL": found.s3_url,
+        "INSTANCE_SERVICE_BACKUPS__BUCKET": found.backup_bucket,
+        "INSTANCE_SERVICE_BACKUPS__ACCESS_KEY_ID": found.s3_admin_key_id,
+        "INSTANCE_SERVICE_BACKUPS__SECRET_ACCESS_KEY": found.s3_admin_secret,
+        "INSTANCE_SERVICE_BACKUPS__KEYSET": found.backup_keyset,
+        # The data Jobs' way to it (their NetworkPolicy): loopback, its S3 port.
+        "INSTANCE_SERVICE_TENANTS__BACKUP_STORAGE_ADDRESSES": '["127.0.0.1/32"]',
+        "INSTANCE_SERVICE_TENANTS__BACKUP_STORAGE_PORTS": f"[{layout.ports.s3}]",
         "DEVSTACK_DATABASE_URL": found.database_url,
         "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
     }
@@ -105,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = commands.add_parser("up", help="start the stack (idempotent) and print its status")
     start.add_argument(
-        "only", nargs="*", metavar="COMPONENT", help="only these: postgres, rabbitmq, kubernetes"
+        "only",
+        nargs="*",
+        metavar="COMPONENT",
+        help="only these: postgres, rabbitmq, objectstore, kubernetes",
     )
     commands.add_parser("down", help="stop every process of the stack; data is kept")
     commands.add_parser("status", help="print each component's health and the URLs to use")

@@ -3,9 +3,11 @@
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 
 from devstack.layout import LOOPBACK, Layout
+from objectstore.sealing import new_keyset
 
 RABBITMQ_VHOST = "instance-service"
 RABBITMQ_SERVICE_USER = "instance-service"
@@ -13,6 +15,8 @@ RABBITMQ_ADMIN_USER = "devstack-admin"
 POSTGRES_SERVICE_ROLE = "instance_service"
 POSTGRES_SERVICE_DATABASE = "instance_service"
 POSTGRES_ADMIN_ROLE = "instance_service_admin"
+S3_ADMIN_KEY_ID = "devstack-admin"
+BACKUP_BUCKET = "instance-service-backups"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,25 @@ class Credentials:
     rabbitmq_service: str
     postgres_admin: str
     postgres_service: str
+    s3_admin: str
+    """Secret key of the object storage's admin identity (`S3_ADMIN_KEY_ID`)."""
+    backup_keyset: str
+    """The Tink keyset that seals the stack's backups."""
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "rabbitmq_admin": _password,
+    "rabbitmq_service": _password,
+    "postgres_admin": _password,
+    "postgres_service": _password,
+    "s3_admin": _password,
+    "backup_keyset": new_keyset,
+}
+"""How each credential is made; one added later is made for a stack made before it."""
 
 
 class CredentialsError(Exception):
@@ -31,19 +54,25 @@ class CredentialsError(Exception):
 
 def load_or_create(layout: Layout) -> Credentials:
     """Read the stack's passwords, generating them on first use."""
+    known: dict[str, str] = {}
     if layout.credentials.exists():
         try:
-            return Credentials(**json.loads(layout.credentials.read_text()))
+            known = json.loads(layout.credentials.read_text())
+            if not isinstance(known, dict):
+                raise TypeError("not a JSON object")
+            names = {field.name for field in fields(Credentials)}
+            if names <= set(known):
+                return Credentials(**{name: str(known[name]) for name in names})
         except (ValueError, TypeError) as error:
             raise CredentialsError(
                 f"{layout.credentials} is damaged ({error}); remove it and the stack's state "
                 f"({layout.home}) to start afresh"
             ) from error
     credentials = Credentials(
-        rabbitmq_admin=secrets.token_urlsafe(18),
-        rabbitmq_service=secrets.token_urlsafe(18),
-        postgres_admin=secrets.token_urlsafe(18),
-        postgres_service=secrets.token_urlsafe(18),
+        **{
+            field.name: str(known[field.name]) if field.name in known else GENERATORS[field.name]()
+            for field in fields(Credentials)
+        }
     )
     layout.home.mkdir(parents=True, exist_ok=True)
     # Written whole under another name, then renamed: an interrupted run leaves no half file.
@@ -67,6 +96,11 @@ class Endpoints:
     database_url: str
     postgres_admin_url: str
     kubeconfig: str
+    s3_url: str
+    s3_admin_key_id: str
+    s3_admin_secret: str
+    backup_bucket: str
+    backup_keyset: str
 
     def amqp_url_for(self, vhost: str, user: str, password: str) -> str:
         """An AMQP URL for another vhost (tests use one vhost each)."""
@@ -94,4 +128,9 @@ def endpoints(layout: Layout, credentials: Credentials) -> Endpoints:
             f"postgresql://{POSTGRES_ADMIN_ROLE}:{credentials.postgres_admin}@{pg}/postgres"
         ),
         kubeconfig=str(layout.kubeconfig),
+        s3_url=f"http://{LOOPBACK}:{ports.s3}",
+        s3_admin_key_id=S3_ADMIN_KEY_ID,
+        s3_admin_secret=credentials.s3_admin,
+        backup_bucket=BACKUP_BUCKET,
+        backup_keyset=credentials.backup_keyset,
     )

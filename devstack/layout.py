@@ -25,6 +25,15 @@ class Ports:
     scheduler: int = 10259
     kwok: int = 10247
     odoo_standin: int = 18069
+    # SeaweedFS (object storage): the S3 API, and the ports of its own parts.
+    s3: int = 18333
+    s3_grpc: int = 28333
+    seaweed_master: int = 19333
+    seaweed_master_grpc: int = 29333
+    seaweed_volume: int = 19340
+    seaweed_volume_grpc: int = 29340
+    seaweed_filer: int = 18888
+    seaweed_filer_grpc: int = 28888
 
 
 @dataclass(frozen=True)

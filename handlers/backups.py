@@ -1,8 +1,8 @@
 """backup and restore: the service's own Jobs move the data; the store records good backups.
 
-    backup   backup-volume, backup-job, backup-record
-    restore  safety-* (a backup first, when the instance runs), stop, stopped, restore-job,
-             start, started, health (when it ran before)
+    backup   backup-access, backup-job, backup-record
+    restore  safety-* (a backup first, when the instance runs), access, stop, stopped,
+             restore-job, start, started, health (when it ran before)
 
 A backup runs beside the serving instance: pg_dump reads one consistent snapshot of the
 database, and Odoo's filestore only ever gains files named by their content, so a copy taken
@@ -22,6 +22,7 @@ from handlers.jobs import (
     backup_made,
     backup_steps,
     current_replicas,
+    grant_access,
     job,
     job_end,
 )
@@ -36,7 +37,14 @@ from k8s.spec import InstanceSpec
 from k8s.workload import Manifest
 from messages.commands import BackupCommand, RestoreCommand
 from messages.errors import PermanentError
-from messages.events import BackedUpData, BackedUpEvent, RestoredData, RestoredEvent
+from messages.events import (
+    BackedUpData,
+    BackedUpEvent,
+    ObjectLocationData,
+    RestoredData,
+    RestoredEvent,
+)
+from objectstore.locations import ObjectLocation
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus, Transition
 from store.records import BackupRecord
@@ -84,11 +92,16 @@ class Backup:
             rolled_back=True,
         )
         progress.finish()
+        location = ObjectLocation.parse(made.location)
+        if location is None:
+            raise RuntimeError(f"a backup recorded at {made.location}, not in object storage")
         data = BackedUpData(
             instance_id=spec.instance_id,
             backup_id=backup_id,
             size_bytes=made.size_bytes,
             sha256=made.sha256,
+            scheduled=False,
+            location=ObjectLocationData(bucket=location.bucket, key=location.key),
         )
         return Completed(BackedUpEvent.caused_by(command, data))
 
@@ -143,10 +156,15 @@ class Restore:
             cluster.scale(spec.names.base, 0, absent_ok=True)
             return None
 
+        def access(_: Progress) -> StepOutcome:
+            grant_access(spec, platform, cluster, rolled_back=True)
+            return None
+
         def manifest(_: Progress) -> Manifest:
             return build_restore_job(
                 spec,
                 platform.tenants,
+                platform.backups.settings,
                 namespace,
                 name=job_name(spec, "restore", operation_id),
                 location=backup.location,
@@ -194,6 +212,7 @@ class Restore:
         # A backup first, and the start again, only of an instance that ran.
         return (
             *(safety if replicas > 0 else ()),
+            Step("access", access),
             Step("stop", stop),
             rollout("stopped", 0, spec, platform, cluster),
             job("restore-job", manifest, spec, platform, cluster),

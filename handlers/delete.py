@@ -3,18 +3,20 @@
     final-*      (unless final_backup is false) a backup, recorded; kept after the delete
     workload     Deployment deleted; workload-gone: watched until gone
     exposure     Ingress, Service, both NetworkPolicies and every Job of the instance deleted
+    access       the instance's object-storage identity removed, its backup-access Secret too
     volume       PVC deleted; volume-gone: watched until gone   (not with keep_data)
     database     tenant database and role dropped          (not with keep_data)
     credentials  Secret deleted                            (not with keep_data)
 
 With keep_data the Secret stays too: the kept database is useless without its password.
-The final backup stays on the backup volume and in the `backups` table (label "final backup
-before delete"); if it fails, nothing is deleted.
+The final backup stays in object storage and in the `backups` table (label "final backup before
+delete") for `final_backup_days`; if it fails, nothing is deleted. With its Jobs gone, nothing
+needs the instance's scoped key: the service's own key reads and prunes its backups.
 """
 
 from handlers.backups import safety_backup_id
 from handlers.declarations import Declaration, Queue
-from handlers.jobs import backup_steps
+from handlers.jobs import backup_steps, storage_call
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, HandlerContext, HandlerResult
@@ -96,6 +98,15 @@ class Delete:
                 cluster.delete(JOB, name_of(job))
             return None
 
+        def access(_: Progress) -> StepOutcome:
+            storage_call(
+                f"access of instance {spec.instance_id}",
+                lambda: platform.backups.revoke(spec.instance_id),
+                rolled_back=False,
+            )
+            cluster.delete(SECRET, names.backup_access)
+            return None
+
         def volume(_: Progress) -> StepOutcome:
             cluster.delete(PVC, names.volume)
             return None
@@ -130,6 +141,7 @@ class Delete:
             Step("workload", workload),
             self._gone("workload-gone", DEPLOYMENT, names.base, cluster),
             Step("exposure", exposure),
+            Step("access", access),
             *(() if command.data.keep_data else data),
         )
 

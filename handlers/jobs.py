@@ -1,5 +1,10 @@
 """Running a Job as one step of an operation, and taking a backup as a few of them.
 
+A backup: the instance's scoped object-storage key and the keyset where its Job reads them
+(`-access`), the Job that streams the sealed archive to object storage (`-job`), and the record,
+once the object storage itself shows the object with the size and checksum the Job reported
+(`-record`).
+
 A Job is applied once (a resumed operation finds it by its name), awaited until it finishes
 (`Progress.wait`: parked, or watched),
 and its end (success, the report in its termination message, the failure reason) is recorded
@@ -8,9 +13,10 @@ Job whose database went away is run again by the Job controller itself (k8s/data
 "finished" here is the end of its last attempt.
 """
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
@@ -19,15 +25,24 @@ from handlers.steps import Noted, Step, StepOutcome
 from handlers.waiting import selector_of
 from handlers.waits import WaitingFor
 from k8s.conditions import job_failure, job_outcome
-from k8s.data_jobs import archive_path, build_backup_job, build_backup_volume, report_of
+from k8s.data_jobs import (
+    ACCESS_KEY_ID,
+    build_backup_access_secret,
+    build_backup_job,
+    build_keyset_secret,
+    report_of,
+)
 from k8s.kinds import DEPLOYMENT, JOB, NETWORK_POLICY, POD, PVC, SECRET
 from k8s.network import build_jobs_policy
 from k8s.spec import InstanceSpec
 from k8s.workload import Manifest
-from messages.errors import PermanentError
+from messages.errors import PermanentError, RetryableError
 from messages.job_reports import JobReport
+from objectstore.client import StorageRefusedError, StorageUnavailableError, storage_errors
 from store.ledger import Ledger
 from store.records import BackupRecord
+
+T = TypeVar("T")
 
 OWNER_ANNOTATION = "odoo.saas/operation"
 """The operation a Job belongs to: a resumed operation takes over only its own Jobs."""
@@ -164,6 +179,48 @@ def current_replicas(spec: InstanceSpec, platform: Platform, cluster: Cluster) -
     return int(deployment.spec.replicas or 0)
 
 
+def _current_key(secret: Any) -> str | None:
+    """The access key id an instance's backup-access Secret holds, if any."""
+    data = getattr(secret, "data", None) or {}
+    encoded = data.get(ACCESS_KEY_ID)
+    return base64.b64decode(encoded).decode() if encoded else None
+
+
+def storage_call(what: str, request: Callable[[], T], *, rolled_back: bool) -> T:
+    """`request()` on object storage: away is a retry, a refusal a permanent failure."""
+    try:
+        with storage_errors(what):
+            return request()
+    except StorageUnavailableError as error:
+        raise RetryableError(f"backup storage unavailable: {error}") from error
+    except StorageRefusedError as error:
+        raise PermanentError(
+            "storage_refused",
+            f"{error}; check the backup storage settings (INSTANCE_SERVICE_BACKUPS__*) and the "
+            "service's own permissions there (deploy/README.md)",
+            rolled_back=rolled_back,
+        ) from error
+
+
+def grant_access(
+    spec: InstanceSpec, platform: Platform, cluster: Cluster, *, rolled_back: bool
+) -> None:
+    """What a data Job needs to reach object storage, in place: the keyset where it reads it (a
+    rotated keyset reaches the next Job), and the instance's own scoped key, kept while the
+    server still knows it, else a new one in the instance's backup-access Secret."""
+    storage, namespace = platform.backups, platform.namespace
+    cluster.apply(SECRET, build_keyset_secret(storage.settings, namespace, storage.keyset))
+    current = _current_key(cluster.get(SECRET, spec.names.backup_access))
+    granted = storage_call(
+        f"access of instance {spec.instance_id}",
+        lambda: storage.grant(spec.instance_id, current),
+        rolled_back=rolled_back,
+    )
+    if granted is not None:
+        secret = build_backup_access_secret(spec, namespace, granted.key_id, granted.secret)
+        cluster.apply(SECRET, secret)
+
+
 def backup_steps(
     prefix: str,
     spec: InstanceSpec,
@@ -178,8 +235,10 @@ def backup_steps(
     """Back the instance up under `backup_id` and record it; steps `<prefix>-...`."""
     namespace, names = platform.namespace, spec.names
     beside_key = f"{prefix}_beside_server"
+    storage = platform.backups
+    location = storage.location(spec.instance_id, backup_id)
 
-    def volume(progress: Progress) -> StepOutcome:
+    def access(progress: Progress) -> StepOutcome:
         missing = [
             f"{kind} {namespace}/{name}"
             for kind, name in ((PVC, names.volume), (SECRET, names.secret))
@@ -193,7 +252,7 @@ def backup_steps(
                 "final_backup=false)",
                 rolled_back=rolled_back,
             )
-        cluster.apply(PVC, build_backup_volume(platform.tenants, namespace))
+        grant_access(spec, platform, cluster, rolled_back=rolled_back)
         # Beside a server pod that is on a node: the data volume is ReadWriteOnce.
         pods = cluster.objects(POD, selector=selector_of(spec))
         beside = any(getattr(pod.spec, "node_name", None) for pod in pods)
@@ -203,19 +262,39 @@ def backup_steps(
         return build_backup_job(
             spec,
             platform.tenants,
+            storage.settings,
             namespace,
             backup_id,
+            location,
             beside_server=bool(progress.noted.get(beside_key)),
         )
 
     def record(progress: Progress) -> StepOutcome:
         noted = progress.noted
         made = backup_made(prefix, spec, backup_id, label, platform, noted, rolled_back=rolled_back)
+        stored = storage_call(
+            f"backup {location.uri}", lambda: storage.describe(location), rolled_back=rolled_back
+        )
+        if stored is None or stored.size_bytes != made.size_bytes or stored.sha256 != made.sha256:
+            found = "no object" if stored is None else f"{stored.size_bytes} bytes, {stored.sha256}"
+            raise PermanentError(
+                "backup_failed",
+                f"the backup Job reported {made.size_bytes} bytes with SHA-256 {made.sha256} "
+                f"at {location.uri}, the object storage holds {found}; no backup was recorded",
+                rolled_back=rolled_back,
+            )
+        # Attempts the Job controller ran before this one (a database or storage outage) may
+        # have left unfinished uploads: none of them is an object, but they take space.
+        storage_call(
+            f"unfinished uploads of {location.uri}",
+            lambda: storage.abort_uploads(location.key),
+            rolled_back=rolled_back,
+        )
         ledger.add_backup(made)
         return None
 
     return (
-        Step(f"{prefix}-volume", volume),
+        Step(f"{prefix}-access", access),
         job(f"{prefix}-job", manifest, spec, platform, cluster),
         Step(f"{prefix}-record", record),
     )
@@ -235,7 +314,14 @@ def backup_made(
     namespace = platform.namespace
     end = job_end(f"{prefix}-job", noted)
     report = end.report
-    if not end.succeeded or report is None or not report.ok or report.sha256 is None:
+    expected = platform.backups.location(spec.instance_id, backup_id).uri
+    if (
+        not end.succeeded
+        or report is None
+        or not report.ok
+        or report.sha256 is None
+        or report.location != expected
+    ):
         raise PermanentError(
             "backup_failed",
             f"backup Job {namespace}/{end.name} failed ({end.failure()}); no backup was "
@@ -245,7 +331,7 @@ def backup_made(
     return BackupRecord(
         id=backup_id,
         instance_id=spec.instance_id,
-        location=archive_path(spec, backup_id),  # as every Job sees the backup volume
+        location=expected,
         size_bytes=int(report.size_bytes or 0),
         sha256=report.sha256,
         label=label,

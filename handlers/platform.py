@@ -16,6 +16,10 @@ from k8s.health import Resolver
 from k8s.kinds import Kind
 from k8s.settings import KubernetesSettings, TenantSettings
 from k8s.workload import Manifest
+from objectstore.access import AccessKey
+from objectstore.locations import ObjectLocation
+from objectstore.settings import ObjectStorageSettings
+from objectstore.storage import StoredObject
 
 T = TypeVar("T")
 
@@ -79,6 +83,40 @@ class TenantDatabasePort(Protocol):
         """The maintenance databases every role may still connect to (at start-up)."""
 
 
+class BackupStoragePort(Protocol):
+    """Object storage of backups, with the service's own key (objectstore.backups.ObjectBackups
+    is the real one)."""
+
+    @property
+    def settings(self) -> ObjectStorageSettings:
+        """Endpoint, bucket, prefix, keyset Secret name."""
+
+    @property
+    def keyset(self) -> str:
+        """The keyset the data Jobs seal and open with."""
+
+    def location(self, instance_id: str, backup_id: str) -> ObjectLocation:
+        """Where a backup of the instance goes."""
+
+    def instance_prefix(self, instance_id: str) -> str:
+        """Every key of the instance starts with this."""
+
+    def grant(self, instance_id: str, current_key_id: str | None) -> AccessKey | None:
+        """The instance's scoped key: None keeps `current_key_id`, else a new one."""
+
+    def revoke(self, instance_id: str) -> None:
+        """Remove the instance's identity (absent is fine)."""
+
+    def describe(self, location: ObjectLocation) -> StoredObject | None:
+        """The object's size and checksum tag, or None when absent."""
+
+    def remove(self, locations: list[ObjectLocation]) -> None:
+        """Delete objects (absent ones are fine)."""
+
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort unfinished uploads of keys under `prefix`; how many."""
+
+
 class Faults(Protocol):
     """Fault injection: called after each step's effects, before the step is recorded.
 
@@ -106,6 +144,7 @@ class Platform:
     resolver: Resolver
     kubernetes: KubernetesSettings
     tenants: TenantSettings
+    backups: BackupStoragePort
     faults: Faults = field(default_factory=NoFaults)
 
     @property

@@ -201,9 +201,11 @@ class Upgrade:
 
         def restore(_: Progress) -> Manifest:
             backup = known_backup(context.ledger, backup_id, old.instance_id, old.odoo_version)
+            # The pre-upgrade backup of this operation left the Job's access in place.
             return build_restore_job(
                 old,
                 self.platform.tenants,
+                self.platform.backups.settings,
                 namespace,
                 name=job_name(old, "rollback", str(context.operation_id)),
                 location=backup.location,

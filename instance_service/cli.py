@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         "job", help="the work of a backup or restore Job (run by Kubernetes in this image)"
     )
     kinds = job.add_subparsers(dest="job", required=True, metavar="JOB")
-    backup = kinds.add_parser("backup", help="dump the tenant database and its filestore")
+    backup = kinds.add_parser(
+        "backup", help="dump the tenant database and its filestore, sealed, to object storage"
+    )
     restore = kinds.add_parser("restore", help="check a backup's checksum, then restore it")
     for sub in (backup, restore):
         sub.add_argument("--database", required=True, help="tenant database (libpq PG* env)")
@@ -132,13 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
             help="the data directory the filestore must lie in, reached by no link "
             "(default: the filestore's grandparent, Odoo's layout)",
         )
-        sub.add_argument("--archive", required=True, type=Path, help="the backup archive")
         sub.add_argument(
             "--termination-log",
             type=Path,
             default=DEFAULT_TERMINATION_LOG,
             help="where the JSON report goes (the container's terminationMessagePath)",
         )
+    backup.add_argument(
+        "--object",
+        required=True,
+        help="s3://bucket/key to write; the endpoint, the tenant's key and the keyset come "
+        "from BACKUP_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BACKUP_KEYSET",
+    )
+    backup.add_argument(
+        "--part-size-mib", type=int, default=16, help="multipart upload part size (5 to 512)"
+    )
+    restore.add_argument(
+        "--archive",
+        required=True,
+        help="s3://bucket/key (as for backup), or the path of an archive on the backup volume",
+    )
     restore.add_argument("--sha256", required=True, help="the checksum the backup recorded")
     database = commands.add_parser("db", help="the state store's schema")
     database.add_argument(
@@ -323,12 +338,13 @@ def run_job(arguments: argparse.Namespace) -> int:
         return run_backup(
             arguments.database,
             arguments.filestore,
-            arguments.archive,
+            arguments.object,
+            arguments.part_size_mib,
             arguments.termination_log,
             arguments.data_dir,
         )
     return run_restore(
-        arguments.archive,
+        str(arguments.archive),
         arguments.sha256,
         arguments.database,
         arguments.filestore,

@@ -16,6 +16,7 @@ from handlers.catalog import command_catalog
 from handlers.deadlines import Waits
 from k8s.settings import KubernetesSettings, TenantSettings
 from messages.settings import ContractSettings
+from objectstore.settings import ObjectStorageSettings
 from store.settings import OperationSettings, StoreSettings
 from telemetry.settings import LogSettings
 
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     watcher: WatcherSettings = Field(default_factory=WatcherSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     tenants: TenantSettings = Field(default_factory=TenantSettings)
+    backups: ObjectStorageSettings = Field(default_factory=ObjectStorageSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     operations: OperationSettings = Field(default_factory=OperationSettings)
     log: LogSettings = Field(default_factory=LogSettings)

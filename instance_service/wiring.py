@@ -18,6 +18,7 @@ from instance_service.settings import Settings
 from k8s.apply import Kubernetes
 from k8s.cluster import KubernetesApi
 from k8s.health import resolver_for
+from objectstore.backups import ObjectBackups, StorageSettingsError
 from store.database import StateEngine
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
@@ -31,7 +32,8 @@ class MissingSettingError(Exception):
 
 
 def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
-    """The cluster, tenant databases and health checks the lifecycle handlers act on."""
+    """The cluster, tenant databases, health checks and backup storage the lifecycle handlers
+    act on."""
     admin_url = settings.store.tenant_admin_url
     if admin_url is None:
         raise MissingSettingError(
@@ -39,6 +41,10 @@ def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
             "and drop tenant databases through that PostgreSQL role "
             "(`python -m devstack env` prints the local stack's)"
         )
+    try:
+        backups = ObjectBackups.connect(settings.backups)
+    except StorageSettingsError as error:
+        raise MissingSettingError(str(error)) from None
     return Platform(
         cluster=partial(
             Kubernetes,
@@ -50,6 +56,7 @@ def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
         resolver=resolver_for(settings.kubernetes, api),
         kubernetes=settings.kubernetes,
         tenants=settings.tenants,
+        backups=backups,
     )
 
 

@@ -1,9 +1,9 @@
-"""Backup and restore of one tenant: its database (pg_dump custom format) and its filestore.
+"""What a tenant's archive holds, and restoring it: its database (pg_dump custom format) and
+its filestore.
 
-A backup is one tar archive holding `database.dump` and `filestore/`. It is written under a
-temporary name, flushed to disk, checksummed and only then renamed into place, so a failed or
-interrupted backup never leaves a file that looks complete. A restore checks the archive's
-SHA-256 against the recorded one before it touches anything.
+Backups go to object storage (jobs/offsite.py). Archives on the backup volume, written before
+that (one tar holding `database.dump` and `filestore/`), are still restored from here: `restore`
+checks the archive's SHA-256 against the recorded one before it touches anything.
 
 Connection details come from libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD): the
 password is never on a command line. A failure because the database went away is a JobError
@@ -44,7 +44,7 @@ class JobError(Exception):
         self.retry = retry
 
 
-def _database_lost(what: str, status: int, line: str) -> JobError:
+def database_lost(what: str, status: int, line: str) -> JobError:
     return JobError(DATABASE_UNAVAILABLE, f"{what} exited with {status}: {line}", retry=True)
 
 
@@ -66,20 +66,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _run(command: list[str], what: str, application: str) -> None:
-    result = subprocess.run(
-        command, capture_output=True, text=True, check=False, env=client_environment(application)
-    )
-    if result.returncode != 0:
-        output = (result.stderr or result.stdout).strip()
-        lost = outage_in(output)
-        if lost is not None:
-            raise _database_lost(what, result.returncode, lost)
-        detail = output.splitlines()
-        raise JobError(f"{what}_failed", f"{what} exited with {result.returncode}: {detail[-1:]}")
-
-
-def _add_filestore(tar: tarfile.TarFile, filestore: Path) -> None:
+def add_filestore(tar: tarfile.TarFile, filestore: Path) -> None:
     """The filestore's directories and regular files under `filestore/` (absent: empty).
 
     Odoo only writes regular files there; anything else could not be restored, so it fails
@@ -135,31 +122,6 @@ def check_filestore(filestore: Path, data_dir: Path) -> None:
         )
 
 
-def backup(database: str, filestore: Path, archive: Path, data_dir: Path | None = None) -> Archive:
-    """Dump `database` and archive it with `filestore` (absent: an empty one) at `archive`.
-
-    `data_dir` is where the filestore must lie (default: Odoo's layout, its grandparent).
-    """
-    check_filestore(filestore, data_dir or filestore.parent.parent)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_name(archive.name + ".partial")
-    with tempfile.TemporaryDirectory(prefix="backup-", dir=archive.parent) as work:
-        dump = Path(work) / DUMP_NAME
-        _run(
-            ["pg_dump", "--format=custom", "--no-owner", f"--file={dump}", database],
-            "pg_dump",
-            APPLICATION_BACKUP,
-        )
-        with tarfile.open(partial, "w") as tar:
-            tar.add(dump, arcname=DUMP_NAME)
-            _add_filestore(tar, filestore)
-        with partial.open("rb") as file:
-            os.fsync(file.fileno())
-    checksum = sha256_of(partial)
-    partial.replace(archive)
-    return Archive(archive, archive.stat().st_size, checksum)
-
-
 RESET_SCHEMA = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n"
 """Odoo keeps everything in `public`: emptied first, so nothing made after the backup stays."""
 
@@ -210,11 +172,11 @@ def _restore_database(dump: Path, database: str) -> None:
             # The session's end rolled the transaction back (or, lost in COMMIT, kept all of
             # it): running the whole restore again gives the same result either way.
             if lost is not None:
-                raise _database_lost("psql", applied, lost)
-            detail = _last_line(psql_errors)
+                raise database_lost("psql", applied, lost)
+            detail = last_line(psql_errors)
             raise JobError("pg_restore_failed", f"psql exited with {applied}: {detail}")
         if converted != 0:
-            detail = _last_line(script_errors)
+            detail = last_line(script_errors)
             raise JobError("pg_restore_failed", f"pg_restore exited with {converted}: {detail}")
 
 
@@ -223,7 +185,7 @@ def _text(file: Any) -> str:
     return str(file.read().decode(errors="replace")).strip()
 
 
-def _last_line(file: Any) -> str:
+def last_line(file: Any) -> str:
     lines = _text(file).splitlines()
     return lines[-1] if lines else "no message"
 
@@ -260,14 +222,21 @@ def restore(
         with tarfile.open(archive) as tar:
             _check_members(tar, archive)
             tar.extractall(work)  # noqa: S202 - every member was checked just above
-        dump = Path(work) / DUMP_NAME
-        if not dump.is_file():
-            raise JobError("backup_invalid", f"{archive} holds no {DUMP_NAME}")
-        _restore_database(dump, database)
-        restored = Path(work) / FILESTORE_NAME
-        old = filestore.with_name(filestore.name + ".before-restore")
-        shutil.rmtree(old, ignore_errors=True)
-        if filestore.exists():
-            filestore.rename(old)
-        restored.rename(filestore)
-        shutil.rmtree(old, ignore_errors=True)
+        apply_restore(Path(work), database, filestore)
+
+
+def apply_restore(work: Path, database: str, filestore: Path) -> None:
+    """Replace the database with `work/database.dump` (one transaction), then swap the filestore
+    for `work/filestore`: the unpacked, checked archive becomes the tenant's data."""
+    dump = work / DUMP_NAME
+    if not dump.is_file():
+        raise JobError("backup_invalid", f"the archive holds no {DUMP_NAME}")
+    _restore_database(dump, database)
+    restored = work / FILESTORE_NAME
+    restored.mkdir(exist_ok=True)  # an archive of an empty filestore
+    old = filestore.with_name(filestore.name + ".before-restore")
+    shutil.rmtree(old, ignore_errors=True)
+    if filestore.exists():
+        filestore.rename(old)
+    restored.rename(filestore)
+    shutil.rmtree(old, ignore_errors=True)

@@ -2,15 +2,17 @@
 
 The report (messages/job_reports.py) goes to the container's termination message file, where
 the kubelet picks it up for the pod's status; a summary goes to stdout for `kubectl logs`.
-Exit status 0 on success, 75 when the database went away (the Job's pod failure policy runs it
-again), 1 on any other failure the report explains (the Job fails at once).
+Exit status 0 on success, 75 when the database or the object storage went away (the Job's pod
+failure policy runs it again), 1 on any other failure the report explains (the Job fails at
+once).
 """
 
 import sys
 from pathlib import Path
 from typing import Literal
 
-from jobs.archive import JobError, backup, restore
+from jobs.archive import JobError, restore
+from jobs.offsite import ObjectTarget, backup_to_object, restore_from_object
 from messages.job_reports import EXIT_FAILED, EXIT_OK, EXIT_RETRY, JobReport
 
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
@@ -39,17 +41,23 @@ def _failed(kind: Literal["backup", "restore"], error: Exception, termination_lo
 
 
 def run_backup(
-    database: str, filestore: Path, archive: Path, termination_log: Path, data_dir: Path | None
+    database: str,
+    filestore: Path,
+    target_uri: str,
+    part_size_mib: int,
+    termination_log: Path,
+    data_dir: Path | None,
 ) -> int:
-    """Back up one tenant into `archive`."""
+    """Back up one tenant to the object `target_uri` (s3://bucket/key)."""
     try:
-        made = backup(database, filestore, archive, data_dir)
+        target = ObjectTarget.from_environment(target_uri, part_size_mib)
+        made = backup_to_object(database, filestore, target, data_dir)
     except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
         return _failed("backup", error, termination_log)
     done = JobReport(
         kind="backup",
         ok=True,
-        location=str(made.path),
+        location=made.location.uri,
         size_bytes=made.size_bytes,
         sha256=made.sha256,
     )
@@ -57,17 +65,22 @@ def run_backup(
 
 
 def run_restore(
-    archive: Path,
+    source: str,
     sha256: str,
     database: str,
     filestore: Path,
     termination_log: Path,
     data_dir: Path | None,
 ) -> int:
-    """Restore one tenant from `archive`, which must have checksum `sha256`."""
+    """Restore one tenant from `source` (an s3:// object, or an archive on the backup volume
+    written before backups went to object storage), which must have checksum `sha256`."""
     try:
-        restore(archive, sha256, database, filestore, data_dir)
+        if source.startswith("s3://"):
+            target = ObjectTarget.from_environment(source, part_size_mib=16)
+            restore_from_object(target, sha256, database, filestore, data_dir)
+        else:
+            restore(Path(source), sha256, database, filestore, data_dir)
     except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
         return _failed("restore", error, termination_log)
-    done = JobReport(kind="restore", ok=True, location=str(archive), sha256=sha256)
+    done = JobReport(kind="restore", ok=True, location=source, sha256=sha256)
     return _report(done, termination_log, EXIT_OK)

@@ -1,11 +1,15 @@
 """Pure builders of the Jobs that move an instance's data, and reading what they report.
 
 Backup and restore Jobs run this service's own image (`instance-service job backup|restore`,
-jobs/) as the Odoo image's user, with the tenant's data volume and the tenant's own area of the
-backup volume mounted (`subPath`: the directory of its instance, at the same path it has on the
-volume, so a Job sees no other tenant's archives), and libpq's PG* variables pointing at the
-tenant database (the password from the instance's Secret). Each reports through its container's
-termination message (messages/job_reports.py).
+jobs/) as the Odoo image's user, with the tenant's data volume mounted, libpq's PG* variables
+pointing at the tenant database (the password from the instance's Secret), and the way to object
+storage: its endpoint, the instance's own scoped key (from its `-backup-access` Secret) and the
+keyset that seals archives (from the namespace's keyset Secret). Each reports through its
+container's termination message (messages/job_reports.py).
+
+A restore of an archive written to the backup volume before backups went to object storage
+mounts the tenant's own area of that volume instead (`subPath`: the directory of its instance,
+at the same path it has on the volume, so a Job sees no other tenant's archives).
 
 A Job whose database went away mid-run (a restart, a failover) exits `EXIT_RETRY` and the Job
 controller runs it again, a bounded number of times, with its own backoff; any other failure
@@ -24,6 +28,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from k8s.settings import TenantSettings
+from objectstore.locations import ObjectLocation
+from objectstore.settings import ObjectStorageSettings
 from k8s.spec import MANAGED_BY, InstanceSpec
 from k8s.workload import (
     _CONTAINER_SECURITY,
@@ -57,9 +63,61 @@ def backup_area(spec: InstanceSpec) -> str:
     return f"{BACKUP_PATH}/{spec.names.key}"
 
 
-def archive_path(spec: InstanceSpec, backup_id: str) -> str:
-    """Where a backup's archive lives, as the Jobs see the backup volume."""
-    return f"{backup_area(spec)}/{backup_id}.tar"
+KEYSET_KEY = "keyset.json"
+ACCESS_KEY_ID = "access-key-id"
+SECRET_ACCESS_KEY = "secret-access-key"
+"""Keys of the keyset Secret and of an instance's backup-access Secret."""
+
+
+def build_backup_access_secret(
+    spec: InstanceSpec, namespace: str, access_key_id: str, secret_access_key: str
+) -> Manifest:
+    """The instance's own object-storage key, for its data Jobs only."""
+    names = spec.names
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": instance_metadata(
+            spec, names.backup_access, namespace, spec.labels("backup-access")
+        ),
+        "type": "Opaque",
+        "stringData": {ACCESS_KEY_ID: access_key_id, SECRET_ACCESS_KEY: secret_access_key},
+    }
+
+
+def build_keyset_secret(storage: ObjectStorageSettings, namespace: str, keyset: str) -> Manifest:
+    """The keyset that seals backups, where the namespace's data Jobs read it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": storage.keyset_secret,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": SERVICE_NAME,
+                "app.kubernetes.io/component": "backup-keyset",
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+            },
+        },
+        "type": "Opaque",
+        "stringData": {KEYSET_KEY: keyset},
+    }
+
+
+def _storage_env(spec: InstanceSpec, storage: ObjectStorageSettings) -> list[Manifest]:
+    """How a Job reaches object storage: endpoint, its instance's key, the keyset."""
+
+    def secret(name: str, secret_name: str, key: str) -> Manifest:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+    return [
+        {"name": "BACKUP_S3_ENDPOINT", "value": storage.jobs_endpoint or ""},
+        {"name": "BACKUP_S3_REGION", "value": storage.region},
+        {"name": "BACKUP_S3_ADDRESSING", "value": storage.addressing_style},
+        secret("AWS_ACCESS_KEY_ID", spec.names.backup_access, ACCESS_KEY_ID),
+        secret("AWS_SECRET_ACCESS_KEY", spec.names.backup_access, SECRET_ACCESS_KEY),
+        secret("BACKUP_KEYSET", storage.keyset_secret, KEYSET_KEY),
+    ]
 
 
 def job_name(spec: InstanceSpec, kind: str, token: str) -> str:
@@ -118,6 +176,8 @@ def _data_job(
     name: str,
     arguments: list[str],
     beside_server: bool,
+    storage: ObjectStorageSettings,
+    backup_volume: bool = False,
 ) -> Manifest:
     _, image = image_of(spec, tenants)  # the Odoo image's user owns the filestore
     names = spec.names
@@ -129,7 +189,6 @@ def _data_job(
         "securityContext": _pod_security(image),
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": names.volume}},
-            {"name": "backups", "persistentVolumeClaim": {"claimName": tenants.backup_claim}},
             SCRATCH_VOLUME,
         ],
         "containers": [
@@ -159,6 +218,7 @@ def _data_job(
                             "secretKeyRef": {"name": names.secret, "key": "database-password"}
                         },
                     },
+                    *([] if backup_volume else _storage_env(spec, storage)),
                 ],
                 "terminationMessagePath": TERMINATION_LOG,
                 "terminationMessagePolicy": "File",
@@ -169,13 +229,19 @@ def _data_job(
                 "securityContext": _CONTAINER_SECURITY,
                 "volumeMounts": [
                     {"name": "data", "mountPath": DATA_PATH, "readOnly": kind == "backup"},
-                    # Its own instance's directory only (the kubelet makes it if absent).
-                    {"name": "backups", "mountPath": backup_area(spec), "subPath": names.key},
                     SCRATCH_MOUNT,
                 ],
             }
         ],
     }
+    if backup_volume:
+        # Its own instance's directory only (the kubelet makes it if absent).
+        pod["volumes"].append(
+            {"name": "backups", "persistentVolumeClaim": {"claimName": tenants.backup_claim}}
+        )
+        pod["containers"][0]["volumeMounts"].append(
+            {"name": "backups", "mountPath": backup_area(spec), "subPath": names.key}
+        )
     if beside_server:
         # The data volume is ReadWriteOnce: a Job reading it while Odoo runs must share its node.
         pod["affinity"] = {
@@ -209,33 +275,40 @@ def _data_job(
 def build_backup_job(
     spec: InstanceSpec,
     tenants: TenantSettings,
+    storage: ObjectStorageSettings,
     namespace: str,
     backup_id: str,
+    location: ObjectLocation,
     *,
     beside_server: bool,
 ) -> Manifest:
-    """Dumps the database and archives the filestore to the backup volume."""
+    """Dumps the database and packs the filestore, sealed, into the object at `location`."""
     return _data_job(
         spec,
         tenants,
         namespace,
         kind="backup",
         name=job_name(spec, "backup", backup_id),
-        arguments=["--archive", archive_path(spec, backup_id)],
+        arguments=["--object", location.uri, "--part-size-mib", str(storage.part_size_mib)],
         beside_server=beside_server,
+        storage=storage,
     )
 
 
 def build_restore_job(
     spec: InstanceSpec,
     tenants: TenantSettings,
+    storage: ObjectStorageSettings,
     namespace: str,
     *,
     name: str,
     location: str,
     sha256: str,
 ) -> Manifest:
-    """Checks an archive's checksum, then restores database and filestore (Odoo is stopped)."""
+    """Checks an archive's checksum, then restores database and filestore (Odoo is stopped).
+
+    `location` is an object (`s3://...`) or, for a backup taken before backups went to object
+    storage, an archive's path on the backup volume."""
     return _data_job(
         spec,
         tenants,
@@ -244,6 +317,8 @@ def build_restore_job(
         name=name,
         arguments=["--archive", location, "--sha256", sha256],
         beside_server=False,
+        storage=storage,
+        backup_volume=ObjectLocation.parse(location) is None,
     )
 
 

@@ -30,6 +30,11 @@ class InstanceNames:
         return f"{self.base}-credentials"
 
     @property
+    def backup_access(self) -> str:
+        """The Secret with the object-storage key its data Jobs use (its own prefix only)."""
+        return f"{self.base}-backup-access"
+
+    @property
     def job_policy(self) -> str:
         """The NetworkPolicy of its Jobs' pods (the server's is named `base`)."""
         return f"{self.base}-jobs"

@@ -50,12 +50,25 @@ class UpgradedData(InstanceEventData):
     to_version: str
 
 
+class ObjectLocationData(Frozen):
+    """An object in object storage (never credentials)."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    key: str = Field(min_length=1, max_length=1024)
+
+
 class BackedUpData(InstanceEventData):
-    """A backup was written and checked."""
+    """A backup was written off the cluster and checked there."""
 
     backup_id: Uuid
-    size_bytes: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0, description="of the object: the sealed archive")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="of the object's bytes, also its `sha256` tag"
+    )
+    scheduled: bool = Field(
+        default=False, description="taken by the service's schedule, not asked for by a command"
+    )
+    location: ObjectLocationData
 
 
 class RestoredData(InstanceEventData):

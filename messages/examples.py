@@ -13,6 +13,7 @@ from messages.errors import FieldProblem, MessageRejected, RejectionCode
 from messages.events import (
     EVENT_MODELS,
     BackedUpData,
+    ObjectLocationData,
     CommandFailedData,
     CommandRejectedEvent,
     ErrorInfo,
@@ -113,6 +114,11 @@ def _event_data(event_type: str) -> Any:
                 backup_id=BACKUP_ID,
                 size_bytes=48_213_504,
                 sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                scheduled=False,
+                location=ObjectLocationData(
+                    bucket="instance-service-backups",
+                    key=f"backups/{INSTANCE_ID}/{BACKUP_ID}.tar.tink",
+                ),
             )
         case "odoo.instance.restored.v1":
             return RestoredData(instance_id=INSTANCE_ID, backup_id=BACKUP_ID)
