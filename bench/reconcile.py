@@ -26,6 +26,8 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from bench.stack import Tenants, tenant_namespace
+from devstack.layout import default_layout
+from devstack.seaweedfs import backup_settings
 from handlers.catalog import command_catalog
 from handlers.platform import Platform
 from handlers.reconcile import carry_out, observe, plan
@@ -38,6 +40,7 @@ from k8s.kinds import kind_named
 from k8s.network import build_network_policies
 from k8s.settings import KubernetesSettings, TenantSettings
 from k8s.workload import build_deployment, build_secret, build_volume
+from objectstore.backups import ObjectBackups
 from store.database import create_engine
 from store.instances import instance_record
 from store.ledger import Ledger
@@ -126,6 +129,7 @@ def _run(sizes: list[int], broken: int, tenants: Tenants, out: TextIO) -> list[d
         resolver=SystemResolver(),  # no health check: claims are never bound, pods never run
         kubernetes=KubernetesSettings(namespace=namespace),
         tenants=TenantSettings(base_domain="bench.test", storage_class="bench-unbound"),
+        backups=ObjectBackups.connect(backup_settings(default_layout())),
     )
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as state:

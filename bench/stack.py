@@ -28,6 +28,7 @@ from consumers.settings import AmqpSettings, ConsumerSettings
 from devstack import credentials
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from devstack.layout import default_layout
+from devstack.seaweedfs import backup_settings
 from handlers.catalog import command_catalog
 from handlers.platform import Platform
 from handlers.results import Handler, HandlerContext, HandlerResult
@@ -39,6 +40,7 @@ from messages.commands import AnyCommand
 from messages.errors import PermanentError
 from messages.publishing import build_command
 from messages.settings import ContractSettings
+from objectstore.backups import ObjectBackups
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
 from store.tenant_database import TenantDatabases
@@ -223,6 +225,7 @@ class Tenants:
             tenants=TenantSettings(
                 base_domain="bench.test", database_host="127.0.0.1", database_port=ports.postgres
             ),
+            backups=ObjectBackups.connect(backup_settings(default_layout())),
         )
 
 

@@ -11,11 +11,20 @@ scoped users are made by the service through the IAM API on the same port
 import subprocess
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from devstack import processes
 from devstack.component import Health
-from devstack.credentials import BACKUP_BUCKET, S3_ADMIN_KEY_ID, Credentials
+from devstack.credentials import (
+    BACKUP_BUCKET,
+    S3_ADMIN_KEY_ID,
+    Credentials,
+    endpoints,
+    load_or_create,
+)
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
 from objectstore.client import StorageRefusedError, StorageUnavailableError, s3_client
+from objectstore.settings import ObjectStorageSettings
 from objectstore.storage import BackupStorage
 
 NAME = "seaweedfs"
@@ -114,3 +123,18 @@ class SeaweedFS:
     def health(self) -> list[Health]:
         """Whether the S3 API answers the admin identity."""
         return [Health(NAME, self._ready(), f"S3 API {self.url}, bucket {BACKUP_BUCKET}")]
+
+
+def backup_settings(layout: Layout, **changes: object) -> ObjectStorageSettings:
+    """The service's backup settings for this stack (`changes`: e.g. another prefix)."""
+    secrets = load_or_create(layout)
+    found = endpoints(layout, secrets)
+    values: dict[str, object] = {
+        "endpoint_url": found.s3_url,
+        "bucket": found.backup_bucket,
+        "access_key_id": found.s3_admin_key_id,
+        "secret_access_key": SecretStr(found.s3_admin_secret),
+        "keyset": SecretStr(found.backup_keyset),
+    }
+    values.update(changes)
+    return ObjectStorageSettings.model_validate(values)

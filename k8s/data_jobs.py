@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from k8s.settings import TenantSettings
-from objectstore.locations import ObjectLocation
-from objectstore.settings import ObjectStorageSettings
 from k8s.spec import MANAGED_BY, InstanceSpec
 from k8s.workload import (
     _CONTAINER_SECURITY,
@@ -38,11 +36,12 @@ from k8s.workload import (
     SCRATCH_VOLUME,
     Manifest,
     _pod_security,
-    claim_spec,
     image_of,
     instance_metadata,
 )
 from messages.job_reports import EXIT_RETRY, JobReport
+from objectstore.locations import ObjectLocation
+from objectstore.settings import ObjectStorageSettings
 
 if TYPE_CHECKING:
     from kubernetes.client import V1Pod
@@ -65,7 +64,7 @@ def backup_area(spec: InstanceSpec) -> str:
 
 KEYSET_KEY = "keyset.json"
 ACCESS_KEY_ID = "access-key-id"
-SECRET_ACCESS_KEY = "secret-access-key"
+SECRET_ACCESS_KEY = "secret-access-key"  # noqa: S105 - a key name, not a secret
 """Keys of the keyset Secret and of an instance's backup-access Secret."""
 
 
@@ -127,24 +126,6 @@ def job_name(spec: InstanceSpec, kind: str, token: str) -> str:
     """
     digest = hashlib.sha256(token.encode()).hexdigest()[:12]
     return f"{spec.names.base}-{kind}-{digest}"
-
-
-def build_backup_volume(tenants: TenantSettings, namespace: str) -> Manifest:
-    """The claim that holds every tenant's backups in the namespace."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": tenants.backup_claim,
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/name": SERVICE_NAME,
-                "app.kubernetes.io/component": "backups",
-                "app.kubernetes.io/managed-by": MANAGED_BY,
-            },
-        },
-        "spec": claim_spec(tenants.backup_access_mode, tenants.backup_storage_gib, tenants),
-    }
 
 
 def _failure_policy(container: str) -> Manifest:

@@ -135,9 +135,8 @@ class TenantSettings(BaseModel):
     )
     backup_storage_addresses: tuple[IPvAnyNetwork, ...] = Field(
         default=(),
-        description="addresses of the backup storage, for object storage on the network "
-        "(the data Jobs may reach them on backup_storage_ports); none while backups are "
-        "on the backup volume",
+        description="addresses of the object storage that holds backups (the data Jobs may "
+        "reach them on backup_storage_ports, and nothing else outside the cluster)",
     )
     backup_storage_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
         default=(443,), description="ports of the backup storage on those addresses"
@@ -152,12 +151,8 @@ class TenantSettings(BaseModel):
     )
     backup_claim: str = Field(
         default="instance-service-backups",
-        description="PersistentVolumeClaim (in the tenant namespace) that holds backups",
-    )
-    backup_storage_gib: int = Field(default=100, ge=1, le=65536, description="its size")
-    backup_access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
-        default="ReadWriteMany",
-        description="its access mode: backup Jobs of instances on different nodes need RWX",
+        description="PersistentVolumeClaim (in the tenant namespace) that held backups before "
+        "they went to object storage: a restore of one of those archives mounts it",
     )
     backup_deadline_seconds: int = Field(
         default=3600, ge=60, le=86400, description="longest a backup or restore Job runs"

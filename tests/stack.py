@@ -22,7 +22,9 @@ from psycopg import sql
 from devstack import credentials
 from devstack.httpcheck import get
 from devstack.layout import default_layout
+from devstack.seaweedfs import SeaweedFS
 from k8s.spec import INSTANCE_LABEL
+from objectstore.client import StorageRefusedError, StorageUnavailableError
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,12 @@ def _problem(service: str) -> Unavailable | None:
             client_cert=(pki / "admin.crt", pki / "admin.key"),
         )
         return None if status == 200 else Unavailable(f"apiserver /readyz answered {status} {body}")
+    if service == "objectstore":
+        try:
+            SeaweedFS(layout, credentials.load_or_create(layout)).storage().ensure_bucket()
+        except (StorageUnavailableError, StorageRefusedError) as error:
+            return Unavailable(str(error))
+        return None
     raise ValueError(service)
 
 

@@ -25,11 +25,14 @@ from consumers.parking import ParkingLot
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
 from devstack.layout import default_layout
+from devstack.seaweedfs import backup_settings
 from handlers.platform import Platform
 from k8s.apply import Kubernetes
 from k8s.health import EndpointSliceResolver
 from k8s.settings import KubernetesSettings, TenantSettings
 from messages.publishing import build_command
+from objectstore.backups import ObjectBackups
+from objectstore.settings import ObjectStorageSettings
 from store.ledger import Ledger
 from store.models import InboxEntry, OutboxEntry
 from store.records import InstanceRecord
@@ -85,6 +88,9 @@ def tenant_settings(**changes: Any) -> TenantSettings:
         "database_host": "127.0.0.1",
         "database_port": default_layout().ports.postgres,
         "database_addresses": ("127.0.0.1/32",),
+        # The data Jobs' way to the stack's object storage.
+        "backup_storage_addresses": ("127.0.0.1/32",),
+        "backup_storage_ports": (default_layout().ports.s3,),
     }
     values.update(changes)
     return TenantSettings(**values)
@@ -110,11 +116,16 @@ class Lifecycle:
     parks: bool = True
     """Whether waiting deliveries are parked (False: handlers watch in their worker thread,
     the path a consumer takes without an informer or with its lot full)."""
+    backups: ObjectStorageSettings = field(
+        default_factory=lambda: backup_settings(default_layout())
+    )
+    """The stack's object storage; each instance's objects are under its own id."""
     _stack: ExitStack = field(default_factory=ExitStack)
     _consumer: AbstractContextManager[ConsumerRuntime] | None = None
 
     def __post_init__(self) -> None:
         self.databases = TenantDatabases.connect(self.admin_url)
+        self.storage = ObjectBackups.connect(self.backups)
         # As the consumer process has them: one informer over the namespace, feeding the lot
         # where waiting deliveries are parked (every consumer this driver starts shares it).
         self.events = InformerEvents(
@@ -144,6 +155,7 @@ class Lifecycle:
             ),
             kubernetes=self.kubernetes,
             tenants=self.tenants,
+            backups=self.storage,
             faults=self.faults,
         )
 

@@ -18,7 +18,12 @@ from k8s.workload import (
     build_update_job,
     build_volume,
 )
+from objectstore.locations import backup_location
+from objectstore.settings import ObjectStorageSettings
 from tests.tenant_specs import tenant_spec
+
+STORAGE = ObjectStorageSettings()
+LOCATION = backup_location("backups", "backups", "0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f", "b")
 
 pytestmark = pytest.mark.k8s
 
@@ -47,8 +52,16 @@ def _manifests(namespace: str) -> list[dict[str, Any]]:
         *build_network_policies(SPEC, TENANTS, namespace),
         build_default_deny(namespace),
         build_update_job(SPEC, TENANTS, namespace, "update"),
-        build_backup_job(SPEC, TENANTS, namespace, "b1", beside_server=True),
-        build_restore_job(SPEC, TENANTS, namespace, name="restore", location="/x", sha256="0" * 64),
+        build_backup_job(SPEC, TENANTS, STORAGE, namespace, "b1", LOCATION, beside_server=True),
+        build_restore_job(
+            SPEC,
+            TENANTS,
+            STORAGE,
+            namespace,
+            name="restore",
+            location=LOCATION.uri,
+            sha256="0" * 64,
+        ),
     ]
 
 

@@ -16,7 +16,12 @@ from kubernetes.client.exceptions import ApiException
 from k8s.data_jobs import build_backup_job, build_restore_job
 from k8s.settings import TenantSettings
 from k8s.workload import Manifest, build_deployment, build_init_job, build_update_job
+from objectstore.locations import backup_location
+from objectstore.settings import ObjectStorageSettings
 from tests.tenant_specs import tenant_spec
+
+STORAGE = ObjectStorageSettings()
+LOCATION = backup_location("backups", "backups", "0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f", "b")
 
 pytestmark = pytest.mark.k8s
 
@@ -40,10 +45,13 @@ def _service_pods(namespace: str) -> dict[str, Manifest]:
         "server": _pod(build_deployment(SPEC, TENANTS, namespace, replicas=1), "server"),
         "init": _pod(build_init_job(SPEC, TENANTS, namespace), "init"),
         "update": _pod(build_update_job(SPEC, TENANTS, namespace, "update"), "update"),
-        "backup": _pod(build_backup_job(SPEC, TENANTS, namespace, "b", beside_server=True), "b"),
+        "backup": _pod(
+            build_backup_job(SPEC, TENANTS, STORAGE, namespace, "b", LOCATION, beside_server=True),
+            "b",
+        ),
         "restore": _pod(
             build_restore_job(
-                SPEC, TENANTS, namespace, name="restore", location="/x", sha256="0" * 64
+                SPEC, TENANTS, STORAGE, namespace, name="restore", location="/x", sha256="0" * 64
             ),
             "restore",
         ),

@@ -10,9 +10,9 @@ import pytest
 from handlers.jobs import JobEnd
 from k8s.data_jobs import (
     RETRIES_AFTER_OUTAGE,
-    archive_path,
+    build_backup_access_secret,
     build_backup_job,
-    build_backup_volume,
+    build_keyset_secret,
     build_restore_job,
     job_name,
     report_of,
@@ -21,21 +21,42 @@ from k8s.odoo_conf import config_fingerprint
 from k8s.settings import TenantSettings
 from k8s.workload import CONFIG_ANNOTATION, build_deployment, build_update_job
 from messages.job_reports import EXIT_RETRY, JobReport
+from objectstore.locations import backup_location
+from objectstore.settings import ObjectStorageSettings
 from tests.tenant_specs import tenant_spec
 
 TENANTS = TenantSettings(service_image="registry.example/instance-service:1.2.3")
 BACKUP_ID = "5d0c9a7e-1f2b-4c3d-8e9f-a0b1c2d3e4f5"
+STORAGE = ObjectStorageSettings(
+    endpoint_url="https://s3.internal.example", job_endpoint_url="http://s3.storage.svc:8333"
+)
+OBJECT = "s3://instance-service-backups/backups/x/y.tar.tink"
+
+
+def _backup_job(spec: Any, *, beside_server: bool) -> dict[str, Any]:
+    location = backup_location("instance-service-backups", "backups", spec.instance_id, BACKUP_ID)
+    return build_backup_job(
+        spec, TENANTS, STORAGE, "tenants", BACKUP_ID, location, beside_server=beside_server
+    )
+
+
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def test_a_backup_job_runs_the_service_image_with_the_password_from_the_secret() -> None:
     spec = tenant_spec()
-    job = build_backup_job(spec, TENANTS, "tenants", BACKUP_ID, beside_server=True)
+    job = _backup_job(spec, beside_server=True)
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "registry.example/instance-service:1.2.3"
     assert container["command"] == ["instance-service", "job", "backup"]
-    assert container["args"][-2:] == ["--archive", archive_path(spec, BACKUP_ID)]
+    key = f"backups/{spec.instance_id}/{BACKUP_ID}.tar.tink"
+    assert container["args"][-4:] == [
+        "--object",
+        f"s3://instance-service-backups/{key}",
+        "--part-size-mib",
+        "16",
+    ]
     assert "--termination-log" in container["args"]
     assert container["terminationMessagePath"] == "/dev/termination-log"
     env = {e["name"]: e for e in container["env"]}
@@ -45,8 +66,23 @@ def test_a_backup_job_runs_the_service_image_with_the_password_from_the_secret()
         "key": "database-password",
     }
     assert "value" not in env["PGPASSWORD"]
+    # Object storage as the pods reach it, with the instance's own key and the keyset, each
+    # from a Secret; the service's own key is never there.
+    assert env["BACKUP_S3_ENDPOINT"]["value"] == "http://s3.storage.svc:8333"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": spec.names.backup_access,
+        "key": "access-key-id",
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
+        spec.names.backup_access
+    )
+    assert env["BACKUP_KEYSET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "instance-service-backup-keyset",
+        "key": "keyset.json",
+    }
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/var/lib/odoo"]["readOnly"] is True
+    assert "/backups" not in str(mounts)  # no backup volume: nothing on local disk
     assert pod["securityContext"]["runAsUser"] == 101  # the Odoo image's user owns the files
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/name"] == "instance-service"
@@ -57,29 +93,59 @@ def test_a_backup_job_runs_the_service_image_with_the_password_from_the_secret()
 
 
 def test_a_backup_of_a_stopped_instance_goes_anywhere() -> None:
-    job = build_backup_job(tenant_spec(), TENANTS, "tenants", BACKUP_ID, beside_server=False)
+    job = _backup_job(tenant_spec(), beside_server=False)
     assert "affinity" not in job["spec"]["template"]["spec"]
 
 
 def test_a_restore_job_checks_the_recorded_checksum_and_may_write() -> None:
     spec = tenant_spec()
     job = build_restore_job(
-        spec, TENANTS, "tenants", name="r", location="/backups/x/y.tar", sha256="ab" * 32
+        spec, TENANTS, STORAGE, "tenants", name="r", location=OBJECT, sha256="ab" * 32
     )
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["instance-service", "job", "restore"]
-    assert container["args"][-4:] == ["--archive", "/backups/x/y.tar", "--sha256", "ab" * 32]
+    assert container["args"][-4:] == ["--archive", OBJECT, "--sha256", "ab" * 32]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/var/lib/odoo"]["readOnly"] is False
+    assert "BACKUP_KEYSET" in {e["name"] for e in container["env"]}
+
+
+def test_an_archive_on_the_backup_volume_is_restored_from_its_own_area_of_it() -> None:
+    spec = tenant_spec()
+    path = f"/backups/{spec.names.key}/y.tar"
+    job = build_restore_job(spec, TENANTS, STORAGE, "t", name="r", location=path, sha256="a" * 64)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[f"/backups/{spec.names.key}"]["subPath"] == spec.names.key
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert TENANTS.backup_claim in claims
+    assert "BACKUP_KEYSET" not in {e["name"] for e in container["env"]}
+
+
+def test_the_access_and_keyset_secrets_hold_only_their_keys() -> None:
+    spec = tenant_spec()
+    access = build_backup_access_secret(spec, "t", "AKID", "s3cr3t")
+    assert access["metadata"]["name"] == spec.names.backup_access
+    assert access["stringData"] == {"access-key-id": "AKID", "secret-access-key": "s3cr3t"}
+    keyset = build_keyset_secret(STORAGE, "t", '{"key": []}')
+    assert keyset["metadata"]["name"] == "instance-service-backup-keyset"
+    assert keyset["stringData"] == {"keyset.json": '{"key": []}'}
 
 
 @pytest.mark.parametrize("kind", ["backup", "restore"])
 def test_a_data_job_runs_again_only_when_its_database_went_away(kind: str) -> None:
     spec = tenant_spec()
     if kind == "backup":
-        job = build_backup_job(spec, TENANTS, "tenants", BACKUP_ID, beside_server=False)
+        job = _backup_job(spec, beside_server=False)
     else:
-        job = build_restore_job(spec, TENANTS, "t", name="r", location="/b/x.tar", sha256="a" * 64)
+        job = build_restore_job(
+            spec, TENANTS, STORAGE, "t", name="r", location=OBJECT, sha256="a" * 64
+        )
     assert job["spec"]["backoffLimit"] == RETRIES_AFTER_OUTAGE > 0
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # a policy needs it
     ignore, fail = job["spec"]["podFailurePolicy"]["rules"]
@@ -98,13 +164,6 @@ def test_job_names_are_valid_and_stable() -> None:
         assert DNS_1123_LABEL.match(name)
         assert len(name) <= 63
         assert name == job_name(spec, kind, BACKUP_ID)
-
-
-def test_the_backup_volume_is_shared_by_default() -> None:
-    volume = build_backup_volume(TENANTS, "tenants")
-    assert volume["metadata"]["name"] == "instance-service-backups"
-    assert volume["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert volume["spec"]["resources"]["requests"]["storage"] == "100Gi"
 
 
 def test_an_update_job_updates_every_module_in_the_new_image() -> None:

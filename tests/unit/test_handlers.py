@@ -31,6 +31,10 @@ from messages.events import InstanceEventData, StartedEvent
 from messages.parsing import parse_command
 from messages.publishing import build_command
 from messages.settings import ContractSettings
+from objectstore.access import AccessKey
+from objectstore.locations import ObjectLocation, backup_location
+from objectstore.settings import ObjectStorageSettings
+from objectstore.storage import StoredObject
 from store.database import create_engine
 from store.ledger import Ledger
 from store.migrate import upgrade
@@ -131,6 +135,43 @@ class FakeDatabases:
         return []
 
 
+@dataclass
+class FakeBackups:
+    """The backup storage port in memory: grants and revocations are counted, nothing stored."""
+
+    settings: ObjectStorageSettings = field(
+        default_factory=lambda: ObjectStorageSettings(keyset=SecretStr("{}"))
+    )
+    granted: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+
+    @property
+    def keyset(self) -> str:
+        return "{}"
+
+    def location(self, instance_id: str, backup_id: str) -> ObjectLocation:
+        return backup_location("b", "backups", instance_id, backup_id)
+
+    def instance_prefix(self, instance_id: str) -> str:
+        return f"backups/{instance_id}/"
+
+    def grant(self, instance_id: str, current_key_id: str | None) -> AccessKey | None:
+        self.granted.append(instance_id)
+        return AccessKey("key", "secret") if current_key_id is None else None
+
+    def revoke(self, instance_id: str) -> None:
+        self.revoked.append(instance_id)
+
+    def describe(self, location: ObjectLocation) -> StoredObject | None:
+        return None
+
+    def remove(self, locations: list[ObjectLocation]) -> None:
+        return None
+
+    def abort_uploads(self, prefix: str) -> int:
+        return 0
+
+
 class NowhereResolver:
     """Routes nowhere: a health check never passes (these tests stop before it would)."""
 
@@ -148,12 +189,14 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 def _platform(cluster: FakeCluster, databases: FakeDatabases, **changes: Any) -> Platform:
     tenants = changes.pop("tenants", TenantSettings())
+    backups = changes.pop("backups", FakeBackups())
     return Platform(
         cluster=lambda: cluster,
         databases=databases,
         resolver=NowhereResolver(),
         kubernetes=KubernetesSettings(namespace="tenants", **changes),
         tenants=tenants,
+        backups=backups,
     )
 
 
@@ -399,7 +442,9 @@ def test_delete_keep_data_keeps_the_volume_the_database_and_the_secret(ledger: L
     result = _run(_platform(cluster, databases), delete, _context(ledger, delete))
     assert isinstance(result, Completed)
     deleted = {call[1] for call in cluster.calls if call[0] == "delete"}
-    assert deleted == {"Deployment", "Ingress", "Service", "NetworkPolicy"}
+    assert deleted == {"Deployment", "Ingress", "Service", "NetworkPolicy", "Secret"}
+    secrets = [call[2] for call in cluster.calls if call[:2] == ("delete", "Secret")]
+    assert secrets == [InstanceNames(INSTANCE).backup_access]  # its credentials Secret stays
     assert databases.dropped == []
 
 

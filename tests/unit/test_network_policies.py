@@ -21,7 +21,12 @@ from k8s.network import (
 from k8s.settings import TenantSettings
 from k8s.tenancy import build_default_deny, build_tenant_namespace
 from k8s.workload import Manifest, build_deployment, build_init_job, build_update_job
+from objectstore.locations import backup_location
+from objectstore.settings import ObjectStorageSettings
 from tests.tenant_specs import tenant_spec
+
+STORAGE = ObjectStorageSettings()
+LOCATION = backup_location("backups", "backups", "0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f", "b")
 
 TENANTS = TenantSettings(
     database_addresses=("10.20.0.5/32",),
@@ -53,9 +58,11 @@ def _pods(tenants: TenantSettings) -> dict[str, dict[str, str]]:
         "server": _pod_labels(build_deployment(SPEC, tenants, "t", replicas=1)),
         "init": _pod_labels(build_init_job(SPEC, tenants, "t")),
         "update": _pod_labels(build_update_job(SPEC, tenants, "t", "u")),
-        "backup": _pod_labels(build_backup_job(SPEC, tenants, "t", "b", beside_server=False)),
+        "backup": _pod_labels(
+            build_backup_job(SPEC, tenants, STORAGE, "t", "b", LOCATION, beside_server=False)
+        ),
         "restore": _pod_labels(
-            build_restore_job(SPEC, tenants, "t", name="r", location="/x", sha256="0" * 64)
+            build_restore_job(SPEC, tenants, STORAGE, "t", name="r", location="/x", sha256="0" * 64)
         ),
     }
 
