@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 from jobs.archive import JobError, restore
-from jobs.offsite import ObjectTarget, backup_to_object, restore_from_object
 from messages.job_reports import EXIT_FAILED, EXIT_OK, EXIT_RETRY, JobReport
 
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
@@ -49,6 +48,8 @@ def run_backup(
     data_dir: Path | None,
 ) -> int:
     """Back up one tenant to the object `target_uri` (s3://bucket/key)."""
+    from jobs.offsite import ObjectTarget, backup_to_object  # only Jobs need boto3 and tink
+
     try:
         target = ObjectTarget.from_environment(target_uri, part_size_mib)
         made = backup_to_object(database, filestore, target, data_dir)
@@ -74,6 +75,8 @@ def run_restore(
 ) -> int:
     """Restore one tenant from `source` (an s3:// object, or an archive on the backup volume
     written before backups went to object storage), which must have checksum `sha256`."""
+    from jobs.offsite import ObjectTarget, restore_from_object  # only Jobs need boto3 and tink
+
     try:
         if source.startswith("s3://"):
             target = ObjectTarget.from_environment(source, part_size_mib=16)

@@ -9,22 +9,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
-
 if TYPE_CHECKING:
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_s3 import S3Client
+
+# boto3 and botocore are imported where first used: a consumer start that never touches object
+# storage does not pay for them (tests/unit/test_cold_imports.py).
 
 T = TypeVar("T")
 
@@ -45,7 +37,9 @@ class StorageRefusedError(Exception):
         self.code = code
 
 
-def _config(addressing_style: str) -> Config:
+def _config(addressing_style: str) -> "Config":
+    from botocore.config import Config
+
     return Config(
         s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
         retries={"mode": "standard", "max_attempts": 5},
@@ -65,6 +59,8 @@ def s3_client(
     addressing_style: str = "path",
 ) -> "S3Client":
     """An S3 client with these credentials (never taken from the ambient environment)."""
+    import boto3
+
     session = boto3.session.Session(
         aws_access_key_id=access_key_id,
         aws_secret_access_key=secret_access_key,
@@ -77,6 +73,8 @@ def iam_client(
     endpoint_url: str | None, region: str, access_key_id: str, secret_access_key: str
 ) -> "IAMClient":
     """An IAM client (S3-compatible servers such as SeaweedFS answer it on the S3 endpoint)."""
+    import boto3
+
     session = boto3.session.Session(
         aws_access_key_id=access_key_id,
         aws_secret_access_key=secret_access_key,
@@ -85,13 +83,22 @@ def iam_client(
     return session.client("iam", endpoint_url=endpoint_url, config=_config("path"))
 
 
-def error_code(error: ClientError) -> str:
+def error_code(error: "ClientError") -> str:
     """The S3 error code of an answer."""
     return str(error.response.get("Error", {}).get("Code", "Unknown"))
 
 
 def classify(error: Exception, what: str) -> Exception:
     """`error` as StorageUnavailableError or StorageRefusedError (anything else unchanged)."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
     if isinstance(error, ClientError):
         code = error_code(error)
         if code in UNAVAILABLE_CODES:
@@ -111,6 +118,8 @@ def classify(error: Exception, what: str) -> Exception:
 @contextmanager
 def storage_errors(what: str) -> Iterator[None]:
     """Raise botocore's failures inside as StorageUnavailableError or StorageRefusedError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         yield
     except (BotoCoreError, ClientError, ConnectionError, TimeoutError) as error:

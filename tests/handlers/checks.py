@@ -12,6 +12,8 @@ from handlers.waiting import selector_of
 from k8s.health import check_health
 from k8s.kinds import DEPLOYMENT, POD, SECRET, Kind
 from k8s.names import InstanceNames
+from objectstore.client import StorageRefusedError, call, s3_client
+from objectstore.locations import ObjectLocation
 from tests.handlers.harness import Lifecycle
 from tests.tenant_specs import tenant_spec
 
@@ -129,3 +131,60 @@ def files_under(root: Path) -> dict[str, bytes]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
+
+
+def _admin_s3(driver: Lifecycle) -> Any:
+    settings = driver.backups
+    secret = settings.secret_access_key.get_secret_value() if settings.secret_access_key else ""
+    return s3_client(settings.endpoint_url, settings.region, settings.access_key_id or "", secret)
+
+
+def stored_object(driver: Lifecycle, uri: str) -> bytes:
+    """An object's bytes, read with the service's key (None of a Job's)."""
+    location = ObjectLocation.parse(uri)
+    assert location is not None, uri
+    body = _admin_s3(driver).get_object(Bucket=location.bucket, Key=location.key)["Body"]
+    return bytes(body.read())
+
+
+def replace_object(driver: Lifecycle, uri: str, data: bytes) -> None:
+    """Put `data` where the object is (bit rot, or a tenant's own Job overwriting it)."""
+    location = ObjectLocation.parse(uri)
+    assert location is not None, uri
+    _admin_s3(driver).put_object(Bucket=location.bucket, Key=location.key, Body=data)
+
+
+def objects_of(driver: Lifecycle, instance_id: str) -> list[str]:
+    """The keys of every object under the instance's prefix."""
+    prefix = driver.storage.instance_prefix(instance_id)
+    listed = _admin_s3(driver).list_objects_v2(Bucket=driver.backups.bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def unfinished_uploads(driver: Lifecycle, instance_id: str) -> list[str]:
+    """Keys of the multipart uploads under the instance's prefix that were never completed."""
+    prefix = driver.storage.instance_prefix(instance_id)
+    listed = _admin_s3(driver).list_multipart_uploads(Bucket=driver.backups.bucket, Prefix=prefix)
+    return sorted(upload["Key"] for upload in listed.get("Uploads", []))
+
+
+def backup_key(driver: Lifecycle, instance_id: str) -> tuple[str, str]:
+    """The scoped key in the instance's backup-access Secret (what its data Jobs use)."""
+    secret: Any = driver.platform.cluster().get(SECRET, names_of(instance_id).backup_access)
+    assert secret is not None
+    decoded = {key: base64.b64decode(value).decode() for key, value in secret.data.items()}
+    return decoded["access-key-id"], decoded["secret-access-key"]
+
+
+def can_list_own_prefix(driver: Lifecycle, instance_id: str, key: tuple[str, str]) -> bool:
+    """Whether the object storage takes `key` for listing the instance's own prefix."""
+    settings = driver.backups
+    jobs = s3_client(settings.endpoint_url, settings.region, *key)
+    prefix = driver.storage.instance_prefix(instance_id)
+    try:
+        call("list", lambda: jobs.list_objects_v2(Bucket=settings.bucket, Prefix=prefix))
+    except StorageRefusedError as refused:
+        if refused.code in ("InvalidAccessKeyId", "AccessDenied"):
+            return False
+        raise
+    return True

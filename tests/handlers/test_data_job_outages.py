@@ -27,12 +27,20 @@ from k8s.spec import INSTANCE_LABEL
 from messages.job_reports import DATABASE_UNAVAILABLE, EXIT_RETRY
 from store.lifecycle import InstanceStatus
 from tests import stack
-from tests.handlers.checks import host_path, names_of, serving, tenant_password, tenant_sql
+from tests.handlers.checks import (
+    names_of,
+    replace_object,
+    serving,
+    stored_object,
+    tenant_password,
+    tenant_sql,
+    unfinished_uploads,
+)
 from tests.handlers.harness import Lifecycle, event_kind, new_instance, provision_data
 from tests.integration.kube_wait import watch_until
 from tests.session_faults import end_session_waiting, table_locked
 
-pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
+pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.objectstore]
 
 T = "odoo.instance."
 
@@ -76,8 +84,7 @@ def _exit_code(pod: Any) -> int:
 
 
 def _archive_sha256(driver: Lifecycle, location: str) -> str:
-    root = host_path(driver, driver.tenants.backup_claim)
-    return hashlib.sha256((root / location.removeprefix("/backups/")).read_bytes()).hexdigest()
+    return hashlib.sha256(stored_object(driver, location)).hexdigest()
 
 
 def _one_backup_taken_on_the_second_attempt(
@@ -89,6 +96,7 @@ def _one_backup_taken_on_the_second_attempt(
     stored = driver.ledger.backup(backup_id)
     assert stored is not None
     assert event["data"]["sha256"] == stored.sha256 == _archive_sha256(driver, stored.location)
+    assert unfinished_uploads(driver, instance_id) == []
     (job,) = _jobs(driver, instance_id, "backup")  # one Job per backup, however many attempts
     assert (job.status.failed, job.status.succeeded) == (1, 1)
     failed, succeeded = _attempts(driver, job)
@@ -163,15 +171,13 @@ def test_a_restore_of_a_corrupt_archive_fails_at_once_without_another_attempt(
     assert event_kind(backed_up) == "backed_up", backed_up
     stored = driver.ledger.backup(backup_id)
     assert stored is not None
-    root = host_path(driver, driver.tenants.backup_claim)
-    with (root / stored.location.removeprefix("/backups/")).open("ab") as archive:
-        archive.write(b"bit rot")
+    replace_object(driver, stored.location, stored_object(driver, stored.location) + b"bit rot")
 
     command_id = driver.send(f"{T}restore.v1", {"instance_id": instance_id, "backup_id": backup_id})
     failed = driver.terminal(command_id)
     assert event_kind(failed) == "command.failed", failed
     assert failed["data"]["error"]["code"] == "restore_failed"
-    assert "checksum_mismatch" in failed["data"]["error"]["message"]
+    assert "backup_invalid" in failed["data"]["error"]["message"]
     assert "attempts" not in failed["data"]["error"]["message"]
     assert failed["data"]["rolled_back"] is True
     (job,) = _jobs(driver, instance_id, "restore")

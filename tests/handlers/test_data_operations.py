@@ -7,7 +7,6 @@ their pods carry `devstack.local/job=fail`.
 """
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +23,12 @@ from tests.handlers.checks import (
     files_under,
     filestore,
     found,
-    host_path,
     names_of,
+    replace_object,
     serving,
+    stored_object,
     tenant_sql,
+    unfinished_uploads,
 )
 from tests.handlers.harness import (
     Lifecycle,
@@ -38,16 +39,17 @@ from tests.handlers.harness import (
     tenant_settings,
 )
 
-pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
+pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.objectstore]
 
 T = "odoo.instance."
 STEPS = {
     "resize": ["volume", "config", "deployment", "rollout", "health", "record"],
-    "backup": ["backup-volume", "backup-job", "backup-record", "record"],
+    "backup": ["backup-access", "backup-job", "backup-record", "record"],
     "restore": [
-        "safety-volume",
+        "safety-access",
         "safety-job",
         "safety-record",
+        "access",
         "stop",
         "stopped",
         "restore-job",
@@ -57,7 +59,7 @@ STEPS = {
         "record",
     ],
     "upgrade": [
-        "pre-upgrade-volume",
+        "pre-upgrade-access",
         "pre-upgrade-job",
         "pre-upgrade-record",
         "stop",
@@ -70,7 +72,7 @@ STEPS = {
     ],
 }
 ROLLBACK = [
-    "pre-upgrade-volume",
+    "pre-upgrade-access",
     "pre-upgrade-job",
     "pre-upgrade-record",
     "stop",
@@ -123,12 +125,6 @@ def _data(driver: Lifecycle, instance_id: str) -> tuple[Any, Any, dict[str, byte
     )
 
 
-def _archive(driver: Lifecycle, location: str) -> Path:
-    """A backup archive on the host (its location is as the Jobs see /backups)."""
-    root = host_path(driver, driver.tenants.backup_claim)
-    return root / location.removeprefix("/backups/")
-
-
 def _data_life(driver: Lifecycle, crash: int | None) -> None:
     """Resize, back up, change, restore, upgrade: each killed at its `crash`-th step."""
     instance_id = _provisioned(driver)
@@ -151,9 +147,14 @@ def _data_life(driver: Lifecycle, crash: int | None) -> None:
     assert event_kind(backed_up) == "backed_up", backed_up
     stored = driver.ledger.backup(backup_id)
     assert stored is not None
-    archive = _archive(driver, stored.location)
-    assert backed_up["data"]["size_bytes"] == archive.stat().st_size
-    assert backed_up["data"]["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    location = backed_up["data"]["location"]
+    assert stored.location == f"s3://{location['bucket']}/{location['key']}"
+    assert location["key"] == f"backups/{instance_id}/{backup_id}.tar.tink"
+    assert backed_up["data"]["scheduled"] is False
+    archive = stored_object(driver, stored.location)  # in the real object storage
+    assert backed_up["data"]["size_bytes"] == len(archive)
+    assert backed_up["data"]["sha256"] == hashlib.sha256(archive).hexdigest()
+    assert unfinished_uploads(driver, instance_id) == []
     assert serving(driver, instance_id)  # the backup ran beside the serving instance
 
     _change_data(driver, instance_id)
@@ -199,21 +200,20 @@ def test_storage_cannot_shrink(driver: Lifecycle) -> None:
     ]
 
 
-def test_a_backup_that_fails_its_checksum_is_not_restored(driver: Lifecycle) -> None:
+def test_a_backup_damaged_in_storage_is_not_restored(driver: Lifecycle) -> None:
     instance_id = _provisioned(driver)
     backup_id = "6e1d0b8f-2a3c-4d4e-9fa0-" + instance_id[-12:]
     driver.run(f"{T}backup.v1", {"instance_id": instance_id, "backup_id": backup_id})
     stored = driver.ledger.backup(backup_id)
     assert stored is not None
-    with _archive(driver, stored.location).open("ab") as archive:
-        archive.write(b"bit rot")
+    replace_object(driver, stored.location, stored_object(driver, stored.location) + b"bit rot")
     _change_data(driver, instance_id)
     changed = _data(driver, instance_id)
 
     failed = driver.run(f"{T}restore.v1", {"instance_id": instance_id, "backup_id": backup_id})
     assert event_kind(failed) == "command.failed"
     assert failed["data"]["error"]["code"] == "restore_failed"
-    assert "checksum_mismatch" in failed["data"]["error"]["message"]
+    assert "backup_invalid" in failed["data"]["error"]["message"]  # it does not open
     assert failed["data"]["rolled_back"] is True
     assert _data(driver, instance_id) == changed
     assert driver.instance(instance_id).status == InstanceStatus.RUNNING

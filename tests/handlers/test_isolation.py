@@ -6,31 +6,39 @@
   apart, so the tenants are provisioned with the production shape from settings: the tenant
   PostgreSQL, the service's own PostgreSQL, the API server and the broker at distinct addresses.
   The local stack does not enforce policies (no network plugin), so the provisions work as before.
-- Backups: a tenant that links its filestore to where the job runner really lays out the backup
-  volume gets a failed backup and no one's archive; each Job mounts its own tenant's area only.
+- Backups: the key a tenant's Jobs hold is refused by the real object storage on every other
+  tenant's prefix (list, read, write) and for deletes; a tenant that links its filestore to
+  another's files gets a failed backup and no object.
 - PostgreSQL: tenant A's credentials are refused on B's database and on the maintenance ones.
 """
 
-import tarfile
+import hashlib
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from kubernetes import client
 
 from devstack import cyclonus
 from devstack.cyclonus import Endpoint, Flow
-from devstack.jobrunner import plan
-from k8s.data_jobs import BACKUP_PATH
 from k8s.kinds import NETWORK_POLICY, POD
+from objectstore.client import StorageRefusedError, call, s3_client
 from tests import stack
-from tests.handlers.checks import connect_as_tenant, filestore, found, host_path, names_of
+from tests.handlers.checks import (
+    backup_key,
+    connect_as_tenant,
+    filestore,
+    found,
+    names_of,
+    objects_of,
+    stored_object,
+    unfinished_uploads,
+)
 from tests.handlers.harness import Lifecycle, event_kind, new_instance, provision_data
 from tests.handlers.harness import tenant_settings as local_tenants
 
-pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.objectstore]
 
 T = "odoo.instance."
 TENANT_DATABASE = "10.20.0.5"
@@ -39,11 +47,14 @@ API_SERVER = "34.120.7.1"  # a public endpoint, as managed clusters have
 API_SERVICE = "10.96.0.1"  # the `kubernetes` Service
 METADATA = "169.254.169.254"
 PUBLIC_SMTP = "142.250.102.27"
+OBJECT_STORAGE = "10.20.0.7"
 SOME_WEBSITE = "93.184.215.14"
 PRODUCTION = local_tenants(
     database_addresses=(f"{TENANT_DATABASE}/32",),
     api_server_addresses=(f"{API_SERVER}/32",),
     cluster_cidrs=("10.244.0.0/16", "10.96.0.0/12"),
+    backup_storage_addresses=(f"{OBJECT_STORAGE}/32",),
+    backup_storage_ports=(443,),
 )
 STAGING = PRODUCTION.model_copy(update={"mail_egress": False})
 PG = PRODUCTION.database_port  # the local server's port: the backup Job really connects to it
@@ -126,6 +137,16 @@ def test_the_policies_the_service_made_hold_the_truth_table(
             True,
         ),
         (
+            "A's backup Job -> object storage :443",
+            Flow(a_backup, outside(OBJECT_STORAGE), 443),
+            True,
+        ),
+        (
+            "A's server -> object storage :443",
+            Flow(a_server, outside(OBJECT_STORAGE), 443),
+            False,
+        ),
+        (
             "A's server -> public SMTP :587 (production)",
             Flow(a_server, outside(PUBLIC_SMTP), 587),
             True,
@@ -190,60 +211,90 @@ def test_the_policies_the_service_made_hold_the_truth_table(
     assert wrong == []
 
 
-def test_a_filestore_linked_to_the_backup_volume_backs_up_nothing_of_anyone(
-    driver: Lifecycle, tmp_path: Path
-) -> None:
+def test_a_tenants_job_key_reaches_its_own_prefix_only(driver: Lifecycle) -> None:
     a, b = _provisioned(driver), _provisioned(driver)
-    (filestore(driver, b) / "b-secret.txt").parent.mkdir(parents=True, exist_ok=True)
-    (filestore(driver, b) / "b-secret.txt").write_bytes(b"B's own file")
-    assert event_kind(_backup(driver, b)) == "backed_up"
-    mine = filestore(driver, a)
-    mine.mkdir(parents=True, exist_ok=True)
-    (mine / "a-file.txt").write_bytes(b"A's own file")
     assert event_kind(_backup(driver, a)) == "backed_up"
+    b_backup = _backup(driver, b)
+    assert event_kind(b_backup) == "backed_up"
+    a_key, b_key = backup_key(driver, a), backup_key(driver, b)
+    assert a_key[0] != b_key[0]
+    settings = driver.backups
+    jobs = s3_client(settings.endpoint_url, settings.region, *a_key)  # what A's Jobs hold
+    bucket, b_object = settings.bucket, b_backup["data"]["location"]["key"]
+    own, theirs = driver.storage.instance_prefix(a), driver.storage.instance_prefix(b)
 
-    # A Job's mounts, as the API server holds the pod and as the job runner (the local kubelet)
-    # lays them out: of the backup volume, only its own instance's directory.
-    volume_root = host_path(driver, driver.tenants.backup_claim)
-    key = names_of(a).key
+    def answer(request: Callable[[], Any]) -> str:
+        try:
+            call("request", request)
+        except StorageRefusedError as refused:
+            return refused.code
+        return "allowed"
+
+    # Refused by the real server: B's prefix (list, read, write), the whole bucket, and even
+    # deleting its own backups (pruning is the service's).
+    refusals = {
+        "list B's prefix": answer(lambda: jobs.list_objects_v2(Bucket=bucket, Prefix=theirs)),
+        "read B's backup": answer(lambda: jobs.get_object(Bucket=bucket, Key=b_object)),
+        "write into B's prefix": answer(
+            lambda: jobs.put_object(Bucket=bucket, Key=f"{theirs}planted", Body=b"x")
+        ),
+        "overwrite B's backup": answer(
+            lambda: jobs.put_object(Bucket=bucket, Key=b_object, Body=b"x")
+        ),
+        "list the bucket": answer(lambda: jobs.list_objects_v2(Bucket=bucket)),
+        "list every bucket": answer(jobs.list_buckets),
+        "delete its own backup": answer(
+            lambda: jobs.delete_object(Bucket=bucket, Key=objects_of(driver, a)[0])
+        ),
+    }
+    assert refusals == dict.fromkeys(refusals, "AccessDenied"), refusals
+    assert answer(lambda: jobs.list_objects_v2(Bucket=bucket, Prefix=own)) == "allowed"
+    assert objects_of(driver, b) == [b_object]  # nothing planted, B's backup as it was
+    assert (
+        hashlib.sha256(stored_object(driver, b_backup_uri(b_backup))).hexdigest()
+        == (b_backup["data"]["sha256"])
+    )
+
+    # A's Job pod holds A's key only (from A's Secret) and mounts no backup volume.
     pod: Any
     (pod, *_) = driver.platform.cluster().objects(
         POD, selector=f"odoo.saas/instance-id={a},app.kubernetes.io/component=backup"
     )
-    mounts = {m.mount_path: m for m in pod.spec.containers[0].volume_mounts}
-    assert mounts[f"{BACKUP_PATH}/{key}"].sub_path == key
-    assert [m.name for m in mounts.values()].count("backups") == 1
-    (tmp_path / "work").mkdir()
-    laid_out = plan(client.CoreV1Api(driver.api), pod, tmp_path / "work", tmp_path)
-    archive_arg = laid_out.command[laid_out.command.index("--archive") + 1]
-    assert Path(archive_arg).parent == volume_root / key
+    container = pod.spec.containers[0]
+    refs = {e.value_from.secret_key_ref.name for e in container.env if e.value_from is not None}
+    assert refs == {names_of(a).secret, names_of(a).backup_access, settings.keyset_secret}
+    assert {m.name for m in container.volume_mounts} == {"data", "scratch"}
 
-    # The attack: A's filestore becomes a link to the root of the backup volume, where the
-    # runner really keeps every tenant's archives.
+
+def b_backup_uri(event: dict[str, Any]) -> str:
+    location = event["data"]["location"]
+    return f"s3://{location['bucket']}/{location['key']}"
+
+
+def test_a_filestore_linked_to_another_tenants_files_backs_up_nothing(driver: Lifecycle) -> None:
+    a, b = _provisioned(driver), _provisioned(driver)
+    theirs = filestore(driver, b)
+    theirs.mkdir(parents=True, exist_ok=True)
+    (theirs / "b-secret.txt").write_bytes(b"B's own file")
+    mine = filestore(driver, a)
+    mine.mkdir(parents=True, exist_ok=True)
+    (mine / "a-file.txt").write_bytes(b"A's own file")
+    assert event_kind(_backup(driver, a)) == "backed_up"
+    before = objects_of(driver, a)
+
+    # The attack: A's filestore becomes a link to B's files (on this host, where the job runner
+    # lays out both volumes).
     for child in sorted(mine.rglob("*"), reverse=True):
         child.rmdir() if child.is_dir() else child.unlink()
     mine.rmdir()
-    mine.symlink_to(volume_root, target_is_directory=True)
-    before = sorted(volume_root.rglob("*.tar"))
+    mine.symlink_to(theirs, target_is_directory=True)
     failed = _backup(driver, a)
     assert event_kind(failed) == "command.failed", failed
     assert failed["data"]["error"]["code"] == "backup_failed"
     assert "filestore_unsafe" in failed["data"]["error"]["message"]
     assert failed["data"]["rolled_back"] is True
-    assert sorted(volume_root.rglob("*.tar")) == before  # nothing new, nothing partial kept
-
-    # No archive holds another tenant's data.
-    for archive in before:
-        owner = archive.parent.name
-        with tarfile.open(archive) as tar:
-            names = tar.getnames()
-        assert not [n for n in names if n.endswith(".tar")], (archive, names)
-        if owner == key:
-            assert "filestore/a-file.txt" in names
-            assert "filestore/b-secret.txt" not in names
-        if owner == names_of(b).key:
-            assert "filestore/b-secret.txt" in names
-            assert "filestore/a-file.txt" not in names
+    assert objects_of(driver, a) == before  # nothing new, nothing partial kept
+    assert unfinished_uploads(driver, a) == []
 
 
 def test_a_tenants_credentials_open_its_own_database_only(driver: Lifecycle) -> None:

@@ -5,6 +5,7 @@ local control plane (kwok plays the pods, the stand-in answers /web/health over 
 EndpointSlices) and the tenant PostgreSQL, and its terminal event comes back over the bus.
 """
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -16,15 +17,17 @@ from devstack.kwok_stages import NEVER_READY_LABEL, NEVER_READY_VALUE
 from k8s.kinds import DEPLOYMENT, INGRESS, JOB, NETWORK_POLICY, PVC, SECRET, SERVICE, Kind
 from store.lifecycle import InstanceStatus
 from tests.handlers.checks import (
+    backup_key,
+    can_list_own_prefix,
     connect_as_tenant,
     deployment,
     exists,
     found,
-    host_path,
     names_of,
     pods,
     replica_sets,
     serving,
+    stored_object,
     tenant_database_exists,
 )
 from tests.handlers.harness import (
@@ -37,7 +40,7 @@ from tests.handlers.harness import (
     tenant_settings,
 )
 
-pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
+pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.objectstore]
 
 T = "odoo.instance."
 STEPS = {
@@ -62,6 +65,7 @@ STEPS = {
         "workload",
         "workload-gone",
         "exposure",
+        "access",
         "volume",
         "volume-gone",
         "database",
@@ -218,6 +222,13 @@ def test_delete_keep_data_keeps_volume_database_and_credentials(driver: Lifecycl
 def test_delete_takes_a_final_backup_by_default(driver: Lifecycle) -> None:
     instance_id, subdomain = new_instance()
     driver.run(f"{T}provision.v1", provision_data(instance_id, subdomain))
+    # The scoped key its data Jobs had (the final backup's Job uses it too).
+    backed_up = driver.run(
+        f"{T}backup.v1", {"instance_id": instance_id, "backup_id": str(uuid.uuid4())}
+    )
+    assert event_kind(backed_up) == "backed_up", backed_up
+    jobs_key = backup_key(driver, instance_id)
+    assert can_list_own_prefix(driver, instance_id, jobs_key)
     deleted = driver.run(f"{T}delete.v1", {"instance_id": instance_id})
     assert event_kind(deleted) == "deleted", deleted
     assert not exists(driver, DEPLOYMENT, names_of(instance_id).base)
@@ -226,10 +237,11 @@ def test_delete_takes_a_final_backup_by_default(driver: Lifecycle) -> None:
         b for b in driver.ledger.backups(instance_id) if b.label == "final backup before delete"
     ]
     assert len(finals) == 1
-    archive = host_path(driver, driver.tenants.backup_claim) / finals[0].location.removeprefix(
-        "/backups/"
-    )
-    assert archive.stat().st_size == finals[0].size_bytes
+    # Kept off the cluster, where the service's own key still reads it.
+    assert len(stored_object(driver, finals[0].location)) == finals[0].size_bytes
+    # Its Jobs' scoped key went with the instance: from the server and from the cluster.
+    assert not exists(driver, SECRET, names_of(instance_id).backup_access)
+    assert not can_list_own_prefix(driver, instance_id, jobs_key)
 
 
 def test_a_pod_that_never_becomes_ready_fails_the_provision(

@@ -13,6 +13,7 @@ FIRST_USE_ONLY = (
     "alembic",  # only when migrating
     "boto3",  # object storage, for off-cluster backups
     "botocore",
+    "tink",  # sealing backups: only the data Jobs
     "dns",  # dnspython, for customers' own domains
     "matplotlib",  # the benchmarks' charts, never the service
     "yappi",

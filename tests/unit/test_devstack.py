@@ -1,5 +1,6 @@
 """The local stack's own logic: pinned versions, generated credentials and masked URLs."""
 
+import json
 import stat
 from pathlib import Path
 
@@ -17,6 +18,7 @@ def test_versions_are_pinned_in_one_file() -> None:
         "KWOK_VERSION",
         "KEDA_VERSION",
         "CYCLONUS_VERSION",
+        "SEAWEEDFS_VERSION",
     }
     assert all(value.startswith("v") for value in versions.values())
 
@@ -28,6 +30,19 @@ def test_credentials_are_generated_once_and_private(tmp_path: Path) -> None:
     assert first == again
     assert len({first.rabbitmq_admin, first.rabbitmq_service, first.postgres_admin}) == 3
     assert stat.S_IMODE(layout.credentials.stat().st_mode) == 0o600
+
+
+def test_a_credential_added_later_is_made_for_a_stack_made_before_it(tmp_path: Path) -> None:
+    layout = Layout(home=tmp_path / "stack")
+    first = credentials.load_or_create(layout)
+    older = json.loads(layout.credentials.read_text())
+    del older["s3_admin"], older["backup_keyset"]  # as a stack of an earlier release wrote it
+    layout.credentials.write_text(json.dumps(older))
+    upgraded = credentials.load_or_create(layout)
+    assert upgraded.rabbitmq_admin == first.rabbitmq_admin  # the others kept
+    assert upgraded.s3_admin
+    assert json.loads(upgraded.backup_keyset)["primaryKeyId"]
+    assert credentials.load_or_create(layout) == upgraded  # and written back
 
 
 def test_endpoints_carry_the_generated_passwords(tmp_path: Path) -> None:
