@@ -1,6 +1,7 @@
 """backup and restore: the service's own Jobs move the data; the store records good backups.
 
-    backup   backup-access, backup-job, backup-record
+    backup   backup-access, backup-job, backup-record, prune (the retention policy, in the
+             store), prune-objects (their objects removed)
     restore  safety-* (a backup first, when the instance runs), access, stop, stopped,
              restore-job, start, started, health (when it ran before)
 
@@ -16,6 +17,7 @@ have, or of another Odoo version's data, before anything began (store/admission.
 """
 
 import uuid
+from datetime import UTC, datetime
 
 from handlers.declarations import Declaration, Queue
 from handlers.jobs import (
@@ -25,6 +27,7 @@ from handlers.jobs import (
     grant_access,
     job,
     job_end,
+    storage_call,
 )
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
@@ -35,11 +38,13 @@ from handlers.waiting import health, rollout
 from k8s.data_jobs import build_restore_job, job_name
 from k8s.spec import InstanceSpec
 from k8s.workload import Manifest
-from messages.commands import BackupCommand, RestoreCommand
+from messages.commands import BackupCommand, BackupPlan, RestoreCommand
 from messages.errors import PermanentError
 from messages.events import (
     BackedUpData,
     BackedUpEvent,
+    BackupsPrunedData,
+    BackupsPrunedEvent,
     ObjectLocationData,
     RestoredData,
     RestoredEvent,
@@ -48,20 +53,54 @@ from objectstore.locations import ObjectLocation
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus, Transition
 from store.records import BackupRecord
+from store.retention import BackupKind, RetentionTimes, Taken, to_prune
 from store.settings import HOUR
 
 UNTOUCHED = frozenset({"checksum_mismatch", "backup_missing", "backup_invalid"})
 """Restore failures found before anything was changed."""
 
 
+SCHEDULER_SOURCE = "/instance-service/backup-scheduler"
+"""The `source` of the backup commands the service's own schedule publishes
+(`instance-service backups schedule`): their backups are `scheduled`, pruned by the plan."""
+
+
 class Backup:
-    """The backup handler."""
+    """The backup handler: the backup, then the retention policy applied to the instance."""
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
+    def _prune(self, spec: InstanceSpec, plan: BackupPlan, ledger: Ledger) -> tuple[Step, ...]:
+        """Mark what the retention policy lets go (the store first: a backup it no longer
+        offers is never restored from a missing object), then remove the objects."""
+        platform = self.platform
+
+        def prune(_: Progress) -> StepOutcome:
+            backups = ledger.backups(spec.instance_id)
+            taken = [Taken(b.id, b.kind, b.taken_at) for b in backups if b.taken_at is not None]
+            times = RetentionTimes(
+                platform.retention.manual_keep_days, platform.retention.final_backup_days
+            )
+            ids = to_prune(taken, plan, times, datetime.now(UTC))
+            ledger.prune_backups(spec.instance_id, ids)
+            locations = [b.location for b in backups if b.id in set(ids)]
+            return {PRUNED: ids, PRUNED_LOCATIONS: locations}
+
+        def objects(progress: Progress) -> StepOutcome:
+            locations = [ObjectLocation.parse(uri) for uri in progress.noted[PRUNED_LOCATIONS]]
+            found = [location for location in locations if location is not None]
+            storage_call(
+                f"removal of {len(found)} pruned backups",
+                lambda: platform.backups.remove(found),
+                rolled_back=False,
+            )
+            return None
+
+        return (Step("prune", prune), Step("prune-objects", objects))
+
     def __call__(self, command: BackupCommand, context: HandlerContext) -> HandlerResult:
-        """Run the backup Job and record the backup it made."""
+        """Run the backup Job, record the backup it made, prune by the instance's plan."""
         instance = context.admission.instance
         if instance is None:
             raise RuntimeError("backup admitted without its instance")
@@ -69,6 +108,8 @@ class Backup:
         cluster = self.platform.cluster()
         progress = Progress(command, context, self.platform.faults, cluster)
         backup_id = command.data.backup_id
+        scheduled = command.source == SCHEDULER_SOURCE
+        kind = BackupKind.SCHEDULED if scheduled else BackupKind.MANUAL
         steps = backup_steps(
             "backup",
             spec,
@@ -77,9 +118,11 @@ class Backup:
             self.platform,
             cluster,
             context.ledger,
+            kind=kind,
             rolled_back=True,  # a failed backup leaves the instance as it was
         )
-        waiting = run_steps(steps, progress)
+        plan = instance.backup_plan or BackupPlan()
+        waiting = run_steps((*steps, *self._prune(spec, plan, context.ledger)), progress)
         if waiting is not None:
             return waiting
         made = backup_made(
@@ -89,6 +132,7 @@ class Backup:
             command.data.label,
             self.platform,
             progress.noted,
+            kind=kind,
             rolled_back=True,
         )
         progress.finish()
@@ -100,10 +144,25 @@ class Backup:
             backup_id=backup_id,
             size_bytes=made.size_bytes,
             sha256=made.sha256,
-            scheduled=False,
+            scheduled=scheduled,
             location=ObjectLocationData(bucket=location.bucket, key=location.key),
         )
-        return Completed(BackedUpEvent.caused_by(command, data))
+        pruned = list(progress.noted[PRUNED])
+        more = (
+            (
+                BackupsPrunedEvent.caused_by(
+                    command, BackupsPrunedData(instance_id=spec.instance_id, backup_ids=pruned)
+                ),
+            )
+            if pruned
+            else ()
+        )
+        return Completed(BackedUpEvent.caused_by(command, data), more_events=more)
+
+
+PRUNED = "pruned"
+PRUNED_LOCATIONS = "pruned_locations"
+"""What the `prune` step recorded: the ids it marked, and where their objects are."""
 
 
 def safety_backup_id(operation_id: str, purpose: str) -> str:
@@ -202,6 +261,7 @@ class Restore:
             platform,
             cluster,
             ledger,
+            kind=BackupKind.SAFETY,
             rolled_back=True,
         )
         started = (

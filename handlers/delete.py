@@ -42,6 +42,7 @@ from messages.errors import PermanentError
 from messages.events import DeletedEvent, InstanceEventData
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus, Transition
+from store.retention import BackupKind
 from store.settings import HOUR
 
 
@@ -127,6 +128,7 @@ class Delete:
             platform,
             cluster,
             ledger,
+            kind=BackupKind.FINAL,
             rolled_back=True,  # nothing is deleted before the backup is good
         )
         data = (

@@ -41,6 +41,7 @@ from messages.job_reports import JobReport
 from objectstore.client import StorageRefusedError, StorageUnavailableError, storage_errors
 from store.ledger import Ledger
 from store.records import BackupRecord
+from store.retention import BackupKind
 
 T = TypeVar("T")
 
@@ -230,9 +231,11 @@ def backup_steps(
     cluster: Cluster,
     ledger: Ledger,
     *,
+    kind: BackupKind,
     rolled_back: bool,
 ) -> tuple[Step, ...]:
-    """Back the instance up under `backup_id` and record it; steps `<prefix>-...`."""
+    """Back the instance up under `backup_id` and record it as a backup of `kind`; steps
+    `<prefix>-...`."""
     namespace, names = platform.namespace, spec.names
     beside_key = f"{prefix}_beside_server"
     storage = platform.backups
@@ -271,7 +274,9 @@ def backup_steps(
 
     def record(progress: Progress) -> StepOutcome:
         noted = progress.noted
-        made = backup_made(prefix, spec, backup_id, label, platform, noted, rolled_back=rolled_back)
+        made = backup_made(
+            prefix, spec, backup_id, label, platform, noted, kind=kind, rolled_back=rolled_back
+        )
         stored = storage_call(
             f"backup {location.uri}", lambda: storage.describe(location), rolled_back=rolled_back
         )
@@ -308,6 +313,7 @@ def backup_made(
     platform: Platform,
     noted: Noted,
     *,
+    kind: BackupKind,
     rolled_back: bool,
 ) -> BackupRecord:
     """The backup the recorded `<prefix>-job` made, or a permanent failure if it made none."""
@@ -336,4 +342,5 @@ def backup_made(
         sha256=report.sha256,
         label=label,
         odoo_version=spec.odoo_version,
+        kind=kind,
     )

@@ -20,6 +20,7 @@ from objectstore.access import AccessKey
 from objectstore.locations import ObjectLocation
 from objectstore.settings import ObjectStorageSettings
 from objectstore.storage import StoredObject
+from store.settings import RetentionSettings
 
 T = TypeVar("T")
 
@@ -145,6 +146,7 @@ class Platform:
     kubernetes: KubernetesSettings
     tenants: TenantSettings
     backups: BackupStoragePort
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     faults: Faults = field(default_factory=NoFaults)
 
     @property

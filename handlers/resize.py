@@ -111,13 +111,22 @@ class Resize:
         if waiting is not None:
             return waiting
         progress.finish()
-        data = ResizedData(instance_id=spec.instance_id, plan=PlanSpec(**plan.model_dump()))
+        # A plan without `backups` leaves the schedule as it was; the event reports the one kept.
+        backups = plan.backups or instance.backup_plan
+        reported = PlanSpec(
+            cpu_millicores=plan.cpu_millicores,
+            memory_mib=plan.memory_mib,
+            storage_gib=plan.storage_gib,
+            backups=backups,
+        )
+        data = ResizedData(instance_id=spec.instance_id, plan=reported)
         return Completed(
             ResizedEvent.caused_by(command, data),
             update=InstanceUpdate(
                 cpu_millicores=plan.cpu_millicores,
                 memory_mib=plan.memory_mib,
                 storage_gib=plan.storage_gib,
+                backup_plan=plan.backups,
             ),
         )
 

@@ -35,6 +35,7 @@ from messages.errors import PermanentError
 from messages.events import UpgradedData, UpgradedEvent
 from store.lifecycle import InstanceStatus, Transition
 from store.records import InstanceUpdate
+from store.retention import BackupKind
 from store.settings import HOUR
 
 CAUSE = "rollback_cause"
@@ -68,6 +69,7 @@ class Upgrade:
             platform,
             cluster,
             context.ledger,
+            kind=BackupKind.SAFETY,
             rolled_back=True,
         )
         waiting = run_steps(backup, progress)

@@ -5,6 +5,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
@@ -14,6 +15,7 @@ from consumers.health import Health, health_endpoint
 from consumers.topology import TopologyError, declare_on_broker
 from handlers.catalog import command_catalog
 from instance_service import __version__
+from instance_service.backups_command import run_keyset, run_schedule
 from instance_service.contract_commands import run_schema, run_validate
 from instance_service.db_commands import run_db
 from instance_service.publish_command import run_publish
@@ -31,6 +33,7 @@ from jobs.commands import DEFAULT_TERMINATION_LOG, run_backup, run_restore
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from k8s.network import tenant_network_problem
 from k8s.permissions import WATCHER_PERMISSIONS
+from objectstore.backups import ObjectBackups, StorageSettingsError
 from store.database import StoreUnavailableError, create_engine, ping
 from store.migrate import current_revision, upgrade
 from store.tenant_database import close_maintenance_advice
@@ -155,6 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="s3://bucket/key (as for backup), or the path of an archive on the backup volume",
     )
     restore.add_argument("--sha256", required=True, help="the checksum the backup recorded")
+    backups = commands.add_parser("backups", help="the backup schedule, and the keyset tools")
+    backup_actions = backups.add_subparsers(dest="action", required=True, metavar="ACTION")
+    schedule = backup_actions.add_parser(
+        "schedule",
+        help="publish a backup command for each instance due in its current slot, then prune "
+        "backups whose time is up (what the hourly CronJob runs)",
+    )
+    schedule.add_argument(
+        "--now",
+        type=_aware_time,
+        default=None,
+        help="decide as at this ISO time instead of now (a test's clock, or to catch up)",
+    )
+    schedule.add_argument(
+        "--dry-run", action="store_true", help="print what is due and change nothing"
+    )
+    keyset = backup_actions.add_parser(
+        "keyset", help="print a new keyset, or a keyset file's with a new primary key"
+    )
+    keyset.add_argument("keyset_action", choices=["new", "rotate"], metavar="new|rotate")
+    keyset.add_argument("file", nargs="?", type=Path, help="the keyset to rotate")
     database = commands.add_parser("db", help="the state store's schema")
     database.add_argument(
         "action",
@@ -353,6 +377,36 @@ def run_job(arguments: argparse.Namespace) -> int:
     )
 
 
+def _aware_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def run_backups_command(settings: Settings, arguments: argparse.Namespace) -> int:
+    """`backups schedule`: build what it needs from settings, then run the schedule."""
+    try:
+        engine = create_engine(settings.store)
+        backups = ObjectBackups.connect(settings.backups)
+    except StorageSettingsError as error:
+        print(f"instance-service backups: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreUnavailableError as error:
+        print(f"instance-service backups: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return run_schedule(
+        engine,
+        command_catalog().status_machine,
+        settings.amqp,
+        backups,
+        settings.retention,
+        now=arguments.now,
+        dry_run=arguments.dry_run,
+    )
+
+
 def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
@@ -365,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if arguments.command == "job":
         return run_job(arguments)
+    if arguments.command == "backups" and arguments.action == "keyset":
+        return run_keyset(arguments.keyset_action, arguments.file)
     try:
         if arguments.command in ("schema", "validate"):
             contract = ContractOnlySettings().contract
@@ -391,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_declare(settings)
     if arguments.command == "reconcile":
         return run_reconcile_command(settings, arguments)
+    if arguments.command == "backups":
+        return run_backups_command(settings, arguments)
     configure_logging(settings.log)
     configure_tracing(__version__)
     configure_metrics(__version__)

@@ -17,7 +17,7 @@ from handlers.deadlines import Waits
 from k8s.settings import KubernetesSettings, TenantSettings
 from messages.settings import ContractSettings
 from objectstore.settings import ObjectStorageSettings
-from store.settings import OperationSettings, StoreSettings
+from store.settings import OperationSettings, RetentionSettings, StoreSettings
 from telemetry.settings import LogSettings
 
 
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     tenants: TenantSettings = Field(default_factory=TenantSettings)
     backups: ObjectStorageSettings = Field(default_factory=ObjectStorageSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     operations: OperationSettings = Field(default_factory=OperationSettings)
     log: LogSettings = Field(default_factory=LogSettings)

@@ -57,6 +57,7 @@ def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
         kubernetes=settings.kubernetes,
         tenants=settings.tenants,
         backups=backups,
+        retention=settings.retention,
     )
 
 

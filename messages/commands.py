@@ -20,12 +20,28 @@ from messages.fields import (
 )
 
 
+class BackupPlan(Frozen):
+    """How often the service backs an instance up by itself, and which of those it keeps: the
+    newest of each of the last `keep_daily` days, `keep_weekly` ISO weeks and `keep_monthly`
+    months that have one (grandfather-father-son)."""
+
+    every_hours: int = Field(default=24, ge=1, le=168)
+    keep_daily: int = Field(default=7, ge=0, le=60)
+    keep_weekly: int = Field(default=4, ge=0, le=52)
+    keep_monthly: int = Field(default=3, ge=0, le=36)
+
+
 class PlanSpec(Frozen):
     """Resources of an instance, as events report them."""
 
     cpu_millicores: int
     memory_mib: int
     storage_gib: int
+    backups: BackupPlan | None = Field(
+        default=None,
+        description="scheduled backups and their retention; absent: the defaults (a "
+        "provision), or unchanged (a resize)",
+    )
 
 
 class Plan(PlanSpec):

@@ -71,6 +71,12 @@ class BackedUpData(InstanceEventData):
     location: ObjectLocationData
 
 
+class BackupsPrunedData(InstanceEventData):
+    """Backups the retention policy removed from object storage (their ids stay taken)."""
+
+    backup_ids: list[Uuid] = Field(min_length=1)
+
+
 class RestoredData(InstanceEventData):
     """A backup was restored."""
 
@@ -305,6 +311,27 @@ class BackedUpEvent(Event):
     data: BackedUpData
 
 
+class BackupsPrunedEvent(Event):
+    """`odoo.instance.backups.pruned.v1`: after a backup (its command is the cause), or by the
+    scheduler's run (backups whose time is up)."""
+
+    type: Literal["odoo.instance.backups.pruned.v1"]
+    data: BackupsPrunedData
+
+    @classmethod
+    def by_retention(cls, data: BackupsPrunedData) -> Self:
+        """Pruned by the scheduler's run, no command: the cause is the retention policy
+        (`retention:<event id>`), correlated by the instance id."""
+        event_id = str(uuid.uuid4())
+        return cls._new(
+            data,
+            subject=data.instance_id,
+            causationid=f"retention:{event_id}",
+            correlationid=data.instance_id,
+            event_id=event_id,
+        )
+
+
 class RestoredEvent(Event):
     """`odoo.instance.restored.v1`"""
 
@@ -397,6 +424,7 @@ AnyEventModel = (
     | ResizedEvent
     | UpgradedEvent
     | BackedUpEvent
+    | BackupsPrunedEvent
     | RestoredEvent
     | CommandFailedEvent
     | CommandRejectedEvent

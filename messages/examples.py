@@ -13,6 +13,7 @@ from messages.errors import FieldProblem, MessageRejected, RejectionCode
 from messages.events import (
     EVENT_MODELS,
     BackedUpData,
+    BackupsPrunedData,
     CommandFailedData,
     CommandRejectedEvent,
     ErrorInfo,
@@ -122,6 +123,11 @@ def _event_data(event_type: str) -> Any:
             )
         case "odoo.instance.restored.v1":
             return RestoredData(instance_id=INSTANCE_ID, backup_id=BACKUP_ID)
+        case "odoo.instance.backups.pruned.v1":
+            return BackupsPrunedData(
+                instance_id=INSTANCE_ID,
+                backup_ids=["1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"],
+            )
         case "odoo.instance.command.failed.v1":
             return CommandFailedData(
                 instance_id=INSTANCE_ID,
@@ -153,6 +159,7 @@ _CAUSE = {
     "odoo.instance.resized.v1": "odoo.instance.resize.v1",
     "odoo.instance.upgraded.v1": "odoo.instance.upgrade.v1",
     "odoo.instance.backed_up.v1": "odoo.instance.backup.v1",
+    "odoo.instance.backups.pruned.v1": "odoo.instance.backup.v1",
     "odoo.instance.restored.v1": "odoo.instance.restore.v1",
     "odoo.instance.command.failed.v1": "odoo.instance.upgrade.v1",
     "odoo.instance.status.changed.v1": "odoo.fleet.reconcile.v1",

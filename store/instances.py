@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from messages.commands import ProvisionCommand
+from messages.commands import BackupPlan, ProvisionCommand
 from store.lifecycle import Hold, InstanceStatus
 from store.models import Instance, utcnow
 from store.records import InstanceRecord, InstanceShape
@@ -60,6 +60,7 @@ def instance_record_of(row: Mapping[str, Any]) -> InstanceRecord:
         admin_email=asked.admin_email,
         modules=asked.modules,
         neutralized=asked.neutralized,
+        backup_plan=BackupPlan.model_validate(row["backup_plan"]) if row["backup_plan"] else None,
         status=InstanceStatus(row["status"]),
         hold=Hold(row["hold"]) if row["hold"] else None,
         last_command_time=row["last_command_time"],
@@ -87,6 +88,9 @@ def new_instance_row(command: ProvisionCommand, now: datetime) -> dict[str, Any]
         "cpu_millicores": shape.cpu_millicores,
         "memory_mib": shape.memory_mib,
         "storage_gib": shape.storage_gib,
+        "backup_plan": (
+            shape.backup_plan.model_dump(mode="json") if shape.backup_plan is not None else None
+        ),
         "status": InstanceStatus.PROVISIONING.value,
         "hold": None,
         "spec": provision_document(command),

@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,7 @@ from store.records import (
     Outcome,
     StoredOutcome,
 )
+from store.retention import BackupKind
 from store.settings import OperationSettings
 from store.snapshot import Snapshot
 from store.starting import (
@@ -175,21 +176,25 @@ class Ledger:
                     size_bytes=backup.size_bytes,
                     sha256=backup.sha256,
                     odoo_version=backup.odoo_version,
+                    kind=backup.kind.value,
                     status="completed",
-                    completed_at=utcnow(),
+                    completed_at=backup.taken_at or utcnow(),
                 )
             )
 
     def backups(self, instance_id: str) -> list[BackupRecord]:
         """An instance's completed backups, oldest first."""
         with self._unit("backups") as session:
-            ids = session.scalars(
-                select(Backup.id)
-                .where(Backup.instance_id == instance_id, Backup.status == "completed")
+            rows = session.scalars(
+                select(Backup)
+                .where(
+                    Backup.instance_id == instance_id,
+                    Backup.status == "completed",
+                    Backup.location.is_not(None),
+                )
                 .order_by(Backup.completed_at)
             ).all()
-        found = [self.backup(backup_id) for backup_id in ids]
-        return [backup for backup in found if backup is not None]
+            return [_backup_record(row) for row in rows]
 
     def backup(self, backup_id: str) -> BackupRecord | None:
         """A completed backup, if one has this id."""
@@ -197,14 +202,26 @@ class Ledger:
             row = session.get(Backup, backup_id)
             if row is None or row.status != "completed" or row.location is None:
                 return None
-            return BackupRecord(
-                id=row.id,
-                instance_id=row.instance_id,
-                location=row.location,
-                size_bytes=int(row.size_bytes or 0),
-                sha256=str(row.sha256),
-                label=row.label,
-                odoo_version=row.odoo_version,
+            return _backup_record(row)
+
+    def prune_backups(
+        self, instance_id: str, backup_ids: Sequence[str], event: Event | None = None
+    ) -> None:
+        """Mark the instance's backups pruned (their ids stay taken), and with `event` put it in
+        the outbox in the same transaction; pruned ones are skipped."""
+        if not backup_ids:
+            return
+        with self._unit("prune_backups", write=True) as session:
+            if event is not None:
+                enqueue(session, [event])
+            session.execute(
+                update(Backup)
+                .where(
+                    Backup.instance_id == instance_id,
+                    Backup.id.in_(list(backup_ids)),
+                    Backup.status == "completed",
+                )
+                .values(status="pruned", pruned_at=utcnow())
             )
 
     def lock_key(self, command: AnyCommand) -> str:
@@ -367,3 +384,17 @@ def enqueue(session: Session, events: Sequence[Event], ready_at: datetime | None
                 ready_at=ready_at if position == 0 else None,
             )
         )
+
+
+def _backup_record(row: Backup) -> BackupRecord:
+    return BackupRecord(
+        id=row.id,
+        instance_id=row.instance_id,
+        location=str(row.location),
+        size_bytes=int(row.size_bytes or 0),
+        sha256=str(row.sha256),
+        label=row.label,
+        odoo_version=row.odoo_version,
+        kind=BackupKind(row.kind),
+        taken_at=row.completed_at,
+    )

@@ -91,6 +91,8 @@ class Instance(Base):
     url: Mapped[str | None] = mapped_column(String(300))
     internal_url: Mapped[str | None] = mapped_column(String(300))
     last_error: Mapped[str | None] = mapped_column(Text)
+    backup_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The plan's `backups` (every_hours, keep_*); None: the defaults."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -171,6 +173,11 @@ class Backup(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     odoo_version: Mapped[str | None] = mapped_column(String(16))  # of the data it holds
-    status: Mapped[str] = mapped_column(String(16))  # pending | completed | failed
+    status: Mapped[str] = mapped_column(String(16))  # pending | completed | failed | pruned
+    kind: Mapped[str] = mapped_column(String(16), server_default="manual")
+    """scheduled | manual | safety | final: how long it is kept (store/retention.py)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    pruned_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_backups_instance_status", "instance_id", "status"),)

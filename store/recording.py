@@ -40,7 +40,7 @@ _ASKED = (
     "internal_url",
 )
 """The instance's columns a handler may change with an outcome (InstanceUpdate's fields)."""
-_ENDED = ("status", "hold", *_ASKED, "last_error", "current_operation_id")
+_ENDED = ("status", "hold", *_ASKED, "backup_plan", "last_error", "current_operation_id")
 """Every column an outcome may change on an instance."""
 
 _OUTCOMES = select(
@@ -170,6 +170,8 @@ def _apply(
         value = getattr(update, column)
         if value is not None:
             row[column] = value
+    if update.backup_plan is not None:
+        row["backup_plan"] = update.backup_plan.model_dump(mode="json")
     row["last_error"] = update.last_error if record.outcome is Outcome.FAILED else None
     if operation is not None:
         operation.state = "succeeded" if record.outcome is Outcome.SUCCEEDED else "failed"

@@ -5,9 +5,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from messages.commands import ProvisionData
+from messages.commands import BackupPlan, ProvisionData
 from store.lifecycle import Hold, InstanceStatus, Transition
 from store.models import InboxEntry
+from store.retention import BackupKind
 
 READY_AT_KEY = "ready_at"
 """Key of an operation's result: when (epoch seconds) its instance was last seen Ready; the
@@ -66,6 +67,8 @@ class InstanceShape:
     modules: tuple[str, ...]
     neutralized: bool
     """A copy that must not reach the outside (a clone's): no mail egress, whatever its plan."""
+    backup_plan: BackupPlan | None = None
+    """Scheduled backups and their retention (None: the defaults)."""
 
     @classmethod
     def asked(cls, data: ProvisionData) -> "InstanceShape":
@@ -83,6 +86,7 @@ class InstanceShape:
             admin_email=data.admin_email,
             modules=tuple(data.modules),
             neutralized=False,  # a provision makes an original, never a copy
+            backup_plan=data.plan.backups,
         )
 
 
@@ -139,6 +143,9 @@ class BackupRecord:
     label: str | None = None
     odoo_version: str | None = None
     """The Odoo version whose database the backup holds (None: recorded before it was kept)."""
+    kind: BackupKind = BackupKind.MANUAL
+    taken_at: datetime | None = None
+    """When it was recorded (None on a new record: now)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,7 @@ class InstanceUpdate:
     cpu_millicores: int | None = None
     memory_mib: int | None = None
     storage_gib: int | None = None
+    backup_plan: BackupPlan | None = None
     kubernetes_names: dict[str, Any] | None = None
     url: str | None = None
     internal_url: str | None = None

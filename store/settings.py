@@ -58,3 +58,24 @@ class OperationSettings(BaseModel):
         if wrong:
             raise ValueError(f"a deadline lies between 0 and 7 days: {', '.join(wrong)}")
         return deadlines
+
+
+class RetentionSettings(BaseModel):
+    """How long backups other than the scheduled ones are kept (store/retention.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    manual_keep_days: int = Field(
+        default=90,
+        ge=0,
+        le=3650,
+        description="days a backup taken by a command (backup, and the safety backups of "
+        "restore and upgrade) is kept; 0: until its instance is deleted",
+    )
+    final_backup_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="days every backup of a deleted instance, its final backup among them, is "
+        "kept after the delete",
+    )
