@@ -214,11 +214,11 @@ class Lifecycle:
         """The one terminal event of a command, as published; checks the store agrees."""
         assert self.observer is not None
         bodies = self.observer.wait_for(
-            lambda seen: any(b.get("causationid") == command_id for b in seen), timeout
+            lambda seen: any(_terminal_of(b, command_id) for b in seen), timeout
         )
-        events = [b for b in bodies if b.get("causationid") == command_id]
+        events = [b for b in bodies if _terminal_of(b, command_id)]
         assert len({e["id"] for e in events}) == 1, f"more than one terminal event: {events}"
-        stored = self.recorded_events(command_id)
+        stored = [e for e in self.recorded_events(command_id) if e["type"] not in FOLLOWING]
         assert [e["id"] for e in stored] == [events[0]["id"]], stored
         with Session(self.engine) as session:
             inbox = session.get_one(InboxEntry, command_id)
@@ -235,11 +235,29 @@ class Lifecycle:
             if event.get("causationid") == command_id
         ]
 
+    def recorded_events_of_type(self, event_type: str) -> list[dict[str, Any]]:
+        """Every event of a type the store ever recorded (also those no command caused)."""
+        with Session(self.engine) as session:
+            bodies = session.scalars(select(OutboxEntry.body)).all()
+        return [
+            event
+            for event in (json.loads(body) for body in bodies)
+            if event.get("type") == event_type
+        ]
+
     def instance(self, instance_id: str) -> InstanceRecord:
         """The instance as stored."""
         record = self.ledger.instance(instance_id)
         assert record is not None
         return record
+
+
+FOLLOWING = frozenset({"odoo.instance.backups.pruned.v1"})
+"""Events a command may cause besides its terminal one (Completed.more_events)."""
+
+
+def _terminal_of(event: dict[str, Any], command_id: str) -> bool:
+    return event.get("causationid") == command_id and event.get("type") not in FOLLOWING
 
 
 def provision_data(instance_id: str, subdomain: str) -> dict[str, Any]:
