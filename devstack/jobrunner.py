@@ -248,15 +248,18 @@ def _run_pod(core: client.CoreV1Api, pod: Any, root: Path, logs: Path) -> None:
                 job.command, env=job.env, stdout=output, stderr=subprocess.STDOUT, check=False
             )
         message = job.termination_log.read_bytes()[:MAX_MESSAGE_BYTES].decode(errors="replace")
+        # A process ended by a signal exits 128 + the signal as a container runtime reports it
+        # (137: SIGKILL, as an OOM kill or a `kill -9`).
+        code = 128 - result.returncode if result.returncode < 0 else result.returncode
         terminated = {
-            "exitCode": result.returncode,
-            "reason": "Completed" if result.returncode == 0 else "Error",
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else ("OOMKilled" if code == 137 else "Error"),
             "message": message,
             "startedAt": started,
             "finishedAt": _now(),
         }
-        _finish(core, pod, container, terminated, succeeded=result.returncode == 0)
-        log.info("%s/%s exited %d", pod.metadata.namespace, pod.metadata.name, result.returncode)
+        _finish(core, pod, container, terminated, succeeded=code == 0)
+        log.info("%s/%s exited %d", pod.metadata.namespace, pod.metadata.name, code)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -11,7 +11,8 @@ A restore of an archive written to the backup volume before backups went to obje
 mounts the tenant's own area of that volume instead (`subPath`: the directory of its instance,
 at the same path it has on the volume, so a Job sees no other tenant's archives).
 
-A Job whose database went away mid-run (a restart, a failover) exits `EXIT_RETRY` and the Job
+A Job whose database or object storage went away mid-run (a restart, a failover) exits
+`EXIT_RETRY`, and one killed mid-run (out of memory, `kill -9`) ends with `EXIT_KILLED`: the Job
 controller runs it again, a bounded number of times, with its own backoff; any other failure
 fails the Job at once (its pod failure policy). So the retry is the cluster's: it needs no
 handler, survives the consumer's restarts and scaling to zero, keeps one Job per backup, and a
@@ -39,7 +40,7 @@ from k8s.workload import (
     image_of,
     instance_metadata,
 )
-from messages.job_reports import EXIT_RETRY, JobReport
+from messages.job_reports import EXIT_KILLED, EXIT_RETRY, JobReport
 from objectstore.locations import ObjectLocation
 from objectstore.settings import ObjectStorageSettings
 
@@ -141,7 +142,7 @@ def _failure_policy(container: str) -> Manifest:
                 "onExitCodes": {
                     "containerName": container,
                     "operator": "NotIn",
-                    "values": [EXIT_RETRY],
+                    "values": [EXIT_RETRY, EXIT_KILLED],
                 },
             },
         ]

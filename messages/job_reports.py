@@ -24,6 +24,10 @@ EXIT_RETRY = 75
 """sysexits' EX_TEMPFAIL: the database went away or refused the session for a while (a restart,
 a failover, too many connections); nothing was kept, and the Job may simply run again."""
 
+EXIT_KILLED = 137
+"""128 + SIGKILL: the container was killed (out of memory, or `kill -9`) mid-work. Nothing it did
+counts (an upload never completed is no object), so the Job may run again as after EXIT_RETRY."""
+
 DATABASE_UNAVAILABLE = "database_unavailable"
 """The report's `error_code` of a Job that exits with `EXIT_RETRY`."""
 

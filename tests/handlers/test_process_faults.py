@@ -45,7 +45,7 @@ from tests import stack
 from tests.consumers.harness import Observer, publish
 from tests.handlers.checks import names_of
 from tests.handlers.consume_process import ConsumeProcess
-from tests.handlers.harness import event_kind, new_instance, provision_data
+from tests.handlers.harness import FOLLOWING, event_kind, new_instance, provision_data
 
 pytestmark = [pytest.mark.fault, pytest.mark.k8s, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -255,7 +255,7 @@ def _answers(bodies: list[dict[str, Any]]) -> dict[str, set[str]]:
     """Command id -> the distinct ids of the events that answered it."""
     found: dict[str, set[str]] = {}
     for body in bodies:
-        if body.get("causationid"):
+        if body.get("causationid") and body.get("type") not in FOLLOWING:
             found.setdefault(body["causationid"], set()).add(body["id"])
     return found
 

@@ -20,7 +20,7 @@ from k8s.data_jobs import (
 from k8s.odoo_conf import config_fingerprint
 from k8s.settings import TenantSettings
 from k8s.workload import CONFIG_ANNOTATION, build_deployment, build_update_job
-from messages.job_reports import EXIT_RETRY, JobReport
+from messages.job_reports import EXIT_KILLED, EXIT_RETRY, JobReport
 from objectstore.locations import backup_location
 from objectstore.settings import ObjectStorageSettings
 from tests.tenant_specs import tenant_spec
@@ -152,7 +152,11 @@ def test_a_data_job_runs_again_only_when_its_database_went_away(kind: str) -> No
     assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
     assert fail == {
         "action": "FailJob",
-        "onExitCodes": {"containerName": kind, "operator": "NotIn", "values": [EXIT_RETRY]},
+        "onExitCodes": {
+            "containerName": kind,
+            "operator": "NotIn",
+            "values": [EXIT_RETRY, EXIT_KILLED],
+        },
     }
     assert job["spec"]["template"]["spec"]["containers"][0]["name"] == kind
 
