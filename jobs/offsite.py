@@ -164,11 +164,9 @@ def backup_to_object(
         target.secret_access_key,
         target.addressing_style,
     )
+    upload = Upload(client, location, target.part_size_mib)
     try:
-        with (
-            tempfile.TemporaryFile() as errors,
-            Upload(client, location, target.part_size_mib) as upload,
-        ):
+        with tempfile.TemporaryFile() as errors, upload:
             with (
                 sealer.sealing(upload, location.key) as sealed,  # type: ignore[arg-type]
                 tarfile.open(fileobj=sealed, mode="w|") as tar,
@@ -179,6 +177,11 @@ def backup_to_object(
             size = upload.size
     except (StorageUnavailableError, StorageRefusedError) as error:
         raise storage_failure(error) from None
+    except Exception:
+        # The sealing stream's native code hands a failure of the storage on as its own error.
+        if isinstance(upload.failure, StorageUnavailableError | StorageRefusedError):
+            raise storage_failure(upload.failure) from None
+        raise
     return Stored(location, size, checksum)
 
 

@@ -39,6 +39,9 @@ class Upload(io.RawIOBase):
         self._parts: list[dict[str, Any]] = []
         self._upload_id: str | None = None
         self.size = 0
+        self.failure: Exception | None = None
+        """The storage failure that stopped the upload: a writer between (the sealing stream's
+        native code) may hand it on as an error of its own."""
 
     def writable(self) -> bool:
         return True
@@ -49,7 +52,11 @@ class Upload(io.RawIOBase):
         self._buffer += view
         self.size += len(view)
         while len(self._buffer) >= self._part_size:
-            self._send(bytes(self._buffer[: self._part_size]))
+            try:
+                self._send(bytes(self._buffer[: self._part_size]))
+            except Exception as error:
+                self.failure = error
+                raise
             del self._buffer[: self._part_size]
         return len(view)
 

@@ -80,7 +80,7 @@ def _attempt_codes(driver: Lifecycle, job: Any) -> list[int]:
 
 def _answered_once(driver: Lifecycle, instance_id: str, backup_id: str, command_id: str) -> None:
     event = driver.terminal(command_id, timeout=300)
-    assert event_kind(event) == "backed_up", event
+    assert event_kind(event) == "backed_up", event["data"]
     key = event["data"]["location"]["key"]
     assert objects_of(driver, instance_id) == [key]  # one object: the finished one
     assert unfinished_uploads(driver, instance_id) == []  # the cut one aborted by the service
