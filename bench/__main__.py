@@ -19,7 +19,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from bench import ceilings, cold_start, floor, overhead, provision, reaction, reconcile
+from bench import (
+    ceilings,
+    cold_start,
+    floor,
+    overhead,
+    provision,
+    reaction,
+    reconcile,
+    schedule,
+)
 from bench.machine import machine
 
 
@@ -37,6 +46,7 @@ class Sizes:
     cold_runs: int
     fleet_sizes: tuple[int, ...]
     broken: int
+    schedule_instances: int
 
 
 FULL = Sizes(
@@ -50,6 +60,7 @@ FULL = Sizes(
     cold_runs=7,
     fleet_sizes=(100, 250, 1000),
     broken=10,
+    schedule_instances=10_000,
 )
 QUICK = Sizes(
     commands=50,
@@ -62,6 +73,7 @@ QUICK = Sizes(
     cold_runs=2,
     fleet_sizes=(20, 50),
     broken=2,
+    schedule_instances=500,
 )
 
 
@@ -176,6 +188,8 @@ def main() -> None:
     results["cold_start"] = cold_start.run(sizes.cold_runs)
     print("== fleet reconcile", flush=True)
     results["reconcile"] = reconcile.run(list(sizes.fleet_sizes), sizes.broken)
+    print(f"== backup schedule ({sizes.schedule_instances} instances)", flush=True)
+    results["schedule"] = schedule.run(sizes.schedule_instances)
 
     (directory / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results, directory / "results.png")
@@ -198,6 +212,10 @@ def main() -> None:
         print(f"{'rollout to event, median s, ' + variant:<52} {median:>12.3f}")
     print(f"{'cold start to first ack, median s':<52} {cold['median_acknowledged_s']:>12.3f}")
     print(f"{'idle RSS, median MiB':<52} {cold['median_idle_rss_mib']:>12.1f}")
+    for store, row in results["schedule"].items():
+        label = f"backups due of {row['instances']} instances, {store}: queries"
+        print(f"{label:<52} {row['queries']:>12d}")
+        print(f"{'  ... seconds':<52} {row['total_s']:>12.2f}")
     reconcile_label = f"reconcile {largest['instances']} instances in line: requests"
     print(f"{reconcile_label:<52} {largest['requests']:>12.0f}")
     print(f"{'  ... seconds':<52} {largest['total_s']:>12.2f}")

@@ -252,6 +252,22 @@ def test_the_reconcile_cron_job_publishes_a_valid_fleet_reconcile(
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
 
 
+def test_the_backup_schedule_runs_with_the_services_settings_and_no_api_token(
+    documents: list[Document],
+) -> None:
+    cron = one(documents, "CronJob", "instance-service-backup-schedule")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["backups", "schedule"]
+    sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    assert sources == {"instance-service"}  # the ConfigMap and the Secret the consumers read
+    assert pod["automountServiceAccountToken"] is False
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    # The image the consumers run: the schedule's commands are theirs to answer.
+    image = _container(one(documents, "Deployment", "instance-service-quick"))["image"]
+    assert container["image"] == image
+
+
 def test_the_tenant_namespace_is_restricted_and_denies_by_default_as_the_local_stack(
     documents: list[Document],
 ) -> None:
