@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
 # Debian packages (RabbitMQ, PostgreSQL, openssl, python3-venv), uv in a tools virtualenv, the
-# project's locked virtualenv (.venv), and the control-plane binaries (built from the Go module
-# proxy, cached by version). Afterwards everything runs from .venv/bin.
+# project's locked virtualenv (.venv), and the control-plane, NetworkPolicy simulator and object
+# storage binaries (built from the Go module proxy, cached by version). Afterwards everything
+# runs from .venv/bin.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -53,3 +54,4 @@ fi
 command -v go >/dev/null || { say "Go is needed to build the control plane (1.26+)"; exit 1; }
 say "control-plane binaries: $(bash devstack/build-binaries.sh)"
 say "NetworkPolicy simulator: $(bash devstack/build-cyclonus.sh)"
+say "object storage (SeaweedFS): $(bash devstack/build-seaweedfs.sh)"

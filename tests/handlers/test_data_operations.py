@@ -7,9 +7,11 @@ their pods carry `devstack.local/job=fail`.
 """
 
 import hashlib
+import uuid
 from typing import Any
 
 import pytest
+from kubernetes import client
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -296,3 +298,29 @@ def test_an_upgrade_rolling_back_killed_at_any_step_converges(
     driver: Lifecycle, crash: int
 ) -> None:
     _failing_update(driver, crash=crash)
+
+
+def test_a_backup_survives_the_loss_of_every_local_copy(driver: Lifecycle) -> None:
+    instance_id = _provisioned(driver)
+    before = _data(driver, instance_id)
+    backup_id = str(uuid.uuid4())
+    backed_up = driver.run(f"{T}backup.v1", {"instance_id": instance_id, "backup_id": backup_id})
+    assert event_kind(backed_up) == "backed_up", backed_up
+    # Nothing of it is in the cluster: no backup volume, no archive on any volume.
+    claims: Any = client.CoreV1Api(driver.api).list_namespaced_persistent_volume_claim(
+        driver.namespace
+    )
+    assert [c.metadata.name for c in claims.items] == [names_of(instance_id).volume]
+    volume = filestore(driver, instance_id).parent.parent
+    assert not [p for p in volume.rglob("*") if p.name.endswith((".tar", ".tink"))]
+
+    # The volume's contents and the database lost.
+    for child in sorted(volume.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    tenant_sql(driver, instance_id, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    assert _data(driver, instance_id) != before
+
+    restored = driver.run(f"{T}restore.v1", {"instance_id": instance_id, "backup_id": backup_id})
+    assert event_kind(restored) == "restored", restored
+    assert _data(driver, instance_id) == before  # from object storage alone
+    assert serving(driver, instance_id)
