@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import JSON, column, inspect, select, table
+from sqlalchemy import JSON, column, inspect, select, table, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
@@ -153,3 +153,44 @@ def test_a_last_command_time_in_the_future_is_clamped_to_when_it_was_recorded(
     assert times["ahead"] == recorded
     assert times["fine"] == past
     assert past < times["no-record"] <= datetime.now(UTC)
+
+
+def test_revision_0006_gives_every_backup_its_kind_from_its_label(engine: Engine) -> None:
+    downgrade(engine, "0005")
+    with Session(engine) as session, session.begin():
+        session.execute(
+            text(
+                "INSERT INTO instances (id, customer_id, subdomain, odoo_version, cpu_millicores,"
+                " memory_mib, storage_gib, status, spec, last_command_time, last_command_id,"
+                " kubernetes_names, created_at, updated_at) VALUES ('i-1', 'c', 'acme', '17.0',"
+                " 500, 1024, 10, 'running', '{}', :now, 'x', '{}', :now, :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        labels = {
+            "final": "final backup before delete",
+            "safety": "before restoring x",
+            "upgrade": "before the upgrade to 18.0",
+            "manual": "nightly",
+            "unlabelled": None,
+        }
+        for backup_id, label in labels.items():
+            session.execute(
+                text(
+                    "INSERT INTO backups (id, instance_id, label, status, created_at)"
+                    " VALUES (:id, 'i-1', :label, 'completed', :now)"
+                ),
+                {"id": backup_id, "label": label, "now": datetime.now(UTC)},
+            )
+    upgrade(engine)
+    with Session(engine) as session:
+        kinds = {row[0]: row[1] for row in session.execute(select(Backup.id, Backup.kind))}
+        plans = session.scalars(select(Instance.backup_plan)).all()
+    assert kinds == {
+        "final": "final",
+        "safety": "safety",
+        "upgrade": "safety",
+        "manual": "manual",
+        "unlabelled": "manual",
+    }
+    assert plans == [None]  # the defaults
