@@ -89,7 +89,9 @@ def new_instance_row(command: ProvisionCommand, now: datetime) -> dict[str, Any]
         "memory_mib": shape.memory_mib,
         "storage_gib": shape.storage_gib,
         "backup_plan": (
-            shape.backup_plan.model_dump(mode="json") if shape.backup_plan is not None else None
+            backups.model_dump(mode="json")
+            if (backups := command.data.plan.backups) is not None
+            else None
         ),
         "status": InstanceStatus.PROVISIONING.value,
         "hold": None,

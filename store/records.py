@@ -67,8 +67,6 @@ class InstanceShape:
     modules: tuple[str, ...]
     neutralized: bool
     """A copy that must not reach the outside (a clone's): no mail egress, whatever its plan."""
-    backup_plan: BackupPlan | None = None
-    """Scheduled backups and their retention (None: the defaults)."""
 
     @classmethod
     def asked(cls, data: ProvisionData) -> "InstanceShape":
@@ -86,7 +84,6 @@ class InstanceShape:
             admin_email=data.admin_email,
             modules=tuple(data.modules),
             neutralized=False,  # a provision makes an original, never a copy
-            backup_plan=data.plan.backups,
         )
 
 
@@ -104,6 +101,8 @@ class InstanceRecord(InstanceShape):
     url: str | None
     internal_url: str | None
     last_error: str | None
+    backup_plan: BackupPlan | None = None
+    """Scheduled backups and their retention (None: the defaults)."""
 
 
 @dataclass(frozen=True)

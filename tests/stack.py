@@ -178,3 +178,11 @@ def drop_tenants(databases: set[str], roles: set[str]) -> None:
             )
         for role in sorted(roles):
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def backup_env() -> dict[str, str]:
+    """The settings that point the service at the stack's object storage (as `devstack env`)."""
+    from devstack.__main__ import service_env  # the stack's own command line, only when asked
+
+    exported = service_env(default_layout())
+    return {key: value for key, value in exported.items() if "BACKUP" in key}

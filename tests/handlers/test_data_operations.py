@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.objectstore]
 T = "odoo.instance."
 STEPS = {
     "resize": ["volume", "config", "deployment", "rollout", "health", "record"],
-    "backup": ["backup-access", "backup-job", "backup-record", "record"],
+    "backup": ["backup-access", "backup-job", "backup-record", "prune", "prune-objects", "record"],
     "restore": [
         "safety-access",
         "safety-job",

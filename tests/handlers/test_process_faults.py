@@ -36,8 +36,11 @@ from devstack import credentials
 from devstack.layout import default_layout
 from devstack.postgres import Postgres
 from devstack.rabbitmq import RabbitMQ
+from devstack.seaweedfs import backup_settings
 from k8s.spec import INSTANCE_LABEL
 from messages.publishing import build_command
+from objectstore.backups import ObjectBackups
+from objectstore.client import s3_client
 from store.database import create_engine
 from store.models import Backup, InboxEntry
 from store.settings import StoreSettings
@@ -182,7 +185,7 @@ class Run:
     def _side_effects_once(self, backups: list[Backup]) -> None:
         backed_up = sum(1 for verb in self.sent.values() if verb == "backup") // len(self.instances)
         live_objects = Counter(
-            Secret=1,
+            Secret=1 + min(backed_up, 1),  # the credentials; the Jobs' key once backed up
             PersistentVolumeClaim=1,
             Service=1,
             Deployment=1,
@@ -200,6 +203,28 @@ class Run:
         assert Counter(b.instance_id for b in backups) == Counter(
             {i: backed_up + final[i] for i in ids if backed_up + final[i]}
         )
+        # One object per backup in the real object storage, and no upload left unfinished.
+        storage = ObjectBackups.connect(backup_settings(default_layout()))
+        recorded = {b.location for b in backups if b.location is not None}
+        for instance_id in ids:
+            found = _keys(storage, instance_id)
+            assert found["objects"] == sorted(
+                uri.split("/", 3)[3] for uri in recorded if f"/{instance_id}/" in uri
+            ), instance_id
+            assert found["uploads"] == [], instance_id
+
+
+def _keys(storage: ObjectBackups, instance_id: str) -> dict[str, list[str]]:
+    settings = storage.settings
+    secret = settings.secret_access_key.get_secret_value() if settings.secret_access_key else ""
+    client = s3_client(settings.endpoint_url, settings.region, settings.access_key_id or "", secret)
+    prefix = storage.instance_prefix(instance_id)
+    objects = client.list_objects_v2(Bucket=settings.bucket, Prefix=prefix).get("Contents", [])
+    uploads = client.list_multipart_uploads(Bucket=settings.bucket, Prefix=prefix)
+    return {
+        "objects": sorted(item["Key"] for item in objects),
+        "uploads": [upload["Key"] for upload in uploads.get("Uploads", [])],
+    }
 
 
 class Killer(threading.Thread):

@@ -19,6 +19,7 @@ from k8s.workload import build_deployment
 from tests import stack
 from tests.handlers.checks import deployment, found, names_of
 from tests.handlers.harness import Lifecycle, event_kind, new_instance, provision_data
+from tests.stack import backup_env
 
 pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
 
@@ -131,6 +132,7 @@ def test_the_command_line_prints_the_plan_and_repairs(driver: Lifecycle) -> None
         "INSTANCE_SERVICE_TENANTS__DATABASE_HOST": "127.0.0.1",
         "INSTANCE_SERVICE_TENANTS__DATABASE_PORT": str(default_layout().ports.postgres),
         "INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES": '["127.0.0.1/32"]',
+        **backup_env(),
     }
 
     def reconcile(*args: str) -> str:

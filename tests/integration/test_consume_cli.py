@@ -16,6 +16,7 @@ from kubernetes import client
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from devstack.httpcheck import get
 from tests import stack
+from tests.stack import backup_env
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.k8s]
 
@@ -37,6 +38,7 @@ def _env(tmp_path: Path, amqp_url: str, health_port: int = 0) -> dict[str, str]:
         "INSTANCE_SERVICE_TENANTS__DATABASE_ADDRESSES": '["127.0.0.1/32"]',
         "INSTANCE_SERVICE_CONSUMER__HEALTH_HOST": "127.0.0.1",
         "INSTANCE_SERVICE_CONSUMER__HEALTH_PORT": str(health_port),
+        **backup_env(),
     }
 
 
@@ -90,6 +92,24 @@ def test_without_a_tenant_admin_url_it_says_which_setting_is_missing(
     )
     assert result.returncode == 78, result.stderr
     assert "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL is not set" in result.stderr
+
+
+def test_without_the_backup_keyset_it_says_which_setting_is_missing(
+    tmp_path: Path, amqp_url: str
+) -> None:
+    env = _env(tmp_path, amqp_url)
+    del env["INSTANCE_SERVICE_BACKUPS__KEYSET"]
+    result = subprocess.run(
+        _command("consume", "--check"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 78, result.stderr
+    assert "INSTANCE_SERVICE_BACKUPS__KEYSET not set" in result.stderr
+    assert "keyset" in result.stderr
 
 
 def test_serves_with_a_live_broker_connection_until_sigterm(tmp_path: Path, amqp_url: str) -> None:
