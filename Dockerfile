@@ -17,6 +17,7 @@ COPY consumers ./consumers
 COPY store ./store
 COPY telemetry ./telemetry
 COPY jobs ./jobs
+COPY objectstore ./objectstore
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim-bookworm
