@@ -259,3 +259,40 @@ def test_codes_match_the_contract() -> None:
         "stale",
         "conflict",
     ]
+
+
+@pytest.mark.parametrize(
+    ("backups", "field"),
+    [
+        ({"every_hours": 0}, "data.plan.backups.every_hours"),
+        ({"every_hours": 169}, "data.plan.backups.every_hours"),
+        ({"keep_daily": 61}, "data.plan.backups.keep_daily"),
+        ({"keep_weekly": -1}, "data.plan.backups.keep_weekly"),
+        ({"keep_monthly": 37}, "data.plan.backups.keep_monthly"),
+        ({"keep_monthly": "3"}, "data.plan.backups.keep_monthly"),  # strict: no "3" for 3
+        ({"every_hour": 1}, "data.plan.backups.every_hour"),  # a misspelt field
+    ],
+)
+def test_a_backup_plan_out_of_its_bounds_is_invalid_data(
+    backups: dict[str, Any], field: str
+) -> None:
+    document = provision()
+    document["data"]["plan"]["backups"] = backups
+    rejection = _reject(encode(document))
+    assert rejection.code is RejectionCode.INVALID_DATA
+    assert [problem.field for problem in rejection.details] == [field]
+
+
+def test_a_backup_plan_within_its_bounds_is_taken_with_the_defaults_for_the_rest() -> None:
+    document = provision()
+    document["data"]["plan"]["backups"] = {"every_hours": 168, "keep_daily": 0}
+    command = parse_command(encode(document), AmqpProperties())
+    assert isinstance(command, ProvisionCommand)
+    backups = command.data.plan.backups
+    assert backups is not None
+    assert (backups.every_hours, backups.keep_daily, backups.keep_weekly, backups.keep_monthly) == (
+        168,
+        0,
+        4,
+        3,
+    )
