@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from jobs.archive import (
     APPLICATION_BACKUP,
@@ -40,6 +40,9 @@ from objectstore.client import StorageRefusedError, StorageUnavailableError, s3_
 from objectstore.locations import ObjectLocation
 from objectstore.sealing import KeysetError, OpeningError, Sealer
 from objectstore.transfer import Download, Upload
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 DUMP_PART = 16 * 1024 * 1024
 DUMP_MEMBER = "database.dump.part-"
@@ -82,6 +85,16 @@ class ObjectTarget:
             secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
             keyset=os.environ["BACKUP_KEYSET"],
             part_size_mib=part_size_mib,
+        )
+
+    def client(self) -> "S3Client":
+        """An S3 client with the tenant's key."""
+        return s3_client(
+            self.endpoint_url,
+            self.region,
+            self.access_key_id,
+            self.secret_access_key,
+            self.addressing_style,
         )
 
     def sealer(self) -> Sealer:
@@ -157,13 +170,7 @@ def backup_to_object(
     """Dump `database`, pack it with `filestore`, seal and upload it as the target object."""
     check_filestore(filestore, data_dir or filestore.parent.parent)
     sealer, location = target.sealer(), target.location
-    client = s3_client(
-        target.endpoint_url,
-        target.region,
-        target.access_key_id,
-        target.secret_access_key,
-        target.addressing_style,
-    )
+    client = target.client()
     upload = Upload(client, location, target.part_size_mib)
     try:
         with tempfile.TemporaryFile() as errors, upload:
@@ -231,13 +238,7 @@ def restore_from_object(
     """Download, open and check the object, then bring `database` and `filestore` back to it."""
     check_filestore(filestore, data_dir or filestore.parent.parent)
     sealer, location = target.sealer(), target.location
-    client = s3_client(
-        target.endpoint_url,
-        target.region,
-        target.access_key_id,
-        target.secret_access_key,
-        target.addressing_style,
-    )
+    client = target.client()
     filestore.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="restore-", dir=filestore.parent) as work:
         try:
