@@ -33,6 +33,16 @@ class Published:
     result: dict[str, Any] | None  # the terminal event, when waited for and received
 
 
+def _properties(message: OutgoingMessage) -> pika.BasicProperties:
+    """The AMQP properties of a command as built (its id is the message id)."""
+    return pika.BasicProperties(
+        content_type=message.properties.content_type,
+        delivery_mode=message.properties.delivery_mode,
+        message_id=message.properties.message_id or "",
+        headers=dict(message.properties.headers),
+    )
+
+
 def publish_command(
     settings: AmqpSettings,
     message: OutgoingMessage,
@@ -56,12 +66,7 @@ def publish_command(
                 message.exchange,
                 message.routing_key,
                 message.body,
-                pika.BasicProperties(
-                    content_type=message.properties.content_type,
-                    delivery_mode=message.properties.delivery_mode,
-                    message_id=command_id,
-                    headers=dict(message.properties.headers),
-                ),
+                _properties(message),
                 mandatory=True,
             )
         except pika.exceptions.UnroutableError as error:
@@ -127,12 +132,7 @@ def publish_commands(
                     message.exchange,
                     message.routing_key,
                     message.body,
-                    pika.BasicProperties(
-                        content_type=message.properties.content_type,
-                        delivery_mode=message.properties.delivery_mode,
-                        message_id=message.properties.message_id,
-                        headers=dict(message.properties.headers),
-                    ),
+                    _properties(message),
                     mandatory=True,
                 )
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
