@@ -108,6 +108,18 @@ class BackupStoragePort(Protocol):
     def revoke(self, instance_id: str) -> None:
         """Remove the instance's identity (absent is fine)."""
 
+    def incoming(self, instance_id: str, name: str) -> ObjectLocation:
+        """Where an object copied in for the instance's next data Job goes."""
+
+    def archive(self, key: str) -> ObjectLocation:
+        """An object of the import bucket."""
+
+    def copy(self, source: ObjectLocation, target: ObjectLocation) -> None:
+        """Copy an object on the server."""
+
+    def size(self, location: ObjectLocation) -> int | None:
+        """The object's size, or None when absent."""
+
     def describe(self, location: ObjectLocation) -> StoredObject | None:
         """The object's size and checksum tag, or None when absent."""
 
@@ -116,6 +128,23 @@ class BackupStoragePort(Protocol):
 
     def abort_uploads(self, prefix: str) -> int:
         """Abort unfinished uploads of keys under `prefix`; how many."""
+
+
+@dataclass(frozen=True)
+class ImportArchives:
+    """The import bucket as admission looks at it (store.admission.Archives): does the archive
+    an import names exist."""
+
+    backups: BackupStoragePort
+
+    @property
+    def bucket(self) -> str:
+        """The bucket imports are read from."""
+        return self.backups.settings.import_bucket
+
+    def size(self, key: str) -> int | None:
+        """The archive's size, or None when there is no such object."""
+        return self.backups.size(self.backups.archive(key))
 
 
 class Faults(Protocol):

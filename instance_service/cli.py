@@ -14,6 +14,7 @@ from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health, health_endpoint
 from consumers.topology import TopologyError, declare_on_broker
 from handlers.catalog import command_catalog
+from handlers.platform import ImportArchives
 from instance_service import __version__
 from instance_service.backups_command import run_keyset, run_schedule
 from instance_service.contract_commands import run_schema, run_validate
@@ -29,7 +30,8 @@ from instance_service.wiring import (
     build_runtime,
     build_watcher,
 )
-from jobs.commands import DEFAULT_TERMINATION_LOG, run_backup, run_restore
+from jobs.commands import DEFAULT_TERMINATION_LOG, run_backup, run_import, run_restore
+from jobs.importing import Limits
 from k8s.cluster import ClusterUnavailableError, api_client, describe_cluster
 from k8s.network import tenant_network_problem
 from k8s.permissions import WATCHER_PERMISSIONS
@@ -127,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
         "backup", help="dump the tenant database and its filestore, sealed, to object storage"
     )
     restore = kinds.add_parser("restore", help="check a backup's checksum, then restore it")
-    for sub in (backup, restore):
+    importing = kinds.add_parser(
+        "import", help="check a customer's Odoo database-manager zip, then import it"
+    )
+    for sub in (backup, restore, importing):
         sub.add_argument("--database", required=True, help="tenant database (libpq PG* env)")
         sub.add_argument("--filestore", required=True, type=Path, help="the tenant's filestore")
         sub.add_argument(
@@ -158,6 +163,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="s3://bucket/key (as for backup), or the path of an archive on the backup volume",
     )
     restore.add_argument("--sha256", required=True, help="the checksum the backup recorded")
+    restore.add_argument(
+        "--sealed-as",
+        default=None,
+        help="the key the object was sealed under, when it is a copy (a clone's of its source's "
+        "backup)",
+    )
+    restore.add_argument(
+        "--neutralize",
+        action="store_true",
+        help="neutralize the copy in the restore's transaction (mail, crons, payments off)",
+    )
+    importing.add_argument(
+        "--archive", required=True, help="s3://bucket/key of the zip (in the tenant's prefix)"
+    )
+    importing.add_argument(
+        "--odoo-version", required=True, help="the version the manifest must state"
+    )
+    importing.add_argument(
+        "--allowed-versions",
+        required=True,
+        help="comma-separated Odoo versions the service runs (the allow-list)",
+    )
+    importing.add_argument("--max-members", type=int, required=True, help="members at most")
+    importing.add_argument(
+        "--max-file-bytes", type=int, required=True, help="bytes of one filestore file at most"
+    )
+    importing.add_argument(
+        "--max-total-bytes", type=int, required=True, help="bytes of the filestore at most"
+    )
     backups = commands.add_parser("backups", help="the backup schedule, and the keyset tools")
     backup_actions = backups.add_subparsers(dest="action", required=True, metavar="ACTION")
     schedule = backup_actions.add_parser(
@@ -268,7 +302,8 @@ def run_consume(settings: Settings, *, check_only: bool) -> int:
         try:
             handlers = build_handlers(catalog, platform)
             parking = build_parking(settings, api)
-            runtime = build_runtime(settings, engine, catalog, handlers, health, parking)
+            archives = ImportArchives(platform.backups)
+            runtime = build_runtime(settings, engine, catalog, handlers, health, parking, archives)
             signal_name = runtime.run(on_ready=lambda: log.info("consumer ready"))
         except TopologyError as error:
             log.error("cannot consume: %s", error)
@@ -357,7 +392,24 @@ def run_declare(settings: Settings) -> int:
 
 
 def run_job(arguments: argparse.Namespace) -> int:
-    """`job backup|restore`: needs no settings, only its arguments and libpq's PG* variables."""
+    """`job backup|restore|import`: needs no settings, only its arguments and libpq's PG*
+    variables."""
+    if arguments.job == "import":
+        limits = Limits(
+            max_members=arguments.max_members,
+            max_file_bytes=arguments.max_file_bytes,
+            max_total_bytes=arguments.max_total_bytes,
+            versions=frozenset(v for v in arguments.allowed_versions.split(",") if v),
+        )
+        return run_import(
+            arguments.archive,
+            arguments.odoo_version,
+            limits,
+            arguments.database,
+            arguments.filestore,
+            arguments.termination_log,
+            arguments.data_dir,
+        )
     if arguments.job == "backup":
         return run_backup(
             arguments.database,
@@ -374,6 +426,8 @@ def run_job(arguments: argparse.Namespace) -> int:
         arguments.filestore,
         arguments.termination_log,
         arguments.data_dir,
+        sealed_as=arguments.sealed_as,
+        neutralize=arguments.neutralize,
     )
 
 

@@ -19,6 +19,7 @@ from k8s.apply import Kubernetes
 from k8s.cluster import KubernetesApi
 from k8s.health import resolver_for
 from objectstore.backups import ObjectBackups, StorageSettingsError
+from store.admission import Archives
 from store.database import StateEngine
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
@@ -84,10 +85,12 @@ def build_runtime(
     handlers: dict[str, Handler],
     health: Health,
     parking: ParkingLot | None = None,
+    archives: Archives | None = None,
 ) -> ConsumerRuntime:
     """The consumer, wired to the store, the handlers and the broker; the registry and the
     status machine both come from `catalog`, so they serve the same command types. With
-    `parking`, a handler waiting for the cluster gives its worker back."""
+    `parking`, a handler waiting for the cluster gives its worker back; with `archives`,
+    admission refuses an import whose archive does not exist."""
     # The ledger knows which versions have an image: a provision or upgrade to another is
     # refused in admission, before anything begins.
     ledger = Ledger(
@@ -95,6 +98,7 @@ def build_runtime(
         catalog.status_machine,
         versions_with_image=settings.tenants.images,
         operations=settings.operations,
+        archives=archives,
     )
     processor = Processor(
         ledger, catalog.registry(handlers), settings.consumer, settings.contract, parking=parking

@@ -126,8 +126,9 @@ RESET_SCHEMA = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n"
 """Odoo keeps everything in `public`: emptied first, so nothing made after the backup stays."""
 
 
-def _restore_database(dump: Path, database: str) -> None:
-    """Replace the database's contents with the dump's, in one transaction.
+def _restore_database(dump: Path, database: str, finish: str = "") -> None:
+    """Replace the database's contents with the dump's, in one transaction; `finish` (SQL) runs
+    in it last (a clone's neutralization).
 
     pg_restore turns the dump into SQL, streamed into psql between our own BEGIN and COMMIT
     (psql's --single-transaction does not apply to standard input). psql stops at the first
@@ -159,7 +160,7 @@ def _restore_database(dump: Path, database: str) -> None:
             shutil.copyfileobj(script.stdout, psql.stdin, CHUNK)
             converted = script.wait()
             if converted == 0:
-                psql.stdin.write(b"COMMIT;\n")
+                psql.stdin.write(finish.encode() + b"\nCOMMIT;\n")
         except BrokenPipeError:
             converted = script.wait()  # psql stopped at an error: reported below
         finally:
@@ -225,13 +226,14 @@ def restore(
         apply_restore(Path(work), database, filestore)
 
 
-def apply_restore(work: Path, database: str, filestore: Path) -> None:
-    """Replace the database with `work/database.dump` (one transaction), then swap the filestore
-    for `work/filestore`: the unpacked, checked archive becomes the tenant's data."""
+def apply_restore(work: Path, database: str, filestore: Path, finish: str = "") -> None:
+    """Replace the database with `work/database.dump` (one transaction, `finish` run last in
+    it), then swap the filestore for `work/filestore`: the unpacked, checked archive becomes
+    the tenant's data."""
     dump = work / DUMP_NAME
     if not dump.is_file():
         raise JobError("backup_invalid", f"the archive holds no {DUMP_NAME}")
-    _restore_database(dump, database)
+    _restore_database(dump, database, finish)
     restored = work / FILESTORE_NAME
     restored.mkdir(exist_ok=True)  # an archive of an empty filestore
     old = filestore.with_name(filestore.name + ".before-restore")

@@ -1,4 +1,4 @@
-"""`instance-service job backup|restore`: run one job and report it the Kubernetes way.
+"""`instance-service job backup|restore|import`: run one job and report it the Kubernetes way.
 
 The report (messages/job_reports.py) goes to the container's termination message file, where
 the kubelet picks it up for the pod's status; a summary goes to stdout for `kubectl logs`.
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from jobs.archive import JobError, restore
+from jobs.importing import Limits
+from jobs.neutralize import NEUTRALIZE_SQL
 from messages.job_reports import EXIT_FAILED, EXIT_OK, EXIT_RETRY, JobReport
 
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
@@ -26,7 +28,10 @@ def _report(report: JobReport, termination_log: Path, status: int) -> int:
     return status
 
 
-def _failed(kind: Literal["backup", "restore"], error: Exception, termination_log: Path) -> int:
+Kind = Literal["backup", "restore", "import"]
+
+
+def _failed(kind: Kind, error: Exception, termination_log: Path) -> int:
     retry = isinstance(error, JobError) and error.retry
     if isinstance(error, JobError):
         code = error.code
@@ -72,18 +77,49 @@ def run_restore(
     filestore: Path,
     termination_log: Path,
     data_dir: Path | None,
+    *,
+    sealed_as: str | None = None,
+    neutralize: bool = False,
 ) -> int:
     """Restore one tenant from `source` (an s3:// object, or an archive on the backup volume
-    written before backups went to object storage), which must have checksum `sha256`."""
+    written before backups went to object storage), which must have checksum `sha256`; a
+    clone's copy of its source's backup was sealed as `sealed_as`, and is `neutralize`d."""
     from jobs.offsite import ObjectTarget, restore_from_object  # only Jobs need boto3 and tink
 
+    finish = NEUTRALIZE_SQL if neutralize else ""
     try:
         if source.startswith("s3://"):
             target = ObjectTarget.from_environment(source, part_size_mib=16)
-            restore_from_object(target, sha256, database, filestore, data_dir)
+            restore_from_object(
+                target, sha256, database, filestore, data_dir, sealed_as=sealed_as, finish=finish
+            )
+        elif sealed_as is not None or neutralize:
+            raise JobError("bad_arguments", "a clone's restore reads an s3:// object")
         else:
             restore(Path(source), sha256, database, filestore, data_dir)
     except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
         return _failed("restore", error, termination_log)
     done = JobReport(kind="restore", ok=True, location=source, sha256=sha256)
+    return _report(done, termination_log, EXIT_OK)
+
+
+def run_import(
+    source: str,
+    odoo_version: str,
+    limits: Limits,
+    database: str,
+    filestore: Path,
+    termination_log: Path,
+    data_dir: Path | None,
+) -> int:
+    """Import a customer's database-manager archive (the s3:// object `source`) into one
+    tenant, after checking every member of it."""
+    from jobs.offsite import ObjectTarget, import_from_object  # only Jobs need boto3 and tink
+
+    try:
+        target = ObjectTarget.from_environment(source, part_size_mib=16)
+        import_from_object(target, odoo_version, limits, database, filestore, data_dir)
+    except Exception as error:  # noqa: BLE001 - a Job always reports, whatever broke
+        return _failed("import", error, termination_log)
+    done = JobReport(kind="import", ok=True, location=source)
     return _report(done, termination_log, EXIT_OK)

@@ -35,6 +35,7 @@ from jobs.archive import (
     database_lost,
     last_line,
 )
+from jobs.importing import Limits, import_archive
 from jobs.outages import client_environment, outage_in
 from objectstore.client import StorageRefusedError, StorageUnavailableError, s3_client
 from objectstore.locations import ObjectLocation
@@ -234,8 +235,15 @@ def restore_from_object(
     database: str,
     filestore: Path,
     data_dir: Path | None = None,
+    *,
+    sealed_as: str | None = None,
+    finish: str = "",
 ) -> None:
-    """Download, open and check the object, then bring `database` and `filestore` back to it."""
+    """Download, open and check the object, then bring `database` and `filestore` back to it.
+
+    `sealed_as`: the key the object was sealed under, when it was copied to another (a clone
+    reads a copy of its source's backup; the key is the seal's associated data). `finish`: SQL
+    run last in the restore's transaction (a clone's neutralization)."""
     check_filestore(filestore, data_dir or filestore.parent.parent)
     sealer, location = target.sealer(), target.location
     client = target.client()
@@ -243,7 +251,9 @@ def restore_from_object(
     with tempfile.TemporaryDirectory(prefix="restore-", dir=filestore.parent) as work:
         try:
             with Download(client, location) as download:
-                opened = io.BufferedReader(sealer.opening(download, location.key))  # type: ignore[arg-type]
+                opened = io.BufferedReader(
+                    sealer.opening(download, sealed_as or location.key)  # type: ignore[arg-type]
+                )
                 try:
                     _unpack(opened, Path(work), location.uri)
                 except tarfile.TarError as error:
@@ -259,4 +269,30 @@ def restore_from_object(
                 f"{location.uri} has SHA-256 {actual}, the backup recorded {expected_sha256}: "
                 "not restored",
             )
-        apply_restore(Path(work), database, filestore)
+        apply_restore(Path(work), database, filestore, finish)
+
+
+def import_from_object(
+    target: ObjectTarget,
+    expected_version: str,
+    limits: Limits,
+    database: str,
+    filestore: Path,
+    data_dir: Path | None = None,
+) -> None:
+    """Download the customer's archive (copied into the instance's prefix) beside the
+    filestore, then check and import it (jobs/importing.py)."""
+    data_dir = data_dir or filestore.parent.parent
+    check_filestore(filestore, data_dir)
+    location = target.location
+    client = target.client()
+    filestore.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="download-", dir=filestore.parent) as work:
+        path = Path(work) / "archive.zip"
+        try:
+            with Download(client, location) as download, path.open("wb") as out:
+                while chunk := download.read(1024 * 1024):
+                    out.write(chunk)
+        except (StorageUnavailableError, StorageRefusedError) as error:
+            raise storage_failure(error) from None
+        import_archive(path, expected_version, limits, database, filestore, data_dir)

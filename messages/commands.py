@@ -2,7 +2,7 @@
 
 from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from messages.envelope import Envelope, Frozen, type_name
 from messages.fields import (
@@ -80,6 +80,61 @@ class ProvisionData(InstanceData):
     demo_data: bool = False
     language: Language | None = None
     modules: Annotated[list[ModuleName], Field(max_length=100, default_factory=list)]
+
+
+class CloneData(InstanceData):
+    """Make a new instance (`instance_id`) from a backup of another (`source_instance_id`)."""
+
+    source_instance_id: InstanceId
+    backup_id: Uuid | None = Field(
+        default=None,
+        description="that completed backup of the source; absent: a fresh backup of the source, "
+        "taken while it keeps serving",
+    )
+    customer_id: CustomerId
+    subdomain: Subdomain
+    plan: Plan | None = Field(default=None, description="absent: the source's plan")
+    neutralize: bool = Field(
+        default=True,
+        description="no mail, no scheduled actions, payment providers off, the copy's ribbon "
+        "(what Odoo's own `neutralize` does), before its first start",
+    )
+
+    @field_validator("source_instance_id")
+    @classmethod
+    def _another_instance(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("instance_id"):
+            raise ValueError("must name another instance than instance_id")
+        return value
+
+
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+class ArchiveLocation(Frozen):
+    """An object in the service's import bucket."""
+
+    bucket: Annotated[str, StringConstraints(pattern=BUCKET_PATTERN)]
+    key: Annotated[
+        str,
+        StringConstraints(
+            min_length=1, max_length=1024, pattern=r"^[^/\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+        ),
+        Field(description="the object's key (no leading slash, no control characters)"),
+    ]
+
+
+class ImportData(InstanceData):
+    """Make a new instance from an Odoo database-manager backup (zip: `dump.sql`, `filestore/`,
+    `manifest.json`)."""
+
+    customer_id: CustomerId
+    subdomain: Subdomain
+    odoo_version: OdooVersion
+    plan: Plan
+    admin_email: EmailAddress
+    language: Language | None = None
+    archive: ArchiveLocation
 
 
 class SuspendData(InstanceData):
@@ -232,6 +287,24 @@ class DeleteCommand(InstanceCommand):
     data: DeleteData
 
 
+class CloneCommand(InstanceCommand):
+    """`odoo.instance.clone.v1`: `subject` is the new instance."""
+
+    type: Literal["odoo.instance.clone.v1"]
+    data: CloneData
+
+
+class ImportCommand(InstanceCommand):
+    """`odoo.instance.import.v1`: `subject` is the new instance."""
+
+    type: Literal["odoo.instance.import.v1"]
+    data: ImportData
+
+
+CreatingCommand = ProvisionCommand | CloneCommand | ImportCommand
+"""The commands that make a new instance (their transition `creates`)."""
+
+
 class ReconcileCommand(Envelope):
     """`odoo.fleet.reconcile.v1`: no subject, empty data."""
 
@@ -254,6 +327,8 @@ AnyCommand = (
     | TerminateCommand
     | ReactivateCommand
     | DeleteCommand
+    | CloneCommand
+    | ImportCommand
     | ReconcileCommand
 )
 Command = Annotated[AnyCommand, Field(discriminator="type")]

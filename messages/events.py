@@ -37,6 +37,14 @@ class ProvisionedData(InstanceEventData):
     credentials_secret: SecretReference
 
 
+class ClonedData(ProvisionedData):
+    """A copy of another instance serves."""
+
+    source_instance_id: InstanceId
+    backup_id: Uuid = Field(description="the backup of the source the copy was made from")
+    neutralized: bool
+
+
 class ResizedData(InstanceEventData):
     """The instance runs with a new plan."""
 
@@ -234,6 +242,20 @@ class ProvisionedEvent(Event):
     data: ProvisionedData
 
 
+class ClonedEvent(Event):
+    """`odoo.instance.cloned.v1`"""
+
+    type: Literal["odoo.instance.cloned.v1"]
+    data: ClonedData
+
+
+class ImportedEvent(Event):
+    """`odoo.instance.imported.v1`: `odoo_version` as the archive's manifest states it."""
+
+    type: Literal["odoo.instance.imported.v1"]
+    data: ProvisionedData
+
+
 class StartedEvent(Event):
     """`odoo.instance.started.v1`"""
 
@@ -426,6 +448,8 @@ AnyEventModel = (
     | BackedUpEvent
     | BackupsPrunedEvent
     | RestoredEvent
+    | ClonedEvent
+    | ImportedEvent
     | CommandFailedEvent
     | CommandRejectedEvent
     | StatusChangedEvent

@@ -14,6 +14,7 @@ from messages.events import (
     EVENT_MODELS,
     BackedUpData,
     BackupsPrunedData,
+    ClonedData,
     CommandFailedData,
     CommandRejectedEvent,
     ErrorInfo,
@@ -30,6 +31,7 @@ from messages.events import (
 )
 
 INSTANCE_ID = "0b8f3c1e-7c2d-4d5e-9f10-2a3b4c5d6e7f"
+SOURCE_ID = "8a1d2e3f-4b5c-4d6e-8f70-1a2b3c4d5e6f"
 BACKUP_ID = "5d0c9a7e-1f2b-4c3d-8e9f-a0b1c2d3e4f5"
 TIME = "2026-11-27T10:00:00Z"
 PLAN = {"cpu_millicores": 1000, "memory_mib": 2048, "storage_gib": 20}
@@ -72,6 +74,24 @@ _COMMAND_DATA: dict[str, dict[str, Any]] = {
         "final_backup": True,
         "keep_data": False,
     },
+    "odoo.instance.clone.v1": {
+        "instance_id": INSTANCE_ID,
+        "source_instance_id": SOURCE_ID,
+        "backup_id": BACKUP_ID,
+        "customer_id": "cus_4711",
+        "subdomain": "acme-staging",
+        "neutralize": True,
+    },
+    "odoo.instance.import.v1": {
+        "instance_id": INSTANCE_ID,
+        "customer_id": "cus_4711",
+        "subdomain": "acme",
+        "odoo_version": "17.0",
+        "plan": PLAN,
+        "admin_email": "it@acme.example",
+        "language": "en_US",
+        "archive": {"bucket": "instance-service-imports", "key": "cus_4711/acme-2026-11-26.zip"},
+    },
     "odoo.fleet.reconcile.v1": {},
 }
 
@@ -104,6 +124,25 @@ def _event_data(event_type: str) -> Any:
                 internal_url="http://odoo-0b8f3c1e.odoo-tenants.svc.cluster.local:8069",
                 odoo_version="17.0",
                 credentials_secret=SecretReference(namespace="odoo-tenants", name="odoo-0b8f3c1e"),
+            )
+        case "odoo.instance.imported.v1":
+            return ProvisionedData(
+                instance_id=INSTANCE_ID,
+                url="https://acme.odoo.example.com",
+                internal_url="http://odoo-0b8f3c1e.odoo-tenants.svc.cluster.local:8069",
+                odoo_version="17.0",
+                credentials_secret=SecretReference(namespace="odoo-tenants", name="odoo-0b8f3c1e"),
+            )
+        case "odoo.instance.cloned.v1":
+            return ClonedData(
+                instance_id=INSTANCE_ID,
+                url="https://acme-staging.odoo.example.com",
+                internal_url="http://odoo-0b8f3c1e.odoo-tenants.svc.cluster.local:8069",
+                odoo_version="17.0",
+                credentials_secret=SecretReference(namespace="odoo-tenants", name="odoo-0b8f3c1e"),
+                source_instance_id=SOURCE_ID,
+                backup_id=BACKUP_ID,
+                neutralized=True,
             )
         case "odoo.instance.resized.v1":
             return ResizedData(instance_id=INSTANCE_ID, plan=PlanSpec(**PLAN))
@@ -161,6 +200,8 @@ _CAUSE = {
     "odoo.instance.backed_up.v1": "odoo.instance.backup.v1",
     "odoo.instance.backups.pruned.v1": "odoo.instance.backup.v1",
     "odoo.instance.restored.v1": "odoo.instance.restore.v1",
+    "odoo.instance.cloned.v1": "odoo.instance.clone.v1",
+    "odoo.instance.imported.v1": "odoo.instance.import.v1",
     "odoo.instance.command.failed.v1": "odoo.instance.upgrade.v1",
     "odoo.instance.status.changed.v1": "odoo.fleet.reconcile.v1",
     "odoo.fleet.reconciled.v1": "odoo.fleet.reconcile.v1",

@@ -1,4 +1,4 @@
-"""What a backup or restore Job reports through its container's termination message.
+"""What a backup, restore or import Job reports through its container's termination message.
 
 The Job runs `instance-service job ...` (jobs/); the handler that started it reads the report
 from the pod's status (`state.terminated.message`), so it works the same in any cluster. The
@@ -35,7 +35,7 @@ DATABASE_UNAVAILABLE = "database_unavailable"
 class JobReport(Frozen):
     """The outcome of one Job run."""
 
-    kind: Literal["backup", "restore"]
+    kind: Literal["backup", "restore", "import"]
     ok: bool
     location: str | None = Field(default=None, description="the archive, as the Job saw it")
     size_bytes: int | None = Field(default=None, ge=0)

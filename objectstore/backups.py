@@ -4,7 +4,12 @@ from dataclasses import dataclass
 
 from objectstore.access import AccessKey, IamTenantAccess, TenantAccess
 from objectstore.client import iam_client, s3_client
-from objectstore.locations import ObjectLocation, backup_location, instance_prefix
+from objectstore.locations import (
+    ObjectLocation,
+    backup_location,
+    incoming_location,
+    instance_prefix,
+)
 from objectstore.settings import ObjectStorageSettings
 from objectstore.storage import BackupStorage, StoredObject
 
@@ -53,6 +58,18 @@ class ObjectBackups:
         """Where the backup `backup_id` of the instance goes."""
         return backup_location(self.settings.bucket, self.settings.prefix, instance_id, backup_id)
 
+    def incoming(self, instance_id: str, name: str) -> ObjectLocation:
+        """Where an object copied in for the instance's next data Job goes."""
+        return incoming_location(self.settings.bucket, self.settings.prefix, instance_id, name)
+
+    def archive(self, key: str) -> ObjectLocation:
+        """An object of the import bucket."""
+        return ObjectLocation(self.settings.import_bucket, key)
+
+    def copy(self, source: ObjectLocation, target: ObjectLocation) -> None:
+        """Copy an object on the server, with the service's key."""
+        self.storage.copy(source, target)
+
     def instance_prefix(self, instance_id: str) -> str:
         """Every key of the instance starts with this."""
         return instance_prefix(self.settings.prefix, instance_id)
@@ -64,6 +81,10 @@ class ObjectBackups:
     def revoke(self, instance_id: str) -> None:
         """Remove the instance's identity."""
         self.access.revoke(instance_id)
+
+    def size(self, location: ObjectLocation) -> int | None:
+        """The object's size, or None."""
+        return self.storage.size(location)
 
     def describe(self, location: ObjectLocation) -> StoredObject | None:
         """The object's size and checksum tag, or None."""

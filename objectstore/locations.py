@@ -38,3 +38,13 @@ def instance_prefix(prefix: str, instance_id: str) -> str:
 def backup_location(bucket: str, prefix: str, instance_id: str, backup_id: str) -> ObjectLocation:
     """`<prefix>/<instance_id>/<backup_id>.tar.tink` in `bucket`."""
     return ObjectLocation(bucket, f"{instance_prefix(prefix, instance_id)}{backup_id}{SUFFIX}")
+
+
+INCOMING = "incoming"
+
+
+def incoming_location(bucket: str, prefix: str, instance_id: str, name: str) -> ObjectLocation:
+    """`<prefix>/<instance_id>/incoming/<name>`: an object copied in for the instance's next
+    data Job to read with its own key (a clone's backup of its source, an import's archive),
+    removed once the Job is done."""
+    return ObjectLocation(bucket, f"{instance_prefix(prefix, instance_id)}{INCOMING}/{name}")

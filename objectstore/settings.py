@@ -38,6 +38,13 @@ class ObjectStorageSettings(BaseModel):
         pattern=PREFIX_PATTERN,
         description="first part of every key: <prefix>/<instance_id>/<backup_id>.tar.tink",
     )
+    import_bucket: str = Field(
+        default="instance-service-imports",
+        min_length=3,
+        max_length=63,
+        description="the bucket customers' Odoo database-manager archives are uploaded to for "
+        "`import` (read with the service's own key, copied into the new instance's prefix)",
+    )
     access_key_id: str | None = Field(
         default=None,
         description="the service's own access key: creates the tenants' scoped users, checks "

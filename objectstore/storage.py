@@ -42,8 +42,8 @@ class BackupStorage:
                 lambda: self._client.create_bucket(Bucket=self.bucket),
             )
 
-    def describe(self, location: ObjectLocation) -> StoredObject | None:
-        """The object's size and checksum tag, or None when it does not exist."""
+    def size(self, location: ObjectLocation) -> int | None:
+        """The object's size, or None when it does not exist."""
         try:
             head = call(
                 f"object {location.uri}",
@@ -53,12 +53,28 @@ class BackupStorage:
             if refused.code in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+        return int(head.get("ContentLength", 0))
+
+    def describe(self, location: ObjectLocation) -> StoredObject | None:
+        """The object's size and checksum tag, or None when it does not exist."""
+        size = self.size(location)
+        if size is None:
+            return None
         tags = call(
             f"tags of {location.uri}",
             lambda: self._client.get_object_tagging(Bucket=location.bucket, Key=location.key),
         )
         found = {tag["Key"]: tag["Value"] for tag in tags.get("TagSet", [])}
-        return StoredObject(int(head.get("ContentLength", 0)), found.get(CHECKSUM_TAG))
+        return StoredObject(size, found.get(CHECKSUM_TAG))
+
+    def copy(self, source: ObjectLocation, target: ObjectLocation) -> None:
+        """Copy an object on the server (in parts when it is large), its bytes unchanged."""
+        call(
+            f"copy of {source.uri} to {target.uri}",
+            lambda: self._client.copy(
+                {"Bucket": source.bucket, "Key": source.key}, target.bucket, target.key
+            ),
+        )
 
     def remove(self, locations: list[ObjectLocation]) -> None:
         """Delete the objects (absent ones are fine)."""

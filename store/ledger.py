@@ -17,6 +17,7 @@ these on a batch of one: one implementation of the rules (store/starting.py,
 store/recording.py), over SQLAlchemy Core, one query per table whatever the batch's size.
 """
 
+import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -25,10 +26,12 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from messages.amqp import OutgoingMessage
 from messages.commands import AnyCommand, InstanceCommand
 from messages.errors import MessageRejected, PermanentError
 from messages.events import Event
 from messages.serialization import serialize_event
+from store.admission import Archives
 from store.database import reading, traced_session, traced_step, transaction
 from store.instances import instance_record
 from store.lifecycle import InstanceStatus, StatusMachine
@@ -82,6 +85,7 @@ class Ledger:
         *,
         versions_with_image: Collection[str] | None = None,
         operations: OperationSettings | None = None,
+        archives: Archives | None = None,
     ) -> None:
         self.engine = engine
         self.machine = machine
@@ -91,7 +95,7 @@ class Ledger:
         self.versions_with_image = (
             frozenset(versions_with_image) if versions_with_image is not None else None
         )
-        self.rules = Rules(machine, self.versions_with_image, self.operations)
+        self.rules = Rules(machine, self.versions_with_image, self.operations, archives)
 
     def _unit(self, name: str | None, *, write: bool = False) -> AbstractContextManager[Session]:
         """A session for one unit of work (a transaction when `write`), traced as `db <name>`
@@ -304,6 +308,37 @@ class Ledger:
             if operation.instance_id is not None:
                 session.flush()
                 self.locks.fence(session.connection(), [operation.instance_id])
+
+    def send(self, message: OutgoingMessage) -> None:
+        """Put a command the service sends itself (a clone's backup of its source) in the
+        outbox, once: a message id already there is left as it is, so a step that runs again
+        sends nothing new. The outbox relay publishes it like an event."""
+        message_id = message.properties.message_id
+        if not message_id:
+            raise ValueError("a command to send needs its id as the message id")
+        with self._unit("send", write=True) as session:
+            if session.scalar(select(OutboxEntry.seq).where(OutboxEntry.event_id == message_id)):
+                return
+            session.add(
+                OutboxEntry(
+                    event_id=message_id,
+                    exchange=message.exchange,
+                    routing_key=message.routing_key,
+                    body=message.body,
+                    headers=dict(message.properties.headers),
+                )
+            )
+
+    def answer(self, command_id: str) -> dict[str, object] | None:
+        """The terminal event a command was answered with, as published (None: not yet)."""
+        with self._unit("answer") as session:
+            entry = session.get(InboxEntry, command_id)
+            if entry is None:
+                return None
+            body = session.scalar(
+                select(OutboxEntry.body).where(OutboxEntry.event_id == entry.terminal_event_id)
+            )
+        return dict(json.loads(body)) if body is not None else None
 
     def record(
         self,

@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from messages.commands import BackupPlan, ProvisionData
+from messages.commands import BackupPlan, CloneData, ImportData, ProvisionData
 from store.lifecycle import Hold, InstanceStatus, Transition
 from store.models import InboxEntry
 from store.retention import BackupKind
@@ -84,6 +84,44 @@ class InstanceShape:
             admin_email=data.admin_email,
             modules=tuple(data.modules),
             neutralized=False,  # a provision makes an original, never a copy
+        )
+
+    @classmethod
+    def cloned(cls, data: CloneData, source: "InstanceShape", odoo_version: str) -> "InstanceShape":
+        """The copy a clone asks for: the source's options, its own name and plan, and the Odoo
+        version of the backup it is made from."""
+        plan = data.plan
+        return cls(
+            id=data.instance_id,
+            customer_id=data.customer_id,
+            subdomain=data.subdomain,
+            odoo_version=odoo_version,
+            cpu_millicores=plan.cpu_millicores if plan else source.cpu_millicores,
+            memory_mib=plan.memory_mib if plan else source.memory_mib,
+            storage_gib=plan.storage_gib if plan else source.storage_gib,
+            demo_data=source.demo_data,
+            language=source.language,
+            admin_email=source.admin_email,
+            modules=source.modules,
+            neutralized=data.neutralize,
+        )
+
+    @classmethod
+    def imported(cls, data: ImportData) -> "InstanceShape":
+        """The instance an import asks for (its database comes from the archive)."""
+        return cls(
+            id=data.instance_id,
+            customer_id=data.customer_id,
+            subdomain=data.subdomain,
+            odoo_version=data.odoo_version,
+            cpu_millicores=data.plan.cpu_millicores,
+            memory_mib=data.plan.memory_mib,
+            storage_gib=data.plan.storage_gib,
+            demo_data=False,
+            language=data.language,
+            admin_email=data.admin_email,
+            modules=(),
+            neutralized=False,
         )
 
 

@@ -18,12 +18,13 @@ from sqlalchemy.engine import Connection
 from messages.commands import (
     AnyCommand,
     BackupCommand,
+    CloneCommand,
+    CreatingCommand,
     InstanceCommand,
-    ProvisionCommand,
     RestoreCommand,
 )
 from messages.errors import MessageRejected, RejectionCode
-from store.admission import check_identity, check_record, rejection
+from store.admission import Archives, check_identity, check_record, clone_version, rejection
 from store.bulk import insert_rows, update_rows
 from store.instances import new_instance_row
 from store.lifecycle import Hold, InstanceStatus, StatusMachine, Verdict
@@ -52,11 +53,12 @@ StartResult = Started | MessageRejected | InstanceBusyError
 @dataclass(frozen=True)
 class Rules:
     """What admission decides with: the status machine, the versions with an image (None:
-    not checked) and the operations' deadlines."""
+    not checked), the operations' deadlines and the import bucket (None: not looked at)."""
 
     machine: StatusMachine
     versions_with_image: frozenset[str] | None
     operations: OperationSettings
+    archives: Archives | None = None
 
 
 @dataclass
@@ -72,13 +74,18 @@ def read_for_admission(
     """The rows admission reads for these commands, in one query per table."""
     snapshot = Snapshot()
     snapshot.read_operations(connection, {c.id for c in commands})
-    snapshot.read_instances(connection, {c.subject for c in commands}, lock=lock)
+    clones = [c for c in commands if isinstance(c, CloneCommand)]
+    sources = {c.data.source_instance_id for c in clones}
+    snapshot.read_instances(connection, {c.subject for c in commands} | sources, lock=lock)
     snapshot.read_subdomains(
-        connection, (c.data.subdomain for c in commands if isinstance(c, ProvisionCommand))
+        connection, (c.data.subdomain for c in commands if isinstance(c, CreatingCommand))
     )
     snapshot.read_backups(
         connection,
-        (c.data.backup_id for c in commands if isinstance(c, BackupCommand | RestoreCommand)),
+        (
+            *(c.data.backup_id for c in commands if isinstance(c, BackupCommand | RestoreCommand)),
+            *(c.data.backup_id for c in clones if c.data.backup_id is not None),
+        ),
     )
     return snapshot
 
@@ -99,7 +106,7 @@ def admit(snapshot: Snapshot, command: AnyCommand, rules: Rules) -> Admission:
     instance = snapshot.instance(command.subject)
     if operation is not None and operation.state == "running":
         return Admission(instance, transition, operation.id)  # resume after redelivery
-    if isinstance(command, ProvisionCommand):
+    if isinstance(command, CreatingCommand):
         check_identity(snapshot, command, instance)
     if instance is not None and command.time < instance.last_command_time:
         raise rejection(
@@ -124,7 +131,7 @@ def admit(snapshot: Snapshot, command: AnyCommand, rules: Rules) -> Admission:
             RejectionCode.NOT_ALLOWED_IN_STATE,
             f"instance is {status}{held}; {command.type} needs one of: {allowed}",
         )
-    check_record(snapshot, command, instance, rules.versions_with_image)
+    check_record(snapshot, command, instance, rules.versions_with_image, rules.archives)
     return Admission(instance, transition)
 
 
@@ -151,9 +158,13 @@ def begin(
     row = snapshot.instances.get(command.subject)
     before = row["status"] if row is not None else None
     if row is None:
-        if not isinstance(command, ProvisionCommand):
+        if not isinstance(command, CreatingCommand):
             raise RuntimeError(f"{command.type} admitted for a missing instance")
-        row = new_instance_row(command, now)
+        source, version = None, None
+        if isinstance(command, CloneCommand):
+            source = snapshot.instance(command.data.source_instance_id)
+            version = clone_version(snapshot, command)
+        row = new_instance_row(command, now, source, version)
         snapshot.create(row)
     hold = rules.machine.hold_on_begin(command.type, Hold(row["hold"]) if row["hold"] else None)
     row["status"] = _value(admission.transition.working) or row["status"]
