@@ -12,9 +12,11 @@ from dataclasses import fields
 from typing import Any
 
 from handlers.backups import BACKUP, RESTORE
+from handlers.clone import CLONE
 from handlers.deadlines import Waits
 from handlers.declarations import Declaration, Queue
 from handlers.delete import DELETE
+from handlers.imports import IMPORT
 from handlers.lifecycle import REACTIVATE, RESTART, START, STOP, SUSPEND, TERMINATE, UNSUSPEND
 from handlers.platform import Platform
 from handlers.provision import PROVISION
@@ -43,6 +45,8 @@ DECLARATIONS: tuple[Declaration[Any], ...] = (
     TERMINATE,
     REACTIVATE,
     DELETE,
+    CLONE,
+    IMPORT,
     RECONCILE,
 )
 """The service's commands; this order is the status machine's (lifters are named in it)."""

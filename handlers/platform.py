@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 from k8s.apply import Document
 from k8s.health import Resolver
 from k8s.kinds import Kind
-from k8s.settings import KubernetesSettings, TenantSettings
+from k8s.settings import ImportSettings, KubernetesSettings, TenantSettings
 from k8s.workload import Manifest
 from objectstore.access import AccessKey
 from objectstore.locations import ObjectLocation
@@ -176,6 +176,7 @@ class Platform:
     tenants: TenantSettings
     backups: BackupStoragePort
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
     faults: Faults = field(default_factory=NoFaults)
 
     @property

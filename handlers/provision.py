@@ -1,12 +1,8 @@
 """provision: credentials, tenant database, objects, database initialisation, Odoo, health.
 
-    credentials  Secret with generated passwords (read back, never regenerated, on a re-run)
-    database     tenant role and database, with the password from the Secret
-    objects      PVC, Service, NetworkPolicy, Ingress (the Service before any pod: see below)
+    credentials, database, objects      (handlers/creation.py)
     initialise   the init Job, awaited until Complete (Failed ends the command)
-    deployment   Odoo with one replica
-    rollout      awaited until its pod is Ready (ready deadline)
-    health       /web/health over the Service (health deadline)
+    deployment, rollout, health         (handlers/creation.py)
 
 A failed provision keeps what it made (the instance is `error`): provisioning it again with the
 same data converges from there, and delete removes everything.
@@ -14,27 +10,24 @@ same data converges from there, and delete removes everything.
 
 from typing import Any
 
+from handlers.creation import made, making_steps, provisioned_fields, serving_steps
 from handlers.declarations import Declaration, Queue
 from handlers.jobs import finished
 from handlers.platform import Cluster, Platform
 from handlers.progress import Progress
 from handlers.results import Completed, Continue, HandlerContext, HandlerResult, Wait
 from handlers.specs import instance_spec
-from handlers.steps import Step, StepOutcome, run_steps
-from handlers.waiting import health, rollout
+from handlers.steps import Step, run_steps
 from handlers.waits import WaitingFor
 from k8s.conditions import job_failure, job_outcome
-from k8s.credentials import credentials_in, generate_credentials
-from k8s.exposure import build_ingress, build_service, host_of
-from k8s.kinds import DEPLOYMENT, INGRESS, JOB, NETWORK_POLICY, PVC, SECRET, SERVICE, uid_of
-from k8s.network import build_network_policies
-from k8s.spec import InstanceSpec, TenantCredentials
-from k8s.workload import build_deployment, build_init_job, build_secret, build_volume, image_of
+from k8s.kinds import JOB, uid_of
+from k8s.spec import InstanceSpec
+from k8s.workload import build_init_job, image_of
 from messages.commands import ProvisionCommand
 from messages.errors import PermanentError
-from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
+from messages.events import ProvisionedData, ProvisionedEvent
 from store.lifecycle import InstanceStatus, Transition
-from store.records import InstanceShape, InstanceUpdate
+from store.records import InstanceShape
 from store.settings import HOUR
 
 
@@ -59,56 +52,12 @@ class Provision:
 
     def _steps(self, spec: InstanceSpec, cluster: Cluster) -> tuple[Step, ...]:
         """The provision, in the order of the module's docstring."""
-        platform, namespace = self.platform, self.platform.namespace
-
-        def secret(_: Progress) -> StepOutcome:
-            existing = cluster.get(SECRET, spec.names.secret)
-            credentials = credentials_in(existing) or generate_credentials()
-            cluster.apply(SECRET, build_secret(spec, credentials, platform.tenants, namespace))
-            return None
-
-        def database(_: Progress) -> StepOutcome:
-            credentials = self._credentials(cluster, spec)
-            names = spec.names
-            platform.databases.ensure(names.role, names.database, credentials.database_password)
-            return None
-
-        def objects(_: Progress) -> StepOutcome:
-            # The Service goes first: the EndpointSlice controller finds a pod's Services in its
-            # cache when the pod becomes Ready, and may miss one that arrives after the pod.
-            cluster.apply(SERVICE, build_service(spec, namespace))
-            for policy in build_network_policies(spec, platform.tenants, namespace):
-                cluster.apply(NETWORK_POLICY, policy)
-            cluster.apply(INGRESS, build_ingress(spec, platform.tenants, namespace))
-            cluster.apply(PVC, build_volume(spec, platform.tenants, namespace))
-            return None
-
-        def deployment(_: Progress) -> StepOutcome:
-            cluster.apply(
-                DEPLOYMENT, build_deployment(spec, platform.tenants, namespace, replicas=1)
-            )
-            return None
-
+        platform = self.platform
         return (
-            Step("credentials", secret),
-            Step("database", database),
-            Step("objects", objects),
+            *making_steps(spec, platform, cluster),
             Step("initialise", lambda progress: self._initialise(spec, cluster, progress)),
-            Step("deployment", deployment),
-            rollout("rollout", 1, spec, platform, cluster),
-            health("health", spec, platform),
+            *serving_steps(spec, platform, cluster),
         )
-
-    def _credentials(self, cluster: Cluster, spec: InstanceSpec) -> TenantCredentials:
-        secret = cluster.get(SECRET, spec.names.secret)
-        credentials = credentials_in(secret)
-        if credentials is None:
-            raise PermanentError(
-                "credentials_missing",
-                f"Secret {self.platform.namespace}/{spec.names.secret} vanished or lost its "
-                "passwords during the provision; delete the instance and provision it again",
-            )
-        return credentials
 
     def _initialise(
         self, spec: InstanceSpec, cluster: Cluster, progress: Progress
@@ -151,33 +100,10 @@ class Provision:
         )
 
     def _provisioned(self, command: ProvisionCommand, spec: InstanceSpec) -> Completed:
-        namespace, names = self.platform.namespace, spec.names
-        url = f"https://{host_of(spec, self.platform.tenants)}"
-        internal_url = names.internal_url(namespace)
-        data = ProvisionedData(
-            instance_id=spec.instance_id,
-            url=url,
-            internal_url=internal_url,
-            odoo_version=spec.odoo_version,
-            credentials_secret=SecretReference(namespace=namespace, name=names.secret),
-        )
-        kubernetes_names = {
-            "namespace": namespace,
-            "deployment": names.base,
-            "service": names.base,
-            "ingress": names.base,
-            "network_policy": names.base,
-            "secret": names.secret,
-            "volume": names.volume,
-            "init_job": names.init_job,
-            "database": names.database,
-            "role": names.role,
-        }
+        data = ProvisionedData(**provisioned_fields(spec, self.platform))
         return Completed(
             ProvisionedEvent.caused_by(command, data),
-            update=InstanceUpdate(
-                url=url, internal_url=internal_url, kubernetes_names=kubernetes_names
-            ),
+            update=made(spec, self.platform, init_job=spec.names.init_job),
         )
 
 

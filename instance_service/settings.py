@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from consumers.settings import AmqpSettings, ConsumerSettings, WatcherSettings
 from handlers.catalog import command_catalog
 from handlers.deadlines import Waits
-from k8s.settings import KubernetesSettings, TenantSettings
+from k8s.settings import ImportSettings, KubernetesSettings, TenantSettings
 from messages.settings import ContractSettings
 from objectstore.settings import ObjectStorageSettings
 from store.settings import OperationSettings, RetentionSettings, StoreSettings
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     tenants: TenantSettings = Field(default_factory=TenantSettings)
     backups: ObjectStorageSettings = Field(default_factory=ObjectStorageSettings)
+    imports: ImportSettings = Field(default_factory=ImportSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     operations: OperationSettings = Field(default_factory=OperationSettings)

@@ -59,6 +59,7 @@ def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
         tenants=settings.tenants,
         backups=backups,
         retention=settings.retention,
+        imports=settings.imports,
     )
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from k8s.settings import TenantSettings
+from k8s.settings import MIB, ImportSettings, TenantSettings
 from k8s.spec import MANAGED_BY, InstanceSpec
 from k8s.workload import (
     _CONTAINER_SECURITY,
@@ -286,21 +286,67 @@ def build_restore_job(
     name: str,
     location: str,
     sha256: str,
+    sealed_as: str | None = None,
+    neutralize: bool = False,
 ) -> Manifest:
     """Checks an archive's checksum, then restores database and filestore (Odoo is stopped).
 
     `location` is an object (`s3://...`) or, for a backup taken before backups went to object
-    storage, an archive's path on the backup volume."""
+    storage, an archive's path on the backup volume. A clone restores a copy of its source's
+    backup, sealed under the source's key (`sealed_as`), and `neutralize`s it in the restore's
+    transaction."""
+    clone = [
+        *(["--sealed-as", sealed_as] if sealed_as is not None else []),
+        *(["--neutralize"] if neutralize else []),
+    ]
     return _data_job(
         spec,
         tenants,
         namespace,
         kind="restore",
         name=name,
-        arguments=["--archive", location, "--sha256", sha256],
+        arguments=["--archive", location, "--sha256", sha256, *clone],
         beside_server=False,
         storage=storage,
         backup_volume=ObjectLocation.parse(location) is None,
+    )
+
+
+def build_import_job(
+    spec: InstanceSpec,
+    tenants: TenantSettings,
+    storage: ObjectStorageSettings,
+    imports: ImportSettings,
+    namespace: str,
+    *,
+    name: str,
+    location: ObjectLocation,
+) -> Manifest:
+    """Checks a customer's database-manager zip (copied into the instance's prefix at
+    `location`) within the bounds, then imports its database and filestore (Odoo not yet
+    started)."""
+    return _data_job(
+        spec,
+        tenants,
+        namespace,
+        kind="import",
+        name=name,
+        arguments=[
+            "--archive",
+            location.uri,
+            "--odoo-version",
+            spec.odoo_version,
+            "--allowed-versions",
+            ",".join(sorted(tenants.images)),
+            "--max-members",
+            str(imports.max_members),
+            "--max-file-bytes",
+            str(imports.max_file_mib * MIB),
+            "--max-total-bytes",
+            str(imports.total_bytes(spec.storage_gib)),
+        ],
+        beside_server=False,
+        storage=storage,
     )
 
 

@@ -171,3 +171,34 @@ class TenantSettings(BaseModel):
         if taken:
             raise ValueError(f"these labels belong to the service: {', '.join(taken)}")
         return labels
+
+
+MIB = 1024 * 1024
+
+
+class ImportSettings(BaseModel):
+    """Bounds of a customer's archive, checked by the import Job before anything is restored
+    (`INSTANCE_SERVICE_IMPORTS__*`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_members: int = Field(
+        default=50_000,
+        ge=3,
+        le=10_000_000,
+        description="members of the zip at most (dump.sql, manifest.json and the filestore's "
+        "files and directories); Odoo keeps one file per attachment",
+    )
+    max_file_mib: int = Field(
+        default=1024, ge=1, description="size of one filestore file at most, once unpacked"
+    )
+    max_total_mib: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="size of the whole filestore at most, once unpacked (never more than the "
+        "instance's storage either)",
+    )
+
+    def total_bytes(self, storage_gib: int) -> int:
+        """The filestore's bound for an instance with `storage_gib` of storage."""
+        return min(self.max_total_mib, storage_gib * 1024) * MIB

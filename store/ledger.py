@@ -21,6 +21,7 @@ import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
@@ -329,7 +330,7 @@ class Ledger:
                 )
             )
 
-    def answer(self, command_id: str) -> dict[str, object] | None:
+    def answer(self, command_id: str) -> dict[str, Any] | None:
         """The terminal event a command was answered with, as published (None: not yet)."""
         with self._unit("answer") as session:
             entry = session.get(InboxEntry, command_id)
