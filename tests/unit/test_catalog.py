@@ -234,7 +234,7 @@ def test_parts_that_contradict_each_other_stop_start_up(
         Catalog([*DECLARATIONS, dataclasses.replace(PROBE, **changes)], CONTRACT)
 
 
-def test_the_service_declares_every_contract_type_once_on_the_queues_it_always_had() -> None:
+def test_the_service_declares_every_contract_type_once_on_its_queue() -> None:
     catalog = command_catalog()
     assert set(catalog.types) == set(COMMAND_MODELS)
     assert catalog.routed_to(Queue.LONG) == {
@@ -243,6 +243,8 @@ def test_the_service_declares_every_contract_type_once_on_the_queues_it_always_h
         "odoo.instance.restore.v1",
         "odoo.instance.upgrade.v1",
         "odoo.instance.delete.v1",
+        "odoo.instance.clone.v1",
+        "odoo.instance.import.v1",
         "odoo.fleet.reconcile.v1",
     }
     assert catalog.routed_to(Queue.QUICK) == set(COMMAND_MODELS) - catalog.routed_to(Queue.LONG)

@@ -100,6 +100,8 @@ ENDINGS = (Ending.SUCCEEDED, Ending.FAILED, Ending.ROLLED_BACK)
 AFTER = """
 status       command     succeeded   failed      rolled_back
 -            provision   running     error       error
+-            clone       running     error       error
+-            import      running     error       error
 running      start       running     error       running
 running      stop        stopped     error       running
 running      restart     running     error       running
@@ -132,6 +134,8 @@ stopped      restore     stopped     error       stopped
 stopped      terminate   terminated  terminated  terminated
 stopped      delete      deleted     error       stopped
 error        provision   running     error       error
+error        clone       running     error       error
+error        import      running     error       error
 error        start       running     error       error
 error        stop        stopped     error       error
 error        restart     running     error       error

@@ -103,7 +103,8 @@ def test_a_deadline_shorter_than_the_waits_it_must_cover_is_refused(
     monkeypatch.setenv(
         "INSTANCE_SERVICE_OPERATIONS__DEADLINE_SECONDS",
         '{"odoo.instance.backup.v1": 28800, "odoo.instance.restore.v1": 43200, '
-        '"odoo.instance.upgrade.v1": 43200, "odoo.instance.delete.v1": 28800}',
+        '"odoo.instance.upgrade.v1": 43200, "odoo.instance.delete.v1": 28800, '
+        '"odoo.instance.clone.v1": 43200, "odoo.instance.import.v1": 28800}',
     )
     assert MACHINE.deadline(BACKUP, Settings().operations) == 28800
 
