@@ -69,7 +69,9 @@ def status(layout: Layout) -> int:
     print(f"amqp url:        {redact_url(found.amqp_url)}")
     print(f"database url:    {redact_url(found.database_url)}")
     print(f"tenant admin db: {redact_url(found.postgres_admin_url)}")
-    print(f"object storage:  {found.s3_url} bucket {found.backup_bucket}")
+    print(
+        f"object storage:  {found.s3_url} buckets {found.backup_bucket}, {found.import_bucket}"
+    )
     print(f"state and logs:  {layout.home}")
     print("(passwords masked: `python -m devstack env` prints the full URLs as shell exports)")
     return 0 if all(h.healthy for h in report) else 1
@@ -95,6 +97,7 @@ def service_env(layout: Layout) -> dict[str, str]:
         # Backups go to the stack's object storage, sealed with the stack's own keyset.
         "INSTANCE_SERVICE_BACKUPS__ENDPOINT_URL": found.s3_url,
         "INSTANCE_SERVICE_BACKUPS__BUCKET": found.backup_bucket,
+        "INSTANCE_SERVICE_BACKUPS__IMPORT_BUCKET": found.import_bucket,
         "INSTANCE_SERVICE_BACKUPS__ACCESS_KEY_ID": found.s3_admin_key_id,
         "INSTANCE_SERVICE_BACKUPS__SECRET_ACCESS_KEY": found.s3_admin_secret,
         "INSTANCE_SERVICE_BACKUPS__KEYSET": found.backup_keyset,

@@ -17,6 +17,7 @@ POSTGRES_SERVICE_DATABASE = "instance_service"
 POSTGRES_ADMIN_ROLE = "instance_service_admin"
 S3_ADMIN_KEY_ID = "devstack-admin"
 BACKUP_BUCKET = "instance-service-backups"
+IMPORT_BUCKET = "instance-service-imports"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Endpoints:
     s3_admin_key_id: str
     s3_admin_secret: str
     backup_bucket: str
+    import_bucket: str
     backup_keyset: str
 
     def amqp_url_for(self, vhost: str, user: str, password: str) -> str:
@@ -132,5 +134,6 @@ def endpoints(layout: Layout, credentials: Credentials) -> Endpoints:
         s3_admin_key_id=S3_ADMIN_KEY_ID,
         s3_admin_secret=credentials.s3_admin,
         backup_bucket=BACKUP_BUCKET,
+        import_bucket=IMPORT_BUCKET,
         backup_keyset=credentials.backup_keyset,
     )

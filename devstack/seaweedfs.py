@@ -1,5 +1,5 @@
 """SeaweedFS as the stack's object storage: `weed mini` (master, volume, filer and S3 gateway in
-one process) on loopback, its admin identity, and the backup bucket.
+one process) on loopback, its admin identity, and the backup and import buckets.
 
 Built from the Go module proxy by devstack/build-seaweedfs.sh and cached by version. The admin
 identity comes from the environment at start (SeaweedFS's own way for a first identity); with
@@ -17,6 +17,7 @@ from devstack import processes
 from devstack.component import Health
 from devstack.credentials import (
     BACKUP_BUCKET,
+    IMPORT_BUCKET,
     S3_ADMIN_KEY_ID,
     Credentials,
     endpoints,
@@ -80,20 +81,22 @@ class SeaweedFS:
             "-s3.port.lance=0",
         ]
 
-    def storage(self) -> BackupStorage:
-        """The backup bucket with the admin identity."""
+    def storage(self, bucket: str = BACKUP_BUCKET) -> BackupStorage:
+        """A bucket (the backups' unless told) with the admin identity."""
         client = s3_client(self.url, "us-east-1", S3_ADMIN_KEY_ID, self.credentials.s3_admin)
-        return BackupStorage(client, BACKUP_BUCKET)
+        return BackupStorage(client, bucket)
 
     def _ready(self) -> bool:
         try:
-            self.storage().ensure_bucket()
+            for bucket in (BACKUP_BUCKET, IMPORT_BUCKET):
+                self.storage(bucket).ensure_bucket()
         except (StorageUnavailableError, StorageRefusedError):
             return False
         return True
 
     def up(self) -> None:
-        """Start `weed mini` unless it runs, wait for its S3 API, make the backup bucket."""
+        """Start `weed mini` unless it runs, wait for its S3 API, make the backup and import
+        buckets."""
         if processes.pid_of(self.layout, NAME) is None:
             weed = build()
             ports = self.layout.ports
@@ -132,6 +135,7 @@ def backup_settings(layout: Layout, **changes: object) -> ObjectStorageSettings:
     values: dict[str, object] = {
         "endpoint_url": found.s3_url,
         "bucket": found.backup_bucket,
+        "import_bucket": found.import_bucket,
         "access_key_id": found.s3_admin_key_id,
         "secret_access_key": SecretStr(found.s3_admin_secret),
         "keyset": SecretStr(found.backup_keyset),

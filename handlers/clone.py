@@ -220,10 +220,11 @@ class Clone:
 
     def __call__(self, command: CloneCommand, context: HandlerContext) -> HandlerResult:
         """Run (or resume) the clone's steps; undo them all once one fails for good."""
-        instance = context.admission.instance
-        if instance is None:
-            raise RuntimeError("clone admitted without its instance")
         platform, ledger = self.platform, context.ledger
+        # Admission saw no instance the first time: it is the one this command just made.
+        instance = context.admission.instance or ledger.instance(command.subject)
+        if instance is None:
+            raise RuntimeError("clone begun without its instance")
         spec = instance_spec(instance)
         image_of(spec, platform.tenants)  # no image for the version: fail before any effect
         source = _source(ledger, command)

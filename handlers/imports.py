@@ -112,10 +112,11 @@ class Import:
 
     def __call__(self, command: ImportCommand, context: HandlerContext) -> HandlerResult:
         """Run (or resume) the import's steps; undo them all once one fails for good."""
-        instance = context.admission.instance
-        if instance is None:
-            raise RuntimeError("import admitted without its instance")
         platform = self.platform
+        # Admission saw no instance the first time: it is the one this command just made.
+        instance = context.admission.instance or context.ledger.instance(command.subject)
+        if instance is None:
+            raise RuntimeError("import begun without its instance")
         spec = instance_spec(instance)
         image_of(spec, platform.tenants)  # no image for the version: fail before any effect
         cluster = platform.cluster()

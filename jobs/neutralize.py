@@ -24,42 +24,43 @@ NEUTRALIZED_FLAG = "database.is_neutralized"
 NEUTRALIZE_SQL = """
 DO $neutralize$
 BEGIN
-    IF to_regclass('ir_cron') IS NOT NULL THEN
-        IF to_regclass('ir_model_data') IS NOT NULL THEN
-            UPDATE ir_cron SET active = false
-             WHERE id NOT IN (SELECT res_id FROM ir_model_data
+    IF to_regclass('public.ir_cron') IS NOT NULL THEN
+        IF to_regclass('public.ir_model_data') IS NOT NULL THEN
+            UPDATE public.ir_cron SET active = false
+             WHERE id NOT IN (SELECT res_id FROM public.ir_model_data
                                WHERE model = 'ir.cron' AND module = 'base'
                                  AND name = 'autovacuum_job');
         ELSE
-            UPDATE ir_cron SET active = false;
+            UPDATE public.ir_cron SET active = false;
         END IF;
     END IF;
-    IF to_regclass('ir_mail_server') IS NOT NULL THEN
-        UPDATE ir_mail_server SET active = false;
+    IF to_regclass('public.ir_mail_server') IS NOT NULL THEN
+        UPDATE public.ir_mail_server SET active = false;
     END IF;
-    IF to_regclass('fetchmail_server') IS NOT NULL THEN
-        UPDATE fetchmail_server SET active = false;
+    IF to_regclass('public.fetchmail_server') IS NOT NULL THEN
+        UPDATE public.fetchmail_server SET active = false;
     END IF;
-    IF to_regclass('payment_provider') IS NOT NULL THEN
-        UPDATE payment_provider SET state = 'disabled' WHERE state NOT IN ('test', 'disabled');
+    IF to_regclass('public.payment_provider') IS NOT NULL THEN
+        UPDATE public.payment_provider SET state = 'disabled' WHERE state NOT IN ('test', 'disabled');
     END IF;
-    IF to_regclass('payment_acquirer') IS NOT NULL THEN
-        UPDATE payment_acquirer SET state = 'disabled' WHERE state NOT IN ('test', 'disabled');
+    IF to_regclass('public.payment_acquirer') IS NOT NULL THEN
+        UPDATE public.payment_acquirer SET state = 'disabled' WHERE state NOT IN ('test', 'disabled');
     END IF;
-    IF to_regclass('delivery_carrier') IS NOT NULL THEN
-        UPDATE delivery_carrier SET prod_environment = false;
+    IF to_regclass('public.delivery_carrier') IS NOT NULL THEN
+        UPDATE public.delivery_carrier SET prod_environment = false;
     END IF;
-    IF to_regclass('ir_config_parameter') IS NOT NULL THEN
-        UPDATE ir_config_parameter SET value = 'True' WHERE key = 'database.is_neutralized';
+    IF to_regclass('public.ir_config_parameter') IS NOT NULL THEN
+        UPDATE public.ir_config_parameter SET value = 'True' WHERE key = 'database.is_neutralized';
         IF NOT FOUND THEN
-            INSERT INTO ir_config_parameter (key, value)
+            INSERT INTO public.ir_config_parameter (key, value)
             VALUES ('database.is_neutralized', 'True');
         END IF;
-        UPDATE ir_config_parameter SET value = gen_random_uuid()::text
+        UPDATE public.ir_config_parameter SET value = pg_catalog.gen_random_uuid()::text
          WHERE key = 'database.uuid';
-        DELETE FROM ir_config_parameter WHERE key = 'database.enterprise_code';
+        DELETE FROM public.ir_config_parameter WHERE key = 'database.enterprise_code';
     END IF;
 END
 $neutralize$;
 """
-"""Run inside the restore's transaction, after the data and before COMMIT."""
+"""Run inside the restore's transaction, after the data and before COMMIT. Names are qualified:
+the restore's script empties the session's search_path."""

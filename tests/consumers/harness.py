@@ -29,6 +29,7 @@ from messages.commands import AnyCommand, InstanceCommand
 from messages.events import ProvisionedData, ProvisionedEvent, SecretReference
 from messages.publishing import build_command
 from messages.settings import ContractSettings
+from store.admission import Archives
 from store.ledger import Ledger
 from store.outbox import OutboxRelayStore
 from tests.catalog import MACHINE, registry_of
@@ -161,12 +162,14 @@ def running_consumer(
     heartbeat: int = 30,
     parking: ParkingLot | None = None,
     processor_type: type[Processor] = Processor,
+    archives: Archives | None = None,
 ) -> Iterator[ConsumerRuntime]:
     """A consumer serving in a thread until the block ends (parking waiting deliveries in
-    `parking`, whose timer runs as long as the consumer)."""
+    `parking`, whose timer runs as long as the consumer; admission looking for an import's
+    archive in `archives`)."""
     amqp = AmqpSettings(url=SecretStr(amqp_url), heartbeat_seconds=heartbeat)
     processor = processor_type(
-        Ledger(engine, MACHINE),
+        Ledger(engine, MACHINE, archives=archives),
         registry_of(handlers),
         settings,
         ContractSettings(),

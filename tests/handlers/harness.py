@@ -26,10 +26,10 @@ from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
 from devstack.layout import default_layout
 from devstack.seaweedfs import backup_settings
-from handlers.platform import Platform
+from handlers.platform import ImportArchives, Platform
 from k8s.apply import Kubernetes
 from k8s.health import EndpointSliceResolver
-from k8s.settings import KubernetesSettings, TenantSettings
+from k8s.settings import ImportSettings, KubernetesSettings, TenantSettings
 from messages.publishing import build_command
 from objectstore.backups import ObjectBackups
 from objectstore.settings import ObjectStorageSettings
@@ -120,6 +120,7 @@ class Lifecycle:
         default_factory=lambda: backup_settings(default_layout())
     )
     """The stack's object storage; each instance's objects are under its own id."""
+    imports: ImportSettings = field(default_factory=ImportSettings)
     _stack: ExitStack = field(default_factory=ExitStack)
     _consumer: AbstractContextManager[ConsumerRuntime] | None = None
 
@@ -137,12 +138,16 @@ class Lifecycle:
         self.observer = Observer(self.amqp_url, queue=f"test.observer.{uuid.uuid4().hex[:8]}")
 
     def reconfigure(
-        self, tenants: TenantSettings | None = None, kubernetes: KubernetesSettings | None = None
+        self,
+        tenants: TenantSettings | None = None,
+        kubernetes: KubernetesSettings | None = None,
+        imports: ImportSettings | None = None,
     ) -> None:
         """A new consumer whose handlers use these settings (None: keep the current ones)."""
         self.stop()
         self.tenants = tenants or self.tenants
         self.kubernetes = kubernetes or self.kubernetes
+        self.imports = imports or self.imports
         self._build()
         self.start()
 
@@ -156,6 +161,7 @@ class Lifecycle:
             kubernetes=self.kubernetes,
             tenants=self.tenants,
             backups=self.storage,
+            imports=self.imports,
             faults=self.faults,
         )
 
@@ -170,6 +176,7 @@ class Lifecycle:
             CATALOG.handlers(self.platform),
             self.consumer,
             parking=self.parking if self.parks else None,
+            archives=ImportArchives(self.storage),
         )
         self._consumer.__enter__()
 
