@@ -261,8 +261,10 @@ class Ledger:
         if not isinstance(command, InstanceCommand) or admission.transition is None:
             return None
         with transaction(self.engine) as connection, traced_step(self.engine, "begin"):
-            snapshot, beginnings = Snapshot(), Beginnings()
-            snapshot.read_instances(connection, [command.subject], lock=True)
+            snapshot, beginnings = (
+                read_for_admission(connection, [command], lock=True),
+                Beginnings(),
+            )
             now = utcnow()
             operation_id = begin(snapshot, beginnings, command, admission, self.rules, now)
             write_beginnings(connection, snapshot, beginnings, now)

@@ -13,6 +13,7 @@ from messages.errors import MessageRejected, RejectionCode
 from messages.events import InstanceEventData, StartedEvent
 from messages.examples import INSTANCE_ID
 from store.ledger import Ledger
+from store.locks import InstanceBusyError
 from store.models import Operation
 from store.records import BackupRecord, Outcome
 from tests.catalog import MACHINE
@@ -135,3 +136,117 @@ def test_a_redelivered_backup_resumes_past_its_own_backup_id(ledger: Ledger, ins
     with pytest.raises(MessageRejected) as refused:
         ledger.admit(again)  # another command with that id: the id is taken
     assert refused.value.code is RejectionCode.CONFLICT
+
+
+# -- commands that make an instance from another's data or an archive --------------------------
+
+NEW = "33333333-4444-4555-8666-777777777777"
+
+
+def _clone(seconds: float = 10, **data: Any) -> AnyCommand:
+    values = {"source_instance_id": INSTANCE_ID, "subdomain": "copy", "backup_id": USED, **data}
+    return command(f"{T}clone.v1", seconds=seconds, instance_id=NEW, **values)
+
+
+def test_a_clone_begins_as_a_copy_of_its_source_at_its_backups_version(
+    ledger: Ledger, instance: str
+) -> None:
+    clone = _clone(backup_id=OLD)
+    ledger.begin(clone, ledger.admit(clone))
+    made, source = ledger.instance(NEW), ledger.instance(instance)
+    assert made is not None
+    assert source is not None
+    assert (made.odoo_version, made.neutralized, made.subdomain) == ("16.0", True, "copy")
+    assert (made.admin_email, made.modules, made.storage_gib) == (
+        source.admin_email,
+        source.modules,
+        source.storage_gib,
+    )
+    # The same clone sent again (another id) waits for it; another command for that id
+    # conflicts with what made it.
+    again = command(
+        f"{T}clone.v1",
+        command_id="again",
+        seconds=11,
+        instance_id=NEW,
+        source_instance_id=INSTANCE_ID,
+        subdomain="copy",
+        backup_id=OLD,
+    )
+    with pytest.raises(InstanceBusyError):
+        ledger.admit(again)
+    provision = command(f"{T}provision.v1", seconds=11, instance_id=NEW, subdomain="copy")
+    with pytest.raises(MessageRejected) as conflict:
+        ledger.admit(provision)
+    assert conflict.value.code is RejectionCode.CONFLICT
+
+
+CLONE_REFUSALS = [
+    ({"source_instance_id": NEVER}, RejectionCode.UNKNOWN_INSTANCE, "data.source_instance_id"),
+    ({"backup_id": THEIRS}, RejectionCode.INVALID_DATA, "data.backup_id"),
+    ({"backup_id": NEVER}, RejectionCode.INVALID_DATA, "data.backup_id"),
+    (
+        {"plan": {"cpu_millicores": 500, "memory_mib": 1024, "storage_gib": 1}},
+        RejectionCode.INVALID_DATA,
+        "data.plan.storage_gib",
+    ),
+    ({"subdomain": "s1x"}, RejectionCode.CONFLICT, "data.subdomain"),
+]
+
+
+@pytest.mark.parametrize(("data", "code", "field"), CLONE_REFUSALS)
+def test_a_clone_the_records_refuse_is_rejected_before_anything_begins(
+    ledger: Ledger, instance: str, data: dict[str, Any], code: RejectionCode, field: str
+) -> None:
+    with pytest.raises(MessageRejected) as refused:
+        ledger.admit(_clone(**data))
+    assert refused.value.code is code
+    assert [problem.field for problem in refused.value.details] == [field]
+    assert ledger.instance(NEW) is None
+
+
+def test_a_clone_of_a_held_source_is_not_allowed(ledger: Ledger, instance: str) -> None:
+    _done(ledger, command(f"{T}suspend.v1", seconds=5, reason="abuse"))
+    with pytest.raises(MessageRejected) as refused:
+        ledger.admit(_clone())
+    assert refused.value.code is RejectionCode.NOT_ALLOWED_IN_STATE
+    assert "a billing hold: suspended" in refused.value.message
+
+
+class Archives:
+    """The import bucket, as a fake: which keys exist, and how often it was asked."""
+
+    bucket = "instance-service-imports"
+
+    def __init__(self, *keys: str) -> None:
+        self.keys = set(keys)
+        self.asked = 0
+
+    def size(self, key: str) -> int | None:
+        self.asked += 1
+        return 1024 if key in self.keys else None
+
+
+def _import(key: str, bucket: str = Archives.bucket) -> AnyCommand:
+    archive = {"bucket": bucket, "key": key}
+    return command(f"{T}import.v1", seconds=10, instance_id=NEW, subdomain="imp", archive=archive)
+
+
+def test_an_import_whose_archive_is_missing_or_elsewhere_is_rejected(engine: Engine) -> None:
+    archives = Archives("acme.zip")
+    ledger = Ledger(engine, MACHINE, archives=archives)
+    for refused_import, field in [
+        (_import("nothing.zip"), "data.archive.key"),
+        (_import("acme.zip", bucket="someone-elses"), "data.archive.bucket"),
+    ]:
+        with pytest.raises(MessageRejected) as refused:
+            ledger.admit(refused_import)
+        assert refused.value.code is RejectionCode.INVALID_DATA
+        assert [problem.field for problem in refused.value.details] == [field]
+    assert ledger.instance(NEW) is None
+    accepted = _import("acme.zip")
+    ledger.begin(accepted, ledger.admit(accepted))
+    archives.keys.clear()  # removed after it began: a redelivery resumes, not looked at again
+    asked = archives.asked
+    assert ledger.admit(accepted).operation_id is not None
+    assert archives.asked == asked

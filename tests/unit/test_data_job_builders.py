@@ -12,16 +12,17 @@ from k8s.data_jobs import (
     RETRIES_AFTER_OUTAGE,
     build_backup_access_secret,
     build_backup_job,
+    build_import_job,
     build_keyset_secret,
     build_restore_job,
     job_name,
     report_of,
 )
 from k8s.odoo_conf import config_fingerprint
-from k8s.settings import TenantSettings
+from k8s.settings import ImportSettings, TenantSettings
 from k8s.workload import CONFIG_ANNOTATION, build_deployment, build_update_job
 from messages.job_reports import EXIT_KILLED, EXIT_RETRY, JobReport
-from objectstore.locations import backup_location
+from objectstore.locations import ObjectLocation, backup_location
 from objectstore.settings import ObjectStorageSettings
 from tests.tenant_specs import tenant_spec
 
@@ -108,6 +109,58 @@ def test_a_restore_job_checks_the_recorded_checksum_and_may_write() -> None:
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/var/lib/odoo"]["readOnly"] is False
     assert "BACKUP_KEYSET" in {e["name"] for e in container["env"]}
+
+
+def test_a_clones_restore_opens_the_copy_as_its_source_sealed_it_and_neutralizes() -> None:
+    job = build_restore_job(
+        tenant_spec(),
+        TENANTS,
+        STORAGE,
+        "tenants",
+        name="r",
+        location=OBJECT,
+        sha256="ab" * 32,
+        sealed_as="backups/source/b.tar.tink",
+        neutralize=True,
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-7:] == [
+        "--archive",
+        OBJECT,
+        "--sha256",
+        "ab" * 32,
+        "--sealed-as",
+        "backups/source/b.tar.tink",
+        "--neutralize",
+    ]
+
+
+def test_an_import_job_checks_the_archive_within_the_bounds_and_the_instances_storage() -> None:
+    spec = tenant_spec(storage_gib=2)
+    location = ObjectLocation("instance-service-backups", f"backups/{spec.instance_id}/in/a.zip")
+    job = build_import_job(
+        spec,
+        TENANTS,
+        STORAGE,
+        ImportSettings(max_members=1000, max_file_mib=64),
+        "tenants",
+        name=job_name(spec, "import", "op"),
+        location=location,
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["instance-service", "job", "import"]
+    arguments = container["args"]
+    options = dict(zip(arguments[::2], arguments[1::2], strict=False))
+    assert options["--archive"] == location.uri
+    assert options["--odoo-version"] == "17.0"
+    assert options["--allowed-versions"] == "16.0,17.0,18.0"
+    assert options["--max-members"] == "1000"
+    assert options["--max-file-bytes"] == str(64 * 1024 * 1024)
+    assert options["--max-total-bytes"] == str(2 * 1024 * 1024 * 1024)  # the storage, not 64 GiB
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/var/lib/odoo"]["readOnly"] is False
+    assert {"AWS_ACCESS_KEY_ID", "BACKUP_KEYSET"} <= {e["name"] for e in container["env"]}
+    assert "podFailurePolicy" in job["spec"]
 
 
 def test_an_archive_on_the_backup_volume_is_restored_from_its_own_area_of_it() -> None:

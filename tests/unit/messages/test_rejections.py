@@ -296,3 +296,41 @@ def test_a_backup_plan_within_its_bounds_is_taken_with_the_defaults_for_the_rest
         4,
         3,
     )
+
+
+def _of(command_type: str, **changes: Any) -> bytes:
+    document = command_example(command_type)
+    document["data"].update(changes)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (_of("odoo.instance.clone.v1", source_instance_id=INSTANCE_ID), "data.source_instance_id"),
+        (_of("odoo.instance.clone.v1", backup_id="latest"), "data.backup_id"),
+        (_of("odoo.instance.clone.v1", neutralize="yes"), "data.neutralize"),
+        (_of("odoo.instance.clone.v1", demo_data=True), "data.demo_data"),
+        (_of("odoo.instance.import.v1", modules=["crm"]), "data.modules"),
+        (_of("odoo.instance.import.v1", odoo_version="12.0"), "data.odoo_version"),
+        (
+            _of("odoo.instance.import.v1", archive={"bucket": "b", "key": "k"}),
+            "data.archive.bucket",
+        ),
+        (
+            _of("odoo.instance.import.v1", archive={"bucket": "imports", "key": "/etc/passwd"}),
+            "data.archive.key",
+        ),
+        (
+            _of("odoo.instance.import.v1", archive={"bucket": "imports", "key": "a\nb"}),
+            "data.archive.key",
+        ),
+        (_of("odoo.instance.import.v1", archive={"bucket": "imports"}), "data.archive.key"),
+    ],
+)
+def test_a_clone_or_import_that_breaks_the_contract_names_the_field(
+    body: bytes, field: str
+) -> None:
+    rejection = _reject(body)
+    assert rejection.code is RejectionCode.INVALID_DATA
+    assert field in [detail.field for detail in rejection.details], rejection.details
