@@ -69,9 +69,7 @@ def status(layout: Layout) -> int:
     print(f"amqp url:        {redact_url(found.amqp_url)}")
     print(f"database url:    {redact_url(found.database_url)}")
     print(f"tenant admin db: {redact_url(found.postgres_admin_url)}")
-    print(
-        f"object storage:  {found.s3_url} buckets {found.backup_bucket}, {found.import_bucket}"
-    )
+    print(f"object storage:  {found.s3_url} buckets {found.backup_bucket}, {found.import_bucket}")
     print(f"state and logs:  {layout.home}")
     print("(passwords masked: `python -m devstack env` prints the full URLs as shell exports)")
     return 0 if all(h.healthy for h in report) else 1

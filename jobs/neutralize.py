@@ -41,10 +41,12 @@ BEGIN
         UPDATE public.fetchmail_server SET active = false;
     END IF;
     IF to_regclass('public.payment_provider') IS NOT NULL THEN
-        UPDATE public.payment_provider SET state = 'disabled' WHERE state NOT IN ('test', 'disabled');
+        UPDATE public.payment_provider SET state = 'disabled'
+         WHERE state NOT IN ('test', 'disabled');
     END IF;
     IF to_regclass('public.payment_acquirer') IS NOT NULL THEN
-        UPDATE public.payment_acquirer SET state = 'disabled' WHERE state NOT IN ('test', 'disabled');
+        UPDATE public.payment_acquirer SET state = 'disabled'
+         WHERE state NOT IN ('test', 'disabled');
     END IF;
     IF to_regclass('public.delivery_carrier') IS NOT NULL THEN
         UPDATE public.delivery_carrier SET prod_environment = false;

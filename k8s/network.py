@@ -7,8 +7,9 @@ local stack); each instance adds two policies that allow what it needs:
   from this service's pods (8069, the health checks); out to the cluster DNS, its PostgreSQL
   and, where the environment allows it and the instance is not neutralized, public addresses on
   the mail and HTTPS ports (SMTP 25/465/587, IMAP 993, HTTPS 443).
-- `<base>-jobs` selects its Jobs' pods (init, update, backup, restore): nothing in; out to the
-  cluster DNS, its PostgreSQL and the backup storage (addresses from settings), nothing else.
+- `<base>-jobs` selects its Jobs' pods (init, update, backup, restore, import): nothing in; out
+  to the cluster DNS, its PostgreSQL and the backup storage (addresses from settings), nothing
+  else.
 
 "Public" is every address but the ranges that are not globally reachable (private, shared,
 loopback, link-local with the cloud metadata endpoint, documentation, multicast, reserved, and
@@ -31,7 +32,7 @@ ODOO_PORTS = (8069, 8072)
 HEALTH_PORT = 8069
 MAIL_PORTS = (25, 465, 587, 993, 443)
 """SMTP, SMTP over TLS, submission, IMAPS, and HTTPS (payment providers, OAuth, IAP)."""
-JOB_COMPONENTS = ("database-init", "database-update", "backup", "restore")
+JOB_COMPONENTS = ("database-init", "database-update", "backup", "restore", "import")
 """`app.kubernetes.io/component` of an instance's Job pods (k8s/workload.py, k8s/data_jobs.py)."""
 
 NOT_PUBLIC: tuple[Network, ...] = tuple(

@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s.data_jobs import build_backup_job, build_restore_job
-from k8s.settings import TenantSettings
+from k8s.data_jobs import build_backup_job, build_import_job, build_restore_job
+from k8s.settings import ImportSettings, TenantSettings
 from k8s.workload import Manifest, build_deployment, build_init_job, build_update_job
 from objectstore.locations import backup_location
 from objectstore.settings import ObjectStorageSettings
@@ -54,6 +54,18 @@ def _service_pods(namespace: str) -> dict[str, Manifest]:
                 SPEC, TENANTS, STORAGE, namespace, name="restore", location="/x", sha256="0" * 64
             ),
             "restore",
+        ),
+        "import": _pod(
+            build_import_job(
+                SPEC,
+                TENANTS,
+                STORAGE,
+                ImportSettings(),
+                namespace,
+                name="import",
+                location=LOCATION,
+            ),
+            "import",
         ),
     }
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from k8s.data_jobs import build_backup_job, build_restore_job
+from k8s.data_jobs import build_backup_job, build_import_job, build_restore_job
 from k8s.network import (
     MAIL_PORTS,
     build_jobs_policy,
@@ -18,7 +18,7 @@ from k8s.network import (
     public_blocks,
     tenant_network_problem,
 )
-from k8s.settings import TenantSettings
+from k8s.settings import ImportSettings, TenantSettings
 from k8s.tenancy import build_default_deny, build_tenant_namespace
 from k8s.workload import Manifest, build_deployment, build_init_job, build_update_job
 from objectstore.locations import backup_location
@@ -63,6 +63,11 @@ def _pods(tenants: TenantSettings) -> dict[str, dict[str, str]]:
         ),
         "restore": _pod_labels(
             build_restore_job(SPEC, tenants, STORAGE, "t", name="r", location="/x", sha256="0" * 64)
+        ),
+        "import": _pod_labels(
+            build_import_job(
+                SPEC, tenants, STORAGE, ImportSettings(), "t", name="i", location=LOCATION
+            )
         ),
     }
 
