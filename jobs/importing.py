@@ -116,6 +116,8 @@ def check_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipI
             raise refused(info.filename, f"outside {FILESTORE_NAME}/ (not {DUMP} or {MANIFEST})")
         if info.is_dir():
             continue
+        if len(path.parts) < 2:
+            raise refused(info.filename, f"a file where the {FILESTORE_NAME}/ directory belongs")
         if info.file_size > limits.max_file_bytes:
             raise refused(
                 info.filename,

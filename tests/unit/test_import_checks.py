@@ -71,6 +71,7 @@ def test_an_odoo_backup_passes_and_its_filestore_files_are_listed(tmp_path: Path
         (_with(_link("filestore/ab/link")), "filestore/ab/link: a symbolic link"),
         (_with(_fifo("filestore/ab/fifo")), "not a regular file or directory"),
         (_with(("odoo.conf", b"")), "odoo.conf: outside filestore/"),
+        (_with(("filestore", b"x")), "filestore: a file where the filestore/ directory belongs"),
         (_with(("dump.sql", b"")), "dump.sql: appears twice"),
         ([("manifest.json", MANIFEST)], "dump.sql: missing"),
         ([("dump.sql", DUMP)], "manifest.json: missing"),
