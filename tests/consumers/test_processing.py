@@ -190,7 +190,7 @@ def test_an_unknown_type_on_a_work_queue_is_handed_on_then_answered(engine: Engi
     # Bound to a work queue by a newer version: handed on, until the retries run out.
     processor = _processor(engine, ProvisionFake(), max_retries=2)
     stop = command_example("odoo.instance.stop.v1")
-    body = json.dumps({**stop, "type": "odoo.instance.clone.v1"}).encode()
+    body = json.dumps({**stop, "type": "odoo.instance.hibernate.v1"}).encode()
     first = processor.process(Delivery(body, AmqpProperties(), queue=FAST.long_queue))
     assert isinstance(first, Retry)
     assert (first.cause, first.counters) == ("handed_on", Counters(retries=1))
@@ -203,13 +203,13 @@ def test_an_unknown_type_on_a_work_queue_is_handed_on_then_answered(engine: Engi
     assert last.code == "unsupported_type"
     # From the unrouted queue no version serves it: answered at once.
     unrouted = Delivery(
-        json.dumps({**stop, "id": "other", "type": "odoo.instance.clone.v1"}).encode(),
+        json.dumps({**stop, "id": "other", "type": "odoo.instance.hibernate.v1"}).encode(),
         AmqpProperties(),
         queue=FAST.unrouted_queue,
     )
     assert processor.process(unrouted) == DeadLetter(
         "unsupported_type",
-        'type "odoo.instance.clone.v1" is not a command this service accepts',
+        'type "odoo.instance.hibernate.v1" is not a command this service accepts',
         "(unreadable)",
     )
 
