@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jobs.outages import client_environment, outage_in
 from messages.job_reports import DATABASE_UNAVAILABLE
@@ -136,18 +136,8 @@ def _restore_database(dump: Path, database: str, finish: str = "") -> None:
     failure anywhere ends the session with the transaction open, and PostgreSQL rolls it
     back: a failed restore changes nothing.
     """
-    quiet = {
-        **client_environment(APPLICATION_RESTORE),
-        "PGOPTIONS": "-c client_min_messages=warning",
-    }
     with tempfile.TemporaryFile() as psql_errors, tempfile.TemporaryFile() as script_errors:
-        psql = subprocess.Popen(
-            ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={database}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=psql_errors,
-            env=quiet,
-        )
+        psql = start_psql(database, psql_errors)
         script = subprocess.Popen(
             ["pg_restore", "--no-owner", "--no-acl", "--file=-", str(dump)],
             stdout=subprocess.PIPE,
@@ -167,18 +157,39 @@ def _restore_database(dump: Path, database: str, finish: str = "") -> None:
             script.stdout.close()
             with contextlib.suppress(BrokenPipeError):
                 psql.stdin.close()
-        applied = psql.wait()
-        if applied != 0:
-            lost = outage_in(_text(psql_errors))
-            # The session's end rolled the transaction back (or, lost in COMMIT, kept all of
-            # it): running the whole restore again gives the same result either way.
-            if lost is not None:
-                raise database_lost("psql", applied, lost)
-            detail = last_line(psql_errors)
-            raise JobError("pg_restore_failed", f"psql exited with {applied}: {detail}")
+        check_psql(psql.wait(), psql_errors)
         if converted != 0:
             detail = last_line(script_errors)
             raise JobError("pg_restore_failed", f"pg_restore exited with {converted}: {detail}")
+
+
+def start_psql(database: str, errors: IO[bytes]) -> "subprocess.Popen[bytes]":
+    """psql on `database` as the tenant (libpq's environment), reading SQL from its standard
+    input, stopping at the first error, its messages to `errors`."""
+    quiet = {
+        **client_environment(APPLICATION_RESTORE),
+        "PGOPTIONS": "-c client_min_messages=warning",
+    }
+    return subprocess.Popen(
+        ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={database}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+        env=quiet,
+    )
+
+
+def check_psql(status: int, errors: IO[bytes]) -> None:
+    """A JobError unless psql ended well: `retry` when the database went away.
+
+    The session's end rolled the transaction back (or, lost in COMMIT, kept all of it): running
+    the whole restore again gives the same result either way."""
+    if status == 0:
+        return
+    lost = outage_in(_text(errors))
+    if lost is not None:
+        raise database_lost("psql", status, lost)
+    raise JobError("pg_restore_failed", f"psql exited with {status}: {last_line(errors)}")
 
 
 def _text(file: Any) -> str:

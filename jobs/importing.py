@@ -24,7 +24,6 @@ import io
 import json
 import shutil
 import stat
-import subprocess
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -33,17 +32,14 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from jobs.archive import (
-    APPLICATION_RESTORE,
     CHUNK,
     FILESTORE_NAME,
     JobError,
-    _text,
     check_filestore,
-    database_lost,
-    last_line,
+    check_psql,
+    start_psql,
 )
 from jobs.dump_check import DumpChecker, DumpRefusedError, runnable
-from jobs.outages import client_environment, outage_in
 
 ARCHIVE_INVALID = "archive_invalid"
 DUMP = "dump.sql"
@@ -199,18 +195,8 @@ def check_archive(path: Path, expected_version: str, limits: Limits) -> list[zip
 
 def _run_dump(archive: zipfile.ZipFile, database: str) -> None:
     """The checked dump through psql, as the tenant role, in one transaction."""
-    quiet = {
-        **client_environment(APPLICATION_RESTORE),
-        "PGOPTIONS": "-c client_min_messages=warning",
-    }
     with tempfile.TemporaryFile() as errors:
-        psql = subprocess.Popen(
-            ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={database}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            env=quiet,
-        )
+        psql = start_psql(database, errors)
         if psql.stdin is None:
             raise JobError("pg_restore_failed", "could not start psql")
         try:
@@ -224,12 +210,7 @@ def _run_dump(archive: zipfile.ZipFile, database: str) -> None:
         finally:
             with contextlib.suppress(BrokenPipeError):
                 psql.stdin.close()
-        status = psql.wait()
-        if status != 0:
-            lost = outage_in(_text(errors))
-            if lost is not None:
-                raise database_lost("psql", status, lost)
-            raise JobError("pg_restore_failed", f"psql exited with {status}: {last_line(errors)}")
+        check_psql(psql.wait(), errors)
 
 
 def _unpack_filestore(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], work: Path) -> Path:
