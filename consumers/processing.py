@@ -161,7 +161,7 @@ class Processor:
             longest = self.settings.retry_delays_seconds[-1]
             paused = result.continued() if isinstance(result, Wait) else result
             later = carry_on(self.ledger, command, begun, paused, counters, longest)
-            if isinstance(result, Wait) and self.parking is not None:
+            if isinstance(result, Wait) and self.parking is not None and self._may_park(delivery):
                 self.observe.waits(command, result, started)
                 return Answer(Park(result.waiting_for, result.until, deadline, otherwise=later))
             self.observe.continues(command, paused.step, started)
@@ -191,6 +191,16 @@ class Processor:
             return self._fail(
                 command, PermanentError("unexpected_error", f"{type(error).__name__}: {error}")
             )
+
+    def _may_park(self, delivery: Delivery) -> bool:
+        """Whether a waiting handler's delivery may stay unacknowledged in the parking lot.
+
+        Each crash of a consumer while a delivery is parked adds one to the broker's count, so a
+        command waiting minutes for its Job across unrelated crashes would reach `delivery_limit`.
+        Its handler got as far as a wait, so those crashes were not its doing: past half the
+        limit it continues through the delay queues instead, as a new message the broker counts
+        from zero. A message that kills the consumer before any wait keeps its count."""
+        return delivery.deliveries() < self.settings.delivery_limit // 2
 
     def _fail(self, command: AnyCommand, failed: PermanentError) -> Answer:
         return Answer(

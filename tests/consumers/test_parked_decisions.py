@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from consumers.delivery import Park, Retry
+from consumers.headers import DELIVERY_COUNT_HEADER
 from consumers.processing import Ack, Delivery, Processor
 from handlers.jobs import finished
 from handlers.results import Completed, HandlerContext, HandlerResult, Wait
@@ -111,3 +112,21 @@ def test_without_a_parking_lot_a_wait_continues_through_the_delay_queues(
     assert not handler.contexts[0].parks
     assert isinstance(decision, Retry)  # a runtime that cannot park never sees Park
     assert decision.cause == "continue"
+
+
+def test_a_wait_redelivered_past_half_the_limit_continues_as_a_new_message(
+    engine: Engine,
+) -> None:
+    """Crashes while it was parked count against its delivery limit; a handler that got as far
+    as a wait did not cause them, so it is published anew (counted from zero), not parked."""
+    half = FAST.delivery_limit // 2
+    decisions = []
+    for number, count in ((4, half - 1), (5, half)):
+        _, body = provision_body(number)
+        headers = {DELIVERY_COUNT_HEADER: count}
+        delivery = Delivery(body, AmqpProperties(headers=headers), redelivered=True)
+        decisions.append(_processor(engine, WaitsOnce(), Room(True)).process(delivery))
+    below, past = decisions
+    assert isinstance(below, Park)
+    assert isinstance(past, Retry)
+    assert (past.cause, past.reason) == ("continue", "continue at waiting: initialise")

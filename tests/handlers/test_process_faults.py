@@ -171,7 +171,12 @@ class Run:
         print(f"outcomes: {dict(sorted(kinds.items()))}")
         assert duplicates == 0
         assert lost == 0
-        assert not [k for k in kinds if k[1] in FAILURES], kinds
+        failures = [
+            (self.sent[b["causationid"]], b["data"].get("error"))
+            for b in unique
+            if event_kind(b) in FAILURES
+        ]
+        assert not failures, failures
         with Session(self.scene.store) as session:
             inbox = {e.command_id: e.terminal_event_id for e in session.scalars(select(InboxEntry))}
             backups = list(session.scalars(select(Backup)))
