@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from devstack import credentials
 from devstack.component import Component, Health
 from devstack.controlplane import ControlPlane, build_binaries
+from devstack.dns import KnotDns
 from devstack.layout import Layout, default_layout
 from devstack.postgres import Postgres
 from devstack.processes import StackError, exclusive
@@ -24,6 +25,7 @@ def components(layout: Layout) -> list[Component]:
         Postgres(layout, secrets),
         RabbitMQ(layout, secrets),
         SeaweedFS(layout, secrets),
+        KnotDns(layout),
         ControlPlane(layout),
     ]
 
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "only",
         nargs="*",
         metavar="COMPONENT",
-        help="only these: postgres, rabbitmq, objectstore, kubernetes",
+        help="only these: postgres, rabbitmq, objectstore, dns, kubernetes",
     )
     commands.add_parser("down", help="stop every process of the stack; data is kept")
     commands.add_parser("status", help="print each component's health and the URLs to use")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack import keda, processes
+from devstack import crds, processes
 from devstack.component import Health
 from devstack.httpcheck import get
 from devstack.jobrunner import READY_FILE as JOB_RUNNER_READY
@@ -338,14 +338,16 @@ class ControlPlane:
             build_default_deny(TENANT_NAMESPACE),
         ):
             self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-        self._install_keda_crds()
+        self._install_crds()
 
-    def _install_keda_crds(self) -> None:
-        """KEDA's CRDs, so deploy/'s ScaledObjects validate against this cluster."""
-        directory = keda.crd_directory()
-        # Server-side: these CRDs are too large for client-side apply's annotation.
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
-        self.wait_established(keda.CRDS)
+    def _install_crds(self) -> None:
+        """KEDA's and cert-manager's CRDs, so deploy/'s ScaledObjects and the service's
+        Certificates validate against this cluster."""
+        for source in crds.INSTALLED:
+            # Server-side: these CRDs are too large for client-side apply's annotation.
+            directory = source.files()
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
+            self.wait_established(source.crds)
 
     def wait_established(self, crds: tuple[str, ...], timeout: float = 60.0) -> None:
         """Poll until every named CRD is Established.
