@@ -230,7 +230,7 @@ def test_cert_managers_crds_make_the_api_server_validate_certificates(
         dnsNames=["shop.customer.test"],
         issuerRef={"name": "platform", "kind": "ClusterIssuer", "group": "cert-manager.io"},
     )
-    created = custom.create_namespaced_custom_object(
+    created: Any = custom.create_namespaced_custom_object(
         "cert-manager.io", "v1", namespace, "certificates", good, dry_run="All"
     )
     assert created["spec"]["secretName"] == "shop-tls"
