@@ -6,13 +6,15 @@ kubelet, this process plays the controller and its issuer. For each Certificate 
 condition does not match its current generation it signs a certificate for the Certificate's
 `dnsNames` with the stack's issuer CA (`data/issuer/ca.crt`, made once; ECDSA P-256, a
 well-kept library: `cryptography`), writes the TLS Secret named by `spec.secretName`
-(`tls.crt`, `tls.key`, `ca.crt`, with cert-manager's annotations) and sets the status as
-cert-manager does: `Ready` True, `notBefore`, `notAfter`, `renewalTime`, `revision`.
+(`tls.crt`, `tls.key`, `ca.crt`, with cert-manager's annotations and `spec.secretTemplate`'s
+labels and annotations) and sets the status as cert-manager does: `Ready` True, `notBefore`,
+`notAfter`, `renewalTime`, `revision`.
 
 It can be told to refuse a domain, to test failures: a name listed in
-`data/issuer/refused-domains` (one per line, read on every Certificate) gets `Ready` False,
-reason `Refused`, and no Secret. The issuerRef is not looked at: every Certificate is this
-issuer's.
+`data/issuer/refused-domains` (one per line, read on every Certificate) gets what cert-manager
+reports of a failed issuance (`Ready` False, `Issuing` False with reason `Failed` and the
+refusal as its message, `lastFailureTime`) and no Secret; unlike cert-manager it does not
+retry. The issuerRef is not looked at: every Certificate is this issuer's.
 
     python -m devstack.issuer KUBECONFIG ISSUER_DIR
 """
@@ -175,14 +177,22 @@ class Issuer:
         refused = sorted(set(names) & self.refused())
         if refused or not names:
             why = f"the issuer refused {', '.join(refused)}" if refused else "no dnsNames"
+            # As cert-manager reports a failed issuance: Issuing False (Failed) with the
+            # request's message, lastFailureTime set; it would retry with backoff, this one not.
+            issuing = _condition("False", "Failed", why, generation)
+            issuing["type"] = "Issuing"
+            missing = "Issuing certificate as Secret does not exist"
             status: dict[str, Any] = {
-                "conditions": [_condition("False", "Refused", why, generation)]
+                "conditions": [_condition("False", "DoesNotExist", missing, generation), issuing],
+                "lastFailureTime": _stamp(_now()),
+                "failedIssuanceAttempts": 1,
             }
             self._status(namespace, name, status)
             log.info("refused %s/%s: %s", namespace, name, why)
             return
         certificate, key = self.ca.sign(names, _duration(spec))
-        self._secret(namespace, str(spec["secretName"]), name, names, certificate, key)
+        template = spec.get("secretTemplate") or {}
+        self._secret(namespace, str(spec["secretName"]), name, names, template, certificate, key)
         issued = certificate.not_valid_before_utc
         expires = certificate.not_valid_after_utc
         status = {
@@ -201,6 +211,7 @@ class Issuer:
         secret_name: str,
         certificate_name: str,
         names: list[str],
+        template: dict[str, Any],
         certificate: x509.Certificate,
         key: ec.EllipticCurvePrivateKey,
     ) -> None:
@@ -214,7 +225,9 @@ class Issuer:
             "metadata": {
                 "name": secret_name,
                 "namespace": namespace,
+                "labels": dict(template.get("labels") or {}),
                 "annotations": {
+                    **(template.get("annotations") or {}),
                     "cert-manager.io/certificate-name": certificate_name,
                     "cert-manager.io/alt-names": ",".join(names),
                     "cert-manager.io/issuer-name": "devstack",

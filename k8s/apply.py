@@ -219,8 +219,10 @@ class Kubernetes:
 
     def objects(self, kind: Kind[T], *, selector: str) -> list[T]:
         """Objects of a kind whose labels match the label `selector`."""
-        listed = cast(_Listing, self._list(kind, selector, label_selector=selector))
-        return cast("list[T]", list(listed.items))
+        listed = self._list(kind, selector, label_selector=selector)
+        if isinstance(listed, dict):  # a custom kind's list is the API's JSON
+            return cast("list[T]", list(listed["items"]))
+        return cast("list[T]", list(cast(_Listing, listed).items))
 
     def documents(self, kind: Kind[object], *, selector: str) -> list[Document]:
         """Objects of a kind whose labels match, as manifests (camelCase dicts), in one list

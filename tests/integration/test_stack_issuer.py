@@ -25,6 +25,7 @@ def _certificate(name: str, domain: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "secretName": f"{name}-tls",
+            "secretTemplate": {"labels": {"shop": name}},
             "dnsNames": [domain],
             "duration": "2160h0m0s",
             "issuerRef": {"name": "platform", "kind": "ClusterIssuer", "group": "cert-manager.io"},
@@ -65,6 +66,8 @@ def test_a_certificate_is_issued_into_its_secret_and_a_refused_domain_is_not(
     assert (condition["status"], condition["reason"]) == ("True", "Ready")
     secret = core.read_namespaced_secret("shop-tls", namespace)
     assert secret.type == "kubernetes.io/tls"
+    assert secret.metadata is not None
+    assert (secret.metadata.labels or {}).get("shop") == "shop"  # from the secretTemplate
     data = secret.data or {}
     leaf = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -83,9 +86,17 @@ def test_a_certificate_is_issued_into_its_secret_and_a_refused_domain_is_not(
         "cert-manager.io", "v1", namespace, "certificates", _certificate("other", refused)
     )
     answer = _until(lambda: _ready(custom, namespace, "other"), "an answer")
-    condition = answer["status"]["conditions"][0]
-    assert (condition["status"], condition["reason"]) == ("False", "Refused")
-    assert refused in condition["message"]
+    conditions = {c["type"]: c for c in answer["status"]["conditions"]}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False",
+        "DoesNotExist",
+    )
+    assert (conditions["Issuing"]["status"], conditions["Issuing"]["reason"]) == (
+        "False",
+        "Failed",
+    )
+    assert refused in conditions["Issuing"]["message"]
+    assert answer["status"]["lastFailureTime"]
     with pytest.raises(client.ApiException) as missing:
         core.read_namespaced_secret("other-tls", namespace)
     assert missing.value.status == 404
