@@ -3,7 +3,8 @@
 Customers point their own domains at the platform (a CNAME to its ingress name, or A/AAAA to its
 addresses) before `domain.add`; the service checks that through a configurable resolver. On the
 local stack the customers' zone `customer.test` is served by knotd on 127.0.0.1 (UDP and TCP),
-and tests point names as a customer would, through RFC 2136 dynamic updates (dnspython), which
+beside the platform's `platform.test` (its ingress, `ingress.platform.test`, at 192.0.2.10), and
+tests point names as a customer would, through RFC 2136 dynamic updates (dnspython), which
 Knot accepts from loopback only. The zone lives in Knot's journal under the stack's data (its
 file is written once, with SOA and NS); `down` stops knotd, its records stay.
 
@@ -25,6 +26,11 @@ from devstack.layout import LOOPBACK, Layout
 NAME = "knot"
 CUSTOMER_ZONE = "customer.test"
 """The zone tests put customers' own domains in."""
+PLATFORM_ZONE = "platform.test"
+INGRESS_HOSTNAME = f"ingress.{PLATFORM_ZONE}"
+"""The platform's ingress as customers point at it (`devstack env`: DOMAINS__INGRESS_*)."""
+INGRESS_ADDRESS = "192.0.2.10"
+"""Its address: TEST-NET-1 (RFC 5737), a name only; nothing on loopback serves it."""
 READY_SECONDS = 30.0
 
 CONFIG = """\
@@ -50,6 +56,7 @@ template:
 zone:
   - domain: {zone}
     acl: loopback_update
+  - domain: {platform}
 """
 
 ZONE = """\
@@ -59,6 +66,7 @@ $TTL 60
 @ NS ns.{zone}.
 ns A {address}
 """
+PLATFORM_RECORDS = f"ingress A {INGRESS_ADDRESS}\n"
 
 
 def knotd() -> str:
@@ -96,11 +104,13 @@ class KnotDns:
                 database=database,
                 zones=zones,
                 zone=CUSTOMER_ZONE,
+                platform=PLATFORM_ZONE,
             )
         )
-        zone_file = zones / f"{CUSTOMER_ZONE}.zone"
-        if not zone_file.exists():
-            zone_file.write_text(ZONE.format(zone=CUSTOMER_ZONE, address=LOOPBACK))
+        for zone, records in ((CUSTOMER_ZONE, ""), (PLATFORM_ZONE, PLATFORM_RECORDS)):
+            zone_file = zones / f"{zone}.zone"
+            if not zone_file.exists():
+                zone_file.write_text(ZONE.format(zone=zone, address=LOOPBACK) + records)
 
     def _ready(self) -> bool:
         query = dns.message.make_query(CUSTOMER_ZONE, dns.rdatatype.SOA)
@@ -129,3 +139,20 @@ class KnotDns:
     def health(self) -> list[Health]:
         """Whether it answers for the customers' zone."""
         return [Health(NAME, self._ready(), f"DNS {LOOPBACK}:{self.port}, zone {CUSTOMER_ZONE}")]
+
+
+def point(name: str, kind: str, value: str, layout: Layout) -> None:
+    """Publish one record in the customers' zone, as a customer's DNS provider would: an RFC
+    2136 update from loopback replacing `name`'s records of `kind` (e.g. CNAME
+    ingress.platform.test. or A 192.0.2.10)."""
+    import dns.rcode  # only tests and demos point names
+    import dns.update
+
+    update = dns.update.Update(CUSTOMER_ZONE)
+    relative = name.removesuffix(f".{CUSTOMER_ZONE}")
+    update.replace(relative, 60, kind, value)
+    answer = dns.query.tcp(update, LOOPBACK, port=layout.ports.dns, timeout=5)
+    if answer.rcode() != dns.rcode.NOERROR:
+        raise processes.StackError(
+            f"Knot DNS refused the update of {name} {kind}: {dns.rcode.to_text(answer.rcode())}"
+        )

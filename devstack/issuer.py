@@ -37,6 +37,8 @@ log = logging.getLogger("devstack.issuer")
 
 GROUP, VERSION, PLURAL = "cert-manager.io", "v1", "certificates"
 REFUSED_FILE = "refused-domains"
+ISSUER_NAME = "devstack"
+"""The ClusterIssuer the service is told to name (`devstack env`); every name is answered."""
 READY_FILE = "ready"
 DEFAULT_DURATION = datetime.timedelta(days=90)
 
@@ -230,7 +232,7 @@ class Issuer:
                     **(template.get("annotations") or {}),
                     "cert-manager.io/certificate-name": certificate_name,
                     "cert-manager.io/alt-names": ",".join(names),
-                    "cert-manager.io/issuer-name": "devstack",
+                    "cert-manager.io/issuer-name": ISSUER_NAME,
                 },
             },
             "data": {
