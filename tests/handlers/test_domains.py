@@ -12,8 +12,11 @@ from kubernetes import client
 from devstack.dns import CUSTOMER_ZONE, INGRESS_HOSTNAME, point
 from devstack.issuer import REFUSED_FILE
 from devstack.layout import default_layout
+from k8s.certificates import build_certificate
+from k8s.kinds import CERTIFICATE
 from store.lifecycle import InstanceStatus
 from tests.handlers.harness import Lifecycle, event_kind, new_instance, provision_data
+from tests.tenant_specs import tenant_spec
 
 pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.dns]
 
@@ -213,3 +216,42 @@ def test_two_instances_racing_for_one_domain_one_wins(driver: Lifecycle) -> None
     assert driver.ledger.domains() == {domain: winner}
     assert certificates(driver, loser) == {}
     assert len(certificates(driver, winner)) == 1
+
+
+def test_reconcile_repairs_a_domain_and_reports_a_certificate_of_no_instance(
+    driver: Lifecycle,
+) -> None:
+    instance_id = running(driver)
+    domain = pointed()
+    event = driver.run(f"{T}domain.add.v1", {"instance_id": instance_id, "domain": domain})
+    assert event_kind(event) == "domain.added", event
+    name = event["data"]["certificate"]["name"]
+    custom = client.CustomObjectsApi(driver.api)
+    custom.delete_namespaced_custom_object(
+        "cert-manager.io", "v1", driver.namespace, "certificates", name
+    )
+    # The Ingress edited by hand: the customer's host gone.
+    primary = f"odoo-{uuid.UUID(instance_id).hex}"
+    networking = client.NetworkingV1Api(driver.api)
+    ingress = networking.read_namespaced_ingress(primary, driver.namespace)
+    assert ingress.spec is not None
+    ingress.spec.rules = (ingress.spec.rules or [])[:1]
+    networking.replace_namespaced_ingress(primary, driver.namespace, ingress)
+    # A Certificate of ours whose instance the store never heard of.
+    stray_id, _ = new_instance()
+    stray = build_certificate(
+        tenant_spec(instance_id=stray_id, domains=("stray.example",)),
+        "stray.example",
+        driver.domains,
+        driver.namespace,
+    )
+    driver.platform.cluster().apply(CERTIFICATE, stray)
+
+    reconciled = driver.run("odoo.fleet.reconcile.v1", {})
+    assert reconciled["data"]["repaired"] == 1, reconciled
+    assert reconciled["data"]["orphans"] == 1, reconciled
+    assert list(certificates(driver, instance_id)) == [name]
+    hosts, tls = ingress_hosts(driver, instance_id)
+    assert domain in hosts
+    assert domain in tls
+    assert stray["metadata"]["name"] in certificates(driver, stray_id)  # reported, not removed
