@@ -159,16 +159,20 @@ class DomainAdd:
                 raise PermanentError(DOMAIN_NOT_POINTED, pointing.problem, rolled_back=True)
             return None
 
-        steps = (
-            Step("dns", dns),
+        making = (
             *certificate_steps(spec, domain, platform, cluster),
             ingress_step(spec, platform, cluster),
         )
+        # Nothing is made before DNS answers: its refusal needs no undo.
+        waiting = run_steps((Step("dns", dns),), progress)
+        if waiting is not None:
+            return waiting
         if had:  # a repeat repairs: what it finds served stays, whatever fails
-            waiting = run_steps(steps, progress)
+            waiting = run_steps(making, progress)
         else:
             undo = (removal(spec, domain, cluster, prefix=UNDO),)
-            waiting = run_or_undo(steps, undo, progress, undone="its Certificate was removed")
+            undone = "the Certificate and its Secret were removed"
+            waiting = run_or_undo(making, undo, progress, undone=undone)
         if waiting is not None:
             return waiting
         progress.finish()
