@@ -34,7 +34,7 @@ from handlers.specs import instance_spec
 from k8s.certificates import build_certificate
 from k8s.drift import differences
 from k8s.exposure import build_ingress, build_service
-from k8s.kinds import CERTIFICATE, Kind, kind_named
+from k8s.kinds import CERTIFICATE, kind_named
 from k8s.network import build_network_policies
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from k8s.workload import Manifest, build_deployment, build_volume
@@ -131,16 +131,12 @@ class Outcome:
     """(instance id or object, why): refused by the API; the rest went on."""
 
 
-def _kind(name: str) -> Kind[Any]:
-    return CERTIFICATE if name == CERTIFICATE.name else kind_named(name)
-
-
 def observe(cluster: Cluster) -> dict[str, list[dict[str, Any]]]:
     """Every object of ours in the cluster's namespace: one list request per kind."""
     observed: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
         try:
-            observed[kind] = cluster.documents(_kind(kind), selector=SELECTOR)
+            observed[kind] = cluster.documents(kind_named(kind), selector=SELECTOR)
         except PermanentError as error:
             if kind != CERTIFICATE.name or error.code != "kubernetes_not_found":
                 raise
@@ -281,7 +277,7 @@ def _repair(repairs: list[Repair], cluster: Cluster) -> int:
         if repair.action == "scale" and repair.replicas is not None:
             cluster.scale(repair.name, repair.replicas)
         elif repair.manifest is not None:
-            cluster.apply(_kind(repair.kind), repair.manifest)
+            cluster.apply(kind_named(repair.kind), repair.manifest)
     return len(repairs)
 
 
@@ -291,7 +287,7 @@ def _remove(orphan: Orphan, cluster: Cluster, ledger: Ledger) -> int:
         known = ledger.instance(orphan.instance_id) if orphan.instance_id else None
         if known is not None and known.status is not S.DELETED:
             return 0
-        cluster.delete(_kind(orphan.kind), orphan.name)
+        cluster.delete(kind_named(orphan.kind), orphan.name)
         return 1
 
 

@@ -157,13 +157,13 @@ CERTIFICATE: CustomKind[dict[str, Any]] = CustomKind(
 )
 """cert-manager's Certificate: one per customer domain (k8s/certificates.py)."""
 
-KINDS: dict[str, Kind[Object]] = {
+KINDS: dict[str, Kind[Any]] = {
     kind.name: kind
-    for kind in (SECRET, PVC, SERVICE, POD, JOB, DEPLOYMENT, INGRESS, NETWORK_POLICY)
+    for kind in (SECRET, PVC, SERVICE, POD, JOB, DEPLOYMENT, INGRESS, NETWORK_POLICY, CERTIFICATE)
 }
 """The kinds by name, for objects whose kind is known only from a manifest or a document."""
 
 
-def kind_named(name: str) -> Kind[Object]:
+def kind_named(name: str) -> Kind[Any]:
     """The kind a manifest's `kind` names (KeyError for one the service does not touch)."""
     return KINDS[name]
