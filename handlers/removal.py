@@ -22,7 +22,6 @@ from handlers.results import Continue, Wait
 from handlers.steps import Check, Step, StepOutcome, run_steps
 from handlers.waiting import watch_step
 from handlers.waits import WaitingFor
-from k8s.certificates import COMPONENT as DOMAIN_COMPONENT
 from k8s.kinds import (
     CERTIFICATE,
     DEPLOYMENT,
@@ -90,13 +89,15 @@ def removal_steps(
         ours = f"app.kubernetes.io/instance={names.base}"
         for job in cluster.objects(JOB, selector=ours):
             cluster.delete(JOB, name_of(job))
-        # The customer domains' Certificates and their TLS Secrets (cert-manager owns neither
-        # Secret): a deleted instance's domains are free for another one.
+        # The customer domains' Certificates and their TLS Secrets (cert-manager does not own
+        # the Secrets; Secrets are never listed, so each is deleted by name: the ones the
+        # Certificates found name, and those of the domains the instance is known to have).
+        tls = {names.certificate_secret(domain) for domain in spec.domains}
         for certificate in cluster.objects(CERTIFICATE, selector=ours):
             cluster.delete(CERTIFICATE, certificate["metadata"]["name"])
-        domain_secrets = f"{ours},app.kubernetes.io/component={DOMAIN_COMPONENT}"
-        for secret in cluster.objects(SECRET, selector=domain_secrets):
-            cluster.delete(SECRET, name_of(secret))
+            tls.add(certificate["spec"]["secretName"])
+        for secret in sorted(tls):
+            cluster.delete(SECRET, secret)
         return None
 
     def access(_: Progress) -> StepOutcome:
