@@ -1,5 +1,5 @@
 """Fleet reconciliation: the store says what should exist, the cluster says what does; repair the
-difference. Six list requests (one per kind, label-selected) however large the fleet, then one
+difference. Seven list requests (one per kind, label-selected) however large the fleet, then one
 request per repair. The cluster is listed before the store is read, so an instance provisioned
 meanwhile is known to the plan rather than mistaken for an orphan.
 
