@@ -44,9 +44,7 @@ CONSUMER_PERMISSIONS = (
     _grant("batch", "jobs", "get", "create", "list", "watch", "patch", "delete"),
     _grant("networking.k8s.io", "ingresses", "get", "create", "list", "patch", "delete"),
     _grant("networking.k8s.io", "networkpolicies", "get", "create", "list", "patch", "delete"),
-    _grant(
-        "cert-manager.io", "certificates", "get", "create", "list", "watch", "patch", "delete"
-    ),
+    _grant("cert-manager.io", "certificates", "get", "create", "list", "watch", "patch", "delete"),
 )
 """What the command handlers do in the tenant namespace (Certificates: customers' domains)."""
 
