@@ -147,5 +147,10 @@ class WatcherSettings(BaseModel):
         le=3600,
         description="how often every running or degraded instance is looked at again",
     )
+    watch_certificates: bool = Field(
+        default=True,
+        description="follow customer domains' cert-manager Certificates for the expiry metric "
+        "(false in a cluster without cert-manager's CRDs)",
+    )
     health_host: HealthHost = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod's address
     health_port: HealthPort = 8081

@@ -3,7 +3,8 @@ sees into `odoo.instance.status.changed.v1` (running <-> degraded), published th
 and, being always on while consumers scale to zero, runs the watchdog of operations whose
 continuation was lost (handlers/watchdog.py): it publishes their commands again itself.
 
-    informer threads (Deployments, Pods: list + watch, k8s/informer.py)
+    informer threads (Deployments, Pods: list + watch, k8s/informer.py; Certificates for the
+        expiry metric, consumers/certificates.py)
         -> a queue -> this loop, the only thread that decides and writes:
            cache per instance, evaluate what changed or fell due (handlers/observation.py),
            record the change and its event in one transaction (Ledger.record_observation),
@@ -33,6 +34,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import BasicProperties
 
+from consumers.certificates import CertificateExpiry
 from consumers.connection import BrokerUnavailableError, open_connection
 from consumers.health import Health
 from consumers.relay import OutboxRelay
@@ -40,8 +42,9 @@ from consumers.settings import AmqpSettings, WatcherSettings
 from handlers.observation import decide, due, observe
 from handlers.watchdog import CommandNotPublishedError, Watchdog
 from k8s.apply import Kubernetes
+from k8s.certificates import COMPONENT as DOMAIN_COMPONENT
 from k8s.informer import Informer
-from k8s.kinds import kind_named
+from k8s.kinds import CERTIFICATE, kind_named
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from messages.amqp import OutgoingMessage
 from messages.backoff import RECONNECT
@@ -50,10 +53,14 @@ from messages.serialization import EVENTS_EXCHANGE
 from store.ledger import Ledger
 from store.lifecycle import InstanceStatus
 from store.locks import InstanceBusyError
+from telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
 SERVER_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/component=server"
+CERTIFICATE_SELECTOR = (
+    f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/component={DOMAIN_COMPONENT}"
+)
 WATCHED = ("Deployment", "Pod")
 OWNED = frozenset({InstanceStatus.RUNNING, InstanceStatus.DEGRADED})
 
@@ -124,6 +131,13 @@ class Watcher:
             kind: Informer(cluster(), kind_named(kind), SERVER_SELECTOR, settings.watch_seconds)
             for kind in WATCHED
         }
+        self.certificates = CertificateExpiry()
+        """The customer domains' Certificates, for the expiry metric (settings may turn off)."""
+        self._certificate_informer = (
+            Informer(cluster(), CERTIFICATE, CERTIFICATE_SELECTOR, settings.watch_seconds)
+            if settings.watch_certificates
+            else None
+        )
         self.transitions = 0
         """Status changes recorded by this process."""
         self._changes: queue.Queue[tuple[str, str, Any]] = queue.Queue()
@@ -158,6 +172,16 @@ class Watcher:
             )
             for kind, informer in self.informers.items()
         ]
+        if self._certificate_informer is not None:
+            threads.append(
+                threading.Thread(
+                    target=self._certificate_informer.run,
+                    args=(self.certificates.listed, self.certificates.changed, self.stopping),
+                    name="watch-certificate",
+                    daemon=True,
+                )
+            )
+            METRICS.watch_certificates(self.certificates.remaining)
         self._threads = threads
         for thread in threads:
             thread.start()

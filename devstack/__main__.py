@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from devstack import credentials
 from devstack.component import Component, Health
 from devstack.controlplane import ControlPlane, build_binaries
-from devstack.layout import Layout, default_layout
+from devstack.dns import INGRESS_ADDRESS, INGRESS_HOSTNAME, KnotDns
+from devstack.issuer import ISSUER_NAME
+from devstack.layout import LOOPBACK, Layout, default_layout
 from devstack.postgres import Postgres
 from devstack.processes import StackError, exclusive
 from devstack.rabbitmq import RabbitMQ
@@ -24,6 +26,7 @@ def components(layout: Layout) -> list[Component]:
         Postgres(layout, secrets),
         RabbitMQ(layout, secrets),
         SeaweedFS(layout, secrets),
+        KnotDns(layout),
         ControlPlane(layout),
     ]
 
@@ -102,6 +105,13 @@ def service_env(layout: Layout) -> dict[str, str]:
         # The data Jobs' way to it (their NetworkPolicy): loopback, its S3 port.
         "INSTANCE_SERVICE_TENANTS__BACKUP_STORAGE_ADDRESSES": '["127.0.0.1/32"]',
         "INSTANCE_SERVICE_TENANTS__BACKUP_STORAGE_PORTS": f"[{layout.ports.s3}]",
+        # Customers' domains: checked through the stack's DNS server, against its ingress name
+        # and address; certificates from the stand-in issuer (devstack/issuer.py).
+        "INSTANCE_SERVICE_DOMAINS__RESOLVER_ADDRESS": LOOPBACK,
+        "INSTANCE_SERVICE_DOMAINS__RESOLVER_PORT": str(layout.ports.dns),
+        "INSTANCE_SERVICE_DOMAINS__INGRESS_HOSTNAME": INGRESS_HOSTNAME,
+        "INSTANCE_SERVICE_DOMAINS__INGRESS_ADDRESSES": f'["{INGRESS_ADDRESS}"]',
+        "INSTANCE_SERVICE_DOMAINS__ISSUER_NAME": ISSUER_NAME,
         "DEVSTACK_DATABASE_URL": found.database_url,
         "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
     }
@@ -125,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "only",
         nargs="*",
         metavar="COMPONENT",
-        help="only these: postgres, rabbitmq, objectstore, kubernetes",
+        help="only these: postgres, rabbitmq, objectstore, dns, kubernetes",
     )
     commands.add_parser("down", help="stop every process of the stack; data is kept")
     commands.add_parser("status", help="print each component's health and the URLs to use")

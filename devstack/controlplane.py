@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack import keda, processes
+from devstack import crds, processes
 from devstack.component import Health
 from devstack.httpcheck import get
+from devstack.issuer import READY_FILE as ISSUER_READY
 from devstack.jobrunner import READY_FILE as JOB_RUNNER_READY
 from devstack.kwok_stages import kwok_config
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
@@ -35,6 +36,7 @@ PROCESSES = (
     "volume-provisioner",
     "odoo-standin",
     "job-runner",
+    "certificate-issuer",
 )
 
 
@@ -198,6 +200,13 @@ class ControlPlane:
                 str(self.layout.data / "jobs"),
                 str(self.layout.logs / "jobs"),
             ],
+            "certificate-issuer": [
+                sys.executable,
+                "-m",
+                "devstack.issuer",
+                kubeconfig,
+                str(self.layout.data / "issuer"),
+            ],
             "kwok": [
                 str(bin_dir / "kwok"),
                 f"--kubeconfig={kubeconfig}",
@@ -220,6 +229,7 @@ class ControlPlane:
             "volume-provisioner": (),
             "odoo-standin": (ports.odoo_standin,),
             "job-runner": (),
+            "certificate-issuer": (),
         }[name]
 
     # -- health --------------------------------------------------------------------------
@@ -249,9 +259,9 @@ class ControlPlane:
         if name == "job-runner":
             ready = (self.layout.data / "jobs" / JOB_RUNNER_READY).exists()
             return ready, "runs the pods of instance-service's own Jobs on this host"
-        if name == "job-runner":
-            ready = (self.layout.data / "jobs" / JOB_RUNNER_READY).exists()
-            return ready, "runs the pods of instance-service's own Jobs on this host"
+        if name == "certificate-issuer":
+            ready = (self.layout.data / "issuer" / ISSUER_READY).exists()
+            return ready, "plays cert-manager's issuer: signs Certificates with a local CA"
         if name == "volume-provisioner":
             url = (
                 f"https://{LOOPBACK}:{ports.apiserver}"
@@ -314,7 +324,14 @@ class ControlPlane:
             if name == "volume-provisioner":
                 self.kubectl("apply", "-f", "-", stdin=json.dumps(storage_class()))
             # python -m devstack.*: run from this checkout
-            in_repo = name in ("volume-provisioner", "odoo-standin", "job-runner")
+            in_repo = name in (
+                "volume-provisioner",
+                "odoo-standin",
+                "job-runner",
+                "certificate-issuer",
+            )
+            if name == "certificate-issuer":
+                self._install_crds()  # it watches Certificates: their CRD comes first
             cwd = REPO_ROOT if in_repo else self.layout.home
             wanted = processes.launch_argv(commands[name], cwd=cwd)
             running = processes.pid_of(self.layout, name) is not None
@@ -326,6 +343,8 @@ class ControlPlane:
                     processes.ensure_port_free(port, name)
                 if name == "job-runner":  # written anew once it lists pods
                     (self.layout.data / "jobs" / JOB_RUNNER_READY).unlink(missing_ok=True)
+                if name == "certificate-issuer":  # written anew once it lists Certificates
+                    (self.layout.data / "issuer" / ISSUER_READY).unlink(missing_ok=True)
                 processes.start(self.layout, name, commands[name], cwd=cwd)
             if not processes.wait_until(lambda n=name: self._probe(n)[0], 120):  # type: ignore[misc]
                 raise processes.StackError(
@@ -338,14 +357,15 @@ class ControlPlane:
             build_default_deny(TENANT_NAMESPACE),
         ):
             self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-        self._install_keda_crds()
 
-    def _install_keda_crds(self) -> None:
-        """KEDA's CRDs, so deploy/'s ScaledObjects validate against this cluster."""
-        directory = keda.crd_directory()
-        # Server-side: these CRDs are too large for client-side apply's annotation.
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
-        self.wait_established(keda.CRDS)
+    def _install_crds(self) -> None:
+        """KEDA's and cert-manager's CRDs, so deploy/'s ScaledObjects and the service's
+        Certificates validate against this cluster."""
+        for source in crds.INSTALLED:
+            # Server-side: these CRDs are too large for client-side apply's annotation.
+            directory = source.files()
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
+            self.wait_established(source.crds)
 
     def wait_established(self, crds: tuple[str, ...], timeout: float = 60.0) -> None:
         """Poll until every named CRD is Established.

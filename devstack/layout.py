@@ -34,6 +34,8 @@ class Ports:
     seaweed_volume_grpc: int = 29340
     seaweed_filer: int = 18888
     seaweed_filer_grpc: int = 28888
+    # Knot DNS (the customers' test zone), UDP and TCP.
+    dns: int = 15353
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from handlers.clone import CLONE
 from handlers.deadlines import Waits
 from handlers.declarations import Declaration, Queue
 from handlers.delete import DELETE
+from handlers.domains import DOMAIN_ADD, DOMAIN_REMOVE
 from handlers.imports import IMPORT
 from handlers.lifecycle import REACTIVATE, RESTART, START, STOP, SUSPEND, TERMINATE, UNSUSPEND
 from handlers.platform import Platform
@@ -47,6 +48,8 @@ DECLARATIONS: tuple[Declaration[Any], ...] = (
     DELETE,
     CLONE,
     IMPORT,
+    DOMAIN_ADD,
+    DOMAIN_REMOVE,
     RECONCILE,
 )
 """The service's commands; this order is the status machine's (lifters are named in it)."""

@@ -4,8 +4,9 @@ command's `healthy_within` (handlers/declarations.py).
 Every wait of a handler ends by a deadline of its own: a rollout by `ready_deadline_seconds`, a
 health check by `health_deadline_seconds`, an initialisation or update Job by its
 activeDeadlineSeconds (`init_deadline_seconds`), a backup or restore Job by
-`backup_deadline_seconds`. An operation that takes longer than the sum of its waits is not
-healthy: its handler would have failed it. The watchdog's deadline of a type (its transition's
+`backup_deadline_seconds`, a customer domain's certificate by `certificate_ready_seconds`. An
+operation that takes longer than the sum of its waits is not healthy: its handler would have
+failed it. The watchdog's deadline of a type (its transition's
 `deadline_seconds`, or settings `operations.deadline_seconds`) must therefore be at least this
 sum, or a healthy operation could be cut; the settings refuse one that is shorter
 (instance_service/settings.py). Each declaration sums the waits of the steps its handler's
@@ -15,7 +16,7 @@ docstring lists.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from k8s.settings import KubernetesSettings, TenantSettings
+from k8s.settings import DomainSettings, KubernetesSettings, TenantSettings
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,23 @@ class Waits:
     """An initialisation or update Job."""
     data_job: float
     """A backup or restore Job."""
+    certificate: float = float(DomainSettings().certificate_ready_seconds)
+    """A customer domain's certificate, issued."""
 
     @classmethod
-    def of(cls, kubernetes: KubernetesSettings, tenants: TenantSettings) -> "Waits":
+    def of(
+        cls,
+        kubernetes: KubernetesSettings,
+        tenants: TenantSettings,
+        domains: DomainSettings | None = None,
+    ) -> "Waits":
         """The waits the settings give the handlers."""
         return cls(
             ready=kubernetes.ready_deadline_seconds,
             health=kubernetes.health_deadline_seconds,
             init=float(tenants.init_deadline_seconds),
             data_job=float(tenants.backup_deadline_seconds),
+            certificate=float((domains or DomainSettings()).certificate_ready_seconds),
         )
 
     @property
@@ -64,3 +73,13 @@ def up(waits: Waits) -> float:
 def down(waits: Waits) -> float:
     """Take the pods down (stop, suspend, terminate)."""
     return waits.down
+
+
+def certificate(waits: Waits) -> float:
+    """A customer domain's certificate issued (domain.add)."""
+    return waits.certificate
+
+
+def no_wait(_waits: Waits) -> float:
+    """Nothing awaited: Kubernetes requests only (domain.remove)."""
+    return 0.0

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 from k8s.apply import Document
 from k8s.health import Resolver
 from k8s.kinds import Kind
-from k8s.settings import ImportSettings, KubernetesSettings, TenantSettings
+from k8s.settings import DomainSettings, ImportSettings, KubernetesSettings, TenantSettings
 from k8s.workload import Manifest
 from objectstore.access import AccessKey
 from objectstore.locations import ObjectLocation
@@ -177,6 +177,7 @@ class Platform:
     backups: BackupStoragePort
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     imports: ImportSettings = field(default_factory=ImportSettings)
+    domains: DomainSettings = field(default_factory=DomainSettings)
     faults: Faults = field(default_factory=NoFaults)
 
     @property

@@ -1,16 +1,19 @@
 """Fleet reconciliation: the store says what should exist, the cluster says what does; repair the
-difference. Six list requests (one per kind, label-selected) however large the fleet, then one
+difference. Seven list requests (one per kind, label-selected) however large the fleet, then one
 request per repair. The cluster is listed before the store is read, so an instance provisioned
 meanwhile is known to the plan rather than mistaken for an orphan.
 
     plan     for each instance at rest (running, degraded, stopped, suspended, terminated): its
-             Service, NetworkPolicy, Ingress, volume and Deployment as the handlers would build
-             them, compared with the cluster (k8s.drift): missing -> create, drifted -> apply
-             again, replicas off -> scale (1 while it serves, 0 otherwise). Secrets are never
+             Service, NetworkPolicy, customer domains' Certificates, Ingress (with those
+             domains' hosts), volume and Deployment as the handlers would build them, compared
+             with the cluster (k8s.drift): missing -> create, drifted -> apply again, replicas
+             off -> scale (1 while it serves, 0 otherwise). A cluster without cert-manager's
+             CRD has no Certificates to list: reconciled without them. Secrets are never
              listed (one call would carry every tenant's passwords) and cannot be rebuilt (the
              tenant role holds the password): not reconciled. Instances with an operation in
              progress, in `error` or `provisioning` are left to their commands.
-    orphans  objects carrying an instance label whose instance is unknown or deleted. Reported;
+    orphans  objects carrying an instance label whose instance is unknown or deleted, and the
+             Certificates of a domain its instance no longer has. Reported;
              removed with `remove_orphans`, except volumes, which hold data (delete with
              keep_data leaves them on purpose). An orphan is deleted under its instance's lock,
              after checking again that the store does not know it.
@@ -28,9 +31,10 @@ from handlers.declarations import Declaration, Queue
 from handlers.platform import Cluster, Platform
 from handlers.results import Completed, HandlerContext, HandlerResult
 from handlers.specs import instance_spec
+from k8s.certificates import build_certificate
 from k8s.drift import differences
 from k8s.exposure import build_ingress, build_service
-from k8s.kinds import kind_named
+from k8s.kinds import CERTIFICATE, kind_named
 from k8s.network import build_network_policies
 from k8s.spec import INSTANCE_LABEL, MANAGED_BY
 from k8s.workload import Manifest, build_deployment, build_volume
@@ -48,6 +52,7 @@ SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY},{INSTANCE_LABEL}"
 KINDS = (
     "Service",
     "NetworkPolicy",
+    "Certificate",
     "Ingress",
     "PersistentVolumeClaim",
     "Deployment",
@@ -128,7 +133,16 @@ class Outcome:
 
 def observe(cluster: Cluster) -> dict[str, list[dict[str, Any]]]:
     """Every object of ours in the cluster's namespace: one list request per kind."""
-    return {kind: cluster.documents(kind_named(kind), selector=SELECTOR) for kind in KINDS}
+    observed: dict[str, list[dict[str, Any]]] = {}
+    for kind in KINDS:
+        try:
+            observed[kind] = cluster.documents(kind_named(kind), selector=SELECTOR)
+        except PermanentError as error:
+            if kind != CERTIFICATE.name or error.code != "kubernetes_not_found":
+                raise
+            log.info("no Certificates listed: cert-manager's CRDs are not installed")
+            observed[kind] = []
+    return observed
 
 
 def plan(
@@ -142,6 +156,8 @@ def plan(
     }
     result = Plan()
     known: set[str] = set()
+    certified: set[str] = set()
+    """Certificates of instances at rest, by name, that their domains call for."""
     for instance in instances:
         if instance.status is S.DELETED:
             continue
@@ -153,11 +169,14 @@ def plan(
             continue
         result.records[instance.id] = instance
         _plan_instance(instance, found, platform, result)
+        certified.update(instance_spec(instance).names.certificate(d) for d in instance.domains)
+    at_rest = set(result.records)
     for kind, objs in observed.items():
         for obj in objs:
             owner = obj["metadata"].get("labels", {}).get(INSTANCE_LABEL, "")
-            if owner not in known:
-                name = obj["metadata"]["name"]
+            name = obj["metadata"]["name"]
+            unwanted = kind == CERTIFICATE.name and owner in at_rest and name not in certified
+            if owner not in known or unwanted:
                 result.orphans.append(Orphan(kind, name, owner, kind not in KEPT_ORPHANS))
     return result
 
@@ -174,6 +193,7 @@ def _plan_instance(
     desired = (
         build_service(spec, namespace),
         *build_network_policies(spec, tenants, namespace),
+        *(build_certificate(spec, d, platform.domains, namespace) for d in spec.domains),
         build_ingress(spec, tenants, namespace),
         build_volume(spec, tenants, namespace),
         build_deployment(spec, tenants, namespace, replicas=replicas),

@@ -4,7 +4,8 @@ delete runs these steps for good; a clone or an import that failed runs them (na
 to leave nothing behind:
 
     workload     Deployment deleted; workload-gone: watched until gone
-    exposure     Ingress, Service, both NetworkPolicies and every Job of the instance deleted
+    exposure     Ingress, Service, both NetworkPolicies, every Job of the instance, its customer
+                 domains' Certificates and their TLS Secrets deleted
     access       the instance's object-storage identity removed, its backup-access Secret too,
                  and any object copied in for its Jobs (`incoming`)
     volume       PVC deleted; volume-gone: watched until gone   (not with keep_data)
@@ -22,6 +23,7 @@ from handlers.steps import Check, Step, StepOutcome, run_steps
 from handlers.waiting import watch_step
 from handlers.waits import WaitingFor
 from k8s.kinds import (
+    CERTIFICATE,
     DEPLOYMENT,
     INGRESS,
     JOB,
@@ -87,6 +89,15 @@ def removal_steps(
         ours = f"app.kubernetes.io/instance={names.base}"
         for job in cluster.objects(JOB, selector=ours):
             cluster.delete(JOB, name_of(job))
+        # The customer domains' Certificates and their TLS Secrets (cert-manager does not own
+        # the Secrets; Secrets are never listed, so each is deleted by name: the ones the
+        # Certificates found name, and those of the domains the instance is known to have).
+        tls = {names.certificate_secret(domain) for domain in spec.domains}
+        for certificate in cluster.objects(CERTIFICATE, selector=ours):
+            cluster.delete(CERTIFICATE, certificate["metadata"]["name"])
+            tls.add(certificate["spec"]["secretName"])
+        for secret in sorted(tls):
+            cluster.delete(SECRET, secret)
         return None
 
     def access(_: Progress) -> StepOutcome:
@@ -139,10 +150,14 @@ UNDO = "undo-"
 
 
 def run_or_undo(
-    steps: Sequence[Step | Check], undo: Sequence[Step], progress: Progress
+    steps: Sequence[Step | Check],
+    undo: Sequence[Step],
+    progress: Progress,
+    undone: str = "everything made for the new instance was removed",
 ) -> Continue | Wait | None:
     """Run `steps`; once one fails for good, run `undo` instead (this and every later delivery)
-    and end the command with that failure, rolled back. None: every step is done."""
+    and end the command with that failure, rolled back (`undone` says what the undo did). None:
+    every step is done."""
     failure = progress.noted.get(FAILED)
     if failure is None:
         try:
@@ -155,6 +170,6 @@ def run_or_undo(
         return waiting
     raise PermanentError(
         str(failure["code"]),
-        f"{failure['message']}; everything made for the new instance was removed",
+        f"{failure['message']}; {undone}",
         rolled_back=True,
     )

@@ -5,7 +5,7 @@ It lives here because k8s and store know nothing of each other.
 """
 
 from k8s.spec import InstanceSpec
-from store.records import InstanceShape
+from store.records import InstanceRecord, InstanceShape
 
 
 def instance_spec(instance: InstanceShape) -> InstanceSpec:
@@ -23,4 +23,5 @@ def instance_spec(instance: InstanceShape) -> InstanceSpec:
         admin_email=instance.admin_email,
         modules=instance.modules,
         neutralized=instance.neutralized,
+        domains=instance.domains if isinstance(instance, InstanceRecord) else (),
     )

@@ -17,11 +17,11 @@ from typing import Any, Generic, TypeVar
 
 from handlers.platform import Cluster
 from k8s.apply import Document
-from k8s.kinds import DEPLOYMENT, JOB, POD, PVC, Kind
+from k8s.kinds import CERTIFICATE, DEPLOYMENT, JOB, POD, PVC, Kind
 
 T = TypeVar("T")
 
-WAITED_KINDS: tuple[Kind[Any], ...] = (JOB, DEPLOYMENT, POD, PVC)
+WAITED_KINDS: tuple[Kind[Any], ...] = (JOB, DEPLOYMENT, POD, PVC, CERTIFICATE)
 """Every kind a step waits for: what the consumer's informer must watch."""
 
 Decode = Callable[[Kind[Any], Document], Any]

@@ -320,7 +320,12 @@ def run_watch(settings: Settings) -> int:
         if settings.store.upgrade_on_start:
             upgrade(engine)
         api = api_client(settings.kubernetes)
-        cluster = describe_cluster(api, settings.kubernetes, WATCHER_PERMISSIONS)
+        needed = tuple(
+            permission
+            for permission in WATCHER_PERMISSIONS
+            if settings.watcher.watch_certificates or permission.resource != "certificates"
+        )
+        cluster = describe_cluster(api, settings.kubernetes, needed)
     except (StoreUnavailableError, ClusterUnavailableError) as error:
         log.error("not ready: %s", error)
         return EXIT_UNAVAILABLE

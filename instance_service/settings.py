@@ -6,7 +6,7 @@ prefix ``INSTANCE_SERVICE_`` and ``__`` between a group and its field, e.g.
 must agree, the composition checks it: an operation's deadline outlasts the handlers' waits.
 """
 
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from consumers.settings import AmqpSettings, ConsumerSettings, WatcherSettings
 from handlers.catalog import command_catalog
 from handlers.deadlines import Waits
-from k8s.settings import ImportSettings, KubernetesSettings, TenantSettings
+from k8s.settings import DomainSettings, ImportSettings, KubernetesSettings, TenantSettings
 from messages.settings import ContractSettings
 from objectstore.settings import ObjectStorageSettings
 from store.settings import OperationSettings, RetentionSettings, StoreSettings
@@ -38,11 +38,30 @@ class Settings(BaseSettings):
     tenants: TenantSettings = Field(default_factory=TenantSettings)
     backups: ObjectStorageSettings = Field(default_factory=ObjectStorageSettings)
     imports: ImportSettings = Field(default_factory=ImportSettings)
+    domains: DomainSettings = Field(default_factory=DomainSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     operations: OperationSettings = Field(default_factory=OperationSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     contract: ContractSettings = Field(default_factory=ContractSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_domain_is_a_platform_domain(cls, data: Any) -> Any:
+        """A customer's domain under the tenants' base domain is refused at the edge, however
+        `contract.platform_domains` is set (the one rule two groups share)."""
+        if not isinstance(data, dict):
+            return data
+        tenants = data.get("tenants")
+        if not isinstance(tenants, TenantSettings):
+            tenants = TenantSettings.model_validate(tenants or {})
+        contract = data.get("contract")
+        if not isinstance(contract, ContractSettings):
+            contract = ContractSettings.model_validate(contract or {})
+        if tenants.base_domain not in contract.platform_domains:
+            domains = (*contract.platform_domains, tenants.base_domain)
+            contract = contract.model_copy(update={"platform_domains": domains})
+        return {**data, "tenants": tenants, "contract": contract}
 
     @model_validator(mode="after")
     def _deadlines_outlast_the_waits(self) -> Self:
@@ -56,7 +75,7 @@ class Settings(BaseSettings):
                 f"not a command type that opens an operation: {', '.join(unknown)} "
                 f"(one of {', '.join(sorted(machine.transitions))})"
             )
-        bounds = catalog.healthy_bounds(Waits.of(self.kubernetes, self.tenants))
+        bounds = catalog.healthy_bounds(Waits.of(self.kubernetes, self.tenants, self.domains))
         short = [
             f"{kind}: {machine.deadline(kind, self.operations):g} s < {bound:g} s"
             for kind, bound in sorted(bounds.items())
@@ -65,7 +84,7 @@ class Settings(BaseSettings):
         if short:
             raise ValueError(
                 "a healthy operation may outlast its deadline with the configured ready, "
-                f"health, init and backup deadlines ({'; '.join(short)}): raise "
+                f"health, init, backup and certificate deadlines ({'; '.join(short)}): raise "
                 "INSTANCE_SERVICE_OPERATIONS__DEADLINE_SECONDS for these types, or shorten "
                 "those waits"
             )

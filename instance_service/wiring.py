@@ -60,6 +60,7 @@ def build_platform(settings: Settings, api: KubernetesApi) -> Platform:
         backups=backups,
         retention=settings.retention,
         imports=settings.imports,
+        domains=settings.domains,
     )
 
 
@@ -100,6 +101,7 @@ def build_runtime(
         versions_with_image=settings.tenants.images,
         operations=settings.operations,
         archives=archives,
+        max_domains=settings.domains.per_instance,
     )
     processor = Processor(
         ledger, catalog.registry(handlers), settings.consumer, settings.contract, parking=parking

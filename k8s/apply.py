@@ -219,8 +219,7 @@ class Kubernetes:
 
     def objects(self, kind: Kind[T], *, selector: str) -> list[T]:
         """Objects of a kind whose labels match the label `selector`."""
-        listed = cast(_Listing, self._list(kind, selector, label_selector=selector))
-        return cast("list[T]", list(listed.items))
+        return cast("list[T]", _items_of(self._list(kind, selector, label_selector=selector)))
 
     def documents(self, kind: Kind[object], *, selector: str) -> list[Document]:
         """Objects of a kind whose labels match, as manifests (camelCase dicts), in one list
@@ -356,10 +355,11 @@ class Kubernetes:
         selector = f"metadata.name={name}"
         last: object = None
         while (remaining := end - time.monotonic()) > 0:
-            listed = cast(_Listing, self._list(kind, name, field_selector=selector))
-            if wanted is None and not listed.items:
+            listed = self._list(kind, name, field_selector=selector)
+            items = _items_of(listed)
+            if wanted is None and not items:
                 return None  # gone
-            for item in listed.items:
+            for item in items:
                 last = item
                 if wanted is not None and wanted(item):
                     return item
@@ -391,6 +391,17 @@ class Kubernetes:
         raise WaitTimeoutError(f"{kind} {namespace}/{name} {what} in {deadline_seconds:g} s", last)
 
 
-def _version_of(listed: _Listing) -> str | None:
-    """Where a watch resumes after this list."""
-    return listed.metadata.resource_version if listed.metadata is not None else None
+def _items_of(listed: object) -> list[object]:
+    """A list's objects: typed models, or a custom kind's JSON."""
+    if isinstance(listed, dict):
+        return list(listed["items"])
+    return list(cast(_Listing, listed).items)
+
+
+def _version_of(listed: object) -> str | None:
+    """Where a watch resumes after this list (typed, or a custom kind's JSON)."""
+    if isinstance(listed, dict):
+        version = listed.get("metadata", {}).get("resourceVersion")
+        return str(version) if version else None
+    metadata = cast(_Listing, listed).metadata
+    return metadata.resource_version if metadata is not None else None

@@ -32,7 +32,9 @@ def host_of(spec: InstanceSpec, tenants: TenantSettings) -> str:
 
 
 def build_ingress(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -> Manifest:
-    """`/websocket` to 8072, everything else to 8069, on `<subdomain>.<base domain>`."""
+    """`/websocket` to 8072, everything else to 8069, on `<subdomain>.<base domain>` and on
+    each of the customer's own domains, each of those with the TLS Secret of its Certificate
+    (k8s/certificates.py). Odoo's `web.base.url` stays the primary host's."""
     host = host_of(spec, tenants)
 
     def path(prefix: str, port: str) -> Manifest:
@@ -42,17 +44,23 @@ def build_ingress(spec: InstanceSpec, tenants: TenantSettings, namespace: str) -
             "backend": {"service": {"name": spec.names.base, "port": {"name": port}}},
         }
 
+    def rule(name: str) -> Manifest:
+        return {
+            "host": name,
+            "http": {"paths": [path("/websocket", "websocket"), path("/", "http")]},
+        }
+
+    tls = [{"hosts": [host], "secretName": tenants.tls_secret}] if tenants.tls_secret else []
+    tls += [
+        {"hosts": [domain], "secretName": spec.names.certificate_secret(domain)}
+        for domain in spec.domains
+    ]
     ingress_spec: Manifest = {
         "ingressClassName": tenants.ingress_class,
-        "rules": [
-            {
-                "host": host,
-                "http": {"paths": [path("/websocket", "websocket"), path("/", "http")]},
-            }
-        ],
+        "rules": [rule(host), *(rule(domain) for domain in spec.domains)],
     }
-    if tenants.tls_secret is not None:
-        ingress_spec["tls"] = [{"hosts": [host], "secretName": tenants.tls_secret}]
+    if tls:
+        ingress_spec["tls"] = tls
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

@@ -11,9 +11,10 @@ same reason.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from kubernetes import client
 
@@ -70,6 +71,60 @@ class Kind(Generic[T_co]):
         return self.name
 
 
+@dataclass(frozen=True)
+class CustomKind(Kind[T_co]):
+    """A kind of a CustomResourceDefinition, reached through the client's CustomObjectsApi as
+    if it were typed: the same verbs and arguments (name, namespace, body), answered as the
+    API's JSON (its `model` is "object")."""
+
+    group: str = ""
+    version: str = ""
+    plural: str = ""
+
+    def api(self, api_client: client.ApiClient) -> object:
+        """An object with the typed client's methods for this kind (`read_` + suffix, ...)."""
+        return _CustomObjects(client.CustomObjectsApi(api_client), self)
+
+
+class _CustomObjects:
+    """The typed client's method names for one custom kind, on CustomObjectsApi."""
+
+    _VERBS: ClassVar[dict[str, str]] = {
+        "read": "get_namespaced_custom_object",
+        "patch": "patch_namespaced_custom_object",
+        "delete": "delete_namespaced_custom_object",
+        "create": "create_namespaced_custom_object",
+        "list": "list_namespaced_custom_object",
+    }
+
+    def __init__(self, api: client.CustomObjectsApi, kind: CustomKind[object]) -> None:
+        self._api = api
+        self._kind = kind
+
+    def __getattr__(self, attribute: str) -> Callable[..., object]:
+        kind = self._kind
+        for verb, method in self._VERBS.items():
+            prefix = f"{verb}_{kind.suffix}"
+            if attribute.startswith(prefix):
+                variant = attribute.removeprefix(prefix)
+                target = getattr(self._api, method + variant)
+                break
+        else:
+            raise AttributeError(attribute)
+        path = (kind.group, kind.version)
+
+        @functools.wraps(target)  # the watch reads the item type from the docstring
+        def call(*arguments: Any, **options: Any) -> object:
+            if verb == "list":  # (namespace)
+                return target(*path, arguments[0], kind.plural, **options)
+            if verb == "create":  # (namespace, body)
+                return target(*path, arguments[0], kind.plural, *arguments[1:], **options)
+            name, namespace, *body = arguments  # (name, namespace[, body])
+            return target(*path, namespace, kind.plural, name, *body, **options)
+
+        return call
+
+
 SECRET: Kind[V1Secret] = Kind("Secret", "CoreV1Api", "namespaced_secret", "V1Secret")
 PVC: Kind[V1PersistentVolumeClaim] = Kind(
     "PersistentVolumeClaim",
@@ -91,14 +146,24 @@ DEPLOYMENT_SCALE: Kind[V1Scale] = Kind(
     "Deployment/scale", "AppsV1Api", "namespaced_deployment_scale", "V1Scale"
 )
 """A Deployment's `/scale` subresource (counted apart from the Deployment itself)."""
+CERTIFICATE: CustomKind[dict[str, Any]] = CustomKind(
+    "Certificate",
+    "CustomObjectsApi",
+    "namespaced_certificate",
+    "object",
+    group="cert-manager.io",
+    version="v1",
+    plural="certificates",
+)
+"""cert-manager's Certificate: one per customer domain (k8s/certificates.py)."""
 
-KINDS: dict[str, Kind[Object]] = {
+KINDS: dict[str, Kind[Any]] = {
     kind.name: kind
-    for kind in (SECRET, PVC, SERVICE, POD, JOB, DEPLOYMENT, INGRESS, NETWORK_POLICY)
+    for kind in (SECRET, PVC, SERVICE, POD, JOB, DEPLOYMENT, INGRESS, NETWORK_POLICY, CERTIFICATE)
 }
 """The kinds by name, for objects whose kind is known only from a manifest or a document."""
 
 
-def kind_named(name: str) -> Kind[Object]:
+def kind_named(name: str) -> Kind[Any]:
     """The kind a manifest's `kind` names (KeyError for one the service does not touch)."""
     return KINDS[name]

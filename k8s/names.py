@@ -4,6 +4,7 @@ Kubernetes names are DNS-1123 (lower-case letters, digits, '-'); PostgreSQL name
 (the predecessor broke when a database name with '_' became a Kubernetes name).
 """
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -58,6 +59,15 @@ class InstanceNames:
     def role(self) -> str:
         """The tenant's PostgreSQL role, owner of its database."""
         return f"odoo_{self.key}"
+
+    def certificate(self, domain: str) -> str:
+        """The cert-manager Certificate of one of its customer domains (a digest of the domain:
+        a domain may be 253 characters, a name at most 63; here 52)."""
+        return f"{self.base}-d-{hashlib.sha256(domain.encode()).hexdigest()[:12]}"
+
+    def certificate_secret(self, domain: str) -> str:
+        """The TLS Secret the issuer writes for that Certificate."""
+        return f"{self.certificate(domain)}-tls"
 
     def internal_url(self, namespace: str) -> str:
         """The Service's in-cluster URL (health checks, the `provisioned` event)."""

@@ -44,12 +44,14 @@ CONSUMER_PERMISSIONS = (
     _grant("batch", "jobs", "get", "create", "list", "watch", "patch", "delete"),
     _grant("networking.k8s.io", "ingresses", "get", "create", "list", "patch", "delete"),
     _grant("networking.k8s.io", "networkpolicies", "get", "create", "list", "patch", "delete"),
+    _grant("cert-manager.io", "certificates", "get", "create", "list", "watch", "patch", "delete"),
 )
-"""What the command handlers do in the tenant namespace."""
+"""What the command handlers do in the tenant namespace (Certificates: customers' domains)."""
 
 WATCHER_PERMISSIONS = (
     _grant("", "pods", "list", "watch"),
     _grant("apps", "deployments", "list", "watch"),
+    _grant("cert-manager.io", "certificates", "list", "watch"),
 )
 """What the watcher reads in the tenant namespace (it changes nothing there)."""
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, IPvAnyNetwork, field_validator
 
 
 class KubernetesSettings(BaseModel):
@@ -202,3 +202,51 @@ class ImportSettings(BaseModel):
     def total_bytes(self, storage_gib: int) -> int:
         """The filestore's bound for an instance with `storage_gib` of storage."""
         return min(self.max_total_mib, storage_gib * 1024) * MIB
+
+
+class DomainSettings(BaseModel):
+    """Customers' own domains (`INSTANCE_SERVICE_DOMAINS__*`): how many, how a domain must point
+    at the platform, which cert-manager issuer signs their certificates and how long it may take."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    per_instance: int = Field(
+        default=20, ge=0, le=1000, description="customer domains one instance may have at most"
+    )
+    ingress_hostname: str | None = Field(
+        default=None,
+        description="the ingress's public name: a domain whose CNAME is this name points at the "
+        "platform (e.g. ingress.odoo.example.com)",
+    )
+    ingress_addresses: tuple[IPvAnyAddress, ...] = Field(
+        default=(),
+        description="the ingress's public addresses: a domain whose A/AAAA records are all among "
+        "them points at the platform",
+    )
+    resolver_address: IPvAnyAddress | None = Field(
+        default=None,
+        description="the DNS server that answers whether a domain points at the platform; unset: "
+        "the system's resolvers (/etc/resolv.conf)",
+    )
+    resolver_port: int = Field(default=53, ge=1, le=65535)
+    resolver_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="longest one DNS lookup may take"
+    )
+    issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
+        default="ClusterIssuer", description="kind of the cert-manager issuer"
+    )
+    issuer_name: str = Field(
+        default="letsencrypt", description="name of the cert-manager issuer (e.g. an ACME one)"
+    )
+    certificate_ready_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=24 * 3600,
+        description="how long a new certificate may take to be issued before the add fails "
+        "(`certificate_failed`) and is rolled back",
+    )
+
+    @property
+    def points_somewhere(self) -> bool:
+        """Whether a domain can point at the platform at all (a name or addresses are set)."""
+        return self.ingress_hostname is not None or bool(self.ingress_addresses)

@@ -38,6 +38,8 @@ class InstanceSpec:
     modules: tuple[str, ...] = field(default_factory=tuple)
     neutralized: bool = False
     """A copy that must not reach the outside (a clone): no mail egress whatever the plan."""
+    domains: tuple[str, ...] = ()
+    """Customers' own domains it is served at besides its primary host (sorted)."""
 
     @property
     def names(self) -> InstanceNames:

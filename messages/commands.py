@@ -6,6 +6,7 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from messages.envelope import Envelope, Frozen, type_name
 from messages.fields import (
+    CustomerDomain,
     CustomerId,
     EmailAddress,
     InstanceId,
@@ -181,6 +182,12 @@ class DeleteData(InstanceData):
     keep_data: bool = False
 
 
+class DomainData(InstanceData):
+    """Serve the instance also at a customer's own domain (add), or no longer (remove)."""
+
+    domain: CustomerDomain
+
+
 class ReconcileData(Frozen):
     """No fields: reconcile the whole fleet."""
 
@@ -301,6 +308,20 @@ class ImportCommand(InstanceCommand):
     data: ImportData
 
 
+class DomainAddCommand(InstanceCommand):
+    """`odoo.instance.domain.add.v1`"""
+
+    type: Literal["odoo.instance.domain.add.v1"]
+    data: DomainData
+
+
+class DomainRemoveCommand(InstanceCommand):
+    """`odoo.instance.domain.remove.v1`"""
+
+    type: Literal["odoo.instance.domain.remove.v1"]
+    data: DomainData
+
+
 CreatingCommand = ProvisionCommand | CloneCommand | ImportCommand
 """The commands that make a new instance (their transition `creates`)."""
 
@@ -329,6 +350,8 @@ AnyCommand = (
     | DeleteCommand
     | CloneCommand
     | ImportCommand
+    | DomainAddCommand
+    | DomainRemoveCommand
     | ReconcileCommand
 )
 Command = Annotated[AnyCommand, Field(discriminator="type")]

@@ -45,6 +45,28 @@ class ClonedData(ProvisionedData):
     neutralized: bool
 
 
+class CertificateReference(Frozen):
+    """The cert-manager Certificate that serves a customer's domain, and whether it is issued."""
+
+    namespace: str
+    name: str
+    ready: bool
+
+
+class DomainAddedData(InstanceEventData):
+    """The instance is served at a customer's own domain, with a certificate of its own."""
+
+    domain: str
+    url: str = Field(description="https://<domain>")
+    certificate: CertificateReference
+
+
+class DomainRemovedData(InstanceEventData):
+    """The instance is no longer served at the domain."""
+
+    domain: str
+
+
 class ResizedData(InstanceEventData):
     """The instance runs with a new plan."""
 
@@ -256,6 +278,20 @@ class ImportedEvent(Event):
     data: ProvisionedData
 
 
+class DomainAddedEvent(Event):
+    """`odoo.instance.domain.added.v1`"""
+
+    type: Literal["odoo.instance.domain.added.v1"]
+    data: DomainAddedData
+
+
+class DomainRemovedEvent(Event):
+    """`odoo.instance.domain.removed.v1`"""
+
+    type: Literal["odoo.instance.domain.removed.v1"]
+    data: DomainRemovedData
+
+
 class StartedEvent(Event):
     """`odoo.instance.started.v1`"""
 
@@ -450,6 +486,8 @@ AnyEventModel = (
     | RestoredEvent
     | ClonedEvent
     | ImportedEvent
+    | DomainAddedEvent
+    | DomainRemovedEvent
     | CommandFailedEvent
     | CommandRejectedEvent
     | StatusChangedEvent

@@ -14,9 +14,12 @@ from messages.events import (
     EVENT_MODELS,
     BackedUpData,
     BackupsPrunedData,
+    CertificateReference,
     ClonedData,
     CommandFailedData,
     CommandRejectedEvent,
+    DomainAddedData,
+    DomainRemovedData,
     ErrorInfo,
     Event,
     FleetReconciledData,
@@ -92,13 +95,15 @@ _COMMAND_DATA: dict[str, dict[str, Any]] = {
         "language": "en_US",
         "archive": {"bucket": "instance-service-imports", "key": "cus_4711/acme-2026-11-26.zip"},
     },
+    "odoo.instance.domain.add.v1": {"instance_id": INSTANCE_ID, "domain": "erp.acme.example"},
+    "odoo.instance.domain.remove.v1": {"instance_id": INSTANCE_ID, "domain": "erp.acme.example"},
     "odoo.fleet.reconcile.v1": {},
 }
 
 
 def command_example(command_type: str) -> dict[str, Any]:
     """A valid command document of `command_type`, as a publisher would send it."""
-    short = command_type.split(".")[-2]
+    short = "-".join(command_type.split(".")[2:-1])
     document: dict[str, Any] = {
         "specversion": "1.0",
         "id": f"{short}-7f3a9c21",
@@ -144,6 +149,19 @@ def _event_data(event_type: str) -> Any:
                 backup_id=BACKUP_ID,
                 neutralized=True,
             )
+        case "odoo.instance.domain.added.v1":
+            return DomainAddedData(
+                instance_id=INSTANCE_ID,
+                domain="erp.acme.example",
+                url="https://erp.acme.example",
+                certificate=CertificateReference(
+                    namespace="odoo-tenants",
+                    name="odoo-0b8f3c1e7c2d4d5e9f102a3b4c5d6e7f-d-cec400480b87",
+                    ready=True,
+                ),
+            )
+        case "odoo.instance.domain.removed.v1":
+            return DomainRemovedData(instance_id=INSTANCE_ID, domain="erp.acme.example")
         case "odoo.instance.resized.v1":
             return ResizedData(instance_id=INSTANCE_ID, plan=PlanSpec(**PLAN))
         case "odoo.instance.upgraded.v1":
@@ -202,6 +220,8 @@ _CAUSE = {
     "odoo.instance.restored.v1": "odoo.instance.restore.v1",
     "odoo.instance.cloned.v1": "odoo.instance.clone.v1",
     "odoo.instance.imported.v1": "odoo.instance.import.v1",
+    "odoo.instance.domain.added.v1": "odoo.instance.domain.add.v1",
+    "odoo.instance.domain.removed.v1": "odoo.instance.domain.remove.v1",
     "odoo.instance.command.failed.v1": "odoo.instance.upgrade.v1",
     "odoo.instance.status.changed.v1": "odoo.fleet.reconcile.v1",
     "odoo.fleet.reconciled.v1": "odoo.fleet.reconcile.v1",

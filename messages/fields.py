@@ -118,6 +118,48 @@ Subdomain = Annotated[
 ]
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_FQDN = re.compile(rf"{_LABEL}(\.{_LABEL})+", re.ASCII)
+
+
+def under(name: str, domain: str) -> bool:
+    """Whether `name` is `domain` or a name under it."""
+    return name == domain or name.endswith("." + domain)
+
+
+def _customer_domain(value: str, info: ValidationInfo) -> str:
+    if value != value.lower():
+        raise ValueError("must be lower-case")
+    if value.endswith("."):
+        raise ValueError("must be written without the trailing dot")
+    if not _FQDN.fullmatch(value):
+        raise ValueError(
+            "must be a fully qualified domain name: two or more labels of a-z, 0-9 and '-' "
+            "(1-63 characters each, no '-' at either end), separated by dots"
+        )
+    if value.rsplit(".", 1)[1].isdigit():
+        raise ValueError("must be a domain name, not an IP address")
+    settings = contract_settings(info)
+    for platform in settings.platform_domains:
+        if under(value, platform):
+            raise ValueError(f"is under the platform's domain {platform}")
+    for reserved in sorted(settings.reserved_domains):
+        if under(value, reserved):
+            raise ValueError(f"is reserved ({reserved})")
+    return value
+
+
+CustomerDomain = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=253),
+    AfterValidator(_customer_domain),
+    Field(
+        description="the customer's own domain: lower-case FQDN, at most 253 characters, not "
+        "an IP address, not under the platform's domains nor a reserved one"
+    ),
+]
+
+
 def _allowed_version(value: str, info: ValidationInfo) -> str:
     allowed = contract_settings(info).odoo_versions
     if value not in allowed:

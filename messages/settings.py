@@ -12,6 +12,13 @@ DEFAULT_RESERVED_SUBDOMAINS = (
 )  # fmt: skip
 
 
+DEFAULT_RESERVED_DOMAINS = (
+    "localhost", "local", "localdomain", "invalid", "arpa", "internal", "onion",
+)  # fmt: skip
+"""Special-use names (RFC 6761, 6762, 7686; `internal` for private networks): no customer's
+domain is one of them or under one. `test` and `example` are left out: test zones use them."""
+
+
 class Bounds(BaseModel):
     """An inclusive integer range."""
 
@@ -40,6 +47,15 @@ class ContractSettings(BaseModel):
     reserved_subdomains: frozenset[str] = Field(
         default=frozenset(DEFAULT_RESERVED_SUBDOMAINS),
         description="subdomains no tenant may take",
+    )
+    platform_domains: tuple[str, ...] = Field(
+        default=(),
+        description="domains under which no customer's own domain may be (the tenants' base "
+        "domain is always one of them)",
+    )
+    reserved_domains: frozenset[str] = Field(
+        default=frozenset(DEFAULT_RESERVED_DOMAINS),
+        description="domains no customer may add, nor any name under them",
     )
     cpu_millicores: Bounds = Bounds(minimum=250, maximum=16000)
     memory_mib: Bounds = Bounds(minimum=512, maximum=65536)

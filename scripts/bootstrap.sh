@@ -18,6 +18,7 @@ command -v openssl >/dev/null || packages+=(openssl)
 command -v setpriv >/dev/null || packages+=(util-linux)
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || packages+=(rabbitmq-server)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || packages+=(postgresql)
+[[ -x /usr/sbin/knotd ]] || packages+=(knot)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 command -v npm >/dev/null || packages+=(nodejs npm)
 if ((${#packages[@]})); then

@@ -12,7 +12,9 @@ the outside world (the cluster, the Jobs' archives) stay with the handlers.
     record     after the status verdict, on an instance at rest: `invalid_data` or `conflict`;
                a clone's source and backup, an import's archive (its bucket is the service's
                import bucket and the object exists: the one look outside the store, through
-               the `Archives` port, because a missing object is the command's own mistake)
+               the `Archives` port, because a missing object is the command's own mistake);
+               a customer's domain another instance holds (`conflict`), one more domain than
+               an instance may have (`not_allowed_in_state`)
 """
 
 from collections.abc import Collection
@@ -23,6 +25,7 @@ from messages.commands import (
     BackupCommand,
     CloneCommand,
     CreatingCommand,
+    DomainAddCommand,
     ImportCommand,
     InstanceCommand,
     ProvisionCommand,
@@ -90,11 +93,13 @@ def check_record(
     instance: InstanceRecord | None,
     versions_with_image: Collection[str] | None,
     archives: Archives | None = None,
+    max_domains: int | None = None,
 ) -> None:
     """What the command asks is possible for the instance as recorded; MessageRejected if not.
 
     `versions_with_image`: the Odoo versions the service has an image for (None: not checked);
-    `archives`: the import bucket (None: an import's archive is not looked for).
+    `archives`: the import bucket (None: an import's archive is not looked for);
+    `max_domains`: the most customer domains an instance may have (None: no limit).
     """
     if isinstance(command, ProvisionCommand | UpgradeCommand | ImportCommand):
         _check_image(command, command.data.odoo_version, versions_with_image)
@@ -132,6 +137,35 @@ def check_record(
             )
     elif isinstance(command, RestoreCommand):
         _check_restorable(snapshot, command, instance)
+    elif isinstance(command, DomainAddCommand):
+        _check_domain(snapshot, command, instance, max_domains)
+
+
+def _check_domain(
+    snapshot: Snapshot,
+    command: DomainAddCommand,
+    instance: InstanceRecord,
+    max_domains: int | None,
+) -> None:
+    """No other instance holds the domain; one more stays within the instance's limit (adding
+    a domain the instance has already is a repeat, within any limit)."""
+    domain = command.data.domain
+    holder = snapshot.domains.get(domain)
+    if holder is not None and holder.instance_id != instance.id:
+        raise rejection(
+            command,
+            RejectionCode.CONFLICT,
+            f"domain {domain} belongs to another instance",
+            FieldProblem("data.domain", "held by another instance"),
+        )
+    held = snapshot.domains_of(instance.id)
+    if holder is None and max_domains is not None and len(held) >= max_domains:
+        raise rejection(
+            command,
+            RejectionCode.NOT_ALLOWED_IN_STATE,
+            f"instance {instance.id} has {len(held)} domains, the most it may have "
+            f"({max_domains}, setting INSTANCE_SERVICE_DOMAINS__PER_INSTANCE); remove one first",
+        )
 
 
 def clone_version(snapshot: Snapshot, command: CloneCommand) -> str | None:

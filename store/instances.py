@@ -5,7 +5,7 @@ conflict; what the builders need of it beyond the columns is read from there onc
 Nothing outside the store sees the row or the document: it hands out InstanceRecord.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -100,13 +100,14 @@ def _plan_of(command: CreatingCommand, source: InstanceRecord | None) -> BackupP
     return command.data.plan.backups
 
 
-def instance_record(row: Instance) -> InstanceRecord:
-    """The instance an ORM row holds."""
-    return instance_record_of({column: getattr(row, column) for column in COLUMNS})
+def instance_record(row: Instance, domains: Iterable[str] = ()) -> InstanceRecord:
+    """The instance an ORM row holds, served also at its active `domains`."""
+    return instance_record_of({column: getattr(row, column) for column in COLUMNS}, domains)
 
 
-def instance_record_of(row: Mapping[str, Any]) -> InstanceRecord:
-    """The instance a row holds, as column name -> value (what SQLAlchemy Core reads)."""
+def instance_record_of(row: Mapping[str, Any], domains: Iterable[str] = ()) -> InstanceRecord:
+    """The instance a row holds, as column name -> value (what SQLAlchemy Core reads), served
+    also at its active `domains`."""
     asked = _Asked.model_validate(row["spec"])
     return InstanceRecord(
         id=row["id"],
@@ -130,6 +131,7 @@ def instance_record_of(row: Mapping[str, Any]) -> InstanceRecord:
         url=row["url"],
         internal_url=row["internal_url"],
         last_error=row["last_error"],
+        domains=tuple(sorted(domains)),
     )
 
 

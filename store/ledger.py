@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from messages.amqp import OutgoingMessage
@@ -37,7 +38,7 @@ from store.database import reading, traced_session, traced_step, transaction
 from store.instances import instance_record
 from store.lifecycle import InstanceStatus, StatusMachine
 from store.locks import InstanceLocks, locks_for
-from store.models import Backup, InboxEntry, Instance, Operation, OutboxEntry, utcnow
+from store.models import Backup, Domain, InboxEntry, Instance, Operation, OutboxEntry, utcnow
 from store.outbox import Claim
 from store.recording import Record, Recorded, outcomes, record_all
 from store.records import (
@@ -51,9 +52,10 @@ from store.records import (
 )
 from store.retention import BackupKind
 from store.settings import OperationSettings
-from store.snapshot import Snapshot
+from store.snapshot import ACTIVE, Snapshot
 from store.starting import (
     Beginnings,
+    RaceLostError,
     Rules,
     Started,
     StartResult,
@@ -87,6 +89,7 @@ class Ledger:
         versions_with_image: Collection[str] | None = None,
         operations: OperationSettings | None = None,
         archives: Archives | None = None,
+        max_domains: int | None = None,
     ) -> None:
         self.engine = engine
         self.machine = machine
@@ -96,7 +99,9 @@ class Ledger:
         self.versions_with_image = (
             frozenset(versions_with_image) if versions_with_image is not None else None
         )
-        self.rules = Rules(machine, self.versions_with_image, self.operations, archives)
+        self.rules = Rules(
+            machine, self.versions_with_image, self.operations, archives, max_domains
+        )
 
     def _unit(self, name: str | None, *, write: bool = False) -> AbstractContextManager[Session]:
         """A session for one unit of work (a transaction when `write`), traced as `db <name>`
@@ -119,12 +124,30 @@ class Ledger:
         """An instance as stored."""
         with self._unit("instance") as session:
             row = session.get(Instance, instance_id)
-            return instance_record(row) if row else None
+            if row is None:
+                return None
+            served = session.scalars(
+                select(Domain.domain).where(
+                    Domain.instance_id == instance_id, Domain.state == ACTIVE
+                )
+            )
+            return instance_record(row, served)
 
     def instances(self) -> list[InstanceRecord]:
-        """Every instance, deleted ones included, in one query (for reconciliation)."""
+        """Every instance, deleted ones included, in two queries (for reconciliation)."""
         with self._unit("instances") as session:
-            return [instance_record(row) for row in session.scalars(select(Instance))]
+            served: dict[str, list[str]] = {}
+            for domain in session.scalars(select(Domain).where(Domain.state == ACTIVE)):
+                served.setdefault(domain.instance_id, []).append(domain.domain)
+            return [
+                instance_record(row, served.get(row.id, ()))
+                for row in session.scalars(select(Instance))
+            ]
+
+    def domains(self) -> dict[str, str]:
+        """Every customer domain held, active or being added -> its instance."""
+        with self._unit("domains") as session:
+            return {d.domain: d.instance_id for d in session.scalars(select(Domain))}
 
     def record_observation(
         self, instance_id: str, expected: InstanceStatus, event: Event, status: InstanceStatus
@@ -260,7 +283,11 @@ class Ledger:
             return admission.operation_id
         if not isinstance(command, InstanceCommand) or admission.transition is None:
             return None
-        with transaction(self.engine) as connection, traced_step(self.engine, "begin"):
+        with (
+            _race_lost(),
+            transaction(self.engine) as connection,
+            traced_step(self.engine, "begin"),
+        ):
             snapshot, beginnings = (
                 read_for_admission(connection, [command], lock=True),
                 Beginnings(),
@@ -290,7 +317,7 @@ class Ledger:
         asked = [c for c in commands if isinstance(c, InstanceCommand)]
         if not asked:  # the fleet's: nothing to read or write
             return start_all(Snapshot(), Beginnings(), commands, self.rules, now)
-        with transaction(self.engine) as connection:
+        with _race_lost(), transaction(self.engine) as connection:
             with traced_step(self.engine, "admit", len(commands)):
                 snapshot = read_for_admission(connection, asked, lock=True)
                 beginnings = Beginnings()
@@ -436,3 +463,12 @@ def _backup_record(row: Backup) -> BackupRecord:
         kind=BackupKind(row.kind),
         taken_at=row.completed_at,
     )
+
+
+@contextmanager
+def _race_lost() -> Iterator[None]:
+    """A unique index refused what admission found free: a rival committed it first."""
+    try:
+        yield
+    except IntegrityError as error:
+        raise RaceLostError(str(error.orig or error).splitlines()[0]) from error

@@ -32,6 +32,7 @@ class InstanceStatus(StrEnum):
     UPGRADING = "upgrading"
     BACKING_UP = "backing_up"
     RESTORING = "restoring"
+    CHANGING_DOMAINS = "changing_domains"
     TERMINATED = "terminated"
     DELETING = "deleting"
     DELETED = "deleted"
@@ -51,6 +52,7 @@ WORKING = frozenset(
         S.UPGRADING,
         S.BACKING_UP,
         S.RESTORING,
+        S.CHANGING_DOMAINS,
         S.DELETING,
     }
 )

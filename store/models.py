@@ -181,3 +181,20 @@ class Backup(Base):
     pruned_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_backups_instance_status", "instance_id", "status"),)
+
+
+class Domain(Base):
+    """A customer's own domain and the instance that holds it, one row per domain: the primary
+    key makes a domain unique across the fleet (two instances racing for one: the second insert
+    fails, and admission then answers `conflict`)."""
+
+    __tablename__ = "domains"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    """adding (reserved by a domain.add under way) | active (served)."""
+    command_id: Mapped[str] = mapped_column(String(128))
+    """The domain.add that reserved it."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

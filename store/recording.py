@@ -10,14 +10,20 @@ batch of one.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 
-from messages.commands import AnyCommand, InstanceCommand
+from messages.commands import (
+    AnyCommand,
+    DeleteCommand,
+    DomainAddCommand,
+    DomainRemoveCommand,
+    InstanceCommand,
+)
 from messages.events import Event
 from messages.serialization import serialize_event
 from store.bulk import KEY, insert_rows, update_rows
@@ -25,7 +31,7 @@ from store.lifecycle import Ending, Hold, InstanceStatus, StatusMachine
 from store.models import InboxEntry, OutboxEntry
 from store.outbox import Claim, PendingEvent
 from store.records import READY_AT_KEY, InstanceUpdate, Outcome, StoredOutcome
-from store.snapshot import INSTANCES, OPERATIONS, Snapshot
+from store.snapshot import ACTIVE, ADDING, DOMAINS, INSTANCES, OPERATIONS, Snapshot
 
 INBOX: Table = InboxEntry.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxEntry.__table__  # type: ignore[assignment]
@@ -75,11 +81,22 @@ class Recorded:
 
 @dataclass
 class _Writes:
-    """What the batch writes besides instances: inbox rows, operation states, outbox rows."""
+    """What the batch writes besides instances: inbox rows, operation states, outbox rows,
+    customers' domains served from now on and those freed."""
 
     inbox: list[dict[str, Any]] = field(default_factory=list)
     operations: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    activated: list[str] = field(default_factory=list)
+    freed: list[str] = field(default_factory=list)
+
+
+_ACTIVATE = (
+    update(DOMAINS)
+    .where(DOMAINS.c.domain.in_(bindparam("names", expanding=True)))
+    .values(state=ACTIVE, updated_at=bindparam("now"))
+)
+_FREE = delete(DOMAINS).where(DOMAINS.c.domain.in_(bindparam("names", expanding=True)))
 
 
 def outcomes(connection: Connection, command_ids: Sequence[str]) -> dict[str, StoredOutcome]:
@@ -115,6 +132,15 @@ def record_all(
     snapshot.read_operations(connection, {r.command.id for r in ending})
     subjects = {r.command.subject for r in ending if isinstance(r.command, InstanceCommand)}
     snapshot.read_instances(connection, subjects, lock=True)
+    snapshot.read_domains(
+        connection,
+        (
+            c.data.domain
+            for r in ending
+            if isinstance(c := r.command, DomainAddCommand | DomainRemoveCommand)
+        ),
+        (r.command.subject for r in ending if isinstance(r.command, DeleteCommand)),
+    )
     writes = _Writes()
     answers: list[tuple[StoredOutcome, slice]] = []
     for record in records:
@@ -125,6 +151,7 @@ def record_all(
         subject = _subject(command)
         if subject is not None and record.outcome is not Outcome.REJECTED:
             _apply(snapshot, writes, machine, record, subject)
+            _domains(snapshot, writes, record, subject)
         stored[command.id] = StoredOutcome(
             command.id, command.type, subject, record.outcome, record.terminal.id
         )
@@ -181,12 +208,39 @@ def _apply(
     snapshot.changed.add(subject)
 
 
+def _domains(snapshot: Snapshot, writes: _Writes, record: Record, subject: str) -> None:
+    """A domain.add that succeeded serves its domain; one that did not frees what it reserved
+    (a domain served before stays); a domain.remove frees its domain, a delete every domain
+    of its instance. A terminate keeps them: a terminated instance's domains stay its own."""
+    command, succeeded = record.command, record.outcome is Outcome.SUCCEEDED
+    if isinstance(command, DomainAddCommand | DomainRemoveCommand):
+        row = snapshot.domains.pop(command.data.domain, None)
+        if row is None or row.instance_id != subject:
+            return
+        if isinstance(command, DomainAddCommand) and succeeded:
+            writes.activated.append(row.domain)
+            snapshot.domains[row.domain] = replace(row, state=ACTIVE)
+        elif succeeded or row.state == ADDING:
+            writes.freed.append(row.domain)
+        else:
+            snapshot.domains[row.domain] = row
+    elif isinstance(command, DeleteCommand) and succeeded:
+        for row in snapshot.domains_of(subject):
+            writes.freed.append(row.domain)
+            del snapshot.domains[row.domain]
+
+
 def _write(
     connection: Connection, snapshot: Snapshot, writes: _Writes, now: datetime
 ) -> list[PendingEvent]:
-    """Write the batch: instances, operations, inbox, then the outbox (returning its seqs)."""
+    """Write the batch: instances, operations, domains, inbox, then the outbox (returning its
+    seqs)."""
     update_rows(connection, INSTANCES, _ENDED, snapshot.updates(snapshot.changed, _ENDED), now)
     update_rows(connection, OPERATIONS, ("state",), writes.operations, now)
+    if writes.activated:
+        connection.execute(_ACTIVATE, {"names": writes.activated, "now": now})
+    if writes.freed:
+        connection.execute(_FREE, {"names": writes.freed})
     insert_rows(connection, INBOX, writes.inbox)
     if not writes.outbox:
         return []

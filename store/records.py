@@ -141,6 +141,8 @@ class InstanceRecord(InstanceShape):
     last_error: str | None
     backup_plan: BackupPlan | None = None
     """Scheduled backups and their retention (None: the defaults)."""
+    domains: tuple[str, ...] = ()
+    """The customer's own domains it is served at (active ones, sorted)."""
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ from sqlalchemy.engine import Connection
 from store.bulk import KEY
 from store.instances import instance_record_of
 from store.lifecycle import InstanceStatus
-from store.models import Backup, Instance, Operation
+from store.models import Backup, Domain, Instance, Operation
 from store.records import InstanceRecord
 
 INSTANCES: Table = Instance.__table__  # type: ignore[assignment]
 OPERATIONS: Table = Operation.__table__  # type: ignore[assignment]
 BACKUPS: Table = Backup.__table__  # type: ignore[assignment]
+DOMAINS: Table = Domain.__table__  # type: ignore[assignment]
 
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
@@ -41,6 +42,10 @@ _OPERATIONS = select(
 _LIVE_SUBDOMAINS = select(INSTANCES.c.id, INSTANCES.c.subdomain).where(
     INSTANCES.c.subdomain.in_(_IDS), INSTANCES.c.status != InstanceStatus.DELETED.value
 )
+_NAMES: BindParameter[Any] = bindparam("names", expanding=True)
+_DOMAINS = select(
+    DOMAINS.c.domain, DOMAINS.c.instance_id, DOMAINS.c.state, DOMAINS.c.command_id
+).where(DOMAINS.c.domain.in_(_NAMES) | DOMAINS.c.instance_id.in_(_IDS))
 _BACKUPS = select(
     BACKUPS.c.id,
     BACKUPS.c.instance_id,
@@ -72,6 +77,20 @@ class BackupRow:
 
 
 @dataclass
+class DomainRow:
+    """A customer's domain and the instance that holds it (store/models.py's Domain)."""
+
+    domain: str
+    instance_id: str
+    state: str
+    command_id: str
+
+
+ADDING = "adding"
+ACTIVE = "active"
+
+
+@dataclass
 class Snapshot:
     """The batch's rows: instances (column name -> value), operations by command id, backups
     by id, and which live instances hold which subdomain. `created` and `changed` name the
@@ -81,13 +100,28 @@ class Snapshot:
     operations: dict[str, OperationRow] = field(default_factory=dict)
     backups: dict[str, BackupRow] = field(default_factory=dict)
     subdomains: dict[str, set[str]] = field(default_factory=dict)
+    domains: dict[str, DomainRow] = field(default_factory=dict)
+    """Customers' domains by name: those the batch's domain commands name, and every domain of
+    the instances it reads."""
     created: set[str] = field(default_factory=set)
     changed: set[str] = field(default_factory=set)
 
     def instance(self, instance_id: str) -> InstanceRecord | None:
         """An instance as it stands now in the batch."""
         row = self.instances.get(instance_id)
-        return instance_record_of(row) if row is not None else None
+        return instance_record_of(row, self.served_at(instance_id)) if row is not None else None
+
+    def served_at(self, instance_id: str) -> list[str]:
+        """The active domains of an instance."""
+        return [
+            d.domain
+            for d in self.domains.values()
+            if d.instance_id == instance_id and d.state == ACTIVE
+        ]
+
+    def domains_of(self, instance_id: str) -> list[DomainRow]:
+        """Every domain an instance holds, active or being added."""
+        return [d for d in self.domains.values() if d.instance_id == instance_id]
 
     def subdomain_holder(self, subdomain: str, other_than: str) -> str | None:
         """A live instance other than `other_than` that holds `subdomain`, if any."""
@@ -127,6 +161,17 @@ class Snapshot:
         if wanted:
             for row in connection.execute(_LIVE_SUBDOMAINS, {"ids": list(wanted)}):
                 self.subdomains.setdefault(row.subdomain, set()).add(row.id)
+
+    def read_domains(
+        self, connection: Connection, names: Iterable[str], instance_ids: Iterable[str]
+    ) -> None:
+        """Read these domains, and every domain of these instances (one query)."""
+        wanted, ids = sorted(set(names)), sorted(set(instance_ids))
+        if wanted or ids:
+            for row in connection.execute(_DOMAINS, {"names": wanted, "ids": ids}):
+                self.domains[row.domain] = DomainRow(
+                    row.domain, row.instance_id, row.state, row.command_id
+                )
 
     def read_backups(self, connection: Connection, backup_ids: Iterable[str]) -> None:
         """Read these backups."""

@@ -9,7 +9,7 @@ operation opened) in the snapshot, so the next command of the batch sees it. The
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,10 +20,12 @@ from messages.commands import (
     BackupCommand,
     CloneCommand,
     CreatingCommand,
+    DomainAddCommand,
+    DomainRemoveCommand,
     InstanceCommand,
     RestoreCommand,
 )
-from messages.errors import MessageRejected, RejectionCode
+from messages.errors import MessageRejected, RejectionCode, RetryableError
 from store.admission import Archives, check_identity, check_record, clone_version, rejection
 from store.bulk import insert_rows, update_rows
 from store.instances import new_instance_row
@@ -31,11 +33,29 @@ from store.lifecycle import Hold, InstanceStatus, StatusMachine, Verdict
 from store.locks import InstanceBusyError
 from store.records import Admission
 from store.settings import OperationSettings
-from store.snapshot import INSTANCES, OPERATIONS, OperationRow, Snapshot
+from store.snapshot import (
+    ADDING,
+    DOMAINS,
+    INSTANCES,
+    OPERATIONS,
+    DomainRow,
+    OperationRow,
+    Snapshot,
+)
 from store.watchdog import COMMAND_KEY, command_document
 
 _BEGUN = ("status", "hold", "last_command_time", "last_command_id", "current_operation_id")
 """The columns `begin` changes on an existing instance."""
+
+
+class RaceLostError(RetryableError):
+    """Another replica's transaction took a subdomain or a customer's domain this batch took
+    too, and committed first (the unique index refused the second insert): nothing of the
+    batch was written; decided again after a retry delay, admission sees the winner and
+    answers `conflict`."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"lost a race for a unique name: {cause}")
 
 
 @dataclass(frozen=True)
@@ -59,13 +79,17 @@ class Rules:
     versions_with_image: frozenset[str] | None
     operations: OperationSettings
     archives: Archives | None = None
+    max_domains: int | None = None
+    """The most customer domains an instance may have (None: no limit)."""
 
 
 @dataclass
 class Beginnings:
-    """The operations a batch opened, to insert with the batch's instance changes."""
+    """The operations a batch opened, and the domains it reserved, to insert with the batch's
+    instance changes."""
 
     operations: list[dict[str, Any]] = field(default_factory=list)
+    domains: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_for_admission(
@@ -79,6 +103,11 @@ def read_for_admission(
     snapshot.read_instances(connection, {c.subject for c in commands} | sources, lock=lock)
     snapshot.read_subdomains(
         connection, (c.data.subdomain for c in commands if isinstance(c, CreatingCommand))
+    )
+    snapshot.read_domains(
+        connection,
+        (c.data.domain for c in commands if isinstance(c, DomainAddCommand | DomainRemoveCommand)),
+        (c.subject for c in commands),
     )
     snapshot.read_backups(
         connection,
@@ -131,7 +160,9 @@ def admit(snapshot: Snapshot, command: AnyCommand, rules: Rules) -> Admission:
             RejectionCode.NOT_ALLOWED_IN_STATE,
             f"instance is {status}{held}; {command.type} needs one of: {allowed}",
         )
-    check_record(snapshot, command, instance, rules.versions_with_image, rules.archives)
+    check_record(
+        snapshot, command, instance, rules.versions_with_image, rules.archives, rules.max_domains
+    )
     return Admission(instance, transition)
 
 
@@ -176,6 +207,8 @@ def begin(
     deadline = now + timedelta(seconds=rules.machine.deadline(command.type, rules.operations))
     result = {COMMAND_KEY: command_document(command)}
     snapshot.operations[command.id] = OperationRow(operation_id, "running", before, result)
+    if isinstance(command, DomainAddCommand):
+        _reserve(snapshot, beginnings, command, now)
     beginnings.operations.append(
         {
             "id": operation_id,
@@ -193,6 +226,21 @@ def begin(
         }
     )
     return operation_id
+
+
+def _reserve(
+    snapshot: Snapshot, beginnings: Beginnings, command: DomainAddCommand, now: datetime
+) -> None:
+    """Hold the domain for the instance from now on (admission found it free or its own); a
+    rival's insert of the same domain fails on the primary key (`RaceLostError`)."""
+    domain = command.data.domain
+    if domain in snapshot.domains:
+        return
+    row = DomainRow(domain, command.subject, ADDING, command.id)
+    snapshot.domains[domain] = row
+    beginnings.domains.append(
+        {**asdict(row), "created_at": now, "updated_at": now},
+    )
 
 
 def start_all(
@@ -223,6 +271,7 @@ def write_beginnings(
     changed = snapshot.updates(snapshot.changed - snapshot.created, _BEGUN)
     update_rows(connection, INSTANCES, _BEGUN, changed, now)
     insert_rows(connection, OPERATIONS, beginnings.operations)
+    insert_rows(connection, DOMAINS, beginnings.domains)
 
 
 def _value(status: InstanceStatus | Hold | None) -> str | None:

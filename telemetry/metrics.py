@@ -36,6 +36,8 @@ K8S_VERB = "k8s.verb"
 K8S_RESOURCE = "k8s.resource"
 STATUS_CODE = "http.response.status_code"
 
+INSTANCE_ID = "instance_service.instance.id"
+DOMAIN = "instance_service.domain"
 UNREADABLE = "(unreadable)"
 """The command type of a message whose type could not be read."""
 
@@ -110,7 +112,15 @@ class ServiceMetrics:
             description="Kubernetes API requests, by verb, resource and status code",
         )
         self._backlog_source: Callable[[], int | None] | None = None
+        self._certificates: Callable[[], list[tuple[str, str, float]]] | None = None
         self._lock = threading.Lock()
+        meter.create_observable_gauge(
+            "instance_service.certificate.remaining_validity",
+            callbacks=[self._observe_certificates],
+            unit="s",
+            description="Seconds until each customer domain's certificate expires, by instance "
+            "and domain (the watcher's; negative once expired)",
+        )
         meter.create_observable_gauge(
             "instance_service.outbox.backlog",
             callbacks=[self._observe_backlog],
@@ -170,6 +180,21 @@ class ServiceMetrics:
             source = self._backlog_source
         value = source() if source is not None else None
         return [] if value is None else [Observation(value)]
+
+    def watch_certificates(self, remaining: Callable[[], list[tuple[str, str, float]]]) -> None:
+        """Report certificates' remaining validity from this source: (instance, domain, s)."""
+        with self._lock:
+            self._certificates = remaining
+
+    def _observe_certificates(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            source = self._certificates
+        if source is None:
+            return []
+        return [
+            Observation(seconds, {INSTANCE_ID: instance, DOMAIN: domain})
+            for instance, domain, seconds in source()
+        ]
 
     # -- Kubernetes ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from kubernetes import client, config
 from psycopg import sql
 
 from devstack import credentials
+from devstack.dns import KnotDns
 from devstack.httpcheck import get
 from devstack.layout import default_layout
 from devstack.seaweedfs import SeaweedFS
@@ -84,6 +85,9 @@ def _problem(service: str) -> Unavailable | None:
         except (StorageUnavailableError, StorageRefusedError) as error:
             return Unavailable(str(error))
         return None
+    if service == "dns":
+        dns_server = KnotDns(layout)
+        return None if dns_server.health()[0].healthy else Unavailable("no answer for its zone")
     raise ValueError(service)
 
 

@@ -163,16 +163,18 @@ def running_consumer(
     parking: ParkingLot | None = None,
     processor_type: type[Processor] = Processor,
     archives: Archives | None = None,
+    contract: ContractSettings | None = None,
+    max_domains: int | None = None,
 ) -> Iterator[ConsumerRuntime]:
     """A consumer serving in a thread until the block ends (parking waiting deliveries in
     `parking`, whose timer runs as long as the consumer; admission looking for an import's
-    archive in `archives`)."""
+    archive in `archives`, allowing `max_domains` customer domains per instance)."""
     amqp = AmqpSettings(url=SecretStr(amqp_url), heartbeat_seconds=heartbeat)
     processor = processor_type(
-        Ledger(engine, MACHINE, archives=archives),
+        Ledger(engine, MACHINE, archives=archives, max_domains=max_domains),
         registry_of(handlers),
         settings,
-        ContractSettings(),
+        contract or ContractSettings(),
         parking=parking,
     )
     health = Health()

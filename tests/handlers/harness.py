@@ -24,13 +24,16 @@ from consumers.cluster_events import InformerEvents
 from consumers.parking import ParkingLot
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
-from devstack.layout import default_layout
+from devstack.dns import INGRESS_ADDRESS, INGRESS_HOSTNAME
+from devstack.issuer import ISSUER_NAME
+from devstack.layout import LOOPBACK, default_layout
 from devstack.seaweedfs import backup_settings
 from handlers.platform import ImportArchives, Platform
 from k8s.apply import Kubernetes
 from k8s.health import EndpointSliceResolver
-from k8s.settings import ImportSettings, KubernetesSettings, TenantSettings
+from k8s.settings import DomainSettings, ImportSettings, KubernetesSettings, TenantSettings
 from messages.publishing import build_command
+from messages.settings import ContractSettings
 from objectstore.backups import ObjectBackups
 from objectstore.settings import ObjectStorageSettings
 from store.ledger import Ledger
@@ -81,6 +84,21 @@ class CrashAt:
             raise Killed(f"killed at {command_type} {step}")
 
 
+def domain_settings(**changes: Any) -> DomainSettings:
+    """Customers' domains as `devstack env` configures them: the stack's DNS server, its
+    ingress name and address, the stand-in issuer."""
+    values: dict[str, Any] = {
+        "resolver_address": LOOPBACK,
+        "resolver_port": default_layout().ports.dns,
+        "ingress_hostname": INGRESS_HOSTNAME,
+        "ingress_addresses": (INGRESS_ADDRESS,),
+        "issuer_name": ISSUER_NAME,
+        "certificate_ready_seconds": 30,
+    }
+    values.update(changes)
+    return DomainSettings(**values)
+
+
 def tenant_settings(**changes: Any) -> TenantSettings:
     """Tenants whose database host is the stack's PostgreSQL."""
     values: dict[str, Any] = {
@@ -121,6 +139,8 @@ class Lifecycle:
     )
     """The stack's object storage; each instance's objects are under its own id."""
     imports: ImportSettings = field(default_factory=ImportSettings)
+    domains: DomainSettings = field(default_factory=lambda: domain_settings())
+    """The stack's DNS server, ingress name and stand-in issuer (`devstack env`'s)."""
     _stack: ExitStack = field(default_factory=ExitStack)
     _consumer: AbstractContextManager[ConsumerRuntime] | None = None
 
@@ -142,12 +162,14 @@ class Lifecycle:
         tenants: TenantSettings | None = None,
         kubernetes: KubernetesSettings | None = None,
         imports: ImportSettings | None = None,
+        domains: DomainSettings | None = None,
     ) -> None:
         """A new consumer whose handlers use these settings (None: keep the current ones)."""
         self.stop()
         self.tenants = tenants or self.tenants
         self.kubernetes = kubernetes or self.kubernetes
         self.imports = imports or self.imports
+        self.domains = domains or self.domains
         self._build()
         self.start()
 
@@ -162,6 +184,7 @@ class Lifecycle:
             tenants=self.tenants,
             backups=self.storage,
             imports=self.imports,
+            domains=self.domains,
             faults=self.faults,
         )
 
@@ -177,6 +200,10 @@ class Lifecycle:
             self.consumer,
             parking=self.parking if self.parks else None,
             archives=ImportArchives(self.storage),
+            # As the service's settings compose them: the tenants' base domain is a platform
+            # domain no customer's own may be under.
+            contract=ContractSettings(platform_domains=(self.tenants.base_domain,)),
+            max_domains=self.domains.per_instance,
         )
         self._consumer.__enter__()
 

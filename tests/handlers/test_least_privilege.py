@@ -13,12 +13,13 @@ from sqlalchemy.engine import Engine
 from k8s.permissions import CONSUMER_PERMISSIONS, VERB_OF_CALL
 from telemetry.metrics import K8S_RESOURCE, K8S_VERB, STATUS_CODE
 from tests.deploy.manifests import service_account_api
-from tests.handlers.harness import Lifecycle, lifecycle
+from tests.handlers.harness import Lifecycle, event_kind, lifecycle
 from tests.handlers.test_data_operations import _data_life
+from tests.handlers.test_domains import pointed, running
 from tests.handlers.test_lifecycle import _whole_life
 from tests.telemetry_capture import Telemetry
 
-pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
+pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.dns]
 
 RBAC_RESOURCE = {
     "Secret": "secrets",
@@ -30,10 +31,28 @@ RBAC_RESOURCE = {
     "Job": "jobs",
     "Ingress": "ingresses",
     "NetworkPolicy": "networkpolicies",
+    "Certificate": "certificates",
 }
-MAY_GO_UNUSED = {("watch", "pods"), ("watch", "persistentvolumeclaims")}
-"""Watches made only when the list before them still shows what is being waited for (the pods
-of a stopped instance, a deleted volume): on a quick stack that list may already be empty."""
+MAY_GO_UNUSED = {
+    ("watch", "pods"),
+    ("watch", "persistentvolumeclaims"),
+    ("watch", "certificates"),
+}
+"""Watches made only when the look before them still shows what is being waited for (the pods
+of a stopped instance, a deleted volume, a certificate not issued yet): on a quick stack that
+look may already find it done."""
+
+
+def _domain_life(driver: Lifecycle) -> None:
+    """A domain added and removed, another added and deleted with its instance."""
+    instance_id = running(driver)
+    for domain in (pointed(), pointed()):
+        data = {"instance_id": instance_id, "domain": domain}
+        assert event_kind(driver.run("odoo.instance.domain.add.v1", data)) == "domain.added"
+    removed = driver.run("odoo.instance.domain.remove.v1", data)
+    assert event_kind(removed) == "domain.removed"
+    delete = {"instance_id": instance_id, "final_backup": False}
+    assert event_kind(driver.run("odoo.instance.delete.v1", delete)) == "deleted"
 
 
 @pytest.fixture
@@ -54,6 +73,7 @@ def test_every_command_runs_as_the_deployed_service_account_using_all_it_is_gran
     before = telemetry.snapshot()
     _whole_life(deployed, crash=None)
     _data_life(deployed, crash=None)
+    _domain_life(deployed)
     reconciled = deployed.run("odoo.fleet.reconcile.v1", {})
     assert reconciled["type"] == "odoo.fleet.reconciled.v1", reconciled
     after = telemetry.snapshot()

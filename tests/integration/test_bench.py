@@ -57,7 +57,7 @@ def test_one_command_prints_the_tables_and_writes_json_and_png(tmp_path: Path) -
     assert provisioned["of_ceiling"] > 0
     assert all(rate > 0 for loops in figures["floor"].values() for rate in loops.values())
     assert len(figures["cold_start"]["runs"]) == 2
-    assert [row["requests"] for row in figures["reconcile"]] == [6, 8, 6, 8]
+    assert [row["requests"] for row in figures["reconcile"]] == [7, 9, 7, 9]
     assert (run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

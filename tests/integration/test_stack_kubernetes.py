@@ -209,3 +209,39 @@ def test_devstack_names_a_crd_that_never_becomes_established() -> None:
     plane = ControlPlane(default_layout())
     with pytest.raises(StackError, match=r"not Established after 1 s: nothing\.example\.com"):
         plane.wait_established(("nothing.example.com",), timeout=1)
+
+
+def _certificate(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def test_cert_managers_crds_make_the_api_server_validate_certificates(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    custom = client.CustomObjectsApi(k8s_api)
+    good = _certificate(
+        "shop",
+        secretName="shop-tls",
+        dnsNames=["shop.customer.test"],
+        issuerRef={"name": "platform", "kind": "ClusterIssuer", "group": "cert-manager.io"},
+    )
+    created: Any = custom.create_namespaced_custom_object(
+        "cert-manager.io", "v1", namespace, "certificates", good, dry_run="All"
+    )
+    assert created["spec"]["secretName"] == "shop-tls"
+    with pytest.raises(client.ApiException) as refused:
+        custom.create_namespaced_custom_object(
+            "cert-manager.io",
+            "v1",
+            namespace,
+            "certificates",
+            _certificate("bad", dnsNames=["shop.customer.test"]),
+            dry_run="All",
+        )
+    assert refused.value.status == 422
+    assert "spec.issuerRef: Required value" in str(refused.value.body)

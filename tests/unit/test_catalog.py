@@ -245,6 +245,7 @@ def test_the_service_declares_every_contract_type_once_on_its_queue() -> None:
         "odoo.instance.delete.v1",
         "odoo.instance.clone.v1",
         "odoo.instance.import.v1",
+        "odoo.instance.domain.add.v1",
         "odoo.fleet.reconcile.v1",
     }
     assert catalog.routed_to(Queue.QUICK) == set(COMMAND_MODELS) - catalog.routed_to(Queue.LONG)

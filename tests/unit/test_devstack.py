@@ -17,6 +17,7 @@ def test_versions_are_pinned_in_one_file() -> None:
         "ETCD_VERSION",
         "KWOK_VERSION",
         "KEDA_VERSION",
+        "CERT_MANAGER_VERSION",
         "CYCLONUS_VERSION",
         "SEAWEEDFS_VERSION",
     }

@@ -75,11 +75,12 @@ def test_a_stored_neutralized_copy_reaches_the_builders_as_one() -> None:
 
 
 def test_the_mapper_fills_every_field_the_builders_take() -> None:
-    shape = InstanceShape.asked(_provision().data)
-    distinct = replace(shape, demo_data=True, neutralized=True)  # none at InstanceSpec's default
+    stored = instance_record(new_instance(_provision()), ["erp.acme.example"])
+    distinct = replace(stored, demo_data=True, neutralized=True)  # none at InstanceSpec's default
     spec = instance_spec(distinct)
     names = {field.name for field in fields(InstanceSpec)}
-    assert names == {"instance_id"} | {field.name for field in fields(InstanceShape)} - {"id"}
+    shape = {field.name for field in fields(InstanceShape)} - {"id"}
+    assert names == {"instance_id", "domains"} | shape  # domains: a stored instance's only
     defaults = InstanceSpec(
         instance_id="",
         customer_id="",
@@ -90,3 +91,4 @@ def test_the_mapper_fills_every_field_the_builders_take() -> None:
         storage_gib=0,
     )
     assert all(getattr(spec, name) != getattr(defaults, name) for name in names)
+    assert spec.domains == ("erp.acme.example",)

@@ -1,14 +1,16 @@
 """The manifest builders, by value: what each object says, for the cases that differ."""
 
 import re
+from dataclasses import replace
 
 import pytest
 
+from k8s.certificates import build_certificate
 from k8s.exposure import build_ingress, build_service, host_of
 from k8s.names import InstanceNames
 from k8s.network import build_network_policies
 from k8s.odoo_conf import render_odoo_conf, sizing
-from k8s.settings import TenantSettings
+from k8s.settings import DomainSettings, TenantSettings
 from k8s.spec import TenantCredentials
 from k8s.workload import (
     Manifest,
@@ -203,6 +205,51 @@ def test_service_and_ingress() -> None:
     assert routes == {"/websocket": "websocket", "/": "http"}
     assert ingress["tls"] == [{"hosts": ["acme.odoo.example.net"], "secretName": "wild"}]
     assert "tls" not in build_ingress(spec, TenantSettings(), "t")["spec"]
+
+
+def test_customer_domains_get_their_own_ingress_rules_tls_and_certificates() -> None:
+    spec = replace(_spec(), domains=("erp.acme.example", "shop.acme.example"))
+    names = spec.names
+    ingress = build_ingress(spec, TENANTS, "tenants")["spec"]
+    assert [rule["host"] for rule in ingress["rules"]] == [
+        "acme.odoo.example.net",  # the primary host first: Odoo's web.base.url stays on it
+        "erp.acme.example",
+        "shop.acme.example",
+    ]
+    assert ingress["tls"] == [
+        {"hosts": ["acme.odoo.example.net"], "secretName": "wild"},
+        {"hosts": ["erp.acme.example"], "secretName": names.certificate_secret("erp.acme.example")},
+        {
+            "hosts": ["shop.acme.example"],
+            "secretName": names.certificate_secret("shop.acme.example"),
+        },
+    ]
+    without_wildcard = build_ingress(spec, TenantSettings(), "t")["spec"]["tls"]
+    assert [entry["hosts"] for entry in without_wildcard] == [
+        ["erp.acme.example"],
+        ["shop.acme.example"],
+    ]
+
+    settings = DomainSettings(issuer_kind="Issuer", issuer_name="acme-http01")
+    certificate = build_certificate(spec, "erp.acme.example", settings, "tenants")
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["metadata"]["name"] == names.certificate("erp.acme.example")
+    assert len(certificate["metadata"]["name"]) <= 63
+    assert certificate["metadata"]["annotations"]["odoo.saas/domain"] == "erp.acme.example"
+    assert certificate["metadata"]["labels"]["app.kubernetes.io/component"] == "domain"
+    body = certificate["spec"]
+    assert body["dnsNames"] == ["erp.acme.example"]
+    assert body["commonName"] == "erp.acme.example"
+    assert body["secretName"] == names.certificate_secret("erp.acme.example")
+    assert body["secretTemplate"]["labels"] == certificate["metadata"]["labels"]
+    assert body["issuerRef"] == {
+        "group": "cert-manager.io",
+        "kind": "Issuer",
+        "name": "acme-http01",
+    }
+    long_domain = ".".join(["abcdefghij"] * 10) + ".example"  # 118 characters
+    assert "commonName" not in build_certificate(spec, long_domain, settings, "t")["spec"]
+    assert names.certificate(long_domain) != names.certificate("erp.acme.example")
 
 
 def test_every_object_carries_instance_and_customer_labels() -> None:

@@ -30,11 +30,16 @@ MARKS = {
 }
 
 
+def verb(command_type: str) -> str:
+    """`odoo.instance.domain.add.v1` -> `domain.add`, as the tables name commands."""
+    return command_type.removeprefix("odoo.instance.").removesuffix(".v1")
+
+
 def _documented() -> dict[tuple[InstanceStatus | None, str], Verdict]:
     lines = [line for line in DOC.read_text().splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     assert header[0] == "status \\ command"
-    commands = {t.split(".")[2]: t for t in TRANSITIONS}
+    commands = {verb(t): t for t in TRANSITIONS}
     columns = [commands[name] for name in header[1:]]
     table: dict[tuple[InstanceStatus | None, str], Verdict] = {}
     for line in lines[1:]:
@@ -98,61 +103,71 @@ def test_deleted_is_final() -> None:
 
 ENDINGS = (Ending.SUCCEEDED, Ending.FAILED, Ending.ROLLED_BACK)
 AFTER = """
-status       command     succeeded   failed      rolled_back
--            provision   running     error       error
--            clone       running     error       error
--            import      running     error       error
-running      start       running     error       running
-running      stop        stopped     error       running
-running      restart     running     error       running
-running      suspend     suspended   suspended   suspended
-running      unsuspend   running     error       running
-running      resize      running     error       running
-running      upgrade     running     error       running
-running      backup      running     error       running
-running      restore     running     error       running
-running      terminate   terminated  terminated  terminated
-running      delete      deleted     error       running
-degraded     start       running     error       degraded
-degraded     stop        stopped     error       degraded
-degraded     restart     running     error       degraded
-degraded     suspend     suspended   suspended   suspended
-degraded     unsuspend   running     error       degraded
-degraded     resize      degraded    error       degraded
-degraded     upgrade     degraded    error       degraded
-degraded     backup      degraded    error       degraded
-degraded     restore     degraded    error       degraded
-degraded     terminate   terminated  terminated  terminated
-degraded     delete      deleted     error       degraded
-stopped      start       running     error       stopped
-stopped      stop        stopped     error       stopped
-stopped      suspend     suspended   suspended   suspended
-stopped      resize      stopped     error       stopped
-stopped      upgrade     stopped     error       stopped
-stopped      backup      stopped     error       stopped
-stopped      restore     stopped     error       stopped
-stopped      terminate   terminated  terminated  terminated
-stopped      delete      deleted     error       stopped
-error        provision   running     error       error
-error        clone       running     error       error
-error        import      running     error       error
-error        start       running     error       error
-error        stop        stopped     error       error
-error        restart     running     error       error
-error        suspend     suspended   suspended   suspended
-error        restore     running     error       error
-error        terminate   terminated  terminated  terminated
-error        delete      deleted     error       error
-suspended    suspend     suspended   suspended   suspended
-suspended    unsuspend   running     suspended   suspended
-suspended    resize      suspended   suspended   suspended
-suspended    backup      suspended   suspended   suspended
-suspended    terminate   terminated  terminated  terminated
-suspended    delete      deleted     suspended   suspended
-terminated   backup      terminated  terminated  terminated
-terminated   terminate   terminated  terminated  terminated
-terminated   reactivate  running     terminated  terminated
-terminated   delete      deleted     terminated  terminated
+status       command        succeeded   failed      rolled_back
+-            provision      running     error       error
+-            clone          running     error       error
+-            import         running     error       error
+running      start          running     error       running
+running      stop           stopped     error       running
+running      restart        running     error       running
+running      suspend        suspended   suspended   suspended
+running      unsuspend      running     error       running
+running      resize         running     error       running
+running      upgrade        running     error       running
+running      backup         running     error       running
+running      restore        running     error       running
+running      terminate      terminated  terminated  terminated
+running      delete         deleted     error       running
+running      domain.add     running     error       running
+running      domain.remove  running     error       running
+degraded     start          running     error       degraded
+degraded     stop           stopped     error       degraded
+degraded     restart        running     error       degraded
+degraded     suspend        suspended   suspended   suspended
+degraded     unsuspend      running     error       degraded
+degraded     resize         degraded    error       degraded
+degraded     upgrade        degraded    error       degraded
+degraded     backup         degraded    error       degraded
+degraded     restore        degraded    error       degraded
+degraded     terminate      terminated  terminated  terminated
+degraded     delete         deleted     error       degraded
+degraded     domain.add     degraded    error       degraded
+degraded     domain.remove  degraded    error       degraded
+stopped      start          running     error       stopped
+stopped      stop           stopped     error       stopped
+stopped      suspend        suspended   suspended   suspended
+stopped      resize         stopped     error       stopped
+stopped      upgrade        stopped     error       stopped
+stopped      backup         stopped     error       stopped
+stopped      restore        stopped     error       stopped
+stopped      terminate      terminated  terminated  terminated
+stopped      delete         deleted     error       stopped
+stopped      domain.add     stopped     error       stopped
+stopped      domain.remove  stopped     error       stopped
+error        provision      running     error       error
+error        clone          running     error       error
+error        import         running     error       error
+error        start          running     error       error
+error        stop           stopped     error       error
+error        restart        running     error       error
+error        suspend        suspended   suspended   suspended
+error        restore        running     error       error
+error        terminate      terminated  terminated  terminated
+error        delete         deleted     error       error
+suspended    suspend        suspended   suspended   suspended
+suspended    unsuspend      running     suspended   suspended
+suspended    resize         suspended   suspended   suspended
+suspended    backup         suspended   suspended   suspended
+suspended    terminate      terminated  terminated  terminated
+suspended    delete         deleted     suspended   suspended
+suspended    domain.add     suspended   suspended   suspended
+suspended    domain.remove  suspended   suspended   suspended
+terminated   backup         terminated  terminated  terminated
+terminated   terminate      terminated  terminated  terminated
+terminated   reactivate     running     terminated  terminated
+terminated   delete         deleted     terminated  terminated
+terminated   domain.add     terminated  terminated  terminated
+terminated   domain.remove  terminated  terminated  terminated
 """
 """Every command that runs in a status at rest, and where it leaves the instance as it succeeds,
 fails or fails having rolled back; written out by hand, not computed. `suspended` and
@@ -161,7 +176,7 @@ HELD_IN = {InstanceStatus.SUSPENDED: Hold.SUSPENDED, InstanceStatus.TERMINATED: 
 
 
 def _after_table() -> dict[tuple[InstanceStatus | None, str, Ending], InstanceStatus]:
-    commands = {t.split(".")[2]: t for t in TRANSITIONS}
+    commands = {verb(t): t for t in TRANSITIONS}
     rows = [line.split() for line in AFTER.strip().splitlines()[1:]]
     return {
         (None if status == "-" else InstanceStatus(status), commands[verb], ending): (

@@ -334,3 +334,49 @@ def test_a_clone_or_import_that_breaks_the_contract_names_the_field(
     rejection = _reject(body)
     assert rejection.code is RejectionCode.INVALID_DATA
     assert field in [detail.field for detail in rejection.details], rejection.details
+
+
+PLATFORM = ContractSettings(platform_domains=("odoo.test",))
+
+
+@pytest.mark.parametrize(
+    ("domain", "says"),
+    [
+        ("Shop.Acme.Example", "must be lower-case"),
+        ("shop.acme.example.", "without the trailing dot"),
+        ("acme", "fully qualified domain name"),
+        ("shop_1.acme.example", "fully qualified domain name"),
+        ("-shop.acme.example", "fully qualified domain name"),
+        ("shop..acme.example", "fully qualified domain name"),
+        (f"{'a' * 64}.example", "fully qualified domain name"),
+        (".".join(["abcdefghi"] * 25) + ".example", "at most 253 characters"),
+        ("192.0.2.10", "not an IP address"),
+        ("2001:db8::1", "fully qualified domain name"),
+        ("odoo.test", "under the platform's domain odoo.test"),
+        ("shop.odoo.test", "under the platform's domain odoo.test"),
+        ("printer.local", "reserved (local)"),
+        ("localhost.localdomain", "reserved"),
+        ("x.in-addr.arpa", "reserved (arpa)"),
+    ],
+)
+def test_a_customer_domain_that_breaks_the_rules_is_invalid_data(domain: str, says: str) -> None:
+    document = command_example("odoo.instance.domain.add.v1")
+    document["data"]["domain"] = domain
+    with pytest.raises(MessageRejected) as raised:
+        parse_command(encode(document), AmqpProperties(), PLATFORM)
+    rejection = raised.value
+    assert rejection.code is RejectionCode.INVALID_DATA
+    assert [detail.field for detail in rejection.details] == ["data.domain"]
+    assert says in rejection.details[0].message
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["erp.acme.example", "acme.example", "xn--mnchen-3ya.example", "a-b.c-d.shop", "odoo.testing"],
+)
+def test_a_customer_domain_within_the_rules_is_taken_as_given(domain: str) -> None:
+    for command_type in ("odoo.instance.domain.add.v1", "odoo.instance.domain.remove.v1"):
+        document = command_example(command_type)
+        document["data"]["domain"] = domain
+        command = parse_command(encode(document), AmqpProperties(), PLATFORM)
+        assert getattr(command.data, "domain") == domain  # noqa: B009
