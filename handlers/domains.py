@@ -68,9 +68,9 @@ def _answered(certificate: Document) -> bool:
 
 
 def certificate_steps(
-    spec: InstanceSpec, domain: str, platform: Platform, cluster: Cluster, prefix: str = ""
+    spec: InstanceSpec, domain: str, platform: Platform, cluster: Cluster
 ) -> tuple[Step, ...]:
-    """The Certificate applied and issued (named `<prefix>certificate`, `<prefix>issued`)."""
+    """The Certificate applied (`certificate`) and issued (`issued`)."""
     settings, namespace = platform.domains, platform.namespace
     name = spec.names.certificate(domain)
     deadline = settings.certificate_ready_seconds
@@ -91,7 +91,7 @@ def certificate_steps(
     answered = WaitingFor.state(
         CERTIFICATE, name, _answered, f"Certificate {name} issued or refused"
     )
-    waited = watch_step(f"{prefix}issued", deadline, [answered], cluster, expired)
+    waited = watch_step("issued", deadline, [answered], cluster, expired)
 
     def issued_or_refused(progress: Progress) -> StepOutcome:
         outcome = waited.run(progress)
@@ -108,8 +108,8 @@ def certificate_steps(
         )
 
     return (
-        Step(f"{prefix}certificate", certificate),
-        Step(f"{prefix}issued", issued_or_refused),
+        Step("certificate", certificate),
+        Step("issued", issued_or_refused),
     )
 
 
