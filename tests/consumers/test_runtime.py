@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import threading
 import time
 from collections import Counter
 from contextlib import closing
@@ -161,15 +162,26 @@ def test_closing_all_connections_during_500_commands_loses_nothing(
     amqp_url: str, amqp_vhost: str, engine: Engine
 ) -> None:
     observer = Observer(amqp_url)
-    fake = ProvisionFake(sleep=0.05)  # slow enough that the drop lands mid-stream
+    fake = ProvisionFake(sleep=0.05)
+    dropped = threading.Event()
+
+    def held_until_the_drop(command: AnyCommand, context: HandlerContext) -> HandlerResult:
+        # Past the first 100 commands, handlers wait for the drop: it lands mid-stream however
+        # long rabbitmqctl takes to start on a loaded machine (seconds, as long as the stream).
+        if len(fake.calls) >= 100:
+            dropped.wait(timeout=120)
+        return fake(command, context)
+
     layout = default_layout()
     broker = RabbitMQ(layout, credentials.load_or_create(layout))
     messages = [provision_body(i) for i in range(500)]
     settings = FAST.model_copy(update={"workers": 8, "prefetch": 16})
-    with running_consumer(amqp_url, engine, {PROVISION: fake}, settings) as runtime:
-        publish(amqp_url, messages, PROVISION)  # 500 x 50 ms on 8 workers: about 3 s of work
+    handlers = {PROVISION: held_until_the_drop}
+    with running_consumer(amqp_url, engine, handlers, settings) as runtime:
+        publish(amqp_url, messages, PROVISION)
         observer.wait_for(lambda bodies: len(bodies) >= 50, timeout=120)
         broker.ctl("close_all_connections", "-p", amqp_vhost, "test: drop every client")
+        dropped.set()
         assert len(_terminal([b for _, b in observer.seen])) < len(messages)
         bodies = observer.wait_for(
             lambda bodies: len(_terminal(bodies)) == len(messages), timeout=300
