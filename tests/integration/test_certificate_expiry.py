@@ -4,14 +4,13 @@ it is deleted (consumers/certificates.py, behind the gauge
 `instance_service.certificate.remaining_validity`)."""
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 from kubernetes import client
 
 from consumers.certificates import CertificateExpiry
 from consumers.watcher import CERTIFICATE_SELECTOR
+from devstack.processes import wait_until
 from k8s.apply import Kubernetes
 from k8s.certificates import build_certificate
 from k8s.informer import Informer
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.k8s
 
 DOMAIN = "expiry.customer.test"
 SETTINGS = DomainSettings(issuer_name="devstack")
-
-
-def _until(found: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not found():
-        assert time.monotonic() < deadline, f"{what} not within {timeout:g} s"
-        time.sleep(0.2)
 
 
 def test_an_issued_certificate_is_reported_until_it_is_deleted(
@@ -46,12 +38,12 @@ def test_an_issued_certificate_is_reported_until_it_is_deleted(
     try:
         spec = tenant_spec(domains=(DOMAIN,))
         cluster.apply(CERTIFICATE, build_certificate(spec, DOMAIN, SETTINGS, namespace))
-        _until(lambda: bool(expiry.remaining()), "the issued certificate")
+        assert wait_until(lambda: bool(expiry.remaining()), 60, interval=0.2), "never issued"
         ((instance, domain, seconds),) = expiry.remaining()
         assert (instance, domain) == (INSTANCE, DOMAIN)
         assert 89 * 86400 < seconds <= 90 * 86400  # the stand-in issues for cert-manager's 90 days
         cluster.delete(CERTIFICATE, spec.names.certificate(DOMAIN))
-        _until(lambda: not expiry.remaining(), "the deleted certificate gone")
+        assert wait_until(lambda: not expiry.remaining(), 60, interval=0.2), "still reported"
     finally:
         stop.set()
         thread.join(timeout=20)
