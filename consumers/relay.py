@@ -100,6 +100,15 @@ class OutboxRelay:
         except StoreUnavailableError:
             return None
 
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest unpublished event has waited (0: none waits; None: the database
+        does not answer)."""
+        try:
+            oldest = self.store.oldest_waiting()
+        except StoreUnavailableError:
+            return None
+        return 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+
     def _answered(self, work: Callable[[], T], instead: T) -> T:
         """`work`'s result, or `instead` while the database does not answer (logged)."""
         try:

@@ -155,7 +155,7 @@ class ConsumerRuntime:
 
     def serve(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Connect, consume, reconnect after losses, until `stopping` is set."""
-        METRICS.watch_outbox(self.relay.backlog)
+        METRICS.watch_outbox(self.relay)
         self._outbox.start()
         if self.parking is not None:  # its timer resumes waits nothing else ends, at `until`
             threading.Thread(
@@ -165,7 +165,7 @@ class ConsumerRuntime:
             self._serve(on_ready)
         finally:
             self._outbox.stop()
-            METRICS.unwatch_outbox(self.relay.backlog)
+            METRICS.unwatch_outbox(self.relay)
 
     def _serve(self, on_ready: Callable[[], None]) -> None:
         failures = 0  # connections in a row that did not last: the backoff's attempt

@@ -36,6 +36,7 @@ from pika.spec import BasicProperties
 
 from consumers.certificates import CertificateExpiry
 from consumers.connection import BrokerUnavailableError, open_connection
+from consumers.freshness import FleetFreshness
 from consumers.health import Health
 from consumers.relay import OutboxRelay
 from consumers.settings import AmqpSettings, WatcherSettings
@@ -140,6 +141,9 @@ class Watcher:
         )
         self.transitions = 0
         """Status changes recorded by this process."""
+        self.heartbeat: float | None = None
+        """Unix time of the last turn with every informer alive (the heartbeat gauge)."""
+        self.freshness = FleetFreshness(ledger)
         self._changes: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self._picture = _Picture()
         self._due: dict[str, datetime] = {}
@@ -185,10 +189,18 @@ class Watcher:
         self._threads = threads
         for thread in threads:
             thread.start()
+        # The watcher is the one process always on: it reports what the alert rules need even
+        # while every consumer is scaled to zero (deploy/monitoring/).
+        METRICS.watch_heartbeat(lambda: self.heartbeat)
+        METRICS.watch_fleet(self.freshness)
+        METRICS.watch_outbox(self.relay)
         try:
             while not self.stopping.is_set():
                 self._turn()
         finally:
+            METRICS.watch_heartbeat(None)
+            METRICS.watch_fleet(None)
+            METRICS.unwatch_outbox(self.relay)
             self._publish()  # what was decided last leaves with this process if it can
             self._disconnect()
 
@@ -222,6 +234,7 @@ class Watcher:
         self.health.set_ready(self._listed == set(WATCHED))
         if all(thread.is_alive() for thread in self._threads):
             self.health.beat()  # a dead informer stalls /livez: the kubelet restarts us
+            self.heartbeat = time.time()
         self._sweep()
         self._publish()
 

@@ -11,9 +11,11 @@ from devstack.component import Component, Health
 from devstack.controlplane import ControlPlane, build_binaries
 from devstack.dns import INGRESS_ADDRESS, INGRESS_HOSTNAME, KnotDns
 from devstack.issuer import ISSUER_NAME
+from devstack.keda import Keda
 from devstack.layout import LOOPBACK, Layout, default_layout
 from devstack.postgres import Postgres
 from devstack.processes import StackError, exclusive
+from devstack.prometheus import Prometheus
 from devstack.rabbitmq import RabbitMQ
 from devstack.seaweedfs import SeaweedFS
 from telemetry.redaction import redact_url
@@ -28,6 +30,8 @@ def components(layout: Layout) -> list[Component]:
         SeaweedFS(layout, secrets),
         KnotDns(layout),
         ControlPlane(layout),
+        Keda(layout),
+        Prometheus(layout),
     ]
 
 
@@ -73,6 +77,7 @@ def status(layout: Layout) -> int:
     print(f"database url:    {redact_url(found.database_url)}")
     print(f"tenant admin db: {redact_url(found.postgres_admin_url)}")
     print(f"object storage:  {found.s3_url} buckets {found.backup_bucket}, {found.import_bucket}")
+    print(f"prometheus:      {Prometheus(layout).url} (OTLP {Prometheus(layout).otlp_metrics_url})")
     print(f"state and logs:  {layout.home}")
     print("(passwords masked: `python -m devstack env` prints the full URLs as shell exports)")
     return 0 if all(h.healthy for h in report) else 1
@@ -114,6 +119,7 @@ def service_env(layout: Layout) -> dict[str, str]:
         "INSTANCE_SERVICE_DOMAINS__ISSUER_NAME": ISSUER_NAME,
         "DEVSTACK_DATABASE_URL": found.database_url,
         "DEVSTACK_POSTGRES_ADMIN_URL": found.postgres_admin_url,
+        "DEVSTACK_PROMETHEUS_URL": Prometheus(layout).url,
     }
 
 
@@ -121,6 +127,9 @@ def env(layout: Layout) -> int:
     """Print shell exports that point the service and tools at the stack."""
     for key, value in service_env(layout).items():
         print(f"export {key}={shlex.quote(value)}")
+    print("# metrics to the stack's Prometheus (every second; the SDK's default is a minute):")
+    print(f"# export OTEL_EXPORTER_OTLP_METRICS_ENDPOINT={Prometheus(layout).otlp_metrics_url}")
+    print("# export OTEL_METRIC_EXPORT_INTERVAL=1000")
     print("# state on PostgreSQL instead of SQLite:")
     print('# export INSTANCE_SERVICE_STORE__URL="$DEVSTACK_DATABASE_URL"')
     return 0
@@ -135,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "only",
         nargs="*",
         metavar="COMPONENT",
-        help="only these: postgres, rabbitmq, objectstore, dns, kubernetes",
+        help="only these: postgres, rabbitmq, objectstore, dns, kubernetes, keda, prometheus",
     )
     commands.add_parser("down", help="stop every process of the stack; data is kept")
     commands.add_parser("status", help="print each component's health and the URLs to use")

@@ -14,7 +14,7 @@ from devstack.issuer import READY_FILE as ISSUER_READY
 from devstack.jobrunner import READY_FILE as JOB_RUNNER_READY
 from devstack.kwok_stages import kwok_config
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
-from devstack.pki import ensure_pki
+from devstack.pki import FRONT_PROXY_CLIENT, ensure_pki
 from devstack.provisioner import STORAGE_CLASS, storage_class
 from k8s.tenancy import build_default_deny, build_tenant_namespace
 
@@ -150,6 +150,16 @@ class ControlPlane:
                 # No kubelet or kube-proxy exists; loopback cannot be an endpoint of `kubernetes`.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                # The aggregation layer, for KEDA's metrics server (devstack/keda.py). Its
+                # APIService names an ExternalName Service, which the aggregator dials by name
+                # only while aggregator routing (to endpoints) stays off, the default.
+                f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             ],
             "kube-controller-manager": [
                 str(bin_dir / "kube-controller-manager"),

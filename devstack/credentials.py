@@ -11,6 +11,7 @@ from objectstore.sealing import new_keyset
 
 RABBITMQ_VHOST = "instance-service"
 RABBITMQ_SERVICE_USER = "instance-service"
+RABBITMQ_KEDA_USER = "keda"
 RABBITMQ_ADMIN_USER = "devstack-admin"
 POSTGRES_SERVICE_ROLE = "instance_service"
 POSTGRES_SERVICE_DATABASE = "instance_service"
@@ -26,6 +27,8 @@ class Credentials:
 
     rabbitmq_admin: str
     rabbitmq_service: str
+    rabbitmq_keda: str
+    """KEDA's user: reads queue lengths through the management API (tag `monitoring`)."""
     postgres_admin: str
     postgres_service: str
     s3_admin: str
@@ -41,6 +44,7 @@ def _password() -> str:
 GENERATORS: dict[str, Callable[[], str]] = {
     "rabbitmq_admin": _password,
     "rabbitmq_service": _password,
+    "rabbitmq_keda": _password,
     "postgres_admin": _password,
     "postgres_service": _password,
     "s3_admin": _password,

@@ -283,8 +283,10 @@ def _finish(
 
 def _runnable(pod: Any) -> bool:
     status = pod.status
+    owners = pod.metadata.owner_references or []
     return (
-        pod.metadata.deletion_timestamp is None
+        any(owner.kind == "Job" for owner in owners)  # a Deployment's pods are kwok's
+        and pod.metadata.deletion_timestamp is None
         and bool(pod.spec.node_name)
         and (status is None or status.phase in (None, "Pending"))
         and not (status and status.container_statuses)

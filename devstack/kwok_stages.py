@@ -3,15 +3,16 @@
 kwok replaces its built-in pod stages as soon as it is given any, so all are written here.
 Their selectors exclude one another, so kwok never has to pick between two at random:
 
-- a new pod becomes Running and Ready with an IP, unless it carries `devstack.local/ready=never`;
+- a new pod becomes Running and Ready with an IP, unless it carries `devstack.local/ready=never`
+  (the service's own Deployments' pods too, e.g. deploy/'s consumers scaled by KEDA);
 - a pod with that label becomes Running with an IP but never Ready (failure tests: a rollout
   that cannot finish);
 - a Job's running pod succeeds, or fails if it carries `devstack.local/job=fail` (failure tests
   of update Jobs);
 - a pod marked for deletion loses its finalizers and is deleted.
 
-Pods of the service's own Jobs (`app.kubernetes.io/name=instance-service`) are left to
-devstack.jobrunner, which runs them for real; only their deletion is kwok's.
+Pods of the service's own Jobs (`app.kubernetes.io/name=instance-service`, owned by a Job) are
+left to devstack.jobrunner, which runs them for real; only their deletion is kwok's.
 """
 
 import json
@@ -134,6 +135,14 @@ def stages() -> list[dict[str, Any]]:
     # The service's own Job pods are run by devstack.jobrunner, not played by kwok.
     not_ours = {"key": _NAME_KEY, "operator": "NotIn", "values": [SERVICE_NAME]}
     job_pod = {"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]}
+    # The service's own Deployments (deploy/'s consumers, scaled by KEDA) are played like any
+    # other: only its Jobs' pods are run for real.
+    ours = {"key": _NAME_KEY, "operator": "In", "values": [SERVICE_NAME]}
+    replica = {
+        "key": ".metadata.ownerReferences.[].kind",
+        "operator": "In",
+        "values": ["ReplicaSet"],
+    }
     running = {"key": ".status.phase", "operator": "In", "values": ["Running"]}
     fails = {"key": _JOB_FAILS_KEY, "operator": "In", "values": [JOB_FAILS_VALUE]}
     not_fails = {"key": _JOB_FAILS_KEY, "operator": "NotIn", "values": [JOB_FAILS_VALUE]}
@@ -141,6 +150,11 @@ def stages() -> list[dict[str, Any]]:
         _stage(
             "devstack-pod-ready",
             [_ALIVE, _NO_IP, not_never, not_ours],
+            {"statusTemplate": _running(ready=True)},
+        ),
+        _stage(
+            "devstack-own-replica-ready",
+            [_ALIVE, _NO_IP, ours, replica],
             {"statusTemplate": _running(ready=True)},
         ),
         _stage(

@@ -36,6 +36,17 @@ class Ports:
     seaweed_filer_grpc: int = 28888
     # Knot DNS (the customers' test zone), UDP and TCP.
     dns: int = 15353
+    # KEDA: the operator's metrics, probes and gRPC metrics service; the metrics API server
+    # (behind the API server's aggregation layer) and its own metrics, which it binds on every
+    # interface (it has no flag for the address).
+    keda_operator_metrics: int = 18180
+    keda_operator_health: int = 18181
+    keda_grpc: int = 19666
+    keda_metrics_apiserver: int = 16443
+    keda_metrics_apiserver_metrics: int = 18182
+    # Prometheus, and RabbitMQ's own exporter (the rabbitmq_prometheus plugin) it scrapes.
+    prometheus: int = 19090
+    rabbitmq_prometheus: int = 15692
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,26 @@ APISERVER_SANS = (
 )
 
 
+FRONT_PROXY_CA_SUBJECT = "/CN=instance-service-devstack-front-proxy-ca"
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def ensure_mutual_tls(directory: Path, ca_subject: str, sans: str) -> None:
+    """A CA of its own in `directory` (ca.crt, ca.key) and one cert of it (tls.crt, tls.key)
+    that serves these names and is a client cert too: KEDA's operator and metrics server use
+    one such directory for both ends of their mutual TLS and for the metrics API."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    _ca(directory, "ca", ca_subject)
+    _signed_cert(
+        directory,
+        "tls",
+        "/CN=devstack",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        f"extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={sans}\n",
+    )
+
+
 def _openssl(*args: str) -> None:
     processes.run(["openssl", *args], what=f"openssl {args[0]}")
 
@@ -24,7 +44,7 @@ def _key(path: Path) -> None:
         path.chmod(0o600)
 
 
-def _signed_cert(pki: Path, name: str, subject: str, extensions: str) -> None:
+def _signed_cert(pki: Path, name: str, subject: str, extensions: str, ca: str = "ca") -> None:
     cert = pki / f"{name}.crt"
     if cert.exists():
         return
@@ -33,25 +53,31 @@ def _signed_cert(pki: Path, name: str, subject: str, extensions: str) -> None:
     _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
     ext.write_text(extensions)
     _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"),
-        "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", str(ext), "-out", str(cert),
+        "x509", "-req", "-in", str(csr), "-CA", str(pki / f"{ca}.crt"),
+        "-CAkey", str(pki / f"{ca}.key"), "-CAcreateserial", "-days", "3650", "-sha256",
+        "-extfile", str(ext), "-out", str(cert),
     )  # fmt: skip
     csr.unlink()
     ext.unlink()
 
 
-def ensure_pki(pki: Path) -> None:
-    """Create the CA, the API server's serving cert, an admin client cert and the SA key pair."""
-    pki.mkdir(parents=True, exist_ok=True)
-    pki.chmod(0o700)
-    if not (pki / "ca.crt").exists():
-        _key(pki / "ca.key")
+def _ca(pki: Path, name: str, subject: str) -> None:
+    if not (pki / f"{name}.crt").exists():
+        _key(pki / f"{name}.key")
         _openssl(
-            "req", "-x509", "-new", "-key", str(pki / "ca.key"), "-subj", CA_SUBJECT,
-            "-days", "3650", "-sha256", "-out", str(pki / "ca.crt"),
+            "req", "-x509", "-new", "-key", str(pki / f"{name}.key"), "-subj", subject,
+            "-days", "3650", "-sha256", "-out", str(pki / f"{name}.crt"),
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
         )  # fmt: skip
+
+
+def ensure_pki(pki: Path) -> None:
+    """Create the CA, the API server's serving cert, an admin client cert, the SA key pair, and
+    the aggregation layer's front-proxy CA and client cert."""
+    pki.mkdir(parents=True, exist_ok=True)
+    pki.chmod(0o700)
+    _ca(pki, "ca", CA_SUBJECT)
     _signed_cert(
         pki,
         "apiserver",
@@ -66,6 +92,18 @@ def ensure_pki(pki: Path) -> None:
         "/O=system:masters/CN=devstack-admin",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=clientAuth\n",
+    )
+    # The aggregation layer: the API server proxies to extension API servers (KEDA's metrics
+    # server) with this client cert; they trust the user it names only from this separate CA,
+    # so no ordinary client cert can impersonate a user.
+    _ca(pki, "front-proxy-ca", FRONT_PROXY_CA_SUBJECT)
+    _signed_cert(
+        pki,
+        "front-proxy-client",
+        f"/CN={FRONT_PROXY_CLIENT}",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=clientAuth\n",
+        ca="front-proxy-ca",
     )
     if not (pki / "sa.pub").exists():
         _openssl(

@@ -1,4 +1,5 @@
-"""RabbitMQ from Debian's package, as a node of our own on loopback with the management plugin."""
+"""RabbitMQ from Debian's package, as a node of our own on loopback with the management plugin
+(which KEDA's scaler reads) and the Prometheus plugin (which the stack's Prometheus scrapes)."""
 
 import contextlib
 import shutil
@@ -8,6 +9,7 @@ from devstack import processes
 from devstack.component import Health
 from devstack.credentials import (
     RABBITMQ_ADMIN_USER,
+    RABBITMQ_KEDA_USER,
     RABBITMQ_SERVICE_USER,
     RABBITMQ_VHOST,
     Credentials,
@@ -56,9 +58,12 @@ class RabbitMQ:
             f"listeners.tcp.default = {LOOPBACK}:{ports.amqp}\n"
             f"management.tcp.ip = {LOOPBACK}\n"
             f"management.tcp.port = {ports.rabbitmq_management}\n"
+            # Its own metrics, per queue, for the stack's Prometheus (devstack/prometheus.py).
+            f"prometheus.tcp.ip = {LOOPBACK}\n"
+            f"prometheus.tcp.port = {ports.rabbitmq_prometheus}\n"
             "loopback_users.guest = true\n"
         )
-        (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.base / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_prometheus].\n")
 
     def ctl(self, *args: str) -> str:
         """Run rabbitmqctl against this node."""
@@ -78,7 +83,12 @@ class RabbitMQ:
         pid_file = self.base / "rabbitmq.pid"
         if processes.pid_of(self.layout, NAME) is None:
             ports = self.layout.ports
-            for port in (ports.amqp, ports.rabbitmq_management, ports.rabbitmq_distribution):
+            for port in (
+                ports.amqp,
+                ports.rabbitmq_management,
+                ports.rabbitmq_distribution,
+                ports.rabbitmq_prometheus,
+            ):
                 processes.ensure_port_free(port, "RabbitMQ")
             self._write_config()
             pid_file.unlink(missing_ok=True)
@@ -100,6 +110,7 @@ class RabbitMQ:
         for user, password, tags in (
             (RABBITMQ_ADMIN_USER, self.credentials.rabbitmq_admin, "administrator"),
             (RABBITMQ_SERVICE_USER, self.credentials.rabbitmq_service, ""),
+            (RABBITMQ_KEDA_USER, self.credentials.rabbitmq_keda, "monitoring"),
         ):
             if user in users:
                 self.ctl("change_password", user, password)
@@ -110,6 +121,8 @@ class RabbitMQ:
             self.ctl("add_vhost", RABBITMQ_VHOST)
         for user in (RABBITMQ_ADMIN_USER, RABBITMQ_SERVICE_USER):
             self.ctl("set_permissions", "-p", RABBITMQ_VHOST, user, ".*", ".*", ".*")
+        # KEDA only reads queue lengths: access to the vhost, no permission on its resources.
+        self.ctl("set_permissions", "-p", RABBITMQ_VHOST, RABBITMQ_KEDA_USER, "", "", "")
 
     def stop(self) -> None:
         """Stop the node cleanly (messages on disk survive) and the port mapper it started."""

@@ -35,6 +35,7 @@ from messages.events import Event
 from messages.serialization import serialize_event
 from store.admission import Archives
 from store.database import reading, traced_session, traced_step, transaction
+from store.freshness import RECONCILE_COMMAND, BackupAge, backup_ages, last_success
 from store.instances import instance_record
 from store.lifecycle import InstanceStatus, StatusMachine
 from store.locks import InstanceLocks, locks_for
@@ -143,6 +144,14 @@ class Ledger:
                 instance_record(row, served.get(row.id, ()))
                 for row in session.scalars(select(Instance))
             ]
+
+    def last_success(self, command_type: str = RECONCILE_COMMAND) -> datetime | None:
+        """When a command of this type was last answered `succeeded` (None: never)."""
+        return last_success(self.engine, command_type)
+
+    def backup_ages(self, now: datetime) -> list[BackupAge]:
+        """Each instance the backup schedule looks after, with its time without a backup."""
+        return backup_ages(self.engine, now)
 
     def domains(self) -> dict[str, str]:
         """Every customer domain held, active or being added -> its instance."""

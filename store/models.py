@@ -120,6 +120,10 @@ class InboxEntry(Base):
     terminal_event_id: Mapped[str] = mapped_column(String(36))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    # The newest answer of one command type (the last completed fleet reconcile, for its
+    # freshness metric) without reading the whole inbox.
+    __table_args__ = (Index("ix_inbox_type_recorded", "command_type", "recorded_at"),)
+
 
 class Operation(Base):
     """A multi-step operation that outlives one delivery: redelivery, crash and scale-in safe."""

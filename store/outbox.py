@@ -138,3 +138,13 @@ class OutboxRelayStore:
                 .where(OutboxEntry.published_at.is_(None))
             )
             return int(count or 0)
+
+    def oldest_waiting(self) -> datetime | None:
+        """When the oldest event still waiting to be published was recorded (None: none waits)."""
+        with _transaction(self.engine, "oldest waiting") as session:
+            return session.scalar(
+                select(OutboxEntry.created_at)
+                .where(OutboxEntry.published_at.is_(None))
+                .order_by(OutboxEntry.seq)
+                .limit(1)
+            )

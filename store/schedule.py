@@ -88,6 +88,14 @@ class Standing:
     last_scheduled: datetime | None
     last_backup: datetime | None
     last_change: datetime | None
+    created_at: datetime | None = None
+
+    @property
+    def unchanged(self) -> bool:
+        """A backup was taken after the last command that could change its data."""
+        return self.last_backup is not None and (
+            self.last_change is None or self.last_backup >= self.last_change
+        )
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,7 @@ def decide(standing: Standing, now: datetime) -> Due | Skip:
         return Skip.HELD
     if standing.status not in AT_REST:
         return Skip.BUSY
-    unchanged = standing.last_backup is not None and (
-        standing.last_change is None or standing.last_backup >= standing.last_change
-    )
-    if standing.status is InstanceStatus.STOPPED and unchanged:
+    if standing.status is InstanceStatus.STOPPED and standing.unchanged:
         return Skip.UNCHANGED
     command_id, backup_id = scheduled_ids(standing.instance_id, slot)
     return Due(standing.instance_id, slot, command_id, backup_id)
@@ -148,6 +153,7 @@ def standings(engine: Engine) -> list[Standing]:
             scheduled.c.at,
             any_backup.c.at,
             changed.c.at,
+            Instance.created_at,
         )
         .outerjoin(scheduled, scheduled.c.instance_id == Instance.id)
         .outerjoin(any_backup, any_backup.c.instance_id == Instance.id)
@@ -166,6 +172,7 @@ def standings(engine: Engine) -> list[Standing]:
             last_scheduled=_aware(row[4]),
             last_backup=_aware(row[5]),
             last_change=_aware(row[6]),
+            created_at=row[7],
         )
         for row in rows
     ]

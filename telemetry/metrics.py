@@ -13,6 +13,7 @@ and nowhere otherwise; `OTEL_SDK_DISABLED=true` turns them off.
 import os
 import threading
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
@@ -58,6 +59,27 @@ def configure_metrics(version: str, readers: tuple[MetricReader, ...] = ()) -> M
     provider = MeterProvider(resource=service_resource(version), metric_readers=all_readers)
     metrics.set_meter_provider(provider)
     return provider
+
+
+class OutboxSource(Protocol):
+    """What the outbox gauges read (the relay; None where the database does not answer)."""
+
+    def backlog(self) -> int | None:
+        """Events recorded and not yet published."""
+
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest of them has waited (0 when none waits)."""
+
+
+class FleetSource(Protocol):
+    """What the freshness gauges read (the watcher's view of the store)."""
+
+    def last_reconcile(self) -> float | None:
+        """Unix time of the last succeeded fleet reconcile (None: never, or unknown)."""
+
+    def backup_ages(self) -> list[tuple[str, float, float]]:
+        """(instance id, seconds without a backup, the plan's interval in s) per instance the
+        backup schedule looks after."""
 
 
 def _seconds_histogram(meter: Meter, name: str, description: str) -> Histogram:
@@ -111,8 +133,10 @@ class ServiceMetrics:
             unit="{request}",
             description="Kubernetes API requests, by verb, resource and status code",
         )
-        self._backlog_source: Callable[[], int | None] | None = None
+        self._outbox: OutboxSource | None = None
         self._certificates: Callable[[], list[tuple[str, str, float]]] | None = None
+        self._heartbeat: Callable[[], float | None] | None = None
+        self._fleet: FleetSource | None = None
         self._lock = threading.Lock()
         meter.create_observable_gauge(
             "instance_service.certificate.remaining_validity",
@@ -126,6 +150,38 @@ class ServiceMetrics:
             callbacks=[self._observe_backlog],
             unit="{event}",
             description="Events recorded and not yet published",
+        )
+        meter.create_observable_gauge(
+            "instance_service.outbox.oldest_age",
+            callbacks=[self._observe_oldest],
+            unit="s",
+            description="Seconds the oldest event not yet published has waited (0: none waits)",
+        )
+        meter.create_observable_gauge(
+            "instance_service.watcher.heartbeat_timestamp",
+            callbacks=[self._observe_heartbeat],
+            unit="s",
+            description="Unix time of the watcher's last turn with every informer alive",
+        )
+        meter.create_observable_gauge(
+            "instance_service.reconcile.last_success_timestamp",
+            callbacks=[self._observe_reconcile],
+            unit="s",
+            description="Unix time the last fleet reconcile succeeded (the watcher's, from the "
+            "store)",
+        )
+        meter.create_observable_gauge(
+            "instance_service.backup.age",
+            callbacks=[self._observe_backup_ages],
+            unit="s",
+            description="Seconds each scheduled instance has gone without a backup (the "
+            "watcher's, from the store)",
+        )
+        meter.create_observable_gauge(
+            "instance_service.backup.interval",
+            callbacks=[self._observe_backup_intervals],
+            unit="s",
+            description="Each scheduled instance's backup interval (its plan's every_hours)",
         )
 
     # -- commands ------------------------------------------------------------------------
@@ -164,22 +220,67 @@ class ServiceMetrics:
         if since_ready is not None:
             self._ready_to_event.record(max(since_ready, 0.0), attributes)
 
-    def watch_outbox(self, backlog: Callable[[], int | None]) -> None:
-        """Report the outbox backlog from this source (the latest one given wins)."""
+    def watch_outbox(self, source: OutboxSource) -> None:
+        """Report the outbox gauges from this source (the latest one given wins)."""
         with self._lock:
-            self._backlog_source = backlog
+            self._outbox = source
 
-    def unwatch_outbox(self, backlog: Callable[[], int | None]) -> None:
+    def unwatch_outbox(self, source: OutboxSource) -> None:
         """Stop reporting from this source, unless another has taken its place."""
         with self._lock:
-            if self._backlog_source == backlog:
-                self._backlog_source = None
+            if self._outbox is source:
+                self._outbox = None
 
     def _observe_backlog(self, _options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
-            source = self._backlog_source
+            source = self._outbox
+        value = source.backlog() if source is not None else None
+        return [] if value is None else [Observation(value)]
+
+    def _observe_oldest(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            source = self._outbox
+        value = source.oldest_age() if source is not None else None
+        return [] if value is None else [Observation(value)]
+
+    # -- the watcher and the fleet's routine work ------------------------------------------
+
+    def watch_heartbeat(self, heartbeat: Callable[[], float | None] | None) -> None:
+        """Report the watcher's heartbeat (unix time of its last healthy turn) from this source
+        (None: stop reporting it)."""
+        with self._lock:
+            self._heartbeat = heartbeat
+
+    def _observe_heartbeat(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            source = self._heartbeat
         value = source() if source is not None else None
         return [] if value is None else [Observation(value)]
+
+    def watch_fleet(self, source: FleetSource | None) -> None:
+        """Report the freshness gauges (reconcile, backups) from this source (None: stop)."""
+        with self._lock:
+            self._fleet = source
+
+    def _observe_reconcile(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            source = self._fleet
+        value = source.last_reconcile() if source is not None else None
+        return [] if value is None else [Observation(value)]
+
+    def _observe_backup_ages(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            source = self._fleet
+        if source is None:
+            return []
+        return [Observation(age, {INSTANCE_ID: i}) for i, age, _ in source.backup_ages()]
+
+    def _observe_backup_intervals(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            source = self._fleet
+        if source is None:
+            return []
+        return [Observation(every, {INSTANCE_ID: i}) for i, _, every in source.backup_ages()]
 
     def watch_certificates(self, remaining: Callable[[], list[tuple[str, str, float]]]) -> None:
         """Report certificates' remaining validity from this source: (instance, domain, s)."""

@@ -34,6 +34,7 @@ PROVISION = "odoo.instance.provision.v1"
 STOP = "odoo.instance.stop.v1"
 FAILED = "odoo.instance.command.failed.v1"
 BACKLOG = "instance_service.outbox.backlog"
+OLDEST = "instance_service.outbox.oldest_age"
 
 
 def test_success_retry_failure_and_poison_are_counted_by_type_and_outcome(
@@ -101,7 +102,10 @@ def test_success_retry_failure_and_poison_are_counted_by_type_and_outcome(
     assert grew(latency, **{EVENT_TYPE: "odoo.instance.provisioned.v1"}) == 1
     assert grew(latency, **{EVENT_TYPE: FAILED}) == 1
     assert grew("instance.ready_to_event") == 0
-    # The backlog gauge reports the running consumer's outbox: everything published.
+    # The outbox gauges report the running consumer's outbox: everything published, so
+    # nothing waits.
     assert after[(BACKLOG, frozenset())] == 0
+    assert after[(OLDEST, frozenset())] == 0
     # Once it stops, nothing is reported for it.
     assert attribute_sets(telemetry.snapshot(), BACKLOG) == []
+    assert attribute_sets(telemetry.snapshot(), OLDEST) == []

@@ -24,9 +24,13 @@ def _fill(engine: Engine, count: int) -> list[str]:
 
 
 def test_claims_come_oldest_first_and_published_ones_stay_done(engine: Engine) -> None:
-    ids = _fill(engine, 5)
     relay = OutboxRelayStore(engine)
+    assert relay.oldest_waiting() is None
+    ids = _fill(engine, 5)
     assert relay.backlog() == 5
+    oldest = relay.oldest_waiting()
+    assert oldest is not None
+    assert oldest.tzinfo is not None  # aware, on both databases
     first = relay.claim(limit=3)
     assert [p.event_id for p in first] == ids[:3]
     assert [p.seq for p in first] == sorted(p.seq for p in first)
@@ -34,6 +38,9 @@ def test_claims_come_oldest_first_and_published_ones_stay_done(engine: Engine) -
     assert first[0].exchange == "instance.events"
     relay.mark_published([p.event_id for p in first])
     assert relay.backlog() == 2
+    newer = relay.oldest_waiting()
+    assert newer is not None
+    assert newer >= oldest
     assert [p.event_id for p in relay.claim()] == ids[3:]
     assert relay.claim() == []  # the rest is claimed by this relay until its lease ends
 
