@@ -149,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("down", help="stop every process of the stack; data is kept")
     commands.add_parser("status", help="print each component's health and the URLs to use")
     commands.add_parser("env", help="print shell exports with the full URLs and kubeconfig")
-    commands.add_parser("build", help="build (or find cached) the control-plane binaries")
+    commands.add_parser(
+        "build", help="build (or find cached) the control plane, KEDA and Prometheus binaries"
+    )
     arguments = parser.parse_args(argv)
     layout = default_layout()
     try:
@@ -164,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "env":
             return env(layout)
         print(build_binaries())
+        print(Keda(layout).bin_dir)
+        print(Prometheus(layout).bin_dir)
         return 0
     except (StackError, credentials.CredentialsError) as error:
         print(f"devstack: {error}", file=sys.stderr)

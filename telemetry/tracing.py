@@ -26,11 +26,16 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_
 
 
 def service_resource(version: str) -> Resource:
-    """service.name, service.version and the pod's name, merged with OTEL_* attributes."""
+    """service.name, service.version, the pod's name and the process's instance id, merged with
+    OTEL_* attributes."""
+    pod = os.environ.get("POD_NAME")
     attributes = {
         SERVICE_NAME: "instance-service",
         SERVICE_VERSION: version,
-        "k8s.pod.name": os.environ.get("POD_NAME") or socket.gethostname(),
+        "k8s.pod.name": pod or socket.gethostname(),
+        # One per process: Prometheus' `instance` label. Without it every replica would write
+        # the same series over OTLP and the receiver refuses their samples as out of order.
+        "service.instance.id": pod or f"{socket.gethostname()}:{os.getpid()}",
     }
     return Resource.create(attributes)  # OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME win
 

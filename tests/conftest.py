@@ -21,7 +21,7 @@ from telemetry.tracing import configure_tracing
 from tests import stack
 from tests.telemetry_capture import Telemetry
 
-SERVICE_MARKERS = ("rabbitmq", "postgres", "k8s")
+SERVICE_MARKERS = ("rabbitmq", "postgres", "k8s", "keda", "prometheus")
 FAULT_TIMEOUT_SECONDS = 600
 """The bound of one fault test (pytest-timeout fails it past that), times FAULT_SCALE."""
 

@@ -22,7 +22,9 @@ from psycopg import sql
 from devstack import credentials
 from devstack.dns import KnotDns
 from devstack.httpcheck import get
+from devstack.keda import Keda
 from devstack.layout import default_layout
+from devstack.prometheus import Prometheus
 from devstack.seaweedfs import SeaweedFS
 from k8s.spec import INSTANCE_LABEL
 from objectstore.client import StorageRefusedError, StorageUnavailableError
@@ -88,6 +90,10 @@ def _problem(service: str) -> Unavailable | None:
     if service == "dns":
         dns_server = KnotDns(layout)
         return None if dns_server.health()[0].healthy else Unavailable("no answer for its zone")
+    if service in ("keda", "prometheus"):
+        component = Keda(layout) if service == "keda" else Prometheus(layout)
+        unhealthy = [h.detail for h in component.health() if not h.healthy]
+        return Unavailable("; ".join(unhealthy)) if unhealthy else None
     raise ValueError(service)
 
 
