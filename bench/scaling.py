@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -51,6 +52,7 @@ NAMESPACE = "instance-service"
 QUICK, LONG = "instance-service-quick", "instance-service-long"
 QUEUES = {QUICK: "instance-service.commands.quick", LONG: "instance-service.commands.long"}
 KEDA_SECRET = "instance-service-keda"  # noqa: S105 - the Secret's name, not a secret
+SERVICE_SECRET = "instance-service"  # noqa: S105 - the Secret's name
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,12 @@ class Cycle:
                     trigger["metadata"]["vhostName"] = self.vhost
         return documents
 
-    def install(self) -> None:
-        """KEDA's Secret (its user on this vhost), then the overlay, as deploy/README.md says."""
+    def install(self, amqp_url: str) -> None:
+        """The two Secrets deploy/README.md asks for (the service's, KEDA's user on this vhost),
+        then the overlay. KEDA reads the consumers' environment, the Secret included, to
+        resolve its triggers: without the Secret it makes no HPA."""
         secrets = credentials.load_or_create(self.layout)
+        found = credentials.endpoints(self.layout, secrets)
         quoted = urllib.parse.quote(self.vhost, safe="")
         management("PUT", f"permissions/{quoted}/{RABBITMQ_KEDA_USER}", _READ_NOTHING)
         ports = self.layout.ports
@@ -133,13 +138,13 @@ class Cycle:
         items = self.manifests()
         namespaces = [doc for doc in items if doc["kind"] == "Namespace"]
         self._apply(namespaces)
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": KEDA_SECRET, "namespace": NAMESPACE},
-            "stringData": {"host": host},
+        service = {
+            "INSTANCE_SERVICE_AMQP__URL": amqp_url,
+            "INSTANCE_SERVICE_STORE__URL": found.database_url,
+            "INSTANCE_SERVICE_STORE__TENANT_ADMIN_URL": found.postgres_admin_url,
         }
-        self._apply([secret, *[doc for doc in items if doc["kind"] != "Namespace"]])
+        made = [_secret(SERVICE_SECRET, service), _secret(KEDA_SECRET, {"host": host})]
+        self._apply([*made, *[doc for doc in items if doc["kind"] != "Namespace"]])
 
     def uninstall(self) -> None:
         """Remove what `install` applied but the namespaces (the Deployments' pods with them)."""
@@ -148,7 +153,9 @@ class Cycle:
         self.cluster.kubectl(
             "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=listing
         )
-        self.cluster.kubectl("delete", "secret", KEDA_SECRET, "-n", NAMESPACE, "--ignore-not-found")
+        self.cluster.kubectl(
+            "delete", "secret", KEDA_SECRET, SERVICE_SECRET, "-n", NAMESPACE, "--ignore-not-found"
+        )
 
     def _apply(self, items: list[dict[str, Any]]) -> None:
         listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
@@ -202,6 +209,15 @@ class Cycle:
 
 
 _READ_NOTHING = {"configure": "", "write": "", "read": ""}
+
+
+def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "stringData": data,
+    }
 
 
 def _management_get(path: str) -> Any:
@@ -263,9 +279,13 @@ def publish(amqp_url: str, messages: list[OutgoingMessage]) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
         for message in messages:
-            channel.basic_publish(
-                message.exchange, message.routing_key, message.body, message.properties
+            properties = pika.BasicProperties(
+                content_type=message.properties.content_type,
+                delivery_mode=message.properties.delivery_mode,
+                message_id=message.properties.message_id or "",
+                headers=dict(message.properties.headers),
             )
+            channel.basic_publish(message.exchange, message.routing_key, message.body, properties)
     finally:
         connection.close()
 
@@ -279,7 +299,7 @@ def run_cycle(api: client.ApiClient, amqp_url: str, vhost_name: str, engine: Eng
     the timeline of what KEDA and the HPA did meanwhile. Uninstalls at the end."""
     declare_on_broker(AmqpSettings(url=SecretStr(amqp_url)), _settings("all"))
     cycle = Cycle(api, vhost_name)
-    cycle.install()
+    cycle.install(amqp_url)
     try:
         cycle.mark("installed")
         cycle.until(lambda s: not any(s.replicas.values()), PHASE_SECONDS, "both at zero")
@@ -349,10 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     layout = default_layout()
     configuration = client.Configuration()
     config.load_kube_config(str(layout.kubeconfig), client_configuration=configuration)
-    engine = create_engine(StoreSettings(url=SecretStr("sqlite:///:memory:")))
-    upgrade(engine)
-    with client.ApiClient(configuration) as api, vhost("scaling") as (name, amqp_url):
+    with (
+        tempfile.TemporaryDirectory() as state,
+        client.ApiClient(configuration) as api,
+        vhost("scaling") as (name, amqp_url),
+    ):
+        engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{state}/state.db")))
+        upgrade(engine)
         timeline = run_cycle(api, amqp_url, name, engine)
+        engine.dispose()
     print(timeline.table())
     draw(timeline, args.png)
     print(f"drawn: {args.png}")

@@ -17,7 +17,12 @@ from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.resources import (
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    OTELResourceDetector,
+    Resource,
+)
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -37,7 +42,9 @@ def service_resource(version: str) -> Resource:
         # the same series over OTLP and the receiver refuses their samples as out of order.
         "service.instance.id": pod or f"{socket.gethostname()}:{os.getpid()}",
     }
-    return Resource.create(attributes)  # OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME win
+    # What the operator sets (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME) wins over these
+    # defaults: `Resource.create` alone would let the defaults win.
+    return Resource.create(attributes).merge(OTELResourceDetector().detect())
 
 
 def configure_tracing(

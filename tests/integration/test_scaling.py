@@ -42,7 +42,7 @@ def test_keda_scales_each_consumer_from_zero_with_its_backlog_and_back(
     quick_drain = timeline.mark("draining quick")
     long_drain = timeline.mark("draining long")
     # Idle before: nothing ran while the queues were empty.
-    before = [s for s in timeline.samples if s.seconds < published]
+    before = [s for s in timeline.samples if s.seconds <= published]
     assert before[-1].replicas == {QUICK: 0, LONG: 0}
     # Woken by KEDA from zero with nothing consuming yet, then raised by the HPA to the maximum.
     woke = timeline.first(lambda s: s.replicas[LONG] >= 1, after=published)

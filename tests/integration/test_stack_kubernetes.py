@@ -23,14 +23,14 @@ SELECTOR = "app.kubernetes.io/name=smoke"
 IMAGE = "odoo:18.0"
 
 
-def _deployment() -> client.V1Deployment:
+def _deployment(labels: dict[str, str] = LABELS) -> client.V1Deployment:
     return client.V1Deployment(
-        metadata=client.V1ObjectMeta(name="smoke", labels=LABELS),
+        metadata=client.V1ObjectMeta(name="smoke", labels=labels),
         spec=client.V1DeploymentSpec(
             replicas=1,
-            selector=client.V1LabelSelector(match_labels=LABELS),
+            selector=client.V1LabelSelector(match_labels=labels),
             template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=LABELS),
+                metadata=client.V1ObjectMeta(labels=labels),
                 spec=client.V1PodSpec(
                     containers=[
                         client.V1Container(
@@ -118,6 +118,28 @@ def test_deployment_pod_becomes_ready_and_its_service_gets_an_endpoint_slice(
     )
     assert deployment.status is not None
     assert deployment.status.ready_replicas == 1
+
+
+def test_the_services_own_deployment_pods_are_played_by_kwok_not_run_by_the_job_runner(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    """deploy/'s consumers (scaled by KEDA) carry the service's name label, as its Jobs' pods
+    do; only the Jobs' pods are run on the host."""
+    core, apps = client.CoreV1Api(k8s_api), client.AppsV1Api(k8s_api)
+    ours = {"app.kubernetes.io/name": "instance-service", "app.kubernetes.io/component": "x"}
+    apps.create_namespaced_deployment(namespace, _deployment(ours))
+
+    pod: client.V1Pod = watch_until(
+        core.list_namespaced_pod,
+        namespace,
+        lambda p: p.status is not None and _has_condition(p.status.conditions, "Ready"),
+        label_selector="app.kubernetes.io/component=x",
+    )
+    assert pod.status is not None
+    assert pod.status.phase == "Running"
+    assert pod.metadata is not None
+    run_log = default_layout().logs / "jobs" / f"{namespace}_{pod.metadata.name}.log"
+    assert not run_log.exists()
 
 
 def test_job_reaches_complete(k8s_api: client.ApiClient, namespace: str) -> None:
