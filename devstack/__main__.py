@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from devstack import credentials
-from devstack.component import Component, Health
+from devstack.component import Component
 from devstack.controlplane import ControlPlane, build_binaries
 from devstack.dns import INGRESS_ADDRESS, INGRESS_HOSTNAME, KnotDns
 from devstack.issuer import ISSUER_NAME
@@ -44,14 +44,21 @@ def up(layout: Layout, only: Sequence[str]) -> int:
     known = {c.name for c in components(layout)}
     if unknown := set(only) - known:
         raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {sorted(known)}")
+    waiting: set[str] = set()
     for component in components(layout):
         if only and component.name not in only:
+            continue
+        # KEDA and Prometheus on a new machine: built in the background, started when named.
+        deferred = getattr(component, "deferred", None)
+        if not only and deferred is not None and (reason := deferred()) is not None:
+            _say(f"{component.name}: {reason}")
+            waiting.add(component.name)
             continue
         started = time.monotonic()
         _say(f"{component.name}: starting")
         component.up()
         _say(f"{component.name}: ready in {time.monotonic() - started:.1f} s")
-    return status(layout)
+    return status(layout, waiting)
 
 
 def down(layout: Layout) -> int:
@@ -63,12 +70,18 @@ def down(layout: Layout) -> int:
     return 0
 
 
-def status(layout: Layout) -> int:
-    """Print each process's health and where to connect; exit 1 unless all are healthy."""
-    report: list[Health] = [h for c in components(layout) for h in c.health()]
-    width = max(len(h.name) for h in report)
-    for health in report:
+def status(layout: Layout, waiting: set[str] | None = None) -> int:
+    """Print each process's health and where to connect; exit 1 unless all are healthy (but
+    the `waiting` components, whose build runs in the background)."""
+    waiting = waiting or set()
+    report = [(c.name, h) for c in components(layout) for h in c.health()]
+    width = max(len(h.name) for _, h in report)
+    failing = False
+    for component, health in report:
         mark = "healthy  " if health.healthy else "UNHEALTHY"
+        if not health.healthy and component in waiting:
+            mark = "building "
+        failing = failing or (not health.healthy and component not in waiting)
         print(f"{health.name:<{width}}  {mark}  {health.detail}")
     found = credentials.endpoints(layout, credentials.load_or_create(layout))
     print()
@@ -80,7 +93,7 @@ def status(layout: Layout) -> int:
     print(f"prometheus:      {Prometheus(layout).url} (OTLP {Prometheus(layout).otlp_metrics_url})")
     print(f"state and logs:  {layout.home}")
     print("(passwords masked: `python -m devstack env` prints the full URLs as shell exports)")
-    return 0 if all(h.healthy for h in report) else 1
+    return 1 if failing else 0
 
 
 def service_env(layout: Layout) -> dict[str, str]:

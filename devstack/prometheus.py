@@ -17,7 +17,7 @@ import yaml
 
 from devstack import processes
 from devstack.component import Health
-from devstack.gobuild import build_module
+from devstack.gobuild import GoBuild
 from devstack.httpcheck import get
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout
 
@@ -28,16 +28,18 @@ EVALUATION_SECONDS = 1
 """How often the stack's Prometheus evaluates the rules (1 m is the usual; tests wait less)."""
 
 
+BUILD = GoBuild(
+    NAME,
+    "github.com/prometheus/prometheus",
+    "PROMETHEUS_VERSION",
+    ("prometheus=./cmd/prometheus", "promtool=./cmd/promtool"),
+    tags="remove_all_sd",
+)
+
+
 def build() -> Path:
-    """Build (or find cached) prometheus and promtool; their directory."""
-    return build_module(
-        NAME,
-        "github.com/prometheus/prometheus",
-        "PROMETHEUS_VERSION",
-        "prometheus=./cmd/prometheus",
-        "promtool=./cmd/promtool",
-        tags="remove_all_sd",
-    )
+    """Build (or find cached, or wait for) prometheus and promtool; their directory."""
+    return BUILD.build()
 
 
 def configuration(layout: Layout) -> dict[str, Any]:
@@ -74,6 +76,10 @@ class Prometheus:
         if self._bin_dir is None:
             self._bin_dir = build()
         return self._bin_dir
+
+    def deferred(self) -> str | None:
+        """Why `up` goes on without Prometheus for now (built in the background), or None."""
+        return BUILD.deferred()
 
     def _command(self) -> list[str]:
         return [
@@ -131,5 +137,6 @@ class Prometheus:
     def health(self) -> list[Health]:
         """Whether it answers ready."""
         running = processes.pid_of(self.layout, NAME) is not None
-        healthy, detail = self._probe() if running else (False, "not running")
+        idle = "not running" if BUILD.cached() else "not built yet"
+        healthy, detail = self._probe() if running else (False, idle)
         return [Health(NAME, running and healthy, detail)]

@@ -27,9 +27,17 @@ FAULT_TIMEOUT_SECONDS = 600
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that stop and restart the whole stack after all others; bound the time of
+    """Run the tests that stop and restart the whole stack after all others (before them, those
+    that need KEDA or Prometheus); bound the time of
     each fault test, so that a fault the service does not recover from fails instead of hanging."""
-    items.sort(key=lambda item: item.get_closest_marker("devstack_lifecycle") is not None)
+    # KEDA and Prometheus may still be building in the background on a new machine: their
+    # tests come last but for the lifecycle ones, and wait for the build.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("devstack_lifecycle") is not None,
+            any(item.get_closest_marker(m) is not None for m in ("keda", "prometheus")),
+        )
+    )
     scale = int(os.environ.get("FAULT_SCALE", "1"))
     for item in items:
         if item.get_closest_marker("fault") and not item.get_closest_marker("timeout"):

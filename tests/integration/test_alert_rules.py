@@ -3,7 +3,12 @@ deploy/monitoring/tests/), with the promtool built for the local stack."""
 
 import subprocess
 
+import pytest
+
 from devstack.prometheus import MONITORING, build
+
+# promtool comes with the stack's Prometheus (run last: it may still be building).
+pytestmark = pytest.mark.prometheus
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
