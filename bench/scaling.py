@@ -35,7 +35,6 @@ from consumers.topology import declare_on_broker
 from devstack import credentials
 from devstack.controlplane import ControlPlane
 from devstack.credentials import RABBITMQ_KEDA_USER
-from devstack.httpcheck import get
 from devstack.layout import LOOPBACK, REPO_ROOT, Layout, default_layout
 from handlers.results import Completed, HandlerContext, HandlerResult
 from messages.amqp import OutgoingMessage
@@ -179,7 +178,7 @@ class Cycle:
         """What KEDA counts: the queue's messages, ready and unacknowledged."""
         quoted = urllib.parse.quote(self.vhost, safe="")
         queue = urllib.parse.quote(QUEUES[name], safe="")
-        found: dict[str, Any] = _management_get(f"queues/{quoted}/{queue}")
+        found: dict[str, Any] = management("GET", f"queues/{quoted}/{queue}")
         return int(found.get("messages", 0))
 
     def sample(self) -> Sample:
@@ -218,18 +217,6 @@ def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": NAMESPACE},
         "stringData": data,
     }
-
-
-def _management_get(path: str) -> Any:
-    layout = default_layout()
-    found = credentials.endpoints(layout, credentials.load_or_create(layout))
-    status, body = get(
-        f"{found.rabbitmq_management_url}/api/{path}",
-        basic_auth=(found.rabbitmq_admin_user, found.rabbitmq_admin_password),
-    )
-    if status != 200:
-        raise RuntimeError(f"management API GET {path}: {status} {body[:200]}")
-    return json.loads(body)
 
 
 # -- the cycle -----------------------------------------------------------------------------

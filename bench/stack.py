@@ -103,8 +103,9 @@ def _endpoints() -> credentials.Endpoints:
     return credentials.endpoints(layout, credentials.load_or_create(layout))
 
 
-def management(method: str, path: str, body: object | None = None) -> None:
-    """Call RabbitMQ's management API as the stack's administrator."""
+def management(method: str, path: str, body: object | None = None) -> Any:
+    """Call RabbitMQ's management API as the stack's administrator; its decoded answer (None
+    when it has no body)."""
     found = _endpoints()
     request = urllib.request.Request(  # noqa: S310 - the stack's loopback URL
         f"{found.rabbitmq_management_url}/api/{path}",
@@ -114,8 +115,9 @@ def management(method: str, path: str, body: object | None = None) -> None:
     )
     token = f"{found.rabbitmq_admin_user}:{found.rabbitmq_admin_password}".encode()
     request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
-    with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-        pass
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        answer = response.read()
+    return json.loads(answer) if answer else None
 
 
 @contextmanager

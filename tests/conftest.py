@@ -4,6 +4,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,10 +13,15 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from psycopg import sql
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
 
 from devstack.credentials import RABBITMQ_SERVICE_USER
 from instance_service import __version__
 from k8s.tenancy import build_default_deny, build_tenant_namespace
+from store.database import create_engine
+from store.migrate import upgrade
+from store.settings import StoreSettings
 from telemetry.metrics import configure_metrics
 from telemetry.tracing import configure_tracing
 from tests import stack
@@ -136,6 +142,15 @@ def postgres_database() -> Iterator[str]:
     yield found.postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(found.postgres_admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """The service's own state on a migrated SQLite file (its default store)."""
+    engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 'state.db'}")))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

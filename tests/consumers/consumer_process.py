@@ -6,15 +6,17 @@ Prints `handling <command id>` when a handler starts and `stopped <signal>` at t
 """
 
 import sys
+from collections.abc import Mapping
 
 from pydantic import SecretStr
+from sqlalchemy.engine import Engine
 
 from consumers.health import Health
 from consumers.processing import Processor
 from consumers.relay import OutboxRelay
 from consumers.runtime import ConsumerRuntime
-from consumers.settings import AmqpSettings
-from handlers.results import HandlerContext, HandlerResult
+from consumers.settings import AmqpSettings, ConsumerSettings
+from handlers.results import Handler, HandlerContext, HandlerResult
 from messages.commands import AnyCommand
 from messages.settings import ContractSettings
 from store.database import create_engine
@@ -38,11 +40,17 @@ def main() -> None:
         return fake(command, context)
 
     settings = FAST.model_copy(update={"shutdown_grace_seconds": float(grace)})
+    name = serve(amqp_url, engine, {"odoo.instance.provision.v1": announced}, settings)
+    print(f"stopped {name}", flush=True)
+
+
+def serve(
+    amqp_url: str, engine: Engine, handlers: Mapping[str, Handler], settings: ConsumerSettings
+) -> str:
+    """A consumer with these handlers until a signal; prints `ready` once consuming; the
+    signal's name."""
     processor = Processor(
-        Ledger(engine, MACHINE),
-        registry_of({"odoo.instance.provision.v1": announced}),
-        settings,
-        ContractSettings(),
+        Ledger(engine, MACHINE), registry_of(handlers), settings, ContractSettings()
     )
     runtime = ConsumerRuntime(
         AmqpSettings(url=SecretStr(amqp_url)),
@@ -51,8 +59,7 @@ def main() -> None:
         OutboxRelay(OutboxRelayStore(engine)),
         Health(),
     )
-    name = runtime.run(on_ready=lambda: print("ready", flush=True))
-    print(f"stopped {name}", flush=True)
+    return runtime.run(on_ready=lambda: print("ready", flush=True))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,10 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from pika.spec import BasicProperties
-from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -20,12 +18,9 @@ from consumers.confirms import OnOutcome, Outcome
 from consumers.prompt_relay import PromptRelay
 from consumers.relay import OutboxRelay
 from messages.events import FleetReconciledData, FleetReconciledEvent
-from store.database import create_engine
 from store.ledger import Ledger, Record, enqueue
-from store.migrate import upgrade
 from store.outbox import Claim, OutboxRelayStore, PendingEvent
 from store.records import Outcome as Answered
-from store.settings import StoreSettings
 from tests.catalog import MACHINE
 from tests.store.conftest import command
 
@@ -58,11 +53,8 @@ class FakeLink:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 'state.db'}")))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(sqlite_engine: Engine) -> Engine:
+    return sqlite_engine
 
 
 def _record(engine: Engine, count: int) -> list[str]:

@@ -1,27 +1,19 @@
 """Lifecycle tests: the real broker, the real control plane, the real tenant PostgreSQL."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
-from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from store.database import create_engine
-from store.migrate import upgrade
-from store.settings import StoreSettings
 from tests import stack
 from tests.handlers.harness import Lifecycle, lifecycle
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+def engine(sqlite_engine: Engine) -> Engine:
     """The service's own state on SQLite (the default; both stores are proven in tests/store)."""
-    engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 'state.db'}")))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    return sqlite_engine
 
 
 @pytest.fixture

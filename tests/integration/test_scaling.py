@@ -5,35 +5,25 @@ queues -> KEDA wakes each Deployment and the HPA it made raises the replicas wit
 stays up (the queues scale apart); long drained -> long back to 0. The timeline (replicas and
 queue depth) is printed and drawn (bench/scaling.py, which runs the same cycle)."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
-from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from bench.scaling import LONG, LONG_MAX, QUICK, QUICK_COMMANDS, draw, run_cycle
-from store.database import create_engine
-from store.migrate import upgrade
-from store.settings import StoreSettings
 
 pytestmark = [pytest.mark.k8s, pytest.mark.rabbitmq, pytest.mark.keda]
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """The host-side consumer's state (SQLite, as the service's default)."""
-    engine = create_engine(StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 'state.db'}")))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def test_keda_scales_each_consumer_from_zero_with_its_backlog_and_back(
-    k8s_api: client.ApiClient, amqp_url: str, amqp_vhost: str, engine: Engine, tmp_path: Path
+    k8s_api: client.ApiClient,
+    amqp_url: str,
+    amqp_vhost: str,
+    sqlite_engine: Engine,
+    tmp_path: Path,
 ) -> None:
-    timeline = run_cycle(k8s_api, amqp_url, amqp_vhost, engine)
+    timeline = run_cycle(k8s_api, amqp_url, amqp_vhost, sqlite_engine)
     picture = tmp_path / "scaling.png"
     draw(timeline, picture)
     print(f"\n{timeline.table()}\ndrawn: {picture}")

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from store.freshness import RECONCILE_COMMAND, backup_ages, last_success
 from store.models import Backup, InboxEntry, Instance, Operation
-from tests.store.test_schedule import NOW, _backup, _instance
+from tests.store.test_schedule import NOW, _backup, _instance, stopped
 
 
 def _answer(command_id: str, command_type: str, outcome: str, age: timedelta) -> dict[str, Any]:
@@ -40,18 +40,6 @@ def test_the_last_succeeded_reconcile_is_the_newest_success_of_that_type(engine:
 
 
 def test_backup_ages_cover_the_instances_the_schedule_backs_up(engine: Engine) -> None:
-    stop = {
-        "id": "op-stop",
-        "instance_id": "stopped-changed",
-        "command_id": "stop-1",
-        "kind": "odoo.instance.stop.v1",
-        "state": "succeeded",
-        "step": "record",
-        "attempts": 1,
-        "result": {},
-        "created_at": NOW - timedelta(hours=3),
-        "updated_at": NOW - timedelta(hours=3),
-    }
     with engine.begin() as connection:
         connection.execute(
             insert(Instance),
@@ -74,7 +62,7 @@ def test_backup_ages_cover_the_instances_the_schedule_backs_up(engine: Engine) -
                 _backup("h", "held", "scheduled", timedelta(days=20)),
             ],
         )
-        connection.execute(insert(Operation), [stop])
+        connection.execute(insert(Operation), [stopped("stopped-changed", timedelta(hours=3))])
 
     ages = {age.instance_id: age for age in backup_ages(engine, NOW)}
 

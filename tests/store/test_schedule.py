@@ -48,6 +48,22 @@ def _backup(backup_id: str, instance_id: str, kind: str, age: timedelta) -> dict
     }
 
 
+def stopped(instance_id: str, age: timedelta) -> dict[str, Any]:
+    """The record of a stop that succeeded `age` ago: a change of the instance's data."""
+    return {
+        "id": f"op-stop-{instance_id}",
+        "instance_id": instance_id,
+        "command_id": f"stop-{instance_id}",
+        "kind": "odoo.instance.stop.v1",
+        "state": "succeeded",
+        "step": "record",
+        "attempts": 1,
+        "result": {},
+        "created_at": NOW - age,
+        "updated_at": NOW - age,
+    }
+
+
 def test_standings_and_expired_backups_in_two_queries(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(
@@ -68,23 +84,7 @@ def test_standings_and_expired_backups_in_two_queries(engine: Engine) -> None:
                 _backup("g-final", "gone", "final", timedelta(days=31)),
             ],
         )
-        connection.execute(
-            insert(Operation),
-            [
-                {
-                    "id": "op-stop",
-                    "instance_id": "stopped",
-                    "command_id": "stop-1",
-                    "kind": "odoo.instance.stop.v1",
-                    "state": "succeeded",
-                    "step": "record",
-                    "attempts": 1,
-                    "result": {},
-                    "created_at": NOW - timedelta(hours=3),
-                    "updated_at": NOW - timedelta(hours=3),
-                }
-            ],
-        )
+        connection.execute(insert(Operation), [stopped("stopped", timedelta(hours=3))])
 
     found = {standing.instance_id: standing for standing in standings(engine)}
     assert set(found) == {"running", "stopped", "held"}  # not the deleted one
