@@ -198,7 +198,7 @@ class Keda:
             processes.stop(self.layout, name)
 
     def health(self) -> list[Health]:
-        """Probe both processes and the APIService."""
+        """Probe both processes."""
         report = []
         for name in PROCESSES:
             running = processes.pid_of(self.layout, name) is not None
