@@ -20,6 +20,7 @@ def test_versions_are_pinned_in_one_file() -> None:
         "CERT_MANAGER_VERSION",
         "CYCLONUS_VERSION",
         "SEAWEEDFS_VERSION",
+        "PROMETHEUS_VERSION",
     }
     assert all(value.startswith("v") for value in versions.values())
 
