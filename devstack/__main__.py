@@ -6,19 +6,30 @@ import sys
 import time
 from collections.abc import Sequence
 
-from devstack import credentials
+from devstack import credentials, gobuild
 from devstack.component import Component
-from devstack.controlplane import ControlPlane, build_binaries
+from devstack.controlplane import BUILD as CONTROL_PLANE_BUILD
+from devstack.controlplane import ControlPlane
+from devstack.cyclonus import BUILD as CYCLONUS_BUILD
 from devstack.dns import INGRESS_ADDRESS, INGRESS_HOSTNAME, KnotDns
+from devstack.gobuild import GoBuild
 from devstack.issuer import ISSUER_NAME
+from devstack.keda import BUILD as KEDA_BUILD
 from devstack.keda import Keda
 from devstack.layout import LOOPBACK, Layout, default_layout
 from devstack.postgres import Postgres
 from devstack.processes import StackError, exclusive
+from devstack.prometheus import BUILD as PROMETHEUS_BUILD
 from devstack.prometheus import Prometheus
 from devstack.rabbitmq import RabbitMQ
+from devstack.seaweedfs import BUILD as SEAWEEDFS_BUILD
 from devstack.seaweedfs import SeaweedFS
 from telemetry.redaction import redact_url
+
+BUILDS = (CONTROL_PLANE_BUILD, SEAWEEDFS_BUILD, CYCLONUS_BUILD, PROMETHEUS_BUILD, KEDA_BUILD)
+"""Every Go build of the stack, in the order the tests need them (run last: KEDA's, Prometheus')."""
+BACKGROUND = (PROMETHEUS_BUILD, KEDA_BUILD)
+"""The builds `up` always leaves to the background: only their own tests need them."""
 
 
 def components(layout: Layout) -> list[Component]:
@@ -39,19 +50,30 @@ def _say(message: str) -> None:
     print(f"[devstack {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def up(layout: Layout, only: Sequence[str]) -> int:
-    """Start every (or the named) component; idempotent."""
+def up(layout: Layout, only: Sequence[str], defer: bool = False) -> int:
+    """Start every (or the named) component; idempotent.
+
+    Missing Go builds are made first, but KEDA's and Prometheus' (and with `defer`, all of
+    them) are left to one low-priority chain in the background, and their components to a later
+    `up` (named, or not deferring): the checks and tests that need none of them run meanwhile.
+    """
     known = {c.name for c in components(layout)}
     if unknown := set(only) - known:
         raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {sorted(known)}")
+    later: list[GoBuild] = []
+    if not only:
+        later = [b for b in BUILDS if not b.cached() and (defer or b in BACKGROUND)]
+        gobuild.start_in_background(later)
     waiting: set[str] = set()
     for component in components(layout):
         if only and component.name not in only:
             continue
-        # KEDA and Prometheus on a new machine: built in the background, started when named.
-        deferred = getattr(component, "deferred", None)
-        if not only and deferred is not None and (reason := deferred()) is not None:
-            _say(f"{component.name}: {reason}")
+        if missing := [b for b in component.builds if b in later]:
+            _say(
+                f"{component.name}: not built yet: building in the background at low priority "
+                f"(log {missing[0].log}); `python -m devstack up {component.name}` starts it "
+                "once built"
+            )
             waiting.add(component.name)
             continue
         started = time.monotonic()
@@ -154,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = commands.add_parser("up", help="start the stack (idempotent) and print its status")
     start.add_argument(
+        "--defer",
+        action="store_true",
+        help="start only what is built; build the rest in the background (what CI does)",
+    )
+    start.add_argument(
         "only",
         nargs="*",
         metavar="COMPONENT",
@@ -163,14 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("status", help="print each component's health and the URLs to use")
     commands.add_parser("env", help="print shell exports with the full URLs and kubeconfig")
     commands.add_parser(
-        "build", help="build (or find cached) the control plane, KEDA and Prometheus binaries"
+        "build", help="build (or find cached) every Go command of the stack, now, in order"
     )
     arguments = parser.parse_args(argv)
     layout = default_layout()
     try:
         if arguments.command == "up":
             with exclusive(layout):
-                return up(layout, arguments.only)
+                return up(layout, arguments.only, arguments.defer)
         if arguments.command == "down":
             with exclusive(layout):
                 return down(layout)
@@ -178,9 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status(layout)
         if arguments.command == "env":
             return env(layout)
-        print(build_binaries())
-        print(Keda(layout).bin_dir)
-        print(Prometheus(layout).bin_dir)
+        for build in BUILDS:
+            print(build.build())
         return 0
     except (StackError, credentials.CredentialsError) as error:
         print(f"devstack: {error}", file=sys.stderr)

@@ -22,6 +22,16 @@ fi
 command -v go >/dev/null || { echo "build-binaries: Go is required (https://go.dev) to build the control plane" >&2; exit 1; }
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 mkdir -p "$bin"
+# One build at a time (as devstack/build-module.sh): a second caller waits and takes its result.
+exec 9>"$bin.lock"
+if ! flock -n 9; then
+  echo "build-binaries: another build of the control plane is running: waiting for it" >&2
+  flock 9
+fi
+if [[ -f "$stamp" ]]; then
+  echo "$bin"
+  exit 0
+fi
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -24,7 +24,7 @@ say() { printf '[build-%s %s] %s\n' "$name" "$(date +%H:%M:%S)" "$*" >&2; }
 command -v go >/dev/null || { say "Go is required (https://go.dev)"; exit 1; }
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
 mkdir -p "$bin"
-# One build at a time per module and version: a second caller (a test, while bootstrap builds in
+# One build at a time per module and version: a second caller (a test, while `devstack up` builds in
 # the background) waits for the first and takes its result.
 exec 9>"$bin.lock"
 if ! flock -n 9; then

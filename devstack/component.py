@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from typing import Protocol
 
+from devstack.gobuild import GoBuild
+
 
 @dataclass(frozen=True)
 class Health:
@@ -17,6 +19,10 @@ class Component(Protocol):
     """A part of the stack; `up` and `down` are idempotent."""
 
     name: str
+
+    @property
+    def builds(self) -> tuple[GoBuild, ...]:
+        """What must be built before it starts (Go commands; none for Debian's packages)."""
 
     def up(self) -> None:
         """Start (if needed), wait until healthy, and configure."""

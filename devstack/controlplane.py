@@ -5,15 +5,17 @@ import base64
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import crds, processes
 from devstack.component import Health
+from devstack.gobuild import GoBuild
 from devstack.httpcheck import get
 from devstack.issuer import READY_FILE as ISSUER_READY
 from devstack.jobrunner import READY_FILE as JOB_RUNNER_READY
 from devstack.kwok_stages import kwok_config
-from devstack.layout import LOOPBACK, REPO_ROOT, Layout
+from devstack.layout import LOOPBACK, REPO_ROOT, Layout, read_versions
 from devstack.pki import FRONT_PROXY_CLIENT, ensure_pki
 from devstack.provisioner import STORAGE_CLASS, storage_class
 from k8s.tenancy import build_default_deny, build_tenant_namespace
@@ -40,24 +42,33 @@ PROCESSES = (
 )
 
 
-def build_binaries() -> Path:
-    """Build (or find cached) control-plane binaries; return their directory."""
-    script = REPO_ROOT / "devstack" / "build-binaries.sh"
-    try:
-        result = subprocess.run(
-            ["bash", str(script)], stdout=subprocess.PIPE, text=True, check=True
-        )  # build progress goes to our stderr
-    except subprocess.CalledProcessError as error:
-        raise processes.StackError(
-            f"building the control plane failed (exit {error.returncode})"
-        ) from error
-    return Path(result.stdout.strip().splitlines()[-1])
+@dataclass(frozen=True)
+class ControlPlaneBuild(GoBuild):
+    """etcd, kwok and Kubernetes' servers and kubectl, built together by
+    devstack/build-binaries.sh (Kubernetes' staging modules need a go.mod of their own)."""
+
+    @property
+    def version(self) -> str:
+        """The three pinned versions, as the cache directory names them."""
+        found = read_versions()
+        kubernetes, etcd, kwok = (
+            found[k] for k in ("KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION")
+        )
+        return f"{kubernetes}-etcd-{etcd}-kwok-{kwok}"
+
+    def argv(self) -> list[str]:
+        """The script, which prints the directory."""
+        return ["bash", str(REPO_ROOT / "devstack" / "build-binaries.sh")]
+
+
+BUILD = ControlPlaneBuild("k8s", "k8s.io/kubernetes", "KUBERNETES_VERSION", ())
 
 
 class ControlPlane:
     """The Kubernetes part of the stack, started in dependency order."""
 
     name = "kubernetes"
+    builds = (BUILD,)
 
     def __init__(self, layout: Layout, bin_dir: Path | None = None) -> None:
         self.layout = layout
@@ -68,7 +79,7 @@ class ControlPlane:
     def bin_dir(self) -> Path:
         """Where the built binaries are; builds them on first use."""
         if self._bin_dir is None:
-            self._bin_dir = build_binaries()
+            self._bin_dir = BUILD.build()
         return self._bin_dir
 
     # -- configuration -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Asks a real NetworkPolicy engine whether flows are allowed: cyclonus, built from the Go proxy.
 
 The local cluster has no network plugin, so nothing there enforces a NetworkPolicy. cyclonus
-(github.com/mattfenwick/cyclonus, built by devstack/build-cyclonus.sh) implements the
+(github.com/mattfenwick/cyclonus, built by devstack/build-module.sh) implements the
 NetworkPolicy semantics of Kubernetes' own conformance tests: given the policies, read from the
 cluster's API server by cyclonus itself, and flows (a source and a destination, each an address,
 and for a pod its namespace and labels, over a port), it says whether each flow is allowed. It is
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.layout import REPO_ROOT
+from devstack.gobuild import GoBuild
 
 VERDICT = re.compile(r"^\|\s*IS ALLOWED\?\s*\|\s*(TRUE|FALSE)\s*\|", re.MULTILINE)
 
@@ -56,11 +56,14 @@ class Flow:
     protocol: str = "TCP"
 
 
+BUILD = GoBuild(
+    "cyclonus", "github.com/mattfenwick/cyclonus", "CYCLONUS_VERSION", ("cyclonus=./cmd/cyclonus",)
+)
+
+
 def binary() -> Path:
     """The cyclonus binary; built from the Go module proxy on first use (cached by version)."""
-    script = REPO_ROOT / "devstack" / "build-cyclonus.sh"
-    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=True)
-    return Path(result.stdout.strip().splitlines()[-1])
+    return BUILD.build() / "cyclonus"
 
 
 def verdicts(kubeconfig: str, namespace: str, flows: list[Flow]) -> list[bool]:

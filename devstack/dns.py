@@ -85,6 +85,7 @@ class KnotDns:
     """Knot DNS on 127.0.0.1, serving the customers' test zone."""
 
     name = "dns"
+    builds = ()
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout

@@ -2,14 +2,17 @@
 outside the repository (devstack/build-module.sh does the work, one build per module and
 version at a time, and prints where they are).
 
-A build can run in the background at the lowest CPU priority: `devstack up` starts KEDA's and
-Prometheus' that way on a new machine and goes on without them, and whoever needs them later
-(`devstack up keda`, a test) waits for that build rather than starting another.
+Builds can run in the background at the lowest CPU priority, one after the other in the order
+they are needed: on a new machine `devstack up --defer` starts them and goes on without what
+they make, so that the checks and the tests that need none of it run meanwhile; whoever needs a
+build later (`devstack up NAME`, a test) waits for it rather than starting another.
 """
 
 import fcntl
 import os
+import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,19 @@ def cache_root() -> Path:
     """Where built binaries are kept (INSTANCE_SERVICE_CACHE, else ~/.cache/instance-service)."""
     configured = os.environ.get("INSTANCE_SERVICE_CACHE")
     return Path(configured) if configured else Path.home() / ".cache" / "instance-service"
+
+
+def _held(lock: Path) -> bool:
+    """Whether another process holds this lock file."""
+    if not lock.exists():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 @dataclass(frozen=True)
@@ -55,26 +71,18 @@ class GoBuild:
         return (self.directory / ".complete").exists()
 
     def building(self) -> bool:
-        """Whether a build of this module and version runs now (it holds the lock)."""
-        lock = self.directory.with_name(self.directory.name + ".lock")
-        if not lock.exists():
-            return False
-        with lock.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
+        """Whether a build of this module and version runs now (it holds the build's lock)."""
+        return _held(self.directory.with_name(self.directory.name + ".lock"))
 
-    def _argv(self) -> list[str]:
+    def argv(self) -> list[str]:
+        """The command that builds (or finds cached) and prints the directory."""
         return ["bash", str(SCRIPT), self.name, self.module, self.version, *self.targets]
 
     def build(self) -> Path:
         """Build (or find cached, or wait for the running build); the commands' directory."""
         try:
             result = subprocess.run(
-                self._argv(),
+                self.argv(),
                 stdout=subprocess.PIPE,
                 text=True,
                 check=True,
@@ -87,36 +95,41 @@ class GoBuild:
             ) from error
         return Path(result.stdout.strip().splitlines()[-1])
 
-    def start_in_background(self) -> None:
-        """Start the build detached, at the lowest CPU priority, logging to `log`."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        command = ["nice", "-n", "19", *self._argv()]
-        os.posix_spawnp(
-            command[0],
-            command,
-            {**os.environ, "BUILD_TAGS": self.tags},
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (
-                    os.POSIX_SPAWN_OPEN,
-                    1,
-                    str(self.log),
-                    os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                    0o644,
-                ),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,  # outlives `devstack up`
-        )
-
     def deferred(self) -> str | None:
-        """None when the commands are there; otherwise start a background build (unless one
-        runs) and say so: the caller goes on without them."""
+        """None when the commands are there; otherwise why the caller goes on without them."""
         if self.cached():
             return None
-        if not self.building():
-            self.start_in_background()
         return (
             f"not built yet: building in the background at low priority (log {self.log}); "
-            f"`python -m devstack up {self.name}` starts it once built"
+            f"`python -m devstack up` with its name starts it once built"
         )
+
+
+def start_in_background(builds: Sequence[GoBuild]) -> list[GoBuild]:
+    """Start the builds missing from the cache, detached, one after the other in this order, at
+    the lowest CPU priority, each logging to its `log`; return them. One such chain at a time:
+    while one runs (it holds a lock), none is started and nothing is returned."""
+    missing = [build for build in builds if not build.cached()]
+    lock = cache_root() / "bin" / "background-builds.lock"
+    if not missing or _held(lock):
+        return []
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    steps = [
+        f"BUILD_TAGS={shlex.quote(build.tags)} {shlex.join(build.argv())}"
+        f" >>{shlex.quote(str(build.log))} 2>&1"
+        for build in missing
+    ]
+    # Each step's failure is in its log; the next ones still run.
+    command = ["nice", "-n", "19", "flock", "-n", str(lock), "sh", "-c", "; ".join(steps)]
+    os.posix_spawnp(
+        command[0],
+        command,
+        dict(os.environ),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,  # outlives `devstack up`
+    )
+    return missing

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from devstack import processes
 from devstack.component import Health
+from devstack.controlplane import BUILD as CONTROL_PLANE_BUILD
 from devstack.controlplane import ControlPlane
 from devstack.gobuild import GoBuild
 from devstack.httpcheck import get
@@ -47,6 +48,7 @@ class Keda:
     """KEDA's operator and metrics API server, registered with the local API server."""
 
     name = "keda"
+    builds = (CONTROL_PLANE_BUILD, BUILD)
 
     def __init__(self, layout: Layout, control_plane: ControlPlane | None = None) -> None:
         self.layout = layout
@@ -60,10 +62,6 @@ class Keda:
         if self._bin_dir is None:
             self._bin_dir = BUILD.build()
         return self._bin_dir
-
-    def deferred(self) -> str | None:
-        """Why `up` goes on without KEDA for now (its build runs in the background), or None."""
-        return BUILD.deferred()
 
     def _env(self) -> dict[str, str]:
         return {

@@ -41,6 +41,7 @@ class Postgres:
     """One PostgreSQL cluster listening on 127.0.0.1 and a private Unix socket."""
 
     name = NAME
+    builds = ()
 
     def __init__(self, layout: Layout, credentials: Credentials) -> None:
         self.layout = layout

@@ -62,6 +62,7 @@ class Prometheus:
     """The stack's Prometheus."""
 
     name = NAME
+    builds = (BUILD,)
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -76,10 +77,6 @@ class Prometheus:
         if self._bin_dir is None:
             self._bin_dir = build()
         return self._bin_dir
-
-    def deferred(self) -> str | None:
-        """Why `up` goes on without Prometheus for now (built in the background), or None."""
-        return BUILD.deferred()
 
     def _command(self) -> list[str]:
         return [

@@ -26,6 +26,7 @@ class RabbitMQ:
     """One RabbitMQ node, a vhost and user for the service, and an administrator for tests."""
 
     name = NAME
+    builds = ()
 
     def __init__(self, layout: Layout, credentials: Credentials) -> None:
         self.layout = layout

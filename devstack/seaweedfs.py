@@ -1,14 +1,13 @@
 """SeaweedFS as the stack's object storage: `weed mini` (master, volume, filer and S3 gateway in
 one process) on loopback, its admin identity, and the backup and import buckets.
 
-Built from the Go module proxy by devstack/build-seaweedfs.sh and cached by version. The admin
+Built from the Go module proxy by devstack/build-module.sh and cached by version. The admin
 identity comes from the environment at start (SeaweedFS's own way for a first identity); with
 no identity at all its S3 API would be open to anyone, so it is always given one. Tenants'
 scoped users are made by the service through the IAM API on the same port
 (objectstore/access.py), and kept by the filer across restarts.
 """
 
-import subprocess
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -23,7 +22,8 @@ from devstack.credentials import (
     endpoints,
     load_or_create,
 )
-from devstack.layout import LOOPBACK, REPO_ROOT, Layout
+from devstack.gobuild import GoBuild
+from devstack.layout import LOOPBACK, Layout
 from objectstore.client import StorageRefusedError, StorageUnavailableError, s3_client
 from objectstore.settings import ObjectStorageSettings
 from objectstore.storage import BackupStorage
@@ -32,24 +32,16 @@ NAME = "seaweedfs"
 READY_SECONDS = 90.0
 
 
-def build() -> Path:
-    """Build (or find cached) `weed`; its path."""
-    script = REPO_ROOT / "devstack" / "build-seaweedfs.sh"
-    try:
-        result = subprocess.run(
-            ["bash", str(script)], stdout=subprocess.PIPE, text=True, check=True
-        )  # build progress goes to our stderr
-    except subprocess.CalledProcessError as error:
-        raise processes.StackError(
-            f"building SeaweedFS failed (exit {error.returncode})"
-        ) from error
-    return Path(result.stdout.strip().splitlines()[-1])
+BUILD = GoBuild(
+    "seaweedfs", "github.com/seaweedfs/seaweedfs", "SEAWEEDFS_VERSION", ("weed=./weed",)
+)
 
 
 class SeaweedFS:
     """The S3 API on 127.0.0.1, backed by a directory of the stack's data."""
 
     name = "objectstore"
+    builds = (BUILD,)
 
     def __init__(self, layout: Layout, credentials: Credentials) -> None:
         self.layout = layout
@@ -98,7 +90,7 @@ class SeaweedFS:
         """Start `weed mini` unless it runs, wait for its S3 API, make the backup and import
         buckets."""
         if processes.pid_of(self.layout, NAME) is None:
-            weed = build()
+            weed = BUILD.build() / "weed"
             ports = self.layout.ports
             for port in (ports.s3, ports.seaweed_master, ports.seaweed_volume, ports.seaweed_filer):
                 processes.ensure_port_free(port, "SeaweedFS")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
-# Debian packages (RabbitMQ, PostgreSQL, openssl, python3-venv), uv in a tools virtualenv, the
-# project's locked virtualenv (.venv), and the control-plane, NetworkPolicy simulator and object
-# storage binaries (built from the Go module proxy, cached by version; KEDA's and Prometheus'
-# are started by `devstack up`, in the background).
+# Debian packages (RabbitMQ, PostgreSQL, Knot, openssl, python3-venv, npm), uv in a tools
+# virtualenv, the project's locked virtualenv (.venv) and the AsyncAPI parser. The stack's Go
+# commands (control plane, object storage, NetworkPolicy simulator, Prometheus, KEDA) are built
+# from the Go module proxy by `devstack up` (or `devstack build`), cached by version.
 # Afterwards everything runs from .venv/bin.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,9 +53,4 @@ if [[ ! -d tools/asyncapi-check/node_modules/@asyncapi/parser ]]; then
   npm ci --prefix tools/asyncapi-check --silent --no-audit --no-fund
 fi
 
-command -v go >/dev/null || { say "Go is needed to build the control plane (1.26+)"; exit 1; }
-say "control-plane binaries: $(bash devstack/build-binaries.sh)"
-say "NetworkPolicy simulator: $(bash devstack/build-cyclonus.sh)"
-say "object storage (SeaweedFS): $(bash devstack/build-seaweedfs.sh)"
-# KEDA and Prometheus: `devstack up` builds them in the background at low priority when they
-# are missing (the tests that need them run last and wait); `devstack build` builds all now.
+command -v go >/dev/null || { say "Go is needed to build the local stack (1.26+)"; exit 1; }

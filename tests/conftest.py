@@ -27,23 +27,33 @@ from telemetry.tracing import configure_tracing
 from tests import stack
 from tests.telemetry_capture import Telemetry
 
-SERVICE_MARKERS = ("rabbitmq", "postgres", "k8s", "keda", "prometheus")
+SERVICE_MARKERS = ("rabbitmq", "postgres", "k8s", "objectstore", "keda", "prometheus")
 FAULT_TIMEOUT_SECONDS = 600
 """The bound of one fault test (pytest-timeout fails it past that), times FAULT_SCALE."""
 
 
+CLUSTER_FIXTURES = frozenset({"k8s_api", "namespace", "tenant_namespace"})
+
+
+def _stage(item: pytest.Item) -> tuple[bool, bool, bool, bool]:
+    """When a test runs: first those needing no Go-built part of the stack, then the cluster's
+    (control plane, object storage), then Prometheus', KEDA's, and the lifecycle ones last."""
+
+    def marked(name: str) -> bool:
+        return item.get_closest_marker(name) is not None
+
+    cluster = marked("k8s") or marked("objectstore")
+    cluster = cluster or not CLUSTER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+    return (marked("devstack_lifecycle"), marked("keda"), marked("prometheus"), cluster)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that stop and restart the whole stack after all others (before them, those
-    that need KEDA or Prometheus); bound the time of
-    each fault test, so that a fault the service does not recover from fails instead of hanging."""
-    # KEDA and Prometheus may still be building in the background on a new machine: their
-    # tests come last but for the lifecycle ones, and wait for the build.
-    items.sort(
-        key=lambda item: (
-            item.get_closest_marker("devstack_lifecycle") is not None,
-            any(item.get_closest_marker(m) is not None for m in ("keda", "prometheus")),
-        )
-    )
+    """Order the tests by `_stage`; bound the time of each fault test, so that a fault the
+    service does not recover from fails instead of hanging."""
+    # On a new machine CI starts only what is built and builds the rest in the background, in
+    # this order (`devstack up --defer`): the tests that need a build wait for it (tests/stack.py),
+    # while those that need none ran meanwhile. Lifecycle tests stop and restart the whole stack.
+    items.sort(key=_stage)
     scale = int(os.environ.get("FAULT_SCALE", "1"))
     for item in items:
         if item.get_closest_marker("fault") and not item.get_closest_marker("timeout"):

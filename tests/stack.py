@@ -13,6 +13,7 @@ import sys
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,45 +77,62 @@ def _problem(service: str) -> Unavailable | None:
         except psycopg.Error as error:
             return Unavailable(str(error).strip())
     if service == "k8s":
-        pki = layout.pki
-        status, body = get(
-            f"https://127.0.0.1:{layout.ports.apiserver}/readyz",
-            ca_file=pki / "ca.crt",
-            client_cert=(pki / "admin.crt", pki / "admin.key"),
-        )
-        return None if status == 200 else Unavailable(f"apiserver /readyz answered {status} {body}")
+        return _started(layout, service, _api_server_problem)
     if service == "objectstore":
-        try:
-            SeaweedFS(layout, credentials.load_or_create(layout)).storage().ensure_bucket()
-        except (StorageUnavailableError, StorageRefusedError) as error:
-            return Unavailable(str(error))
-        return None
+        return _started(layout, service, _storage_problem)
     if service == "dns":
         dns_server = KnotDns(layout)
         return None if dns_server.health()[0].healthy else Unavailable("no answer for its zone")
     if service in ("keda", "prometheus"):
-        return _operated(layout, service)
+        return _started(layout, service, _health_problem(service))
     raise ValueError(service)
 
 
-def _operated(layout: Layout, service: str) -> Unavailable | None:
-    """KEDA or Prometheus, healthy; on a new machine `devstack up` leaves them to a background
-    build (tests needing them run last): wait for it, then start them as `devstack up keda
-    prometheus` does."""
-    component = Keda(layout) if service == "keda" else Prometheus(layout)
-    if all(h.healthy for h in component.health()):
-        return None
-    if component.deferred() is not None:
-        component.bin_dir  # noqa: B018 - waits for the background build (or builds)
-    started = subprocess.run(
-        [sys.executable, "-m", "devstack", "up", component.name],
-        capture_output=True,
-        text=True,
-        check=False,
+def _api_server_problem(layout: Layout) -> Unavailable | None:
+    pki = layout.pki
+    if not (pki / "admin.crt").exists():
+        return Unavailable(f"the control plane was never started from {layout.home}")
+    status, body = get(
+        f"https://127.0.0.1:{layout.ports.apiserver}/readyz",
+        ca_file=pki / "ca.crt",
+        client_cert=(pki / "admin.crt", pki / "admin.key"),
     )
-    unhealthy = [h.detail for h in component.health() if not h.healthy]
-    if unhealthy:
-        return Unavailable(f"{'; '.join(unhealthy)}\n{started.stderr[-2000:]}")
+    return None if status == 200 else Unavailable(f"apiserver /readyz answered {status} {body}")
+
+
+def _storage_problem(layout: Layout) -> Unavailable | None:
+    try:
+        SeaweedFS(layout, credentials.load_or_create(layout)).storage().ensure_bucket()
+    except (StorageUnavailableError, StorageRefusedError) as error:
+        return Unavailable(str(error))
+    return None
+
+
+def _health_problem(service: str) -> Callable[[Layout], Unavailable | None]:
+    def problem(layout: Layout) -> Unavailable | None:
+        component = Keda(layout) if service == "keda" else Prometheus(layout)
+        unhealthy = [h.detail for h in component.health() if not h.healthy]
+        return Unavailable("; ".join(unhealthy)) if unhealthy else None
+
+    return problem
+
+
+def _started(
+    layout: Layout, service: str, problem: Callable[[Layout], Unavailable | None]
+) -> Unavailable | None:
+    """A Go-built part of the stack, healthy. On a new machine `devstack up --defer` (CI) leaves
+    them to background builds and the tests that need them run last: start them as `devstack
+    up` does (which waits for the builds): the control plane and object storage together, as
+    the cluster's tests use both, KEDA and Prometheus by name."""
+    if problem(layout) is None:
+        return None
+    command = [sys.executable, "-m", "devstack", "up"]
+    if service in ("keda", "prometheus"):
+        command.append(service)
+    started = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = problem(layout)
+    if found is not None:
+        return Unavailable(f"{found.reason}\n{started.stderr[-2000:]}")
     return None
 
 
@@ -181,7 +199,7 @@ def tenants_in_use(names: set[str]) -> set[str]:
     A test's namespace is deleted when the test ends, so a finished session's tenants are never
     among them. Without the control plane nothing can tell: none (they are all dropped).
     """
-    if not names or _problem("k8s") is not None:
+    if not names or _api_server_problem(default_layout()) is not None:
         return set()
     configuration = client.Configuration()
     config.load_kube_config(
