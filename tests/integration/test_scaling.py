@@ -22,11 +22,13 @@ def test_keda_scales_each_consumer_from_zero_with_its_backlog_and_back(
     amqp_vhost: str,
     sqlite_engine: Engine,
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     timeline = run_cycle(k8s_api, amqp_url, amqp_vhost, sqlite_engine)
     picture = tmp_path / "scaling.png"
     draw(timeline, picture)
-    print(f"\n{timeline.table()}\ndrawn: {picture}")
+    with capsys.disabled():  # in every run's output (CI's too), not only a failing one's
+        print(f"\n{timeline.table()}\ndrawn: {picture}")
 
     published = timeline.mark("published")
     quick_drain = timeline.mark("draining quick")
@@ -38,7 +40,8 @@ def test_keda_scales_each_consumer_from_zero_with_its_backlog_and_back(
     woke = timeline.first(lambda s: s.replicas[LONG] >= 1, after=published)
     assert woke is not None
     assert woke < quick_drain
-    print(f"long woken {woke - published:.1f} s after the backlog was published")
+    with capsys.disabled():
+        print(f"long woken {woke - published:.1f} s after the backlog was published")
     assert timeline.first(lambda s: s.replicas[LONG] == LONG_MAX, after=published) is not None
     assert max(s.replicas[LONG] for s in timeline.samples) == LONG_MAX  # never above it
     assert timeline.first(lambda s: s.replicas[QUICK] == -(-QUICK_COMMANDS // 10)) is not None
