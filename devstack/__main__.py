@@ -71,7 +71,7 @@ def up(layout: Layout, only: Sequence[str], defer: bool = False) -> int:
         if missing := [b for b in component.builds if b in later]:
             _say(
                 f"{component.name}: not built yet: building in the background at low priority "
-                f"(log {missing[0].log}); `python -m devstack up {component.name}` starts it "
+                f"(log {missing[-1].log}); `python -m devstack up {component.name}` starts it "
                 "once built"
             )
             waiting.add(component.name)

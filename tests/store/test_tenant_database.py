@@ -151,6 +151,7 @@ def test_the_maintenance_databases_are_closed_to_tenants_on_the_local_stack(
     assert tenants.open_maintenance_databases() == []
 
 
+@pytest.mark.k8s  # `consume --check` reaches the cluster before it looks at PostgreSQL's grants
 def test_consume_refuses_to_start_while_public_may_connect_and_says_what_to_run(
     tenants: TenantDatabases, public_may_connect_to_postgres: None, tmp_path: Path
 ) -> None:
