@@ -44,8 +44,8 @@ def _healthy(status: subprocess.CompletedProcess[str]) -> dict[str, str]:
     }
 
 
-def _live_processes() -> dict[int, tuple[int, str]]:
-    """pid -> (session id, command line) of every process that is not a zombie."""
+def _live_processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, session id, command line) of every process that is not a zombie."""
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -57,7 +57,17 @@ def _live_processes() -> dict[int, tuple[int, str]]:
             continue  # exited while we looked
         fields = stat[stat.rindex(")") + 2 :].split()
         if fields[0] != "Z":  # a zombie is dead, waiting for a parent that may never reap it
-            found[int(proc.name)] = (int(fields[3]), cmdline.strip())
+            found[int(proc.name)] = (int(fields[1]), int(fields[3]), cmdline.strip())
+    return found
+
+
+def _ancestors(live: dict[int, tuple[int, int, str]]) -> set[int]:
+    """This test's process and those that started it: the command that runs the tests may name
+    the stack's home (`bash -c "DEVSTACK_HOME=... bash .ci/run"`) and is not the stack's."""
+    found, pid = set(), os.getpid()
+    while pid in live and pid not in found:
+        found.add(pid)
+        pid = live[pid][0]
     return found
 
 
@@ -75,10 +85,12 @@ def _stack_sessions() -> set[int]:
 def _left_behind(sessions: set[int]) -> list[str]:
     layout = default_layout()
     markers = (str(layout.home), str(layout.postgres_home))
+    live = _live_processes()
+    ours = _ancestors(live)
     return [
         f"{pid} {cmdline[:120]}"
-        for pid, (session, cmdline) in _live_processes().items()
-        if session in sessions or any(marker in cmdline for marker in markers)
+        for pid, (_, session, cmdline) in live.items()
+        if pid not in ours and (session in sessions or any(marker in cmdline for marker in markers))
     ]
 
 
