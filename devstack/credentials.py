@@ -3,6 +3,7 @@
 import json
 import os
 import secrets
+import string
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
@@ -37,8 +38,14 @@ class Credentials:
     """The Tink keyset that seals the stack's backups."""
 
 
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+"""Letters and digits only: a password is an argument to command-line tools (rabbitmqctl reads
+one starting with `-` as options) and part of URLs, where it needs no quoting this way."""
+PASSWORD_LENGTH = 24  # about 143 bits
+
+
 def _password() -> str:
-    return secrets.token_urlsafe(18)
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
 GENERATORS: dict[str, Callable[[], str]] = {

@@ -5,6 +5,7 @@ import os
 import pwd
 import shutil
 import signal
+from collections.abc import Collection
 from pathlib import Path
 
 from devstack import processes
@@ -92,8 +93,9 @@ class Postgres:
             return list(argv)
         return ["runuser", "-u", self.user, "--", *argv]
 
-    def psql(self, sql: str, database: str = "postgres") -> str:
-        """Run SQL as the cluster's superuser over the private socket."""
+    def psql(self, sql: str, database: str = "postgres", hidden: Collection[str] = ()) -> str:
+        """Run SQL as the cluster's superuser over the private socket; `hidden` (passwords in
+        the SQL) is masked in its errors, which may quote the statement."""
         return processes.run(
             self._as_user(
                 str(_bin_dir() / "psql"),
@@ -114,6 +116,7 @@ class Postgres:
             ),
             stdin=sql,  # on stdin, so passwords never show in the process list
             what="psql",
+            hidden=hidden,
         )
 
     def _ready(self) -> bool:
@@ -193,7 +196,9 @@ class Postgres:
             f"SELECT 1 FROM pg_roles WHERE rolname = {_literal(role)}"  # noqa: S608 - quoted by _literal
         ).strip()
         verb = "ALTER" if found else "CREATE"
-        self.psql(f'{verb} ROLE "{role}" WITH {options} PASSWORD {_literal(password)}')
+        self.psql(
+            f'{verb} ROLE "{role}" WITH {options} PASSWORD {_literal(password)}', hidden=(password,)
+        )
 
     def down(self) -> None:
         """Fast shutdown: roll back open transactions and stop."""

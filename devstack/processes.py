@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from devstack.layout import LOOPBACK, Layout
@@ -181,8 +181,13 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
     what: str,
+    hidden: Collection[str] = (),
 ) -> str:
-    """Run a short command to completion; raise StackError with its output if it fails."""
+    """Run a short command to completion; raise StackError with its output if it fails.
+
+    Each of `hidden` (passwords in the arguments or on stdin) is masked in the error: tools echo
+    their arguments or input when they fail, and the error reaches logs and CI output.
+    """
     try:
         result = subprocess.run(
             list(argv),
@@ -194,11 +199,19 @@ def run(
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise StackError(f"{what}: {error}") from error
+        # `from None`: a timeout's own message (and so a chained traceback) lists the arguments.
+        raise StackError(_masked(f"{what}: {error}", hidden)) from None
     if result.returncode != 0:
         output = (result.stderr or result.stdout).strip()
-        raise StackError(f"{what} failed (exit {result.returncode}): {output}")
+        raise StackError(_masked(f"{what} failed (exit {result.returncode}): {output}", hidden))
     return result.stdout
+
+
+def _masked(text: str, hidden: Collection[str]) -> str:
+    for secret in sorted(hidden, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "<hidden>")
+    return text
 
 
 def ensure_port_free(port: int, what: str) -> None:

@@ -3,6 +3,7 @@
 
 import contextlib
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from devstack import processes
@@ -66,12 +67,13 @@ class RabbitMQ:
         )
         (self.base / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_prometheus].\n")
 
-    def ctl(self, *args: str) -> str:
-        """Run rabbitmqctl against this node."""
+    def ctl(self, *args: str, hidden: Collection[str] = ()) -> str:
+        """Run rabbitmqctl against this node; `hidden` arguments are masked in its errors."""
         return processes.run(
             [str(SBIN / "rabbitmqctl"), "-n", NODE, *args],
             env=self.env(),
             what=f"rabbitmqctl {' '.join(args[:1])}",
+            hidden=hidden,
         )
 
     def start(self) -> None:
@@ -113,17 +115,23 @@ class RabbitMQ:
             (RABBITMQ_SERVICE_USER, self.credentials.rabbitmq_service, ""),
             (RABBITMQ_KEDA_USER, self.credentials.rabbitmq_keda, "monitoring"),
         ):
-            if user in users:
-                self.ctl("change_password", user, password)
-            else:
-                self.ctl("add_user", user, password)
-            self.ctl("set_user_tags", user, *([tags] if tags else []))
+            self.ensure_user(user, password, tags, exists=user in users)
         if RABBITMQ_VHOST not in self.ctl("list_vhosts", "--quiet", "--no-table-headers").split():
             self.ctl("add_vhost", RABBITMQ_VHOST)
         for user in (RABBITMQ_ADMIN_USER, RABBITMQ_SERVICE_USER):
             self.ctl("set_permissions", "-p", RABBITMQ_VHOST, user, ".*", ".*", ".*")
         # KEDA only reads queue lengths: access to the vhost, no permission on its resources.
         self.ctl("set_permissions", "-p", RABBITMQ_VHOST, RABBITMQ_KEDA_USER, "", "", "")
+
+    def ensure_user(self, user: str, password: str, tags: str, *, exists: bool) -> None:
+        """Create the user, or set its password, and set its tags.
+
+        `--` ends the options: a password starting with `-` (an older stack's credentials file
+        may hold one) would otherwise be read as options and refused.
+        """
+        verb = "change_password" if exists else "add_user"
+        self.ctl(verb, "--", user, password, hidden=(password,))
+        self.ctl("set_user_tags", "--", user, *([tags] if tags else []))
 
     def stop(self) -> None:
         """Stop the node cleanly (messages on disk survive) and the port mapper it started."""

@@ -2,11 +2,12 @@
 
 import json
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from devstack import credentials
+from devstack import credentials, processes
 from devstack.layout import Layout, default_layout, read_versions
 
 
@@ -32,6 +33,49 @@ def test_credentials_are_generated_once_and_private(tmp_path: Path) -> None:
     assert first == again
     assert len({first.rabbitmq_admin, first.rabbitmq_service, first.postgres_admin}) == 3
     assert stat.S_IMODE(layout.credentials.stat().st_mode) == 0o600
+
+
+def test_generated_passwords_are_letters_and_digits(tmp_path: Path) -> None:
+    # A password starting with `-` made rabbitmqctl read it as options and `devstack up` fail.
+    made = credentials.load_or_create(Layout(home=tmp_path))
+    passwords = [made.rabbitmq_admin, made.rabbitmq_service, made.rabbitmq_keda]
+    passwords += [made.postgres_admin, made.postgres_service, made.s3_admin]
+    passwords += [credentials.GENERATORS["rabbitmq_keda"]() for _ in range(500)]
+    assert all(len(password) == credentials.PASSWORD_LENGTH for password in passwords)
+    assert set("".join(passwords)) <= set(credentials.PASSWORD_ALPHABET)
+    assert "-" not in credentials.PASSWORD_ALPHABET
+
+
+def test_a_failing_command_shows_its_output_with_the_hidden_arguments_masked() -> None:
+    # sh echoes its arguments and stdin to stderr, as rabbitmqctl and psql do when they refuse.
+    secret = "-Secret0therwise-in-the-log"
+    with pytest.raises(processes.StackError) as failed:
+        processes.run(
+            ["sh", "-c", 'echo "refused: $0 $1"; cat; exit 64', "add_user", secret],
+            stdin=f"PASSWORD '{secret}'",
+            what="tool add_user",
+            hidden=(secret,),
+        )
+    message = str(failed.value)
+    assert secret not in message
+    assert message.startswith("tool add_user failed (exit 64): refused: add_user <hidden>")
+    assert "PASSWORD '<hidden>'" in message
+
+
+def test_a_command_timing_out_does_not_show_hidden_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "Secret0timed0out"
+
+    def too_slow(argv: list[str], **_: object) -> None:
+        raise subprocess.TimeoutExpired(argv, 180)
+
+    monkeypatch.setattr(subprocess, "run", too_slow)
+    with pytest.raises(processes.StackError) as failed:
+        processes.run(["tool", "change_password", secret], what="tool", hidden=(secret,))
+    assert "timed out" in str(failed.value)
+    assert secret not in str(failed.value)
+    assert failed.value.__suppress_context__
 
 
 def test_a_credential_added_later_is_made_for_a_stack_made_before_it(tmp_path: Path) -> None:
